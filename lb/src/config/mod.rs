@@ -1,0 +1,5 @@
+//! Configuration: TOML text in, a validated [`Config`] out.
+
+mod model;
+
+pub use model::*;

@@ -1,0 +1,204 @@
+//! The validated configuration: what the rest of the daemon consumes.
+//!
+//! Every value here has been checked by [`super::validate`]; code that holds a
+//! [`Config`] never re-checks names, addresses or ranges. Defaults are filled
+//! in, so no `Option` means "use the default" past this point.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// A complete, checked configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub admin: Admin,
+    pub frontends: Vec<Frontend>,
+    pub backends: Vec<Backend>,
+    pub vrrp: Vec<VrrpInstance>,
+    pub tuning: Tuning,
+}
+
+impl Config {
+    pub fn backend(&self, name: &str) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+    pub fn frontend(&self, name: &str) -> Option<&Frontend> {
+        self.frontends.iter().find(|f| f.name == name)
+    }
+}
+
+/// `[admin]`: the HTTP endpoint for /metrics and /status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    /// `None` when the operator set `listen = ""` to disable the endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[tuning]`: process-wide knobs an operator rarely touches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuning {
+    /// Requested size of each splice pipe, in bytes (F_SETPIPE_SZ).
+    pub pipe_size: usize,
+    /// Upper bound on pipes kept in the idle pool.
+    pub pipe_pool_max: usize,
+    /// Use splice(2); when false (or unsupported) bytes are copied in user space.
+    pub splice: bool,
+    /// How long SIGTERM waits for open connections before exiting.
+    pub shutdown_grace: Duration,
+    /// Kernel accept backlog of every listener.
+    pub backlog: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    None,
+    V1,
+    V2,
+}
+
+/// `[[frontend]]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frontend {
+    pub name: String,
+    /// One listening socket per address, IPv4 and IPv6 mixed freely.
+    pub listen: Vec<SocketAddr>,
+    /// Name of a backend that exists in the same config.
+    pub backend: String,
+    pub max_connections: Option<usize>,
+    pub proxy_protocol: ProxyProtocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+    Maglev,
+    RandomTwo,
+}
+
+impl Balance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConnections => "least-connections",
+            Balance::Maglev => "maglev",
+            Balance::RandomTwo => "random-two",
+        }
+    }
+}
+
+/// `[[backend]]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub name: String,
+    pub balance: Balance,
+    /// Size of the Maglev lookup table (prime); only used by `maglev`.
+    pub maglev_table_size: usize,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Further attempts, each on another server, after a failed connect.
+    pub retries: u32,
+    /// `None`: no active checks; failed connects still count passively.
+    pub health_check: Option<HealthCheck>,
+    /// Consecutive failures that take a server down (passive observation
+    /// uses this even without active checks).
+    pub fall: u32,
+    /// Consecutive successes that bring a server back up.
+    pub rise: u32,
+    pub servers: Vec<Server>,
+}
+
+/// One server of a backend. Identity across reloads is (backend name, address).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Defaults to the address as written.
+    pub name: String,
+    pub address: SocketAddr,
+    /// 0 drains: no new connections, existing ones continue.
+    pub weight: u32,
+    /// Used only while no non-backup server is up.
+    pub backup: bool,
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// State of a server before its first check completes.
+    pub initial_state: InitialState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    /// Takes no traffic until its first check succeeds (the default).
+    Down,
+    /// Takes traffic at once; a failing first check takes it down.
+    Up,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// The TCP handshake completes.
+    Tcp,
+    /// Write `send`, then the reply must start with `expect`.
+    SendExpect { send: Vec<u8>, expect: Vec<u8> },
+    /// `GET path` with `Host: host`; the status must lie in `expect_status`.
+    Http {
+        path: String,
+        host: String,
+        expect_status: std::ops::RangeInclusive<u16>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// IPv4 pseudo-header included (keepalived, FRR). The default.
+    PseudoHeader,
+    /// Over the VRRP message alone (RFC 9568 §5.2.8; Cisco, Juniper).
+    MessageOnly,
+}
+
+/// `[[vrrp]]`: one virtual router.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpInstance {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    pub advert_interval: Duration,
+    /// 2 or 3; 2 implies IPv4.
+    pub version: u8,
+    pub family: IpFamily,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub accept_mode: bool,
+    /// Virtual addresses with their prefix length, all of `family`.
+    pub addresses: Vec<(IpAddr, u8)>,
+    pub track: Vec<Track>,
+    pub unicast_peers: Vec<IpAddr>,
+    pub virtual_mac: bool,
+    pub notify: Option<String>,
+    /// IPv4 v3 checksum form to send.
+    pub checksum_mode: ChecksumMode,
+    /// Gratuitous ARP / unsolicited NA: how many after becoming master, and spacing.
+    pub garp_count: u32,
+    pub garp_interval: Duration,
+    /// Periodic re-announcement while master; `None` disables it.
+    pub garp_refresh: Option<Duration>,
+}
+
+/// `track = [{ frontend = "web", weight = 60 }]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Track {
+    pub frontend: String,
+    pub weight: u8,
+}

@@ -2,5 +2,11 @@
 //! health state and zero-copy forwarding.
 
 pub mod config;
+pub mod daemon;
+pub mod frontend;
 pub mod health;
+pub mod limit;
+pub mod metrics;
 pub mod net;
+pub mod proxy;
+pub mod runtime;

@@ -1,1 +1,7 @@
-//! Integration-test support: servers, clients and network-namespace topologies shared by the tests and the lab.
+//! Integration-test support: servers, clients and network-namespace
+//! topologies shared by the tests and the lab.
+
+pub mod daemon;
+pub mod pattern;
+pub mod ports;
+pub mod servers;

@@ -1,5 +1,6 @@
 //! Server health: the pure state machine and the active checkers.
 
+pub mod check;
 mod state;
 
 pub use state::{AdminState, Observation, Policy, ServerHealth, ServerState, Transition};

@@ -1,0 +1,153 @@
+//! The daemon: owns the listeners, the running snapshot and the checkers,
+//! and applies reloads and shutdown in the order that loses no connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use metrics::counter;
+
+use crate::config::{self, Config, ConfigError};
+use crate::forward::PipePool;
+use crate::frontend::{BindError, Listeners};
+use crate::health;
+use crate::metrics as m;
+use crate::proxy::DataPlane;
+use crate::runtime::{NewServers, Registry, Snapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Bind(#[from] BindError),
+}
+
+/// A running load balancer.
+pub struct Daemon {
+    path: PathBuf,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    registry: Arc<Registry>,
+    listeners: Listeners,
+    plane: Arc<DataPlane>,
+}
+
+impl Daemon {
+    /// Loads the config at `path`, binds every listener and starts serving.
+    pub async fn start(path: &Path) -> Result<Self, DaemonError> {
+        let config = config::load(path)?;
+        Self::start_with(path.to_owned(), config)
+    }
+
+    fn start_with(path: PathBuf, config: Config) -> Result<Self, DaemonError> {
+        let listeners = Listeners::default();
+        let bound = listeners.bind_new(&config)?;
+        let registry = Arc::new(Registry::default());
+        let plane = Arc::new(DataPlane {
+            pipes: PipePool::new(config.tuning.pipe_size, config.tuning.pipe_pool_max),
+            splice: config.tuning.splice,
+            connections: tokio_util::task::TaskTracker::new(),
+        });
+        let (snapshot, new_servers) = Snapshot::build(config, &registry);
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let mut daemon = Self {
+            path,
+            snapshot,
+            registry,
+            listeners,
+            plane,
+        };
+        let config = Arc::clone(&daemon.snapshot.load().config);
+        daemon
+            .listeners
+            .apply(&config, bound, &daemon.snapshot, &daemon.plane);
+        start_checkers(new_servers);
+        Ok(daemon)
+    }
+
+    pub fn snapshot(&self) -> Arc<ArcSwap<Snapshot>> {
+        Arc::clone(&self.snapshot)
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the config file and applies it, or changes nothing.
+    ///
+    /// Order matters: validate everything, bind new listeners, and only
+    /// then touch live state, so any failure leaves the old config serving.
+    pub fn reload(&mut self) -> Result<(), DaemonError> {
+        let result = self.try_reload();
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        counter!(m::CONFIG_RELOADS_TOTAL, "result" => outcome).increment(1);
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded from {}", self.path.display()),
+            Err(error) => tracing::error!("reload rejected, still serving the previous configuration: {error}"),
+        }
+        result
+    }
+
+    fn try_reload(&mut self) -> Result<(), DaemonError> {
+        let config = config::load(&self.path)?;
+        let bound = self.listeners.bind_new(&config)?;
+        let (snapshot, new_servers) = Snapshot::build(config, &self.registry);
+        let snapshot = Arc::new(snapshot);
+        self.snapshot.store(Arc::clone(&snapshot));
+        self.listeners
+            .apply(&snapshot.config, bound, &self.snapshot, &self.plane);
+        start_checkers(new_servers);
+        Ok(())
+    }
+
+    /// Stops accepting, then waits up to the grace period for open
+    /// connections to finish. Returns how many were still open.
+    pub async fn shutdown(mut self) -> usize {
+        let grace = self.snapshot.load().config.tuning.shutdown_grace;
+        self.listeners.stop_all().await;
+        let tracker = &self.plane.connections;
+        tracker.close();
+        let open = tracker.len();
+        if open > 0 {
+            tracing::info!(
+                "draining {open} open connection(s) for up to {}",
+                humantime::format_duration(grace)
+            );
+        }
+        match tokio::time::timeout(grace, tracker.wait()).await {
+            Ok(()) => 0,
+            Err(_) => {
+                let left = tracker.len();
+                tracing::warn!("grace period over; closing {left} connection(s)");
+                left
+            }
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT, reloading on SIGHUP.
+    pub async fn run_until_signalled(mut self) -> std::io::Result<usize> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => { let _ = self.reload(); }
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+            }
+        }
+        tracing::info!("stopping: no new connections");
+        Ok(self.shutdown().await)
+    }
+}
+
+fn start_checkers(new_servers: NewServers) {
+    for server in new_servers.0 {
+        health::check::spawn(server);
+    }
+}

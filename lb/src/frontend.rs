@@ -1,0 +1,314 @@
+//! Listening sockets and their accept loops.
+//!
+//! Listeners are keyed by address and diffed on reload: an unchanged
+//! address keeps its socket and task (no accept gap), a new one is bound
+//! before the new config is published, and a removed one stops accepting,
+//! serves what is already in its backlog, then closes.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use metrics::counter;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::metrics as m;
+use crate::proxy::{self, Accepted, DataPlane};
+use crate::runtime::{FrontendRuntime, Snapshot};
+
+/// A listener bound ahead of a config switch, not yet accepting.
+#[derive(Debug)]
+pub struct Bound {
+    address: SocketAddr,
+    frontend: String,
+    listener: TcpListener,
+}
+
+#[derive(Debug)]
+struct Running {
+    frontend: watch::Sender<String>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Every listening socket of the daemon, owned by one place.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    running: HashMap<SocketAddr, Running>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} for frontend {frontend}: {source}")]
+pub struct BindError {
+    pub address: SocketAddr,
+    pub frontend: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl Listeners {
+    /// Binds the addresses `config` lists that are not listening yet.
+    /// Nothing changes for running listeners; on error every socket bound
+    /// here is closed again, so a failed reload leaves no trace.
+    pub fn bind_new(&self, config: &Config) -> Result<Vec<Bound>, BindError> {
+        let mut bound = Vec::new();
+        for frontend in &config.frontends {
+            for &address in &frontend.listen {
+                if self.running.contains_key(&address) {
+                    continue;
+                }
+                let listener =
+                    crate::net::bind_listener(address, config.tuning.backlog).map_err(|source| {
+                        BindError {
+                            address,
+                            frontend: frontend.name.clone(),
+                            source,
+                        }
+                    })?;
+                bound.push(Bound {
+                    address,
+                    frontend: frontend.name.clone(),
+                    listener,
+                });
+            }
+        }
+        Ok(bound)
+    }
+
+    /// Starts the newly bound listeners, re-points kept ones at their
+    /// (possibly renamed) frontend and stops the ones `config` dropped.
+    /// Call after the snapshot for `config` is published.
+    pub fn apply(
+        &mut self,
+        config: &Config,
+        bound: Vec<Bound>,
+        snapshot: &Arc<ArcSwap<Snapshot>>,
+        plane: &Arc<DataPlane>,
+    ) {
+        let wanted: HashMap<SocketAddr, &str> = config
+            .frontends
+            .iter()
+            .flat_map(|f| f.listen.iter().map(move |a| (*a, f.name.as_str())))
+            .collect();
+        self.running.retain(|address, running| match wanted.get(address) {
+            Some(frontend) => {
+                running.frontend.send_if_modified(|current| {
+                    let changed = current != frontend;
+                    if changed {
+                        *current = (*frontend).to_owned();
+                    }
+                    changed
+                });
+                true
+            }
+            None => {
+                tracing::info!(%address, "listener {address} removed; closing after its backlog");
+                let _ = running.stop.send(true);
+                false
+            }
+        });
+        for Bound {
+            address,
+            frontend,
+            listener,
+        } in bound
+        {
+            tracing::info!(%address, frontend = %frontend, "listening on {address} for frontend {frontend}");
+            let (frontend_tx, frontend_rx) = watch::channel(frontend);
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(accept_loop(
+                listener,
+                frontend_rx,
+                stop_rx,
+                Arc::clone(snapshot),
+                Arc::clone(plane),
+            ));
+            self.running.insert(
+                address,
+                Running {
+                    frontend: frontend_tx,
+                    stop: stop_tx,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// Stops every listener (shutdown); connections already accepted go on.
+    pub async fn stop_all(&mut self) {
+        for (_, running) in self.running.drain() {
+            let _ = running.stop.send(true);
+            let _ = running.task.await;
+        }
+    }
+
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.running.keys().copied().collect()
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    frontend: watch::Receiver<String>,
+    mut stop: watch::Receiver<bool>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    plane: Arc<DataPlane>,
+) {
+    let local = listener.local_addr().ok();
+    let mut backoff = AcceptBackoff::default();
+    let mut last_runtime = None;
+    loop {
+        let name = frontend.borrow().clone();
+        let Some(runtime) = snapshot.load().frontends.get(&name).cloned() else {
+            // The frontend vanished in a reload that kept this address under
+            // another name; `apply` re-points us momentarily.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        last_runtime = Some(Arc::clone(&runtime));
+        // At the limit we stop accepting and let the kernel backlog hold
+        // the rest, as HAProxy's maxconn does.
+        let slot = tokio::select! {
+            slot = runtime.limit.acquire() => slot,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.reset();
+                let _ = crate::net::prepare_accepted(&stream);
+                let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+                plane.connections.spawn(proxy::serve(
+                    runtime,
+                    Accepted {
+                        stream,
+                        peer,
+                        local,
+                        slot,
+                    },
+                    Arc::clone(&plane),
+                ));
+            }
+            Err(error) => {
+                drop(slot);
+                counter!(m::ACCEPT_ERRORS_TOTAL, "frontend" => name.clone()).increment(1);
+                if let Some(pause) = backoff.on_error(&error) {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+    if let Some(runtime) = last_runtime {
+        drain_backlog(listener, runtime, &plane);
+    }
+}
+
+/// Serves connections that completed their handshake before the listener
+/// was removed, so removing a listener never resets a client the kernel
+/// already accepted.
+fn drain_backlog(listener: TcpListener, runtime: Arc<FrontendRuntime>, plane: &Arc<DataPlane>) {
+    let Ok(listener) = listener.into_std() else {
+        return;
+    };
+    while let Ok((stream, peer)) = listener.accept() {
+        let Ok(stream) = stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpStream::from_std(stream))
+        else {
+            continue;
+        };
+        let local = stream.local_addr().unwrap_or(peer);
+        // Backlog connections bypass the limit: they are already accepted
+        // by the kernel and the alternative is a reset.
+        let slot = crate::limit::ConnectionLimit::new(None)
+            .try_acquire()
+            .expect("an unbounded limit always has room");
+        plane.connections.spawn(proxy::serve(
+            Arc::clone(&runtime),
+            Accepted {
+                stream,
+                peer,
+                local,
+                slot,
+            },
+            Arc::clone(plane),
+        ));
+    }
+}
+
+/// Pauses after resource-exhaustion accept errors so they never spin a
+/// core, with a log line at most once a second.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    pause: Option<Duration>,
+    last_log: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn reset(&mut self) {
+        self.pause = None;
+    }
+
+    fn on_error(&mut self, error: &io::Error) -> Option<Duration> {
+        let exhausted = matches!(
+            error.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        let now = std::time::Instant::now();
+        if self.last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            tracing::warn!(
+                suppressed = self.suppressed,
+                "accept failed: {error}{}",
+                if exhausted { "; pausing accepts" } else { "" }
+            );
+            self.last_log = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        if !exhausted {
+            // ECONNABORTED and friends concern one client only.
+            return None;
+        }
+        let pause = self.pause.map_or(Self::FIRST, |p| (p * 2).min(Self::MAX));
+        self.pause = Some(pause);
+        Some(pause)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_exhaustion_backs_off_exponentially_up_to_a_second() {
+        let mut backoff = AcceptBackoff::default();
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let pauses: Vec<_> = (0..10).map(|_| backoff.on_error(&emfile).unwrap()).collect();
+        assert_eq!(pauses[0], Duration::from_millis(10));
+        assert_eq!(pauses[1], Duration::from_millis(20));
+        assert_eq!(*pauses.last().unwrap(), Duration::from_secs(1));
+        backoff.reset();
+        assert_eq!(backoff.on_error(&emfile), Some(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn a_per_client_accept_error_does_not_pause() {
+        let mut backoff = AcceptBackoff::default();
+        let aborted = io::Error::from_raw_os_error(libc::ECONNABORTED);
+        assert_eq!(backoff.on_error(&aborted), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! Active health checks: the IO shell around [`super::ServerHealth`].
+//!
+//! One task per server probes it on its own address family and feeds the
+//! result to the server's state machine. Start times are jittered so a
+//! thousand servers are not probed in the same millisecond.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::{CheckKind, HealthCheck};
+use crate::health::Observation;
+use crate::runtime::ServerRuntime;
+
+/// Runs checks for `server` until a reload removes it.
+pub fn spawn(server: Arc<ServerRuntime>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // The first check runs at once (a fresh daemon should serve as soon
+        // as a server answers); jitter starts with the second.
+        let mut first = true;
+        loop {
+            if server.is_retired() {
+                return;
+            }
+            let Some(check) = server.check() else {
+                // No active checks configured: only passive re-admission.
+                server.poll();
+                if wait_or_retired(&server, Duration::from_millis(500)).await {
+                    return;
+                }
+                continue;
+            };
+            if !first {
+                let jitter = rand::thread_rng().gen_range(0.9..1.1);
+                if wait_or_retired(&server, check.interval.mul_f64(jitter)).await {
+                    return;
+                }
+            }
+            first = false;
+            if !server.admin_allows_checks() {
+                continue;
+            }
+            let observation = match run(&check, server.address).await {
+                Ok(()) => Observation::CheckPassed,
+                Err(reason) => Observation::CheckFailed(reason),
+            };
+            if server.is_retired() {
+                return;
+            }
+            server.observe(observation);
+        }
+    })
+}
+
+/// Sleeps for `pause`; true if the server was retired meanwhile.
+async fn wait_or_retired(server: &ServerRuntime, pause: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => server.is_retired(),
+        _ = server.retired_signal.notified() => true,
+    }
+}
+
+/// Runs one check; the error is the reason shown to operators.
+pub async fn run(check: &HealthCheck, address: SocketAddr) -> Result<(), String> {
+    let timeout = check.timeout;
+    match tokio::time::timeout(timeout, probe(&check.kind, address)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "timeout after {}",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
+    let mut stream = TcpStream::connect(address).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            "connect refused".to_owned()
+        } else {
+            format!("connect failed: {e}")
+        }
+    })?;
+    match kind {
+        CheckKind::Tcp => Ok(()),
+        CheckKind::SendExpect { send, expect } => {
+            stream
+                .write_all(send)
+                .await
+                .map_err(|e| format!("send failed: {e}"))?;
+            let reply = read_at_least(&mut stream, expect.len()).await?;
+            if reply.starts_with(expect) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected reply starting with {:?}, got {:?}",
+                    String::from_utf8_lossy(expect),
+                    String::from_utf8_lossy(&reply[..reply.len().min(64)])
+                ))
+            }
+        }
+        CheckKind::Http {
+            path,
+            host,
+            expect_status,
+        } => {
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: coexist-health-check\r\nConnection: close\r\n\r\n"
+            );
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .map_err(|e| format!("send failed: {e}"))?;
+            let reply = read_status_line(&mut stream).await?;
+            let status = parse_status(&reply)?;
+            if expect_status.contains(&status) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected HTTP {}, got {status}",
+                    describe_range(expect_status)
+                ))
+            }
+        }
+    }
+}
+
+async fn read_at_least(stream: &mut TcpStream, wanted: usize) -> Result<Vec<u8>, String> {
+    let mut reply = Vec::with_capacity(wanted.max(64));
+    let mut chunk = [0u8; 512];
+    while reply.len() < wanted {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    Ok(reply)
+}
+
+async fn read_status_line(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut reply = Vec::with_capacity(128);
+    let mut chunk = [0u8; 256];
+    while !reply.contains(&b'\n') && reply.len() < 4096 {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    Ok(reply)
+}
+
+/// Parses the status code of an HTTP/1.x status line.
+fn parse_status(reply: &[u8]) -> Result<u16, String> {
+    let line = reply.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/") => code
+            .parse()
+            .map_err(|_| format!("malformed HTTP status line {:?}", line.trim_end())),
+        _ if line.is_empty() => Err("no HTTP response".to_owned()),
+        _ => Err(format!("malformed HTTP status line {:?}", line.trim_end())),
+    }
+}
+
+fn describe_range(range: &std::ops::RangeInclusive<u16>) -> String {
+    let (low, high) = (*range.start(), *range.end());
+    if low == high {
+        low.to_string()
+    } else if low % 100 == 0 && high == low + 99 {
+        format!("{}xx", low / 100)
+    } else {
+        format!("{low}-{high}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_parse() {
+        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Ok(200));
+        assert_eq!(parse_status(b"HTTP/1.0 503 Service Unavailable\r\n"), Ok(503));
+        assert!(parse_status(b"").unwrap_err().contains("no HTTP response"));
+        assert!(parse_status(b"SSH-2.0-OpenSSH\r\n").unwrap_err().contains("malformed"));
+    }
+
+    #[test]
+    fn status_ranges_read_like_an_operator_writes_them() {
+        assert_eq!(describe_range(&(200..=299)), "2xx");
+        assert_eq!(describe_range(&(200..=399)), "200-399");
+        assert_eq!(describe_range(&(204..=204)), "204");
+    }
+}

@@ -1,0 +1,133 @@
+//! A connection limit whose bound can change while connections hold slots.
+//!
+//! A `tokio::sync::Semaphore` cannot lower its permit count below the number
+//! handed out, and a reload may change `max_connections` at any time, so the
+//! limit is an atomic bound checked against an atomic count.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    active: AtomicUsize,
+    limit: AtomicUsize,
+    released: Notify,
+}
+
+/// One occupied slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Slot {
+    owner: Arc<ConnectionLimit>,
+}
+
+impl ConnectionLimit {
+    pub fn new(limit: Option<usize>) -> Arc<Self> {
+        Arc::new(Self {
+            active: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit.unwrap_or(usize::MAX)),
+            released: Notify::new(),
+        })
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn set_limit(&self, limit: Option<usize>) {
+        self.limit.store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
+        self.released.notify_waiters();
+    }
+
+    /// Takes a slot if one is free now.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| Slot {
+                owner: Arc::clone(self),
+            })
+    }
+
+    /// Waits for a free slot.
+    pub async fn acquire(self: &Arc<Self>) -> Slot {
+        loop {
+            // Register interest before checking, so a release between the
+            // check and the await is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(slot) = self.try_acquire() {
+                return slot;
+            }
+            released.await;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.owner.active.fetch_sub(1, Ordering::AcqRel);
+        self.owner.released.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn slots_are_bounded_and_returned_on_drop() {
+        let limit = ConnectionLimit::new(Some(2));
+        let a = limit.try_acquire().unwrap();
+        let _b = limit.try_acquire().unwrap();
+        assert!(limit.try_acquire().is_none());
+        drop(a);
+        assert!(limit.try_acquire().is_some());
+    }
+
+    #[test]
+    fn no_limit_means_unbounded() {
+        let limit = ConnectionLimit::new(None);
+        let slots: Vec<_> = (0..1000).map(|_| limit.try_acquire().unwrap()).collect();
+        assert_eq!(limit.active(), 1000);
+        drop(slots);
+        assert_eq!(limit.active(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_when_a_slot_is_freed() {
+        let limit = ConnectionLimit::new(Some(1));
+        let held = limit.try_acquire().unwrap();
+        let waiter = tokio::spawn({
+            let limit = Arc::clone(&limit);
+            async move { limit.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .expect("waiter woke")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn raising_the_limit_wakes_waiters() {
+        let limit = ConnectionLimit::new(Some(1));
+        let _held = limit.try_acquire().unwrap();
+        let waiter = tokio::spawn({
+            let limit = Arc::clone(&limit);
+            async move { limit.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        limit.set_limit(Some(2));
+        tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .expect("waiter woke")
+            .unwrap();
+    }
+}

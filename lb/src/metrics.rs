@@ -1,0 +1,33 @@
+//! Metric names, in one place so the contract in DESIGN.md is easy to audit.
+//!
+//! Everything is recorded through the `metrics` facade; the daemon installs
+//! the Prometheus recorder that `/metrics` renders.
+
+/// Connections accepted, by `frontend`.
+pub const CONNECTIONS_TOTAL: &str = "lb_connections_total";
+/// Connections open now, by `frontend`.
+pub const ACTIVE_CONNECTIONS: &str = "lb_active_connections";
+/// Connections refused because no server could take them, by `frontend` and `reason`.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "lb_connections_refused_total";
+/// Bytes delivered, by `backend`, `server` and `direction` (`to_server` / `to_client`).
+pub const BYTES_TOTAL: &str = "lb_bytes_total";
+/// 1 while a server takes new connections, by `backend` and `server`.
+pub const SERVER_UP: &str = "lb_server_up";
+/// Connections sent to a server, by `backend` and `server`.
+pub const SERVER_CONNECTIONS_TOTAL: &str = "lb_server_connections_total";
+/// Connections open to a server now, by `backend` and `server`.
+pub const SERVER_ACTIVE_CONNECTIONS: &str = "lb_server_active_connections";
+/// Failed connects to a server (refused, timed out, unreachable), by `backend` and `server`.
+pub const CONNECT_ERRORS_TOTAL: &str = "lb_connect_errors_total";
+/// Active check results, by `backend`, `server` and `result` (`ok` / `failed`).
+pub const HEALTH_CHECKS_TOTAL: &str = "lb_health_checks_total";
+/// Server state changes, by `backend`, `server` and new `state`.
+pub const SERVER_TRANSITIONS_TOTAL: &str = "lb_server_transitions_total";
+/// Config reloads, by `result` (`ok` / `error`).
+pub const CONFIG_RELOADS_TOTAL: &str = "lb_config_reloads_total";
+/// Accept errors (EMFILE and the like), by `frontend`.
+pub const ACCEPT_ERRORS_TOTAL: &str = "lb_accept_errors_total";
+/// Seconds to connect to a server, by `backend`.
+pub const CONNECT_DURATION_SECONDS: &str = "lb_connect_duration_seconds";
+/// Seconds a proxied connection lasted, by `frontend`.
+pub const CONNECTION_DURATION_SECONDS: &str = "lb_connection_duration_seconds";

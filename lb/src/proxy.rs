@@ -1,0 +1,176 @@
+//! One client connection: choose a server, connect (retrying elsewhere),
+//! send the PROXY header, then hand both sockets to the forwarder.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics::{counter, histogram};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::config::ProxyProtocol;
+use crate::forward::{self, ByteCounter, ForwardOptions, PipePool};
+use crate::health::Observation;
+use crate::limit::Slot;
+use crate::metrics as m;
+use crate::proxy_protocol::{self, ProxyVersion};
+use crate::runtime::{BackendRuntime, FrontendRuntime, ServerRuntime};
+
+/// Process-wide resources the connection path shares.
+#[derive(Debug)]
+pub struct DataPlane {
+    pub pipes: PipePool,
+    pub splice: bool,
+    /// Every connection task, so shutdown can wait for them to finish.
+    pub connections: tokio_util::task::TaskTracker,
+}
+
+/// A client that was accepted and holds a slot of its frontend's limit.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub slot: Slot,
+}
+
+/// Serves one client to completion. Never panics on client or server
+/// behaviour; every outcome is logged at the level an operator wants.
+pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Arc<DataPlane>) {
+    let started = Instant::now();
+    let frontend_name = frontend.config.name.clone();
+    frontend.connections_total.increment(1);
+    frontend.active_gauge.increment(1.0);
+    let Accepted {
+        stream: client,
+        peer,
+        local,
+        slot,
+    } = accepted;
+    let backend = Arc::clone(&frontend.backend);
+
+    let Some((server, server_stream, _active)) = connect_with_retries(&backend, peer).await else {
+        tracing::warn!(
+            frontend = %frontend_name,
+            backend = %backend.name(),
+            client = %peer,
+            "no server of backend {} could take a connection from {peer}; refusing it",
+            backend.name()
+        );
+        counter!(m::CONNECTIONS_REFUSED_TOTAL, "frontend" => frontend_name.clone(), "reason" => "no_server")
+            .increment(1);
+        refuse(client);
+        frontend.active_gauge.decrement(1.0);
+        drop(slot);
+        return;
+    };
+
+    let result = async {
+        let mut server_stream = server_stream;
+        if let Some(version) = proxy_version(frontend.proxy_protocol) {
+            let header = proxy_protocol::encode(version, peer, local);
+            server_stream.write_all(&header).await?;
+        }
+        let options = ForwardOptions {
+            idle_timeout: backend.config.idle_timeout,
+            splice: plane.splice,
+        };
+        let counter = ServerBytes(&server);
+        forward::forward(client, server_stream, &plane.pipes, &options, &counter)
+            .await
+            .map_err(io::Error::other)
+    }
+    .await;
+
+    match result {
+        Ok(_) => {}
+        Err(error) => tracing::debug!(
+            frontend = %frontend_name,
+            backend = %backend.name(),
+            server = %server.name(),
+            client = %peer,
+            "connection from {peer} via {}/{} ended: {error}",
+            backend.name(),
+            server.name()
+        ),
+    }
+    histogram!(m::CONNECTION_DURATION_SECONDS, "frontend" => frontend_name)
+        .record(started.elapsed().as_secs_f64());
+    frontend.active_gauge.decrement(1.0);
+    drop(slot);
+}
+
+fn proxy_version(setting: ProxyProtocol) -> Option<ProxyVersion> {
+    match setting {
+        ProxyProtocol::None => None,
+        ProxyProtocol::V1 => Some(ProxyVersion::V1),
+        ProxyProtocol::V2 => Some(ProxyVersion::V2),
+    }
+}
+
+/// Tries up to `1 + retries` servers, each a different one when the pool
+/// allows, so a dead server costs a client one connect timeout at worst.
+async fn connect_with_retries(
+    backend: &BackendRuntime,
+    client: SocketAddr,
+) -> Option<(Arc<ServerRuntime>, TcpStream, crate::runtime::ActiveConnection)> {
+    let mut tried: Vec<usize> = Vec::new();
+    for _attempt in 0..=backend.config.retries {
+        let index = backend.pick(client.ip(), &tried)?;
+        let server = Arc::clone(&backend.servers[index]);
+        let active = server.begin_connection();
+        let started = Instant::now();
+        match crate::net::connect(server.address, backend.config.connect_timeout).await {
+            Ok(stream) => {
+                histogram!(m::CONNECT_DURATION_SECONDS, "backend" => backend.name().to_owned())
+                    .record(started.elapsed().as_secs_f64());
+                server.observe(Observation::ConnectSucceeded);
+                return Some((server, stream, active));
+            }
+            Err(error) => {
+                let reason = describe_connect_error(&error);
+                tracing::warn!(
+                    backend = %backend.name(),
+                    server = %server.name(),
+                    address = %server.address,
+                    "connect to {}/{} ({}) failed: {reason}",
+                    backend.name(),
+                    server.name(),
+                    server.address
+                );
+                server.observe(Observation::ConnectFailed(reason));
+                tried.push(index);
+            }
+        }
+    }
+    None
+}
+
+/// The short reason shown in logs and `/status` for a failed connect.
+pub fn describe_connect_error(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connect refused".to_owned(),
+        io::ErrorKind::TimedOut => error.to_string(),
+        _ => format!("connect failed: {error}"),
+    }
+}
+
+/// Closes with a RST so the client sees a refusal at once rather than a
+/// clean end of stream it might mistake for an empty answer.
+fn refuse(client: TcpStream) {
+    if let Ok(std_stream) = client.into_std() {
+        let _ = socket2::SockRef::from(&std_stream).set_linger(Some(std::time::Duration::ZERO));
+    }
+}
+
+struct ServerBytes<'a>(&'a ServerRuntime);
+
+impl ByteCounter for ServerBytes<'_> {
+    fn to_server(&self, n: u64) {
+        self.0.metrics().bytes_to_server.increment(n);
+    }
+    fn to_client(&self, n: u64) {
+        self.0.metrics().bytes_to_client.increment(n);
+    }
+}

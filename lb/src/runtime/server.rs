@@ -1,0 +1,304 @@
+//! A server's live state: health, counters and connection accounting.
+//!
+//! A `ServerRuntime` is keyed by (backend name, address) and outlives config
+//! snapshots: a reload that keeps the server keeps this object, so its
+//! health and counters survive, and connections still open to a server that
+//! left the pool keep updating the object they started with.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use metrics::{counter, gauge, Counter, Gauge};
+use tokio::sync::{watch, Notify};
+
+use crate::config::{self, HealthCheck};
+use crate::health::{AdminState, Observation, Policy, ServerHealth, ServerState, Transition};
+use crate::metrics as m;
+
+/// How long a server taken down by failed connects waits before it is
+/// offered traffic again when its backend has no active checks.
+pub const PASSIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Metric handles resolved once, not per connection.
+#[derive(Debug)]
+pub struct ServerMetrics {
+    pub bytes_to_server: Counter,
+    pub bytes_to_client: Counter,
+    pub connections: Counter,
+    pub connect_errors: Counter,
+    pub active: Gauge,
+    pub up: Gauge,
+    pub checks_ok: Counter,
+    pub checks_failed: Counter,
+}
+
+impl ServerMetrics {
+    fn new(backend: &str, server: &str) -> Self {
+        let labels = [("backend", backend.to_owned()), ("server", server.to_owned())];
+        let with_direction = |direction: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("direction", direction.to_owned()));
+            counter!(m::BYTES_TOTAL, &l)
+        };
+        let with_result = |result: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("result", result.to_owned()));
+            counter!(m::HEALTH_CHECKS_TOTAL, &l)
+        };
+        Self {
+            bytes_to_server: with_direction("to_server"),
+            bytes_to_client: with_direction("to_client"),
+            connections: counter!(m::SERVER_CONNECTIONS_TOTAL, &labels),
+            connect_errors: counter!(m::CONNECT_ERRORS_TOTAL, &labels),
+            active: gauge!(m::SERVER_ACTIVE_CONNECTIONS, &labels),
+            up: gauge!(m::SERVER_UP, &labels),
+            checks_ok: with_result("ok"),
+            checks_failed: with_result("failed"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ServerRuntime {
+    pub backend: String,
+    pub address: SocketAddr,
+    name: ArcSwap<String>,
+    metrics: ArcSwap<ServerMetrics>,
+    health: Mutex<ServerHealth>,
+    /// Mirrors of `health` for the per-connection path, which must not lock.
+    accepts_new: AtomicBool,
+    healthy: AtomicBool,
+    weight: AtomicU32,
+    active: AtomicUsize,
+    total: AtomicU64,
+    max_connections: AtomicUsize,
+    check: ArcSwapOption<HealthCheck>,
+    /// Set when a reload removed the server; its checker stops.
+    retired: AtomicBool,
+    pub retired_signal: Notify,
+    changes: watch::Sender<u64>,
+}
+
+/// Counts a connection to the server for as long as it lives.
+#[derive(Debug)]
+pub struct ActiveConnection {
+    server: Arc<ServerRuntime>,
+}
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.server.active.fetch_sub(1, Ordering::AcqRel);
+        self.server.metrics.load().active.decrement(1.0);
+    }
+}
+
+pub(crate) fn policy_for(backend: &config::Backend) -> Policy {
+    Policy {
+        rise: backend.rise,
+        fall: backend.fall,
+        active_checks: backend.health_check.is_some(),
+        start_up: backend
+            .health_check
+            .as_ref()
+            .is_some_and(|c| c.initial_state == config::InitialState::Up),
+        passive_retry: PASSIVE_RETRY,
+    }
+}
+
+impl ServerRuntime {
+    pub(crate) fn new(
+        backend: &config::Backend,
+        server: &config::Server,
+        changes: watch::Sender<u64>,
+    ) -> Arc<Self> {
+        let health = ServerHealth::new(policy_for(backend), server.weight);
+        let this = Arc::new(Self {
+            backend: backend.name.clone(),
+            address: server.address,
+            name: ArcSwap::from_pointee(server.name.clone()),
+            metrics: ArcSwap::from_pointee(ServerMetrics::new(&backend.name, &server.name)),
+            accepts_new: AtomicBool::new(health.accepts_new()),
+            healthy: AtomicBool::new(health.is_healthy()),
+            weight: AtomicU32::new(server.weight),
+            health: Mutex::new(health),
+            active: AtomicUsize::new(0),
+            total: AtomicU64::new(0),
+            max_connections: AtomicUsize::new(server.max_connections.unwrap_or(usize::MAX)),
+            check: ArcSwapOption::from_pointee(backend.health_check.clone()),
+            retired: AtomicBool::new(false),
+            retired_signal: Notify::new(),
+            changes,
+        });
+        this.publish_state();
+        this
+    }
+
+    /// Applies a new config to a server that stays; health evidence survives.
+    pub(crate) fn reconfigure(&self, backend: &config::Backend, server: &config::Server) {
+        if **self.name.load() != server.name {
+            self.name.store(Arc::new(server.name.clone()));
+            self.metrics
+                .store(Arc::new(ServerMetrics::new(&backend.name, &server.name)));
+        }
+        self.max_connections
+            .store(server.max_connections.unwrap_or(usize::MAX), Ordering::Relaxed);
+        self.check.store(backend.health_check.clone().map(Arc::new));
+        self.retired.store(false, Ordering::Release);
+        let transition = self.with_health(|h| h.reconfigure(policy_for(backend), server.weight));
+        self.report(transition);
+    }
+
+    pub fn name(&self) -> Arc<String> {
+        self.name.load_full()
+    }
+
+    pub fn metrics(&self) -> arc_swap::Guard<Arc<ServerMetrics>> {
+        self.metrics.load()
+    }
+
+    pub fn state(&self) -> ServerState {
+        self.health.lock().expect("health lock").state()
+    }
+
+    pub fn last_check(&self) -> Option<String> {
+        self.health
+            .lock()
+            .expect("health lock")
+            .last_result()
+            .map(str::to_owned)
+    }
+
+    pub fn admin(&self) -> AdminState {
+        self.health.lock().expect("health lock").admin()
+    }
+
+    pub fn accepts_new(&self) -> bool {
+        self.accepts_new.load(Ordering::Acquire)
+            && self.active.load(Ordering::Relaxed) < self.max_connections.load(Ordering::Relaxed)
+    }
+
+    /// Up for backup selection and VRRP tracking (drained servers count).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// In rotation (state up), regardless of the connection cap.
+    pub fn is_up(&self) -> bool {
+        self.accepts_new.load(Ordering::Acquire)
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn check(&self) -> Option<Arc<HealthCheck>> {
+        self.check.load_full()
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.retired_signal.notify_waiters();
+    }
+
+    pub fn begin_connection(self: &Arc<Self>) -> ActiveConnection {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let metrics = self.metrics.load();
+        metrics.active.increment(1.0);
+        metrics.connections.increment(1);
+        ActiveConnection {
+            server: Arc::clone(self),
+        }
+    }
+
+    pub fn observe(&self, observation: Observation) {
+        let metrics = self.metrics.load();
+        match &observation {
+            Observation::CheckPassed => metrics.checks_ok.increment(1),
+            Observation::CheckFailed(_) => metrics.checks_failed.increment(1),
+            Observation::ConnectFailed(_) => metrics.connect_errors.increment(1),
+            Observation::ConnectSucceeded => {}
+        }
+        let transition = self.with_health(|h| h.observe(observation, Instant::now()));
+        self.report(transition);
+    }
+
+    /// Re-admits a passively downed server when its retry time has come.
+    pub fn poll(&self) {
+        let transition = self.with_health(|h| h.poll(Instant::now()));
+        self.report(transition);
+    }
+
+    pub fn set_admin(&self, admin: AdminState) {
+        let transition = self.with_health(|h| h.set_admin(admin));
+        self.report(transition);
+    }
+
+    pub fn set_weight(&self, weight: u32) {
+        let transition = self.with_health(|h| h.set_weight(weight, "set by operator"));
+        self.report(transition);
+    }
+
+    fn with_health<T>(&self, f: impl FnOnce(&mut ServerHealth) -> T) -> T {
+        let mut health = self.health.lock().expect("health lock");
+        let result = f(&mut health);
+        self.accepts_new.store(health.accepts_new(), Ordering::Release);
+        self.healthy.store(health.is_healthy(), Ordering::Release);
+        self.weight.store(health.weight(), Ordering::Relaxed);
+        result
+    }
+
+    fn publish_state(&self) {
+        let up = if self.is_up() { 1.0 } else { 0.0 };
+        self.metrics.load().up.set(up);
+    }
+
+    fn report(&self, transition: Option<Transition>) {
+        let Some(t) = transition else { return };
+        self.publish_state();
+        let name = self.name();
+        tracing::info!(
+            backend = %self.backend,
+            server = %name,
+            from = %t.from,
+            to = %t.to,
+            reason = %t.reason,
+            "server {}/{} is {} (was {}): {}",
+            self.backend,
+            name,
+            t.to,
+            t.from,
+            t.reason
+        );
+        counter!(
+            m::SERVER_TRANSITIONS_TOTAL,
+            "backend" => self.backend.clone(),
+            "server" => name.to_string(),
+            "state" => t.to.as_str()
+        )
+        .increment(1);
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+}
+
+impl ServerRuntime {
+    /// Maintenance suspends checks; drain does not (HAProxy does the same).
+    pub fn admin_allows_checks(&self) -> bool {
+        self.health.lock().expect("health lock").wants_checks()
+    }
+}

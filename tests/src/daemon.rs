@@ -1,0 +1,165 @@
+//! Runs the `coexist` binary as a child process, as an operator would.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `coexist` binary of this build, built first if a partial
+/// `cargo test -p` did not build it.
+pub fn coexist_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/coexist
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let binary = profile_dir.join("coexist");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let release = profile_dir.ends_with("release");
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "lb", "--bin", "coexist"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building the coexist binary failed");
+    }
+    binary
+}
+
+/// Logged once every listener of the initial config is bound.
+pub const READY_LINE: &str = "coexist running";
+
+/// A `coexist run` child with its config file and captured log.
+pub struct DaemonProcess {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl DaemonProcess {
+    /// Writes `config` to a file and starts `coexist run` on it.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("coexist.toml"), config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("coexist.log")).expect("log file");
+        let child = Command::new(coexist_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(dir.path().join("coexist.toml"))
+            .env("COEXIST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn coexist");
+        Self { child, dir }
+    }
+
+    /// Starts the daemon and waits until it says it runs (all listeners
+    /// bound), without opening a connection through it.
+    pub fn start_ready(config: &str) -> Self {
+        let daemon = Self::start(config);
+        assert!(
+            daemon.wait_log(READY_LINE, 1),
+            "coexist did not start; log:\n{}",
+            daemon.log()
+        );
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("coexist.toml")
+    }
+
+    /// Replaces the config file atomically (write + rename, as editors do).
+    pub fn write_config(&self, config: &str) {
+        let tmp = self.dir.path().join("coexist.toml.new");
+        std::fs::write(&tmp, config).expect("write config");
+        std::fs::rename(&tmp, self.config_path()).expect("rename config");
+    }
+
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(self.dir.path().join("coexist.log")) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Polls until `address` accepts a TCP connection; panics with the
+    /// daemon's log after 10 s.
+    pub fn wait_listening(&self, address: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("coexist never listened on {address}; log:\n{}", self.log());
+    }
+
+    /// Polls the log until `needle` appears `count` times or 10 s pass.
+    pub fn wait_log(&self, needle: &str, count: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log().matches(needle).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal coexist");
+    }
+
+    /// Waits for exit up to `limit`; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `coexist check --config` on `config`; returns (success, stderr).
+pub fn check(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("coexist.toml");
+    std::fs::write(&path, config).expect("write config");
+    let output = Command::new(coexist_binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run coexist check");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,474 @@
+//! The data plane on loopback, through the real `coexist` binary.
+//!
+//! ```text
+//!   test client ──► coexist (127.0.0.1:P / [::1]:P) ──► test servers (127.0.0.1 / ::1)
+//! ```
+//! No privileges needed: every socket is on loopback.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use coexist_tests::daemon::{check, DaemonProcess};
+use coexist_tests::pattern;
+use coexist_tests::ports::{free_port, v4, v6};
+use coexist_tests::servers::{Behaviour, TestServer};
+use lb::proxy_protocol::ProxyHeader;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn servers_toml(servers: &[(&str, SocketAddr, u32)]) -> String {
+    let rows: Vec<String> = servers
+        .iter()
+        .map(|(name, address, weight)| {
+            format!(r#"  {{ name = "{name}", address = "{address}", weight = {weight} }},"#)
+        })
+        .collect();
+    format!("servers = [\n{}\n]", rows.join("\n"))
+}
+
+/// One frontend listening on `listen`, one backend of `servers`.
+fn config(listen: &[SocketAddr], backend_extra: &str, frontend_extra: &str, servers: &str) -> String {
+    let listen: Vec<String> = listen.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+[admin]
+listen = ""
+
+[tuning]
+shutdown_grace = "5s"
+
+[[frontend]]
+name = "web"
+listen = [{listen}]
+backend = "pool"
+{frontend_extra}
+
+[[backend]]
+name = "pool"
+connect_timeout = "500ms"
+{backend_extra}
+{servers}
+"#,
+        listen = listen.join(", ")
+    )
+}
+
+/// Reads the server's greeting line ("name\n").
+async fn greeting(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("greeting within 5 s")
+            .expect("read greeting");
+        assert_ne!(n, 0, "connection closed before the server's greeting");
+        if byte[0] == b'\n' {
+            return String::from_utf8(line).unwrap();
+        }
+        line.push(byte[0]);
+    }
+}
+
+/// Sends `size` bytes of a pattern and reads them back (echo), verifying
+/// every byte; writing and reading run at once so both directions carry
+/// the full volume simultaneously.
+async fn echo_verified(stream: TcpStream, size: u64, seed: u64) {
+    let (mut reader, mut writer) = stream.into_split();
+    let write = tokio::spawn(async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut sent = 0u64;
+        while sent < size {
+            let n = (size - sent).min(buf.len() as u64) as usize;
+            pattern::fill(seed, sent, &mut buf[..n]);
+            writer.write_all(&buf[..n]).await.expect("write");
+            sent += n as u64;
+        }
+        writer.shutdown().await.expect("shutdown write");
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = pattern::first_mismatch(seed, received, &buf[..n]) {
+            panic!("byte {} differs", received + i as u64);
+        }
+        received += n as u64;
+    }
+    write.await.unwrap();
+    assert_eq!(received, size, "all bytes came back");
+}
+
+const MIB: u64 = 1024 * 1024;
+
+async fn cross_family(client_side: SocketAddr, server_side: SocketAddr) {
+    let server = TestServer::start(server_side, Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let cfg = config(
+        &[client_side],
+        "",
+        "",
+        &servers_toml(&[("s1", server.address, 1)]),
+    );
+    let _daemon = DaemonProcess::start_ready(&cfg);
+    let stream = TcpStream::connect(client_side).await.unwrap();
+    echo_verified(stream, 64 * MIB, 42).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_client_reaches_ipv6_server_64_mib_both_ways() {
+    cross_family(v4(free_port()), v6(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_client_reaches_ipv4_server_64_mib_both_ways() {
+    cross_family(v6(free_port()), v4(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_propagates_both_ways() {
+    let server = TestServer::start(v6(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let listen = v4(free_port());
+    let cfg = config(&[listen], "", "", &servers_toml(&[("s1", server.address, 1)]));
+    let _daemon = DaemonProcess::start_ready(&cfg);
+
+    // Client → server FIN: the client stops writing but still reads the
+    // echo, and then sees the server's own FIN (the echo server closes its
+    // side after reading EOF, i.e. server → client FIN).
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream.write_all(b"first half").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
+        .await
+        .expect("reply and EOF within 5 s")
+        .unwrap();
+    assert_eq!(reply, b"first half");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_fin_reaches_client_while_client_keeps_sending() {
+    // Server → client FIN: the server says "bye" and closes its write side
+    // at once; the client sees EOF yet can still send, and the server gets
+    // every byte the client sent afterwards.
+    let listener = tokio::net::TcpListener::bind(v6(0)).await.unwrap();
+    let server_address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(b"bye").await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        got
+    });
+    let listen = v4(free_port());
+    let cfg = config(&[listen], "", "", &servers_toml(&[("s1", server_address, 1)]));
+    let _daemon = DaemonProcess::start_ready(&cfg);
+
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
+        .await
+        .expect("server's FIN reached the client")
+        .unwrap();
+    assert_eq!(got, b"bye");
+    stream.write_all(b"still talking").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let server_got = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server finished")
+        .unwrap();
+    assert_eq!(server_got, b"still talking");
+}
+
+/// Opens `count` connections and tallies which server greeted each.
+async fn spread(listen: SocketAddr, count: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        *seen.entry(greeting(&mut stream).await).or_insert(0) += 1;
+    }
+    seen
+}
+
+async fn three_named_servers() -> Vec<TestServer> {
+    let mut servers = Vec::new();
+    for (i, address) in [v6(0), v4(0), v6(0)].into_iter().enumerate() {
+        servers.push(TestServer::named(address, &format!("s{}", i + 1)).await.unwrap());
+    }
+    servers
+}
+
+async fn balance_spread(balance: &str) -> HashMap<String, usize> {
+    let servers = three_named_servers().await;
+    let listen = v4(free_port());
+    let rows: Vec<(&str, SocketAddr, u32)> = vec![
+        ("s1", servers[0].address, 1),
+        ("s2", servers[1].address, 1),
+        ("s3", servers[2].address, 1),
+    ];
+    let cfg = config(
+        &[listen],
+        &format!("balance = \"{balance}\""),
+        "",
+        &servers_toml(&rows),
+    );
+    let _daemon = DaemonProcess::start_ready(&cfg);
+    spread(listen, 60).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_evenly_over_three_servers() {
+    let seen = balance_spread("round-robin").await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|&n| n == 20), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_connections_spreads_over_three_servers() {
+    // Connections are sequential and closed, so every server is at zero
+    // active connections at each pick: ties must still rotate.
+    let seen = balance_spread("least-connections").await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|&n| n >= 10), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_two_spreads_over_three_servers() {
+    let seen = balance_spread("random-two").await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|&n| n >= 5), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maglev_spreads_clients_and_pins_each_client_to_one_server() {
+    // Maglev hashes the client address, so spread needs many client
+    // addresses: loopback has all of 127.0.0.0/8 to bind from.
+    let servers = three_named_servers().await;
+    let listen = v4(free_port());
+    let rows = vec![
+        ("s1", servers[0].address, 1),
+        ("s2", servers[1].address, 1),
+        ("s3", servers[2].address, 1),
+    ];
+    let cfg = config(&[listen], "balance = \"maglev\"", "", &servers_toml(&rows));
+    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for i in 0..90u32 {
+        let client = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+        let mut picks = Vec::new();
+        for _ in 0..2 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from((client, 0))).unwrap();
+            let mut stream = socket.connect(listen).await.unwrap();
+            picks.push(greeting(&mut stream).await);
+        }
+        assert_eq!(picks[0], picks[1], "client {client} moved between servers");
+        *seen.entry(picks.remove(0)).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|&n| n >= 15), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_zero_receives_no_new_connections() {
+    let servers = three_named_servers().await;
+    let listen = v6(free_port());
+    let rows = vec![
+        ("s1", servers[0].address, 1),
+        ("s2", servers[1].address, 0),
+        ("s3", servers[2].address, 2),
+    ];
+    let cfg = config(&[listen], "", "", &servers_toml(&rows));
+    let _daemon = DaemonProcess::start_ready(&cfg);
+    let seen = spread(listen, 30).await;
+    assert_eq!(seen.get("s2"), None, "{seen:?}");
+    assert_eq!(seen.get("s1"), Some(&10), "{seen:?}");
+    assert_eq!(seen.get("s3"), Some(&20), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connect_is_retried_on_another_server_unseen_by_the_client() {
+    let live = TestServer::named(v6(0), "live").await.unwrap();
+    let dead = {
+        let l = std::net::TcpListener::bind(v4(0)).unwrap();
+        l.local_addr().unwrap()
+    }; // closed again: connects are refused
+    let listen = v4(free_port());
+    let rows = vec![("dead", dead, 1), ("live", live.address, 1)];
+    // No health check: the only way to avoid the dead server is the retry.
+    let cfg = config(&[listen], "retries = 2", "", &servers_toml(&rows));
+    let daemon = DaemonProcess::start_ready(&cfg);
+    for _ in 0..10 {
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        assert_eq!(greeting(&mut stream).await, "live");
+    }
+    assert!(daemon.log().contains("connect refused"), "{}", daemon.log());
+}
+
+async fn proxy_header_through(listen: SocketAddr, server_side: SocketAddr, version: &str) -> (ProxyHeader, SocketAddr, SocketAddr) {
+    let server = TestServer::start(server_side, Behaviour::ProxyHeader).await.unwrap();
+    let cfg = config(
+        &[listen],
+        "",
+        &format!("proxy_protocol = \"{version}\""),
+        &servers_toml(&[("s1", server.address, 1)]),
+    );
+    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let client = stream.local_addr().unwrap();
+    stream.write_all(b"after the header").await.unwrap();
+    let mut echoed = [0u8; 16];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+        .await
+        .expect("echo within 5 s")
+        .unwrap();
+    assert_eq!(&echoed, b"after the header", "payload follows the header intact");
+    let header = server.stats.proxy_headers.lock().unwrap()[0].clone();
+    (header, client, listen)
+}
+
+fn assert_header(header: &ProxyHeader, version: u8, client: SocketAddr, frontend: SocketAddr) {
+    assert_eq!(header.version, version, "{header:?}");
+    assert_eq!(header.source, Some(client), "source is the client: {header:?}");
+    assert_eq!(header.destination, Some(frontend), "destination is the frontend: {header:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v1_same_family() {
+    let (h, client, fe) = proxy_header_through(v4(free_port()), v4(0), "v1").await;
+    assert_header(&h, 1, client, fe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v1_ipv4_client_ipv6_server_says_tcp4() {
+    let (h, client, fe) = proxy_header_through(v4(free_port()), v6(0), "v1").await;
+    assert_header(&h, 1, client, fe);
+    assert!(client.is_ipv4());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_same_family_ipv6() {
+    let (h, client, fe) = proxy_header_through(v6(free_port()), v6(0), "v2").await;
+    assert_header(&h, 2, client, fe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_ipv4_client_ipv6_server_says_af_inet() {
+    let (h, client, fe) = proxy_header_through(v4(free_port()), v6(0), "v2").await;
+    assert_header(&h, 2, client, fe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_ipv6_client_ipv4_server_says_af_inet6() {
+    let (h, client, fe) = proxy_header_through(v6(free_port()), v4(0), "v2").await;
+    assert_header(&h, 2, client, fe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_holds_further_clients_in_the_backlog() {
+    let server = TestServer::named(v4(0), "s1").await.unwrap();
+    let listen = v4(free_port());
+    let cfg = config(
+        &[listen],
+        "",
+        "max_connections = 2",
+        &servers_toml(&[("s1", server.address, 1)]),
+    );
+    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut first = TcpStream::connect(listen).await.unwrap();
+    let mut second = TcpStream::connect(listen).await.unwrap();
+    assert_eq!(greeting(&mut first).await, "s1");
+    assert_eq!(greeting(&mut second).await, "s1");
+    // The third completes its handshake in the kernel backlog but is not
+    // served until a slot frees.
+    let mut third = TcpStream::connect(listen).await.unwrap();
+    let mut byte = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
+    assert!(waited.is_err(), "a third connection was served beyond max_connections");
+    assert_eq!(server.connections(), 2);
+    drop(first);
+    assert_eq!(greeting(&mut third).await, "s1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_a_silent_connection() {
+    let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] }).await.unwrap();
+    let listen = v4(free_port());
+    let cfg = config(
+        &[listen],
+        "idle_timeout = \"300ms\"",
+        "",
+        &servers_toml(&[("s1", server.address, 1)]),
+    );
+    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    stream.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).await.unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "idle connection still open after 5 s");
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed before the idle timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_accepting_and_lets_open_connections_finish() {
+    let server = TestServer::start(v6(0), Behaviour::Echo { greeting: vec![] }).await.unwrap();
+    let listen = v6(free_port());
+    let cfg = config(&[listen], "", "", &servers_toml(&[("s1", server.address, 1)]));
+    let mut daemon = DaemonProcess::start_ready(&cfg);
+    let mut open = TcpStream::connect(listen).await.unwrap();
+    open.write_all(b"before").await.unwrap();
+    let mut buf = [0u8; 6];
+    open.read_exact(&mut buf).await.unwrap();
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(daemon.wait_log("stopping", 1), "{}", daemon.log());
+    // New connections are refused once the listener is closed.
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(listen).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "still accepting after SIGTERM");
+    // The open connection still works, and the daemon waits for it.
+    open.write_all(b"during").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"during");
+    assert!(daemon.wait_exit(Duration::from_millis(300)).is_none(), "exited with a connection open");
+    drop(open);
+    let status = daemon.wait_exit(Duration::from_secs(5)).expect("exits once drained");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn check_reports_file_line_column_and_key() {
+    let (ok, message) = check("[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"missing\"\n");
+    assert!(!ok);
+    assert!(message.contains("coexist.toml:4:"), "{message}");
+    assert!(message.contains("frontend[0].backend"), "{message}");
+
+    let (ok, message) = check("[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"b\"\nbogus = 1\n");
+    assert!(!ok);
+    assert!(message.contains(":5:"), "{message}");
+    assert!(message.contains("bogus"), "{message}");
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let example = include_str!("../../conf/coexist.toml");
+    let (ok, message) = check(example);
+    assert!(ok, "{message}");
+}

@@ -1,0 +1,103 @@
+//! coexist itself, run from its release binary.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::child::{Child, Spec};
+use crate::proxy::{Proxy, Route};
+
+pub struct Coexist {
+    pub binary: PathBuf,
+}
+
+impl Coexist {
+    /// `coexist` next to this bench binary (both land in target/release).
+    pub fn beside_current_exe() -> Result<Coexist> {
+        let exe = std::env::current_exe().context("locating the coexist-bench binary")?;
+        let dir = exe
+            .parent()
+            .context("coexist-bench binary has no parent directory")?;
+        Ok(Coexist {
+            binary: dir.join("coexist"),
+        })
+    }
+}
+
+/// One frontend and one single-server backend per route; no admin endpoint,
+/// no health checks (the server is up from the start), 64 KiB splice pipes.
+pub fn config(routes: &[Route]) -> String {
+    let mut c = String::from("[admin]\nlisten = \"\"\n\n[tuning]\npipe_size = 65536\n");
+    for r in routes {
+        let _ = write!(
+            c,
+            "\n[[frontend]]\nname = \"{name}\"\nlisten = [\"{listen}\"]\nbackend = \"{name}\"\n\n\
+             [[backend]]\nname = \"{name}\"\nservers = [{{ address = \"{server}\" }}]\n",
+            name = r.name,
+            listen = r.listen,
+            server = r.server
+        );
+    }
+    c
+}
+
+/// The line the daemon logs once every listener is bound.
+pub const READY_LINE: &str = "coexist running";
+
+impl Proxy for Coexist {
+    fn name(&self) -> &str {
+        "coexist"
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        (!self.binary.is_file()).then(|| {
+            format!(
+                "no coexist binary at {} (build it with `cargo build --release -p lb`, or pass --coexist PATH)",
+                self.binary.display()
+            )
+        })
+    }
+
+    fn start(&self, routes: &[Route], dir: &Path, cpu: Option<usize>) -> Result<Child> {
+        let path = dir.join("coexist.toml");
+        fs::write(&path, config(routes)).with_context(|| format!("writing {}", path.display()))?;
+        let binary = self.binary.to_string_lossy();
+        let path = path.to_string_lossy();
+        let spec = Spec::new("coexist", &binary, &["run", "--config", &path], cpu);
+        let mut child = Child::spawn(&spec, dir)?;
+        let ports: Vec<u16> = routes.iter().map(|r| r.listen.port()).collect();
+        child.wait_ready(&ports, Some(READY_LINE), Duration::from_secs(10))?;
+        Ok(child)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_a_frontend_and_backend_per_route() {
+        let routes = [
+            Route {
+                name: "bulk",
+                listen: "127.0.0.1:23011".parse().unwrap(),
+                server: "127.0.0.1:23001".parse().unwrap(),
+            },
+            Route {
+                name: "web",
+                listen: "127.0.0.1:23012".parse().unwrap(),
+                server: "127.0.0.1:23002".parse().unwrap(),
+            },
+        ];
+        let c = config(&routes);
+        assert!(c.contains("[admin]\nlisten = \"\""));
+        assert!(c.contains("pipe_size = 65536"));
+        assert_eq!(c.matches("[[frontend]]").count(), 2);
+        assert_eq!(c.matches("[[backend]]").count(), 2);
+        assert!(c.contains("name = \"web\"\nlisten = [\"127.0.0.1:23012\"]\nbackend = \"web\""));
+        assert!(c.contains("servers = [{ address = \"127.0.0.1:23001\" }]"));
+    }
+}

@@ -1,0 +1,345 @@
+//! The measurements, each against one target (a proxy, or the backends
+//! directly): bulk throughput, connection rate, latency, idle memory.
+//!
+//! Each returns plain data; the arithmetic on it is in pure functions at the
+//! bottom so it can be checked without running anything.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::child::run_bounded;
+use crate::{iperf, procfs, wrk};
+
+/// How long and how hard each measurement runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub bulk_seconds: u32,
+    pub rate_seconds: u32,
+    /// Concurrent short connections wrk keeps in flight.
+    pub rate_connections: u32,
+    pub latency_seconds: u32,
+    pub idle_connections: usize,
+    /// CPU of every client and server; the proxy gets another one.
+    pub client_cpu: Option<usize>,
+    pub proxy_cpu: Option<usize>,
+}
+
+/// CPU time a process spends over an interval.
+struct CpuMeter {
+    pid: Option<u32>,
+    cpu_start: f64,
+    started: Instant,
+}
+
+impl CpuMeter {
+    fn start(pid: Option<u32>) -> Result<CpuMeter> {
+        let cpu_start = match pid {
+            Some(pid) => procfs::cpu_seconds(pid)?,
+            None => 0.0,
+        };
+        Ok(CpuMeter {
+            pid,
+            cpu_start,
+            started: Instant::now(),
+        })
+    }
+
+    /// (CPU seconds of the process, wall seconds) since `start`.
+    fn stop(self) -> Result<(Option<f64>, f64)> {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cpu = match self.pid {
+            Some(pid) => Some(procfs::cpu_seconds(pid)? - self.cpu_start),
+            None => None,
+        };
+        Ok((cpu, wall))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bulk {
+    pub streams: u32,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub gbit_per_second: f64,
+    pub proxy_cpu_seconds: Option<f64>,
+}
+
+/// iperf3 through `target` with `streams` parallel streams.
+pub fn bulk(
+    target: SocketAddr,
+    streams: u32,
+    proxy: Option<u32>,
+    s: &Settings,
+    dir: &Path,
+) -> Result<Bulk> {
+    let spec = iperf::client(
+        &format!("iperf3-client-{streams}"),
+        target,
+        streams,
+        s.bulk_seconds,
+        s.client_cpu,
+    );
+    let meter = CpuMeter::start(proxy)?;
+    let done = run_bounded(
+        &spec,
+        dir,
+        Duration::from_secs(u64::from(s.bulk_seconds) + 20),
+    )?;
+    let (cpu, _) = meter.stop()?;
+    let t = iperf::parse_json(&done.stdout)
+        .with_context(|| format!("iperf3 exited {}: {}", done.status, done.stderr))?;
+    Ok(Bulk {
+        streams,
+        bytes: t.bytes,
+        seconds: t.seconds,
+        gbit_per_second: t.bits_per_second / 1e9,
+        proxy_cpu_seconds: cpu,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionRate {
+    pub connections: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub socket_errors: u64,
+    pub non_2xx: u64,
+    pub proxy_cpu_seconds: Option<f64>,
+    /// Connections per second per fully busy proxy core.
+    pub per_proxy_core: Option<f64>,
+}
+
+/// wrk with `Connection: close` against the small page through `target`.
+pub fn connection_rate(
+    target: SocketAddr,
+    proxy: Option<u32>,
+    s: &Settings,
+    dir: &Path,
+) -> Result<ConnectionRate> {
+    let spec = wrk::client(
+        "wrk-rate",
+        target,
+        s.rate_connections,
+        s.rate_seconds,
+        wrk::Mode::ShortConnections,
+        s.client_cpu,
+    );
+    let meter = CpuMeter::start(proxy)?;
+    let done = run_bounded(
+        &spec,
+        dir,
+        Duration::from_secs(u64::from(s.rate_seconds) + 15),
+    )?;
+    let (cpu, wall) = meter.stop()?;
+    let r = wrk::parse_output(&done.stdout)
+        .with_context(|| format!("wrk exited {}: {}", done.status, done.stderr))?;
+    Ok(ConnectionRate {
+        connections: r.requests,
+        seconds: r.seconds,
+        per_second: r.requests_per_second,
+        socket_errors: r.socket_errors,
+        non_2xx: r.non_2xx,
+        proxy_cpu_seconds: cpu,
+        per_proxy_core: cpu.and_then(|cpu| per_core_rate(r.requests_per_second, cpu, wall)),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub requests: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub socket_errors: u64,
+    pub non_2xx: u64,
+}
+
+/// One keep-alive connection, one request at a time: the time a small
+/// request/response takes with nothing else queued.
+pub fn latency(target: SocketAddr, s: &Settings, dir: &Path) -> Result<Latency> {
+    let spec = wrk::client(
+        "wrk-latency",
+        target,
+        1,
+        s.latency_seconds,
+        wrk::Mode::KeepAlive,
+        s.client_cpu,
+    );
+    let done = run_bounded(
+        &spec,
+        dir,
+        Duration::from_secs(u64::from(s.latency_seconds) + 15),
+    )?;
+    let r = wrk::parse_output(&done.stdout)
+        .with_context(|| format!("wrk exited {}: {}", done.status, done.stderr))?;
+    Ok(Latency {
+        requests: r.requests,
+        p50_us: r.p50_us,
+        p99_us: r.p99_us,
+        socket_errors: r.socket_errors,
+        non_2xx: r.non_2xx,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleMemory {
+    pub connections: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub bytes_per_connection: f64,
+    pub proxy_fds_before: usize,
+    /// About `before + 2 × connections` when every connection reached the server.
+    pub proxy_fds_after: usize,
+}
+
+/// Opens `count` connections through the proxy to the page server, sends
+/// nothing, and reads the growth of the proxy's resident memory.
+pub fn idle_memory(target: SocketAddr, proxy: u32, count: usize) -> Result<IdleMemory> {
+    settle_rss(proxy)?;
+    let rss_before_kib = procfs::rss_kib(proxy)?;
+    let proxy_fds_before = procfs::open_fds(proxy)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut held = Vec::with_capacity(count);
+    while held.len() < count {
+        if Instant::now() >= deadline {
+            bail!(
+                "opened only {} of {count} idle connections in 30 s",
+                held.len()
+            );
+        }
+        let stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            .with_context(|| format!("idle connection {} to {target}", held.len() + 1))?;
+        held.push(stream);
+    }
+    // The proxy accepts and connects onward asynchronously: wait until it
+    // holds both sides of (nearly) every connection.
+    let want = proxy_fds_before + 2 * count;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while procfs::open_fds(proxy)? < want && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    settle_rss(proxy)?;
+    let rss_after_kib = procfs::rss_kib(proxy)?;
+    let proxy_fds_after = procfs::open_fds(proxy)?;
+    drop(held);
+    // Let the proxy close its side before the next test uses it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procfs::open_fds(proxy)? > proxy_fds_before + 16 && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    Ok(IdleMemory {
+        connections: count,
+        rss_before_kib,
+        rss_after_kib,
+        bytes_per_connection: bytes_per_connection(rss_before_kib, rss_after_kib, count),
+        proxy_fds_before,
+        proxy_fds_after,
+    })
+}
+
+/// Waits (at most 3 s) until two RSS samples 200 ms apart agree.
+fn settle_rss(pid: u32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = procfs::rss_kib(pid)?;
+    while Instant::now() < deadline {
+        sleep(Duration::from_millis(200));
+        let now = procfs::rss_kib(pid)?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    Ok(())
+}
+
+/// One `GET /` through `target`, expecting a 200 with the whole page: proves
+/// the path works before anything is measured.
+pub fn http_probe(target: SocketAddr, page_bytes: usize) -> Result<()> {
+    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+        .with_context(|| format!("probe: connecting to {target}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream
+        .take(1 << 20)
+        .read_to_end(&mut response)
+        .with_context(|| format!("probe: reading the response through {target}"))?;
+    check_response(&response, page_bytes)
+}
+
+/// Pure check of a full HTTP response to the probe.
+pub fn check_response(response: &[u8], page_bytes: usize) -> Result<()> {
+    let text = String::from_utf8_lossy(response);
+    let status = text.lines().next().unwrap_or("");
+    if !status.starts_with("HTTP/1.1 200") {
+        bail!("probe: expected HTTP/1.1 200, got {status:?}");
+    }
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.len())
+        .unwrap_or(0);
+    if body != page_bytes {
+        bail!("probe: body of {body} bytes, expected {page_bytes}");
+    }
+    Ok(())
+}
+
+/// Requests per second scaled to one fully busy proxy core; `None` when the
+/// proxy used too little CPU to extrapolate from (under 1 % of a core).
+pub fn per_core_rate(rate: f64, cpu_seconds: f64, wall_seconds: f64) -> Option<f64> {
+    let cores_busy = cpu_seconds / wall_seconds;
+    (wall_seconds > 0.0 && cores_busy >= 0.01).then(|| rate / cores_busy)
+}
+
+/// Proxy CPU seconds spent per GiB it forwarded.
+pub fn cpu_seconds_per_gib(cpu_seconds: f64, bytes: u64) -> Option<f64> {
+    (bytes > 0).then(|| cpu_seconds / (bytes as f64 / (1u64 << 30) as f64))
+}
+
+/// Resident memory growth per connection, in bytes (may be negative when the
+/// allocator gives memory back; reported as measured).
+pub fn bytes_per_connection(before_kib: u64, after_kib: u64, count: usize) -> f64 {
+    (after_kib as f64 - before_kib as f64) * 1024.0 / count.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_core_rate_scales_by_the_busy_fraction() {
+        // Input: 10,000 conn/s while the proxy used 5 CPU-seconds in 10 s.
+        // Output: 20,000 conn/s per fully busy core.
+        assert_eq!(per_core_rate(10_000.0, 5.0, 10.0), Some(20_000.0));
+        assert_eq!(per_core_rate(10_000.0, 0.0, 10.0), None);
+        assert_eq!(per_core_rate(10_000.0, 1.0, 0.0), None);
+    }
+
+    #[test]
+    fn cpu_per_gib() {
+        assert_eq!(cpu_seconds_per_gib(3.0, 6 << 30), Some(0.5));
+        assert_eq!(cpu_seconds_per_gib(3.0, 0), None);
+    }
+
+    #[test]
+    fn memory_per_connection_in_bytes() {
+        // Input: RSS 10,000 KiB → 26,500 KiB over 5,000 connections.
+        // Output: 3,379.2 bytes each.
+        assert!((bytes_per_connection(10_000, 26_500, 5_000) - 3379.2).abs() < 1e-9);
+        assert!(bytes_per_connection(10_000, 9_000, 1000) < 0.0);
+    }
+
+    #[test]
+    fn probe_response_check() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+        assert!(check_response(ok, 3).is_ok());
+        assert!(check_response(ok, 4).is_err());
+        assert!(check_response(b"HTTP/1.1 404 Not Found\r\n\r\nabc", 3).is_err());
+        assert!(check_response(b"", 0).is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! What every proxy under test is given, and how it is started.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::child::Child;
+
+/// One TCP forwarding rule: accept on `listen`, connect to `server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// A short identifier usable as a section name in every config format.
+    pub name: &'static str,
+    pub listen: SocketAddr,
+    pub server: SocketAddr,
+}
+
+/// Every open connection costs the proxy two descriptors (client and server
+/// side), and HAProxy with splice reserves pipes for a quarter of them on top:
+/// 6,000 fits the 20,000-descriptor limit and the idle test's 5,000.
+pub const PROXY_MAX_CONNECTIONS: u32 = 6_000;
+
+/// A TCP proxy the bench can start in front of the backends.
+pub trait Proxy {
+    /// Name in the table and JSON.
+    fn name(&self) -> &str;
+    /// Why this proxy cannot run here (not installed, not built), if so.
+    fn unavailable(&self) -> Option<String>;
+    /// Writes its configuration under `dir`, starts it pinned to `cpu`, and
+    /// returns once every route is listening.
+    fn start(&self, routes: &[Route], dir: &Path, cpu: Option<usize>) -> Result<Child>;
+}

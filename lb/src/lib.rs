@@ -1,6 +1,7 @@
 //! coexist's load balancer: dual-stack TCP frontends, server selection,
 //! health state and zero-copy forwarding.
 
+pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod frontend;

@@ -2,3 +2,5 @@
 //! health state and zero-copy forwarding.
 
 pub mod config;
+pub mod forward;
+pub mod proxy_protocol;

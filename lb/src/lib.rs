@@ -4,10 +4,12 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod forward;
 pub mod frontend;
 pub mod health;
 pub mod limit;
 pub mod metrics;
 pub mod net;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod runtime;

@@ -2,6 +2,7 @@
 //! health state and zero-copy forwarding.
 
 pub mod admin;
+pub mod balance;
 pub mod config;
 pub mod daemon;
 pub mod forward;

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use metrics::counter;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::admin::{self, AdminContext, VrrpBoard};
 use crate::config::{self, Config, ConfigError};
 use crate::forward::PipePool;
 use crate::frontend::{BindError, Listeners};
@@ -21,6 +24,12 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Bind(#[from] BindError),
+    #[error("cannot listen on {address} for the admin endpoint: {source}")]
+    Admin {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running load balancer.
@@ -30,18 +39,32 @@ pub struct Daemon {
     registry: Arc<Registry>,
     listeners: Listeners,
     plane: Arc<DataPlane>,
+    admin: AdminContext,
 }
 
 impl Daemon {
     /// Loads the config at `path`, binds every listener and starts serving.
-    pub async fn start(path: &Path) -> Result<Self, DaemonError> {
+    /// `metrics` renders `/metrics` when the binary installed a recorder.
+    pub async fn start(path: &Path, metrics: Option<PrometheusHandle>) -> Result<Self, DaemonError> {
         let config = config::load(path)?;
-        Self::start_with(path.to_owned(), config)
+        Self::start_with(path.to_owned(), config, metrics).await
     }
 
-    fn start_with(path: PathBuf, config: Config) -> Result<Self, DaemonError> {
+    async fn start_with(
+        path: PathBuf,
+        config: Config,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Self, DaemonError> {
         let listeners = Listeners::default();
         let bound = listeners.bind_new(&config)?;
+        let admin_listener = match config.admin.listen {
+            Some(address) => Some(
+                admin::bind(address)
+                    .await
+                    .map_err(|source| DaemonError::Admin { address, source })?,
+            ),
+            None => None,
+        };
         let registry = Arc::new(Registry::default());
         let plane = Arc::new(DataPlane {
             pipes: PipePool::new(config.tuning.pipe_size, config.tuning.pipe_pool_max),
@@ -50,12 +73,24 @@ impl Daemon {
         });
         let (snapshot, new_servers) = Snapshot::build(config, &registry);
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let admin = AdminContext {
+            snapshot: Arc::clone(&snapshot),
+            metrics,
+            vrrp: VrrpBoard::default(),
+        };
+        if let Some(listener) = admin_listener {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!("admin endpoint on http://{address} (/metrics, /status)");
+            }
+            tokio::spawn(admin::serve(listener, admin.clone()));
+        }
         let mut daemon = Self {
             path,
             snapshot,
             registry,
             listeners,
             plane,
+            admin,
         };
         let config = Arc::clone(&daemon.snapshot.load().config);
         daemon
@@ -67,6 +102,10 @@ impl Daemon {
 
     pub fn snapshot(&self) -> Arc<ArcSwap<Snapshot>> {
         Arc::clone(&self.snapshot)
+    }
+
+    pub fn admin(&self) -> &AdminContext {
+        &self.admin
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -94,6 +133,9 @@ impl Daemon {
 
     fn try_reload(&mut self) -> Result<(), DaemonError> {
         let config = config::load(&self.path)?;
+        if config.admin.listen != self.snapshot.load().config.admin.listen {
+            tracing::warn!("admin.listen changed; the admin endpoint moves at the next restart");
+        }
         let bound = self.listeners.bind_new(&config)?;
         let (snapshot, new_servers) = Snapshot::build(config, &self.registry);
         let snapshot = Arc::new(snapshot);

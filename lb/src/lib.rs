@@ -1,12 +1,16 @@
 //! coexist's load balancer: dual-stack TCP frontends, server selection,
 //! health state and zero-copy forwarding.
 
+pub mod admin;
+pub mod balance;
 pub mod config;
 pub mod daemon;
+pub mod forward;
 pub mod frontend;
 pub mod health;
 pub mod limit;
 pub mod metrics;
 pub mod net;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod runtime;

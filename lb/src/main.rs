@@ -34,7 +34,30 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show frontends, servers and VRRP instances of a running daemon.
+    Status {
+        /// Address of the daemon's admin endpoint.
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+        /// Print the raw JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a server's state (and optionally weight) at run time.
+    Server {
+        /// The server, as BACKEND/SERVER.
+        server: String,
+        /// ready, drain or maint.
+        #[arg(value_parser = ["ready", "drain", "maint"])]
+        state: String,
+        #[arg(long)]
+        weight: Option<u32>,
+        #[arg(long, default_value = DEFAULT_ADMIN)]
+        admin: String,
+    },
 }
+
+const DEFAULT_ADMIN: &str = "127.0.0.1:9100";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -42,6 +65,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
+        Command::Status { admin, json } => status(&admin, json),
+        Command::Server {
+            server,
+            state,
+            weight,
+            admin,
+        } => change_server(&admin, &server, &state, weight),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,13 +112,68 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let metrics = install_metrics_recorder()?;
     runtime.block_on(async {
-        let daemon = lb::daemon::Daemon::start(&path).await?;
+        let daemon = lb::daemon::Daemon::start(&path, Some(metrics)).await?;
         tracing::info!("coexist running with {}", path.display());
+        // Type=notify units wait for this: listeners (and VRRP) are up.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let left = daemon.run_until_signalled().await?;
         if left > 0 {
             tracing::warn!("exited with {left} connection(s) cut at the end of the grace period");
         }
         Ok(())
     })
+}
+
+fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    // Explicit buckets: connect times are milliseconds on a LAN, connection
+    // durations range from a request to a long-lived stream.
+    let connect = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+    let duration = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(lb::metrics::CONNECT_DURATION_SECONDS.to_owned()), &connect)?
+        .set_buckets_for_metric(Matcher::Full(lb::metrics::CONNECTION_DURATION_SECONDS.to_owned()), &duration)?
+        .install_recorder()
+        .context("cannot install the metrics recorder")
+}
+
+fn admin_url(admin: &str, path: &str) -> String {
+    let base = if admin.starts_with("http://") { admin.to_owned() } else { format!("http://{admin}") };
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+fn status(admin: &str, json: bool) -> anyhow::Result<()> {
+    let url = admin_url(admin, "/status");
+    let response = ureq::get(&url).call().with_context(|| format!("cannot reach the admin endpoint at {url}"))?;
+    let status: lb::admin::status::Status = response.into_json().context("malformed /status document")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status.render_table());
+    }
+    Ok(())
+}
+
+fn change_server(admin: &str, server: &str, state: &str, weight: Option<u32>) -> anyhow::Result<()> {
+    let (backend, name) = server
+        .split_once('/')
+        .with_context(|| format!("expected BACKEND/SERVER, got {server:?}"))?;
+    let url = admin_url(admin, &format!("/servers/{backend}/{name}"));
+    let body = lb::admin::ServerChange { state: Some(state.to_owned()), weight };
+    match ureq::post(&url).send_json(&body) {
+        Ok(response) => {
+            let server: Option<lb::admin::status::ServerStatus> = response.into_json()?;
+            if let Some(s) = server {
+                println!("{backend}/{}: {} (weight {}, {} active)", s.name, s.state, s.weight, s.active_connections);
+            }
+            Ok(())
+        }
+        Err(ureq::Error::Status(code, response)) => {
+            let text = response.into_string().unwrap_or_default();
+            anyhow::bail!("{url}: HTTP {code}: {}", text.trim())
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot reach the admin endpoint at {url}")),
+    }
 }

@@ -163,3 +163,34 @@ pub fn check(config: &str) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// GETs `path` from an admin endpoint and parses the JSON.
+pub fn admin_get<T: serde::de::DeserializeOwned>(admin: SocketAddr, path: &str) -> T {
+    ureq::get(&format!("http://{admin}{path}"))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .into_json()
+        .unwrap_or_else(|e| panic!("GET {path}: malformed JSON: {e}"))
+}
+
+/// GETs `/metrics` as text.
+pub fn admin_metrics(admin: SocketAddr) -> String {
+    ureq::get(&format!("http://{admin}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .expect("GET /metrics")
+        .into_string()
+        .expect("metrics text")
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text page, where
+/// `labels` is a substring of its label set (e.g. `server="s1"`).
+pub fn metric_value(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .next()
+}

@@ -1,0 +1,140 @@
+//! The admin HTTP endpoint: `/metrics`, `/status` and run-time server control.
+//!
+//! It binds loopback by default; an operator must configure another
+//! address explicitly to expose it.
+
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+
+use crate::health::AdminState;
+use crate::runtime::Snapshot;
+use status::{ServerStatus, Status, VrrpStatus};
+
+/// VRRP instances publish their state here; the admin API only reads it.
+pub type VrrpBoard = Arc<Mutex<BTreeMap<String, VrrpStatus>>>;
+
+#[derive(Clone)]
+pub struct AdminContext {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub metrics: Option<PrometheusHandle>,
+    pub vrrp: VrrpBoard,
+}
+
+impl AdminContext {
+    pub fn status(&self) -> Status {
+        let vrrp = self
+            .vrrp
+            .lock()
+            .expect("vrrp board lock")
+            .values()
+            .cloned()
+            .collect();
+        Status::from_snapshot(&self.snapshot.load(), vrrp)
+    }
+}
+
+/// Body of `POST /servers/{backend}/{server}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerChange {
+    /// "ready", "drain" or "maint".
+    pub state: Option<String>,
+    pub weight: Option<u32>,
+}
+
+pub fn router(context: AdminContext) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/status", get(status_json))
+        .route("/servers/{backend}/{server}", post(change_server))
+        .with_state(context)
+}
+
+/// Binds the admin endpoint; the caller spawns [`serve`] on the listener.
+pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, context: AdminContext) {
+    if let Err(error) = axum::serve(listener, router(context)).await {
+        tracing::error!("admin endpoint stopped: {error}");
+    }
+}
+
+async fn metrics(State(context): State<AdminContext>) -> Response {
+    match &context.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics recorder not installed\n").into_response(),
+    }
+}
+
+async fn status_json(State(context): State<AdminContext>) -> Json<Status> {
+    Json(context.status())
+}
+
+async fn change_server(
+    State(context): State<AdminContext>,
+    Path((backend, server)): Path<(String, String)>,
+    Json(change): Json<ServerChange>,
+) -> Response {
+    let admin = match change.state.as_deref().map(parse_admin_state).transpose() {
+        Ok(admin) => admin,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    if change.weight.is_some_and(|w| w > 256) {
+        return (StatusCode::BAD_REQUEST, "weight must be 0..=256\n".to_owned()).into_response();
+    }
+    let snapshot = context.snapshot.load();
+    let Some(runtime) = snapshot.backend(&backend).and_then(|b| {
+        b.servers
+            .iter()
+            .find(|s| *s.name() == server)
+            .cloned()
+    }) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no server {backend}/{server}\n"),
+        )
+            .into_response();
+    };
+    if let Some(admin) = admin {
+        runtime.set_admin(admin);
+    }
+    if let Some(weight) = change.weight {
+        runtime.set_weight(weight);
+    }
+    let status = context.status();
+    let found: Option<ServerStatus> = status
+        .backends
+        .into_iter()
+        .find(|b| b.name == backend)
+        .and_then(|b| b.servers.into_iter().find(|s| s.name == server));
+    Json(found).into_response()
+}
+
+fn parse_admin_state(text: &str) -> Result<AdminState, String> {
+    match text {
+        "ready" => Ok(AdminState::Ready),
+        "drain" => Ok(AdminState::Drain),
+        "maint" => Ok(AdminState::Maint),
+        other => Err(format!(
+            "unknown state {other:?}: expected ready, drain or maint\n"
+        )),
+    }
+}

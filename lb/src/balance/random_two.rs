@@ -1,0 +1,54 @@
+//! Power of two choices: sample two distinct eligible servers at random and
+//! take the less loaded (`active / weight`). Nearly as even as least
+//! connections, without every balancer instance herding onto the same
+//! server after a burst.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::{load_cmp, Candidate};
+
+pub(super) struct RandomTwo {
+    rng: SmallRng,
+    /// Indices of usable candidates; kept to avoid an allocation per pick.
+    usable: Vec<usize>,
+}
+
+impl RandomTwo {
+    pub(super) fn from_entropy() -> Self {
+        Self::with_rng(SmallRng::from_entropy())
+    }
+
+    pub(super) fn seeded(seed: u64) -> Self {
+        Self::with_rng(SmallRng::seed_from_u64(seed))
+    }
+
+    fn with_rng(rng: SmallRng) -> Self {
+        RandomTwo {
+            rng,
+            usable: Vec::new(),
+        }
+    }
+
+    pub(super) fn pick(&mut self, candidates: &[Candidate]) -> Option<usize> {
+        self.usable.clear();
+        self.usable
+            .extend(candidates.iter().enumerate().filter(|(_, c)| c.usable()).map(|(i, _)| i));
+        let n = self.usable.len();
+        match n {
+            0 => None,
+            1 => Some(self.usable[0]),
+            _ => {
+                let a = self.rng.gen_range(0..n);
+                let mut b = self.rng.gen_range(0..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                let (a, b) = (self.usable[a], self.usable[b]);
+                let (ca, cb) = (&candidates[a], &candidates[b]);
+                let b_wins = load_cmp(cb, ca).then(ca.weight.cmp(&cb.weight)).is_lt();
+                Some(if b_wins { b } else { a })
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! `[[backend]]` checks: timeouts, the health check, the Maglev table size
+//! and the servers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{values, Ctx};
+use crate::config::model::{Backend, Balance, CheckKind, HealthCheck, InitialState, Server};
+use crate::config::raw::{RawBackend, RawBalance, RawCheckKind, RawHealthCheck, RawInitialState, RawServer};
+
+const DEFAULT_MAGLEV_TABLE_SIZE: usize = 65537;
+/// Beyond this the table stops fitting in cache and building it takes long
+/// enough to stall a reload.
+const MAX_MAGLEV_TABLE_SIZE: i64 = 1 << 24;
+const DEFAULT_RISE: u32 = 2;
+const DEFAULT_FALL: u32 = 3;
+/// HAProxy's http-check accepts 2xx and 3xx by default.
+const DEFAULT_EXPECT_STATUS: std::ops::RangeInclusive<u16> = 200..=399;
+const DEFAULT_HTTP_HOST: &str = "localhost";
+
+pub(super) fn backends(ctx: &mut Ctx<'_>, raw: &[Spanned<RawBackend>]) -> Vec<Backend> {
+    let mut out: Vec<Backend> = Vec::with_capacity(raw.len());
+    for (i, b) in raw.iter().enumerate() {
+        let at = format!("backend[{i}]");
+        let key = format!("{at}.name");
+        let name = &b.get_ref().name;
+        ctx.name(name, &key);
+        if let Some(j) = out.iter().position(|o| o.name == *name.get_ref()) {
+            let msg = format!("duplicate backend name {:?} (also backend[{j}])", name.get_ref());
+            ctx.error(name.span(), &key, msg);
+        }
+        out.push(backend(ctx, b, &at));
+    }
+    out
+}
+
+fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backend {
+    let b = spanned.get_ref();
+    let servers = servers(ctx, spanned, at);
+    let balance = match b.balance {
+        None | Some(RawBalance::RoundRobin) => Balance::RoundRobin,
+        Some(RawBalance::LeastConnections) => Balance::LeastConnections,
+        Some(RawBalance::Maglev) => Balance::Maglev,
+        Some(RawBalance::RandomTwo) => Balance::RandomTwo,
+    };
+    let maglev_table_size = maglev_table_size(ctx, b, at, servers.len());
+    let health_check = b.health_check.as_ref().map(|h| health_check(ctx, h, &format!("{at}.health_check")));
+    let (rise, fall) = health_check.as_ref().map_or((DEFAULT_RISE, DEFAULT_FALL), |h| (h.rise, h.fall));
+    let positive = Duration::from_millis(1)..=Duration::from_secs(24 * 3600);
+    Backend {
+        name: b.name.get_ref().clone(),
+        balance,
+        maglev_table_size,
+        connect_timeout: ctx.duration_in(
+            b.connect_timeout.as_ref(),
+            &format!("{at}.connect_timeout"),
+            Duration::from_secs(2),
+            positive.clone(),
+        ),
+        idle_timeout: ctx.duration_in(
+            b.idle_timeout.as_ref(),
+            &format!("{at}.idle_timeout"),
+            Duration::from_secs(300),
+            positive,
+        ),
+        retries: ctx.int_in(b.retries.as_ref(), &format!("{at}.retries"), 2, 0..=100),
+        health_check,
+        fall,
+        rise,
+        servers,
+    }
+}
+
+fn maglev_table_size(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str, servers: usize) -> usize {
+    let key = format!("{at}.maglev_table_size");
+    let Some(size) = b.maglev_table_size.as_ref() else {
+        return DEFAULT_MAGLEV_TABLE_SIZE;
+    };
+    let n = *size.get_ref();
+    if !(2..=MAX_MAGLEV_TABLE_SIZE).contains(&n) {
+        let msg = format!("{n} is out of range 2..={MAX_MAGLEV_TABLE_SIZE}");
+        ctx.error(size.span(), &key, msg);
+        return DEFAULT_MAGLEV_TABLE_SIZE;
+    }
+    let m = n as usize;
+    if !crate::balance::is_prime(m as u64) {
+        ctx.error(size.span(), &key, format!("{m} is not prime; Maglev needs a prime table size (e.g. 65537, 655373)"));
+    } else if m < servers {
+        let msg = format!("{m} is smaller than the {servers} servers; every server needs at least one entry");
+        ctx.error(size.span(), &key, msg);
+    }
+    m
+}
+
+fn servers(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Vec<Server> {
+    let b = spanned.get_ref();
+    let key = format!("{at}.servers");
+    let list: &[Spanned<RawServer>] = match &b.servers {
+        Some(s) if !s.get_ref().is_empty() => s.get_ref(),
+        Some(s) => {
+            ctx.error(s.span(), &key, format!("backend {:?} has no servers", b.name.get_ref()));
+            return Vec::new();
+        }
+        None => {
+            ctx.error(spanned.span(), &key, format!("backend {:?} has no servers", b.name.get_ref()));
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<(Server, bool)> = Vec::with_capacity(list.len());
+    for (j, s) in list.iter().enumerate() {
+        let s = s.get_ref();
+        let at = format!("{key}[{j}]");
+        let address = server_address(ctx, &s.address, &format!("{at}.address"));
+        if let Some(a) = address {
+            if let Some(k) = out.iter().position(|(o, ok)| *ok && o.address == a) {
+                let msg = format!("{a} is already {key}[{k}]; a server's identity is its address");
+                ctx.error(s.address.span(), &format!("{at}.address"), msg);
+            }
+        }
+        let name = match &s.name {
+            Some(n) => {
+                ctx.name(n, &format!("{at}.name"));
+                n.get_ref().clone()
+            }
+            None => s.address.get_ref().trim().to_owned(),
+        };
+        if let Some(k) = out.iter().position(|(o, _)| o.name == name) {
+            let (span, name_key) = match &s.name {
+                Some(n) => (n.span(), format!("{at}.name")),
+                None => (s.address.span(), format!("{at}.address")),
+            };
+            ctx.error(span, &name_key, format!("duplicate server name {name:?} (also {key}[{k}])"));
+        }
+        let server = Server {
+            name,
+            address: address.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            weight: ctx.int_in(s.weight.as_ref(), &format!("{at}.weight"), 1, 0..=256),
+            backup: s.backup.unwrap_or(false),
+            max_connections: s
+                .max_connections
+                .as_ref()
+                .map(|m| ctx.int_in(Some(m), &format!("{at}.max_connections"), 1, 1..=i64::MAX)),
+        };
+        out.push((server, address.is_some()));
+    }
+    out.into_iter().map(|(s, _)| s).collect()
+}
+
+fn server_address(ctx: &mut Ctx<'_>, raw: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+    let a = ctx.socket_addr(raw, key)?;
+    let problem = if a.port() == 0 {
+        Some("port 0 cannot be connected to")
+    } else if a.ip().is_unspecified() {
+        Some("an unspecified address cannot be connected to")
+    } else if a.ip().is_multicast() {
+        Some("a multicast address cannot take TCP connections")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => {
+            ctx.error(raw.span(), key, format!("{a}: {p}"));
+            None
+        }
+        None => Some(a),
+    }
+}
+
+fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) -> HealthCheck {
+    let h = spanned.get_ref();
+    let key = |k: &str| format!("{at}.{k}");
+    let interval = ctx.duration_in(
+        h.interval.as_ref(),
+        &key("interval"),
+        Duration::from_secs(2),
+        Duration::from_millis(10)..=Duration::from_secs(24 * 3600),
+    );
+    let timeout = ctx.duration_in(
+        h.timeout.as_ref(),
+        &key("timeout"),
+        Duration::from_secs(1),
+        Duration::from_millis(1)..=Duration::from_secs(24 * 3600),
+    );
+    if timeout > interval {
+        // A check still running when the next is due would overlap it.
+        let (span, k) = match (&h.timeout, &h.interval) {
+            (Some(t), _) => (t.span(), key("timeout")),
+            (None, Some(i)) => (i.span(), key("interval")),
+            (None, None) => (spanned.span(), at.to_owned()),
+        };
+        ctx.error(span, &k, format!("timeout {timeout:?} exceeds interval {interval:?}"));
+    }
+    let rise = ctx.int_in(h.rise.as_ref(), &key("rise"), DEFAULT_RISE, 1..=1000);
+    let fall = ctx.int_in(h.fall.as_ref(), &key("fall"), DEFAULT_FALL, 1..=1000);
+    let initial_state = match h.initial_state {
+        None | Some(RawInitialState::Down) => InitialState::Down,
+        Some(RawInitialState::Up) => InitialState::Up,
+    };
+    let kind_value = h.kind.as_ref().map_or(RawCheckKind::Tcp, |k| *k.get_ref());
+    // Missing keys are reported at `kind`, the key that made them necessary.
+    let kind_span = h.kind.as_ref().map_or(spanned.span(), Spanned::span);
+    let extra = |ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>, name: &str, owner: &str| {
+        if let Some(v) = v {
+            ctx.error(v.span(), &key(name), format!("only used with kind = {owner:?}"));
+        }
+    };
+    let kind = match kind_value {
+        RawCheckKind::Tcp | RawCheckKind::Http => {
+            extra(ctx, h.send.as_ref(), "send", "send-expect");
+            extra(ctx, h.expect.as_ref(), "expect", "send-expect");
+            if kind_value == RawCheckKind::Tcp {
+                extra(ctx, h.path.as_ref(), "path", "http");
+                extra(ctx, h.host.as_ref(), "host", "http");
+                if let Some(s) = &h.expect_status {
+                    ctx.error(s.span(), &key("expect_status"), "only used with kind = \"http\"");
+                }
+                CheckKind::Tcp
+            } else {
+                http(ctx, h, &key)
+            }
+        }
+        RawCheckKind::SendExpect => {
+            extra(ctx, h.path.as_ref(), "path", "http");
+            extra(ctx, h.host.as_ref(), "host", "http");
+            if let Some(s) = &h.expect_status {
+                ctx.error(s.span(), &key("expect_status"), "only used with kind = \"http\"");
+            }
+            let mut bytes = |v: Option<&Spanned<String>>, name: &str| match v {
+                Some(s) if !s.get_ref().is_empty() => s.get_ref().as_bytes().to_vec(),
+                Some(s) => {
+                    ctx.error(s.span(), &key(name), "must not be empty");
+                    Vec::new()
+                }
+                None => {
+                    let msg = format!("kind = \"send-expect\" needs `{name}`");
+                    ctx.error(kind_span.clone(), &key(name), msg);
+                    Vec::new()
+                }
+            };
+            let send = bytes(h.send.as_ref(), "send");
+            let expect = bytes(h.expect.as_ref(), "expect");
+            CheckKind::SendExpect { send, expect }
+        }
+    };
+    HealthCheck {
+        kind,
+        interval,
+        timeout,
+        rise,
+        fall,
+        initial_state,
+    }
+}
+
+fn http(ctx: &mut Ctx<'_>, h: &RawHealthCheck, key: &dyn Fn(&str) -> String) -> CheckKind {
+    // Both go verbatim into the request line and a header.
+    let request_safe = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    let path = match &h.path {
+        Some(p) if p.get_ref().starts_with('/') && request_safe(p.get_ref()) => p.get_ref().clone(),
+        Some(p) => {
+            let msg = format!("{:?} must start with '/' and contain no spaces or control characters", p.get_ref());
+            ctx.error(p.span(), &key("path"), msg);
+            String::new()
+        }
+        None => "/".to_owned(),
+    };
+    let host = match &h.host {
+        Some(v) if request_safe(v.get_ref()) => v.get_ref().clone(),
+        Some(v) => {
+            let msg = format!("{:?} must be non-empty, with no spaces or control characters", v.get_ref());
+            ctx.error(v.span(), &key("host"), msg);
+            String::new()
+        }
+        None => DEFAULT_HTTP_HOST.to_owned(),
+    };
+    let expect_status = match &h.expect_status {
+        None => DEFAULT_EXPECT_STATUS,
+        Some(s) => values::status_range(s.get_ref()).unwrap_or_else(|msg| {
+            ctx.error(s.span(), &key("expect_status"), msg);
+            DEFAULT_EXPECT_STATUS
+        }),
+    };
+    CheckKind::Http {
+        path,
+        host,
+        expect_status,
+    }
+}

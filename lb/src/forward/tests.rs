@@ -1,0 +1,432 @@
+//! Loopback tests with real sockets: a test client and a test server on
+//! either side of `forward`, which runs in its own task as in the daemon.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::*;
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Default)]
+struct Counts {
+    to_server: AtomicU64,
+    to_client: AtomicU64,
+}
+
+impl ByteCounter for Counts {
+    fn to_server(&self, n: u64) {
+        self.to_server.fetch_add(n, Ordering::Relaxed);
+    }
+    fn to_client(&self, n: u64) {
+        self.to_client.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Two connected loopback sockets.
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    (connected.unwrap(), accepted.unwrap().0)
+}
+
+/// client ⇄ [proxy_client | forward | proxy_server] ⇄ server
+struct Harness {
+    client: TcpStream,
+    server: TcpStream,
+    forward: JoinHandle<Result<Totals, ForwardError>>,
+    counts: Arc<Counts>,
+}
+
+async fn start(pool: &Arc<PipePool>, opts: ForwardOptions) -> Harness {
+    let (client, proxy_client) = tcp_pair().await;
+    let (proxy_server, server) = tcp_pair().await;
+    let counts = Arc::new(Counts::default());
+    let (pool, task_counts) = (Arc::clone(pool), Arc::clone(&counts));
+    let forward = tokio::spawn(async move {
+        forward(proxy_client, proxy_server, &pool, &opts, &*task_counts).await
+    });
+    Harness {
+        client,
+        server,
+        forward,
+        counts,
+    }
+}
+
+fn opts(splice: bool) -> ForwardOptions {
+    ForwardOptions {
+        idle_timeout: Duration::from_secs(30),
+        splice,
+    }
+}
+
+/// A reproducible byte stream: byte `offset` of stream `seed`, any chunking.
+fn pattern(seed: u64, mut offset: u64, buf: &mut [u8]) {
+    let mut i = 0;
+    while i < buf.len() {
+        let word =
+            splitmix64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (offset / 8)).to_le_bytes();
+        let skip = (offset % 8) as usize;
+        let n = (8 - skip).min(buf.len() - i);
+        buf[i..i + n].copy_from_slice(&word[skip..skip + n]);
+        i += n;
+        offset += n as u64;
+    }
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Writes `len` bytes of stream `seed`, then half-closes.
+async fn send_pattern(mut w: impl AsyncWriteExt + Unpin, seed: u64, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut sent = 0;
+    while sent < len {
+        let n = (len - sent).min(buf.len() as u64) as usize;
+        pattern(seed, sent, &mut buf[..n]);
+        w.write_all(&buf[..n]).await?;
+        sent += n as u64;
+    }
+    w.shutdown().await
+}
+
+/// Reads to EOF, checking every byte against stream `seed`; returns the count.
+async fn expect_pattern(mut r: impl AsyncReadExt + Unpin, seed: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut expected = vec![0u8; buf.len()];
+    let mut received = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(received);
+        }
+        pattern(seed, received, &mut expected[..n]);
+        assert!(
+            buf[..n] == expected[..n],
+            "stream {seed}: wrong bytes at offset {received}..{}",
+            received + n as u64
+        );
+        received += n as u64;
+    }
+}
+
+/// Sends `len` verified bytes each way at the same time; returns the forward's totals.
+async fn exchange(h: Harness, len: u64) -> Totals {
+    let (cr, cw) = h.client.into_split();
+    let (sr, sw) = h.server.into_split();
+    let (up, down, at_server, at_client) = tokio::join!(
+        tokio::spawn(send_pattern(cw, 1, len)),
+        tokio::spawn(send_pattern(sw, 2, len)),
+        tokio::spawn(expect_pattern(sr, 1)),
+        tokio::spawn(expect_pattern(cr, 2)),
+    );
+    up.unwrap().unwrap();
+    down.unwrap().unwrap();
+    assert_eq!(at_server.unwrap().unwrap(), len, "bytes at the server");
+    assert_eq!(at_client.unwrap().unwrap(), len, "bytes at the client");
+    let totals = h
+        .forward
+        .await
+        .unwrap()
+        .expect("forward ends cleanly after both FINs");
+    assert_eq!(
+        totals,
+        Totals {
+            to_server: len,
+            to_client: len
+        }
+    );
+    assert_eq!(h.counts.to_server.load(Ordering::Relaxed), len);
+    assert_eq!(h.counts.to_client.load(Ordering::Relaxed), len);
+    totals
+}
+
+async fn bulk_64_mib_each_way(splice: bool) -> Arc<PipePool> {
+    let pool = Arc::new(PipePool::new(MIB as usize, 8));
+    let h = start(&pool, opts(splice)).await;
+    let began = Instant::now();
+    exchange(h, 64 * MIB).await;
+    let secs = began.elapsed().as_secs_f64();
+    eprintln!(
+        "forward {}: 64 MiB each way in {secs:.3} s = {:.0} MiB/s per direction (pattern generation and checking included)",
+        if splice { "splice" } else { "copy" },
+        64.0 / secs
+    );
+    assert_eq!(pool.in_use(), 0);
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splice_moves_64_mib_each_way_intact() {
+    let pool = bulk_64_mib_each_way(true).await;
+    assert!(pool.splice_available());
+    assert!(pool.idle() > 0, "splice borrowed pipes and gave them back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_moves_64_mib_each_way_intact() {
+    let pool = bulk_64_mib_each_way(false).await;
+    assert_eq!(pool.idle(), 0, "the copy path never takes a pipe");
+}
+
+/// Input: the client sends a request and shuts its write side.
+/// Output: the server sees EOF, and its later reply still reaches the client.
+async fn client_half_close(splice: bool) {
+    let pool = Arc::new(PipePool::new(0, 4));
+    let mut h = start(&pool, opts(splice)).await;
+    h.client.write_all(b"request").await.unwrap();
+    h.client.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    h.server.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"request");
+    h.server.write_all(b"reply").await.unwrap();
+    h.server.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    h.client.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"reply");
+    let totals = h.forward.await.unwrap().unwrap();
+    assert_eq!(
+        totals,
+        Totals {
+            to_server: 7,
+            to_client: 5
+        }
+    );
+}
+
+/// Input: the server sends a banner and shuts its write side.
+/// Output: the client sees EOF, and its later answer still reaches the server.
+async fn server_half_close(splice: bool) {
+    let pool = Arc::new(PipePool::new(0, 4));
+    let mut h = start(&pool, opts(splice)).await;
+    h.server.write_all(b"banner").await.unwrap();
+    h.server.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    h.client.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"banner");
+    h.client.write_all(b"answer!").await.unwrap();
+    h.client.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    h.server.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"answer!");
+    let totals = h.forward.await.unwrap().unwrap();
+    assert_eq!(
+        totals,
+        Totals {
+            to_server: 7,
+            to_client: 6
+        }
+    );
+}
+
+#[tokio::test]
+async fn client_half_close_splice() {
+    client_half_close(true).await;
+}
+
+#[tokio::test]
+async fn client_half_close_copy() {
+    client_half_close(false).await;
+}
+
+#[tokio::test]
+async fn server_half_close_splice() {
+    server_half_close(true).await;
+}
+
+#[tokio::test]
+async fn server_half_close_copy() {
+    server_half_close(false).await;
+}
+
+/// Input: a connection with no traffic.
+/// Output: the forward ends with IdleTimeout and both ends see the close.
+#[tokio::test]
+async fn idle_timeout_ends_the_forward() {
+    let pool = Arc::new(PipePool::new(0, 4));
+    let timeout = Duration::from_millis(200);
+    let mut h = start(
+        &pool,
+        ForwardOptions {
+            idle_timeout: timeout,
+            splice: true,
+        },
+    )
+    .await;
+    let began = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(5), &mut h.forward).await;
+    let result = result.expect("forward ended").unwrap();
+    assert!(
+        matches!(result, Err(ForwardError::IdleTimeout(t)) if t == timeout),
+        "{result:?}"
+    );
+    assert!(began.elapsed() >= timeout);
+    let mut rest = Vec::new();
+    assert_eq!(h.client.read_to_end(&mut rest).await.unwrap(), 0);
+    assert_eq!(h.server.read_to_end(&mut rest).await.unwrap(), 0);
+}
+
+/// Input: one byte every 100 ms, alternating directions, for 1.2 s, with a 300 ms idle timeout.
+/// Output: the forward is alive throughout, then times out once traffic stops.
+#[tokio::test]
+async fn traffic_in_either_direction_defers_the_idle_timeout() {
+    let pool = Arc::new(PipePool::new(0, 4));
+    let mut h = start(
+        &pool,
+        ForwardOptions {
+            idle_timeout: Duration::from_millis(300),
+            splice: true,
+        },
+    )
+    .await;
+    let mut byte = [0u8; 1];
+    for round in 0..12 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if round % 2 == 0 {
+            h.client.write_all(b"x").await.unwrap();
+            h.server.read_exact(&mut byte).await.unwrap();
+        } else {
+            h.server.write_all(b"y").await.unwrap();
+            h.client.read_exact(&mut byte).await.unwrap();
+        }
+        assert!(
+            !h.forward.is_finished(),
+            "timed out at round {round} despite traffic"
+        );
+    }
+    let result = tokio::time::timeout(Duration::from_secs(5), h.forward)
+        .await
+        .expect("forward ended");
+    assert!(matches!(result.unwrap(), Err(ForwardError::IdleTimeout(_))));
+    assert_eq!(h.counts.to_server.load(Ordering::Relaxed), 6);
+    assert_eq!(h.counts.to_client.load(Ordering::Relaxed), 6);
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Input: 4 MiB each way, read completely, then silence on an open connection.
+/// Output: no pipe stays lent (in_use() == 0) while the connection lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_holds_no_pipe() {
+    let pool = Arc::new(PipePool::new(0, 8));
+    let mut h = start(&pool, opts(true)).await;
+    for round in 0..3u64 {
+        let payload = vec![round as u8; 4 * MIB as usize];
+        let mut got = vec![0u8; payload.len()];
+        let (sent_up, _) =
+            tokio::join!(h.client.write_all(&payload), h.server.read_exact(&mut got));
+        sent_up.unwrap();
+        assert!(got == payload);
+        let (sent_down, _) =
+            tokio::join!(h.server.write_all(&payload), h.client.read_exact(&mut got));
+        sent_down.unwrap();
+        assert!(got == payload);
+        wait_until("pipes back in the pool", || pool.in_use() == 0).await;
+        assert!(pool.idle() >= 1, "pipes were used and returned, not closed");
+        assert!(!h.forward.is_finished(), "connection still open");
+    }
+    drop(h.client);
+    drop(h.server);
+    let totals = h.forward.await.unwrap().unwrap();
+    assert_eq!(
+        totals,
+        Totals {
+            to_server: 12 * MIB,
+            to_client: 12 * MIB
+        }
+    );
+}
+
+/// Input: a pipe size the kernel refuses (1 GiB, above pipe-max-size).
+/// Output: pipes keep the default size and 8 MiB each way still arrive intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_pipe_size_still_forwards() {
+    let pool = Arc::new(PipePool::new(1 << 30, 4));
+    let h = start(&pool, opts(true)).await;
+    exchange(h, 8 * MIB).await;
+    assert!(pool.idle() > 0, "splice was used");
+}
+
+/// Input: 200 connections at once, 256 KiB each way on each, through an 8-pipe pool.
+/// Output: every byte intact, and afterwards no pipe lent and at most 8 kept.
+async fn many_connections(splice: bool) {
+    let pool = Arc::new(PipePool::new(0, 8));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let h = start(&pool, opts(splice)).await;
+        tasks.push(tokio::spawn(exchange(h, 256 * 1024)));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(pool.in_use(), 0);
+    assert!(pool.idle() <= 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_connections_splice() {
+    many_connections(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_connections_copy() {
+    many_connections(false).await;
+}
+
+/// Input: the client aborts (RST) while the server is still sending.
+/// Output: ClientReset, and the server sees a reset too, not a clean close.
+#[tokio::test]
+async fn client_reset_is_reported_and_propagated() {
+    let pool = Arc::new(PipePool::new(0, 4));
+    let mut h = start(&pool, opts(true)).await;
+    h.client.write_all(b"hello").await.unwrap();
+    let mut got = [0u8; 5];
+    h.server.read_exact(&mut got).await.unwrap();
+    abort(&h.client);
+    drop(h.client);
+    let result = tokio::time::timeout(Duration::from_secs(5), h.forward)
+        .await
+        .expect("forward ended");
+    assert!(matches!(result.unwrap(), Err(ForwardError::ClientReset)));
+    let mut rest = Vec::new();
+    let err = h
+        .server
+        .read_to_end(&mut rest)
+        .await
+        .expect_err("server must see the abort");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+}
+
+#[test]
+fn forward_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let pool = PipePool::new(0, 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (a, b) = tcp_pair().await;
+        let (options, counts) = (opts(true), Counts::default());
+        let fut = forward(a, b, &pool, &options, &counts);
+        assert_send(&fut);
+    });
+}

@@ -1,0 +1,243 @@
+//! Health checking through the real daemon on loopback.
+//!
+//! ```text
+//!   clients ──► coexist 127.0.0.1:P ──► s1, s2, s3 (127.0.0.1 / ::1)
+//!                   │ admin 127.0.0.1:A (/status)
+//! ```
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use coexist_tests::daemon::{admin_get, DaemonProcess};
+use coexist_tests::ports::{free_port, v4, v6};
+use coexist_tests::servers::{Behaviour, TestServer};
+use lb::admin::status::{ServerStatus, Status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn config(listen: SocketAddr, admin: SocketAddr, check: &str, servers: &[(&str, SocketAddr, bool)]) -> String {
+    let rows: Vec<String> = servers
+        .iter()
+        .map(|(name, address, backup)| {
+            format!(r#"  {{ name = "{name}", address = "{address}", backup = {backup} }},"#)
+        })
+        .collect();
+    format!(
+        r#"
+[admin]
+listen = "{admin}"
+
+[[frontend]]
+name = "web"
+listen = ["{listen}"]
+backend = "pool"
+
+[[backend]]
+name = "pool"
+connect_timeout = "500ms"
+retries = 2
+{check}
+servers = [
+{rows}
+]
+"#,
+        rows = rows.join("\n")
+    )
+}
+
+async fn server_status(admin: SocketAddr, name: &str) -> ServerStatus {
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let status: Status = admin_get(admin, "/status");
+        status.backends[0]
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .expect("server in /status")
+    })
+    .await
+    .unwrap()
+}
+
+/// Polls `/status` until the server reaches `state`; returns how long it took.
+async fn wait_state(admin: SocketAddr, name: &str, state: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let s = server_status(admin, name).await;
+        if s.state == state {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{name} still {} (last check {:?}) after {limit:?}",
+            s.state,
+            s.last_check
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+const FAST_TCP: &str = r#"health_check = { kind = "tcp", interval = "200ms", timeout = "100ms", rise = 2, fall = 2 }"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_check_takes_a_dead_server_out_and_back_in() {
+    let mut s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let daemon = DaemonProcess::start_ready(&config(listen, admin, FAST_TCP, &[("s1", s1.address, false)]));
+    wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
+    s1.stop();
+    wait_state(admin, "s1", "down", Duration::from_secs(2)).await;
+    assert_eq!(server_status(admin, "s1").await.last_check.as_deref(), Some("connect refused"));
+    assert!(daemon.log().contains("server pool/s1 is down (was up): connect refused"), "{}", daemon.log());
+    s1.restart().await.unwrap();
+    wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_expect_check_compares_the_reply_prefix() {
+    // The echo server greets "s1\n" and echoes: "PING" comes back after it.
+    let good = TestServer::named(v6(0), "+PONG").await.unwrap();
+    let bad = TestServer::named(v6(0), "-ERR").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let check = r#"health_check = { kind = "send-expect", send = "PING\r\n", expect = "+PONG", interval = "200ms", timeout = "200ms", rise = 1, fall = 1 }"#;
+    let _daemon = DaemonProcess::start_ready(&config(
+        listen,
+        admin,
+        check,
+        &[("good", good.address, false), ("bad", bad.address, false)],
+    ));
+    wait_state(admin, "good", "up", Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bad_status = server_status(admin, "bad").await;
+    assert_eq!(bad_status.state, "down");
+    let reason = bad_status.last_check.unwrap();
+    assert!(reason.contains("expected reply starting with"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_check_expects_a_status_range() {
+    let ok = TestServer::start(v4(0), Behaviour::Http { status: 204 }).await.unwrap();
+    let failing = TestServer::start(v4(0), Behaviour::Http { status: 503 }).await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let check = r#"health_check = { kind = "http", path = "/healthz", host = "example.test", expect_status = "2xx", interval = "200ms", timeout = "200ms", rise = 1, fall = 1 }"#;
+    let _daemon = DaemonProcess::start_ready(&config(
+        listen,
+        admin,
+        check,
+        &[("ok", ok.address, false), ("failing", failing.address, false)],
+    ));
+    wait_state(admin, "ok", "up", Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let failing = server_status(admin, "failing").await;
+    assert_eq!(failing.state, "down");
+    assert_eq!(failing.last_check.as_deref(), Some("expected HTTP 2xx, got 503"));
+}
+
+/// One short connection: connect, read the greeting, close. Errors are
+/// what a client would see.
+async fn short_connection(listen: SocketAddr) -> Result<String, String> {
+    let mut stream = TcpStream::connect(listen).await.map_err(|e| format!("connect: {e}"))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut byte)).await {
+            Err(_) => return Err("no greeting in 3 s".into()),
+            Ok(Err(e)) => return Err(format!("read: {e}")),
+            Ok(Ok(0)) => return Err("closed before greeting".into()),
+            Ok(Ok(_)) if byte[0] == b'\n' => break,
+            Ok(Ok(_)) => line.push(byte[0]),
+        }
+    }
+    let _ = stream.shutdown().await;
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_dying_under_load_costs_no_client_connection() {
+    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let mut s2 = TestServer::named(v6(0), "s2").await.unwrap();
+    let s3 = TestServer::named(v4(0), "s3").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let _daemon = DaemonProcess::start_ready(&config(
+        listen,
+        admin,
+        FAST_TCP,
+        &[("s1", s1.address, false), ("s2", s2.address, false), ("s3", s3.address, false)],
+    ));
+    for name in ["s1", "s2", "s3"] {
+        wait_state(admin, name, "up", Duration::from_secs(2)).await;
+    }
+
+    let mut failures = Vec::new();
+    let total = 2400;
+    for i in 0..total {
+        if i == 600 {
+            s2.stop();
+        }
+        if let Err(e) = short_connection(listen).await {
+            failures.push((i, e));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {total} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert_eq!(server_status(admin, "s2").await.state, "down");
+
+    // Back within rise × interval plus one interval (+ scheduling slack).
+    let before = s2.connections();
+    s2.restart().await.unwrap();
+    let restarted = Instant::now();
+    let limit = Duration::from_millis(2 * 200 + 200 + 300);
+    loop {
+        short_connection(listen).await.expect("served while s2 returns");
+        if s2.connections() > before {
+            break;
+        }
+        assert!(restarted.elapsed() < limit, "s2 got no connection within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_server_down_clients_are_refused_at_once_then_served_again() {
+    let mut s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let _daemon = DaemonProcess::start_ready(&config(listen, admin, FAST_TCP, &[("s1", s1.address, false)]));
+    wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
+    s1.stop();
+    wait_state(admin, "s1", "down", Duration::from_secs(2)).await;
+
+    let started = Instant::now();
+    let refused = short_connection(listen).await;
+    assert!(refused.is_err(), "served with every server down: {refused:?}");
+    assert!(started.elapsed() < Duration::from_millis(500), "refusal took {:?}", started.elapsed());
+
+    s1.restart().await.unwrap();
+    wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
+    assert_eq!(short_connection(listen).await.unwrap(), "s1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_serves_only_while_no_primary_is_up() {
+    let mut primary = TestServer::named(v4(0), "primary").await.unwrap();
+    let backup = TestServer::named(v6(0), "backup").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let _daemon = DaemonProcess::start_ready(&config(
+        listen,
+        admin,
+        FAST_TCP,
+        &[("primary", primary.address, false), ("backup", backup.address, true)],
+    ));
+    wait_state(admin, "primary", "up", Duration::from_secs(2)).await;
+    wait_state(admin, "backup", "up", Duration::from_secs(2)).await;
+    for _ in 0..10 {
+        assert_eq!(short_connection(listen).await.unwrap(), "primary");
+    }
+    primary.stop();
+    wait_state(admin, "primary", "down", Duration::from_secs(2)).await;
+    for _ in 0..10 {
+        assert_eq!(short_connection(listen).await.unwrap(), "backup");
+    }
+    primary.restart().await.unwrap();
+    wait_state(admin, "primary", "up", Duration::from_secs(2)).await;
+    assert_eq!(short_connection(listen).await.unwrap(), "primary");
+}

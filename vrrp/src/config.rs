@@ -145,7 +145,10 @@ pub enum ConfigError {
     #[error("VRRPv2 is IPv4 only")]
     V2Ipv6,
     #[error("advert interval {interval:?} is not a whole number of {version:?} units within range (v3: 10ms..=40.95s in 10 ms steps, v2: 1..=255 s)")]
-    Interval { interval: Duration, version: Version },
+    Interval {
+        interval: Duration,
+        version: Version,
+    },
     #[error("no virtual address")]
     NoAddresses,
     #[error("{0} virtual addresses, at most 255 fit an advertisement")]

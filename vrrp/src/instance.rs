@@ -341,7 +341,8 @@ impl Instance {
                 self.transition(now, State::Initialize, TransitionReason::Shutdown);
                 let release = self.advert_packet(0);
                 self.actions.push_back(Action::SendAdvert(release));
-                self.actions.push_back(Action::RemoveAddresses(self.config.addresses.clone()));
+                self.actions
+                    .push_back(Action::RemoveAddresses(self.config.addresses.clone()));
             }
         }
         self.adver_timer = None;
@@ -381,7 +382,12 @@ impl Instance {
     /// instance state, then §6.4.2 / §6.4.3). `Ok` means it was processed,
     /// which includes the protocol's own silent ignoring of lower-priority
     /// adverts by a preempting backup.
-    pub fn handle_advert(&mut self, now: Instant, src: IpAddr, packet: &Packet) -> Result<(), Discard> {
+    pub fn handle_advert(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        packet: &Packet,
+    ) -> Result<(), Discard> {
         self.check_advert(src, packet)?;
         self.warn_on_address_mismatch(src, packet);
         match self.state {
@@ -627,7 +633,8 @@ impl Instance {
         self.down_cause = DownCause::Silence;
         self.master_adver_interval = self.config.advert_interval;
         self.send_advert(now);
-        self.actions.push_back(Action::AddAddresses(self.config.addresses.clone()));
+        self.actions
+            .push_back(Action::AddAddresses(self.config.addresses.clone()));
         let announce = self.config.addresses.iter().map(|va| va.addr).collect();
         self.actions.push_back(Action::Announce(announce));
     }
@@ -639,14 +646,21 @@ impl Instance {
         self.lower_master_since = None;
         self.down_cause = DownCause::Silence;
         self.master_down_timer = Some(now + self.master_down_interval());
-        self.actions.push_back(Action::RemoveAddresses(self.config.addresses.clone()));
+        self.actions
+            .push_back(Action::RemoveAddresses(self.config.addresses.clone()));
     }
 
     fn transition(&mut self, now: Instant, to: State, reason: TransitionReason) {
         let from = self.state;
         self.state = to;
-        self.last_transition = Some(Transition { from, to, reason, at: now });
-        self.actions.push_back(Action::StateChanged { from, to, reason });
+        self.last_transition = Some(Transition {
+            from,
+            to,
+            reason,
+            at: now,
+        });
+        self.actions
+            .push_back(Action::StateChanged { from, to, reason });
     }
 
     fn send_advert(&mut self, now: Instant) {

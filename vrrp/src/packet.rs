@@ -213,7 +213,11 @@ pub enum EncodeError {
     #[error("address {addr} is not of the packet's family ({family:?})")]
     AddressFamily { addr: IpAddr, family: Family },
     #[error("interval field {raw} exceeds the {version:?} maximum {max}")]
-    IntervalRange { raw: u16, max: u16, version: Version },
+    IntervalRange {
+        raw: u16,
+        max: u16,
+        version: Version,
+    },
     #[error("interval {0:?} is zero, not a whole number of field units, or too large")]
     Interval(Duration),
     #[error("reserved bits {0:#x} exceed 4 bits")]
@@ -259,7 +263,12 @@ impl Packet {
 
     /// Exact wire bytes with the checksum filled in. `mode` matters only
     /// for VRRPv3 over IPv4 (see [`ChecksumMode`]).
-    pub fn encode(&self, src: IpAddr, dst: IpAddr, mode: ChecksumMode) -> Result<Vec<u8>, EncodeError> {
+    pub fn encode(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        mode: ChecksumMode,
+    ) -> Result<Vec<u8>, EncodeError> {
         let family = Family::of(src);
         if family != Family::of(dst) {
             return Err(EncodeError::FamilyMix { src, dst });
@@ -272,7 +281,10 @@ impl Packet {
             n => u8::try_from(n).map_err(|_| EncodeError::TooManyAddresses(n))?,
         };
         if let Some(addr) = self.addresses.iter().find(|a| Family::of(**a) != family) {
-            return Err(EncodeError::AddressFamily { addr: *addr, family });
+            return Err(EncodeError::AddressFamily {
+                addr: *addr,
+                family,
+            });
         }
         let max = self.version.max_raw_interval();
         if self.max_advert_int > max {

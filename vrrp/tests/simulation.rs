@@ -48,7 +48,9 @@ fn converges_to_one_master_with_the_highest_priority() {
         prios.shuffle(&mut rng);
         let mut seg = Segment::new(seed);
         seg.set_delay(ms(1), ms(2));
-        let ids: Vec<usize> = (0..5).map(|k| seg.add(router(k as u8 + 1, prios[k]))).collect();
+        let ids: Vec<usize> = (0..5)
+            .map(|k| seg.add(router(k as u8 + 1, prios[k])))
+            .collect();
         let mut order = ids.clone();
         order.shuffle(&mut rng);
         for &i in &order {
@@ -57,10 +59,19 @@ fn converges_to_one_master_with_the_highest_priority() {
         }
         seg.run_for(Duration::from_secs(5));
         let best = *ids.iter().max_by_key(|&&i| prios[i]).unwrap();
-        assert_eq!(seg.masters(), vec![best], "seed {seed}, priorities {:?}", &prios[..5]);
+        assert_eq!(
+            seg.masters(),
+            vec![best],
+            "seed {seed}, priorities {:?}",
+            &prios[..5]
+        );
         for &i in &ids {
             let vr = seg.instance(i).unwrap();
-            assert_eq!(vr.master(), Some(seg.address(best)), "seed {seed}, node {i}");
+            assert_eq!(
+                vr.master(),
+                Some(seg.address(best)),
+                "seed {seed}, node {i}"
+            );
         }
     }
 }
@@ -124,7 +135,10 @@ fn killed_master_is_replaced_within_master_down_interval() {
     seg.run_for(Duration::from_secs(2));
     assert_eq!(seg.masters(), vec![ids[1]]);
     let takeover = seg.last_became_master(ids[1]).unwrap() - killed_at;
-    assert!(takeover <= mdi + ms(1), "takeover {takeover:?} > MDI {mdi:?}");
+    assert!(
+        takeover <= mdi + ms(1),
+        "takeover {takeover:?} > MDI {mdi:?}"
+    );
     assert!(takeover > mdi - INTERVAL, "takeover {takeover:?} too early");
 }
 
@@ -148,7 +162,10 @@ fn stopped_master_is_replaced_within_skew_time() {
     seg.run_for(Duration::from_secs(2));
     assert_eq!(seg.masters(), vec![ids[1]]);
     let takeover = seg.last_became_master(ids[1]).unwrap() - stopped_at;
-    assert!(takeover <= skew + ms(1), "takeover {takeover:?} > skew {skew:?}");
+    assert!(
+        takeover <= skew + ms(1),
+        "takeover {takeover:?} > skew {skew:?}"
+    );
 }
 
 /// Input: 4 routers; the segment splits {0,1} | {2,3} for 5 s, then heals.

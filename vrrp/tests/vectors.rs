@@ -16,7 +16,9 @@ struct Vector {
 }
 
 fn load(name: &str) -> Vector {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let field = |key: &str| {
         text.lines()
@@ -51,7 +53,10 @@ fn check(
     addresses: &[&str],
 ) {
     let v = load(name);
-    assert_eq!(v.ttl, 255, "{name}: RFC 9568 §5.1.1.3 / §5.1.2.3 send TTL 255");
+    assert_eq!(
+        v.ttl, 255,
+        "{name}: RFC 9568 §5.1.1.3 / §5.1.2.3 send TTL 255"
+    );
     let d = decode(&v.payload, v.src, v.dst).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(d.checksum, checksum, "{name}");
     let p = &d.packet;

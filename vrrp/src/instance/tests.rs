@@ -35,7 +35,14 @@ fn advert(priority: u8, interval: Duration) -> Packet {
 }
 
 fn v2_advert(priority: u8) -> Packet {
-    Packet::advert(Version::V2, 51, priority, Duration::from_secs(1), vec![ip(VIP)]).unwrap()
+    Packet::advert(
+        Version::V2,
+        51,
+        priority,
+        Duration::from_secs(1),
+        vec![ip(VIP)],
+    )
+    .unwrap()
 }
 
 fn drain(vr: &mut Instance) -> Vec<Action> {
@@ -87,7 +94,12 @@ fn rfc9568_6_4_1_owner_starts_as_master() {
         }
     );
     assert_eq!(sent_priorities(&actions), vec![255]);
-    assert!(actions.contains(&Action::AddAddresses(vec![VirtualAddress::new(ip(VIP), 24)])));
+    assert!(
+        actions.contains(&Action::AddAddresses(vec![VirtualAddress::new(
+            ip(VIP),
+            24
+        )]))
+    );
     assert!(actions.contains(&Action::Announce(vec![ip(VIP)])));
     assert_eq!(vr.poll_timeout(), Some(t0 + Duration::from_secs(1)));
     assert_eq!(vr.master(), Some(ip(ME)));
@@ -103,7 +115,12 @@ fn rfc9568_6_4_1_non_owner_starts_as_backup() {
     let actions = drain(&mut vr);
     assert_eq!(vr.state(), State::Backup);
     assert_eq!(sent_priorities(&actions), Vec::<u8>::new());
-    assert!(actions.contains(&Action::RemoveAddresses(vec![VirtualAddress::new(ip(VIP), 24)])));
+    assert!(
+        actions.contains(&Action::RemoveAddresses(vec![VirtualAddress::new(
+            ip(VIP),
+            24
+        )]))
+    );
     assert_eq!(vr.poll_timeout(), Some(t0 + vr.master_down_interval()));
     assert_eq!(vr.master(), None);
 }
@@ -115,8 +132,12 @@ fn rfc9568_6_1_skew_time_and_master_down_interval() {
     let t0 = Instant::now();
     let mut vr = started(config(100), t0);
     assert_eq!(vr.skew_time(), Duration::from_secs(1) * 156 / 256);
-    assert_eq!(vr.master_down_interval(), Duration::from_secs(3) + Duration::from_secs(1) * 156 / 256);
-    vr.handle_advert(t0, ip(HIGHER), &advert(200, ms(100))).unwrap();
+    assert_eq!(
+        vr.master_down_interval(),
+        Duration::from_secs(3) + Duration::from_secs(1) * 156 / 256
+    );
+    vr.handle_advert(t0, ip(HIGHER), &advert(200, ms(100)))
+        .unwrap();
     assert_eq!(vr.skew_time(), ms(100) * 156 / 256);
     assert_eq!(vr.master_down_interval(), ms(300) + ms(100) * 156 / 256);
     // Higher priority, shorter skew: it takes over first.
@@ -133,7 +154,10 @@ fn rfc3768_6_1_v2_skew_time_in_seconds() {
     c.advert_interval = Duration::from_secs(2);
     let vr = started(c, t0);
     assert_eq!(vr.skew_time(), Duration::from_secs(1) * 156 / 256);
-    assert_eq!(vr.master_down_interval(), Duration::from_secs(6) + Duration::from_secs(1) * 156 / 256);
+    assert_eq!(
+        vr.master_down_interval(),
+        Duration::from_secs(6) + Duration::from_secs(1) * 156 / 256
+    );
 }
 
 /// RFC 9568 §6.4.2: a backup adopts the master's advertised interval
@@ -143,7 +167,8 @@ fn rfc9568_6_4_2_backup_adopts_master_interval() {
     let t0 = Instant::now();
     let mut vr = started(config(100), t0);
     let now = t0 + ms(50);
-    vr.handle_advert(now, ip(HIGHER), &advert(200, ms(200))).unwrap();
+    vr.handle_advert(now, ip(HIGHER), &advert(200, ms(200)))
+        .unwrap();
     assert_eq!(vr.advert_interval(), ms(200));
     assert_eq!(vr.poll_timeout(), Some(now + ms(600) + ms(200) * 156 / 256));
     assert_eq!(vr.master(), Some(ip(HIGHER)));
@@ -161,7 +186,8 @@ fn rfc3768_7_1_v2_interval_mismatch_discarded() {
     let e = vr.handle_advert(t0 + ms(10), ip(HIGHER), &p).unwrap_err();
     assert_eq!(e.reason(), "interval_mismatch");
     assert_eq!(vr.poll_timeout(), before);
-    vr.handle_advert(t0 + ms(10), ip(HIGHER), &v2_advert(200)).unwrap();
+    vr.handle_advert(t0 + ms(10), ip(HIGHER), &v2_advert(200))
+        .unwrap();
     assert_ne!(vr.poll_timeout(), before);
 }
 
@@ -204,9 +230,11 @@ fn rfc9568_6_4_2_master_down_timer_expiry_makes_master() {
 fn rfc9568_6_4_2_priority_zero_takes_over_after_skew_time() {
     let t0 = Instant::now();
     let mut vr = started(config(100), t0);
-    vr.handle_advert(t0, ip(HIGHER), &advert(200, ms(100))).unwrap();
+    vr.handle_advert(t0, ip(HIGHER), &advert(200, ms(100)))
+        .unwrap();
     let now = t0 + ms(30);
-    vr.handle_advert(now, ip(HIGHER), &advert(0, ms(100))).unwrap();
+    vr.handle_advert(now, ip(HIGHER), &advert(0, ms(100)))
+        .unwrap();
     assert_eq!(vr.poll_timeout(), Some(now + vr.skew_time()));
     assert_eq!(vr.master(), None);
     vr.handle_timeout(now + vr.skew_time());
@@ -224,7 +252,8 @@ fn rfc9568_6_4_2_priority_zero_honoured_without_preempt() {
     let mut c = config(100);
     c.preempt = false;
     let mut vr = started(c, t0);
-    vr.handle_advert(t0, ip(HIGHER), &advert(0, ms(100))).unwrap();
+    vr.handle_advert(t0, ip(HIGHER), &advert(0, ms(100)))
+        .unwrap();
     assert_eq!(vr.poll_timeout(), Some(t0 + vr.skew_time()));
 }
 
@@ -236,15 +265,32 @@ fn rfc9568_6_4_2_preempt_ignores_lower_priority_master() {
     let mut vr = started(config(200), t0);
     let deadline = vr.poll_timeout().unwrap();
     for i in 0..3 {
-        vr.handle_advert(t0 + Duration::from_secs(i), ip(HIGHER), &advert(100, Duration::from_secs(1)))
-            .unwrap();
-        assert_eq!(vr.poll_timeout(), Some(deadline), "lower advert must not reset the timer");
+        vr.handle_advert(
+            t0 + Duration::from_secs(i),
+            ip(HIGHER),
+            &advert(100, Duration::from_secs(1)),
+        )
+        .unwrap();
+        assert_eq!(
+            vr.poll_timeout(),
+            Some(deadline),
+            "lower advert must not reset the timer"
+        );
     }
     vr.handle_timeout(deadline);
     assert_eq!(vr.state(), State::Master);
     let reason = vr.last_transition().unwrap().reason;
-    assert_eq!(reason, TransitionReason::Preempted { priority: 100, from: ip(HIGHER) });
-    assert_eq!(reason.to_string(), "preempted lower priority 100 from 192.0.2.3");
+    assert_eq!(
+        reason,
+        TransitionReason::Preempted {
+            priority: 100,
+            from: ip(HIGHER)
+        }
+    );
+    assert_eq!(
+        reason.to_string(),
+        "preempted lower priority 100 from 192.0.2.3"
+    );
 }
 
 /// RFC 9568 §6.4.2: with Preempt_Mode false, any advert resets the timer:
@@ -257,7 +303,8 @@ fn rfc9568_6_4_2_preempt_off_keeps_lower_priority_master() {
     let mut vr = started(c, t0);
     for i in 1..10 {
         let now = t0 + Duration::from_secs(i);
-        vr.handle_advert(now, ip(LOWER), &advert(100, Duration::from_secs(1))).unwrap();
+        vr.handle_advert(now, ip(LOWER), &advert(100, Duration::from_secs(1)))
+            .unwrap();
         assert_eq!(vr.poll_timeout(), Some(now + vr.master_down_interval()));
     }
     assert_eq!(vr.state(), State::Backup);
@@ -272,7 +319,8 @@ fn rfc9568_6_4_2_equal_or_higher_priority_resets_timer() {
     let mut vr = started(config(100), t0);
     for (i, prio) in [(1u64, 100u8), (2, 150)] {
         let now = t0 + Duration::from_secs(i);
-        vr.handle_advert(now, ip(LOWER), &advert(prio, Duration::from_secs(1))).unwrap();
+        vr.handle_advert(now, ip(LOWER), &advert(prio, Duration::from_secs(1)))
+            .unwrap();
         assert_eq!(vr.poll_timeout(), Some(now + vr.master_down_interval()));
     }
 }
@@ -289,13 +337,19 @@ fn preempt_delay_postpones_preemption() {
     let second = Duration::from_secs(1);
     let mut now = t0;
     for _ in 0..5 {
-        vr.handle_advert(now, ip(LOWER), &advert(100, second)).unwrap();
-        assert_eq!(vr.poll_timeout(), Some(now + vr.master_down_interval()), "accepted during the delay");
+        vr.handle_advert(now, ip(LOWER), &advert(100, second))
+            .unwrap();
+        assert_eq!(
+            vr.poll_timeout(),
+            Some(now + vr.master_down_interval()),
+            "accepted during the delay"
+        );
         now += second;
     }
     // 5 s after the first lower advert: from now on it is ignored.
     let deadline = vr.poll_timeout().unwrap();
-    vr.handle_advert(now, ip(LOWER), &advert(100, second)).unwrap();
+    vr.handle_advert(now, ip(LOWER), &advert(100, second))
+        .unwrap();
     assert_eq!(vr.poll_timeout(), Some(deadline));
     vr.handle_timeout(deadline);
     assert_eq!(vr.state(), State::Master);
@@ -322,14 +376,22 @@ fn rfc9568_6_4_3_master_advertises_every_interval() {
 fn rfc9568_6_4_3_master_steps_down_for_higher_priority() {
     let t0 = Instant::now();
     let (mut vr, at) = master(config(100), t0);
-    vr.handle_advert(at, ip(LOWER), &advert(200, ms(300))).unwrap();
+    vr.handle_advert(at, ip(LOWER), &advert(200, ms(300)))
+        .unwrap();
     let actions = drain(&mut vr);
     assert_eq!(vr.state(), State::Backup);
-    let reason = TransitionReason::HigherPriority { priority: 200, from: ip(LOWER) };
+    let reason = TransitionReason::HigherPriority {
+        priority: 200,
+        from: ip(LOWER),
+    };
     assert_eq!(
         actions,
         vec![
-            Action::StateChanged { from: State::Master, to: State::Backup, reason },
+            Action::StateChanged {
+                from: State::Master,
+                to: State::Backup,
+                reason
+            },
             Action::RemoveAddresses(vec![VirtualAddress::new(ip(VIP), 24)]),
         ]
     );
@@ -344,19 +406,35 @@ fn rfc9568_6_4_3_master_steps_down_for_higher_priority() {
 fn rfc9568_6_4_3_equal_priority_higher_address_wins() {
     let t0 = Instant::now();
     let (mut vr, at) = master(config(100), t0);
-    vr.handle_advert(at, ip(LOWER), &advert(100, Duration::from_secs(1))).unwrap();
+    vr.handle_advert(at, ip(LOWER), &advert(100, Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(vr.state(), State::Master, "lower address loses the tie");
-    vr.handle_advert(at, ip(HIGHER), &advert(100, Duration::from_secs(1))).unwrap();
+    vr.handle_advert(at, ip(HIGHER), &advert(100, Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(vr.state(), State::Backup);
     assert_eq!(
         vr.last_transition().unwrap().reason,
-        TransitionReason::HigherAddress { priority: 100, from: ip(HIGHER) }
+        TransitionReason::HigherAddress {
+            priority: 100,
+            from: ip(HIGHER)
+        }
     );
     // IPv6 compares addresses numerically too.
-    let mut c6 = Config::new(51, ip("fe80::2"), vec![VirtualAddress::new(ip("2001:db8::10"), 64)]);
+    let mut c6 = Config::new(
+        51,
+        ip("fe80::2"),
+        vec![VirtualAddress::new(ip("2001:db8::10"), 64)],
+    );
     c6.priority = 100;
     let (mut vr6, at) = master(c6, t0);
-    let p6 = Packet::advert(Version::V3, 51, 100, Duration::from_secs(1), vec![ip("2001:db8::10")]).unwrap();
+    let p6 = Packet::advert(
+        Version::V3,
+        51,
+        100,
+        Duration::from_secs(1),
+        vec![ip("2001:db8::10")],
+    )
+    .unwrap();
     vr6.handle_advert(at, ip("fe80::1:0"), &p6).unwrap();
     assert_eq!(vr6.state(), State::Backup);
 }
@@ -368,7 +446,8 @@ fn rfc9568_6_4_3_master_readvertises_on_lower_priority() {
     let t0 = Instant::now();
     let (mut vr, at) = master(config(150), t0);
     let now = at + ms(300);
-    vr.handle_advert(now, ip(HIGHER), &advert(100, Duration::from_secs(1))).unwrap();
+    vr.handle_advert(now, ip(HIGHER), &advert(100, Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(sent_priorities(&drain(&mut vr)), vec![150]);
     assert_eq!(vr.poll_timeout(), Some(now + Duration::from_secs(1)));
     assert_eq!(vr.state(), State::Master);
@@ -379,7 +458,8 @@ fn rfc9568_6_4_3_master_readvertises_on_lower_priority() {
 fn rfc3768_6_4_3_v2_master_discards_lower_priority() {
     let t0 = Instant::now();
     let (mut vr, at) = master(v2_config(150), t0);
-    vr.handle_advert(at + ms(300), ip(HIGHER), &v2_advert(100)).unwrap();
+    vr.handle_advert(at + ms(300), ip(HIGHER), &v2_advert(100))
+        .unwrap();
     assert!(drain(&mut vr).is_empty());
     assert_eq!(vr.poll_timeout(), Some(at + Duration::from_secs(1)));
 }
@@ -391,7 +471,8 @@ fn rfc9568_6_4_3_master_answers_priority_zero() {
     let t0 = Instant::now();
     let (mut vr, at) = master(config(100), t0);
     let now = at + ms(500);
-    vr.handle_advert(now, ip(HIGHER), &advert(0, Duration::from_secs(1))).unwrap();
+    vr.handle_advert(now, ip(HIGHER), &advert(0, Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(sent_priorities(&drain(&mut vr)), vec![100]);
     assert_eq!(vr.poll_timeout(), Some(now + Duration::from_secs(1)));
 }
@@ -447,7 +528,9 @@ fn rfc9568_6_4_2_backup_shutdown_is_silent() {
 fn rfc9568_7_1_owner_discards_adverts() {
     let t0 = Instant::now();
     let mut vr = started(config(255), t0);
-    let e = vr.handle_advert(t0, ip(HIGHER), &advert(255, ms(100))).unwrap_err();
+    let e = vr
+        .handle_advert(t0, ip(HIGHER), &advert(255, ms(100)))
+        .unwrap_err();
     assert_eq!(e, Discard::LocalOwner);
     assert_eq!(vr.state(), State::Master);
 }
@@ -459,7 +542,10 @@ fn rfc9568_7_1_vrid_must_match() {
     let mut vr = started(config(100), t0);
     let mut p = advert(200, ms(100));
     p.vrid = 52;
-    assert_eq!(vr.handle_advert(t0, ip(HIGHER), &p).unwrap_err().reason(), "vrid");
+    assert_eq!(
+        vr.handle_advert(t0, ip(HIGHER), &p).unwrap_err().reason(),
+        "vrid"
+    );
 }
 
 /// RFC 9568 §7.1 (version) and §5.1 (separate families): an advert of the
@@ -469,13 +555,22 @@ fn rfc9568_7_1_version_family_and_own_adverts_discarded() {
     let t0 = Instant::now();
     let mut vr = started(config(100), t0);
     assert_eq!(
-        vr.handle_advert(t0, ip(HIGHER), &v2_advert(200)).unwrap_err().reason(),
+        vr.handle_advert(t0, ip(HIGHER), &v2_advert(200))
+            .unwrap_err()
+            .reason(),
         "version_mismatch"
     );
     let p6 = Packet::advert(Version::V3, 51, 200, ms(100), vec![ip("2001:db8::10")]).unwrap();
-    assert_eq!(vr.handle_advert(t0, ip("fe80::9"), &p6).unwrap_err().reason(), "family_mismatch");
     assert_eq!(
-        vr.handle_advert(t0, ip(ME), &advert(200, ms(100))).unwrap_err().reason(),
+        vr.handle_advert(t0, ip("fe80::9"), &p6)
+            .unwrap_err()
+            .reason(),
+        "family_mismatch"
+    );
+    assert_eq!(
+        vr.handle_advert(t0, ip(ME), &advert(200, ms(100)))
+            .unwrap_err()
+            .reason(),
         "own_advert"
     );
 }
@@ -488,7 +583,10 @@ fn rfc3768_7_1_v2_address_mismatch_dropped_unless_owner() {
     let mut vr = started(v2_config(100), t0);
     let mut p = v2_advert(200);
     p.addresses = vec![ip("192.0.2.99")];
-    assert_eq!(vr.handle_advert(t0, ip(HIGHER), &p).unwrap_err().reason(), "address_mismatch");
+    assert_eq!(
+        vr.handle_advert(t0, ip(HIGHER), &p).unwrap_err().reason(),
+        "address_mismatch"
+    );
     p.priority = 255;
     assert_eq!(vr.handle_advert(t0, ip(HIGHER), &p), Ok(()));
 }
@@ -512,12 +610,21 @@ fn rfc9568_6_1_owner_preempts_even_with_preempt_off() {
     let mut c = config(200);
     c.preempt = false;
     let mut vr = started(c.clone(), t0);
-    vr.handle_advert(t0, ip(LOWER), &advert(100, Duration::from_secs(1))).unwrap();
+    vr.handle_advert(t0, ip(LOWER), &advert(100, Duration::from_secs(1)))
+        .unwrap();
     c.priority = 255;
     vr.update_config(c).unwrap();
-    assert_eq!(vr.state(), State::Backup, "a config change is no transition");
+    assert_eq!(
+        vr.state(),
+        State::Backup,
+        "a config change is no transition"
+    );
     let deadline = vr.poll_timeout().unwrap();
-    let _ = vr.handle_advert(t0 + ms(500), ip(LOWER), &advert(100, Duration::from_secs(1)));
+    let _ = vr.handle_advert(
+        t0 + ms(500),
+        ip(LOWER),
+        &advert(100, Duration::from_secs(1)),
+    );
     assert_eq!(vr.poll_timeout(), Some(deadline));
     vr.handle_timeout(deadline);
     assert_eq!(vr.state(), State::Master);
@@ -563,7 +670,10 @@ fn tracking_lowers_priority_within_1_to_254() {
     assert_eq!(vr.effective_priority(), 40);
     vr.set_track("web", true).unwrap();
     assert_eq!(vr.effective_priority(), 100);
-    assert_eq!(vr.set_track("nope", false), Err(UnknownTrack("nope".into())));
+    assert_eq!(
+        vr.set_track("nope", false),
+        Err(UnknownTrack("nope".into()))
+    );
 
     let mut low = Instance::new(tracked(50, &[("web", 200)])).unwrap();
     low.set_track("web", false).unwrap();
@@ -595,7 +705,13 @@ fn tracking_failure_triggers_preemption() {
     let t0 = Instant::now();
     let second = Duration::from_secs(1);
     let (mut a, _) = master(tracked(200, &[("web", 60)]), t0);
-    let mut b = started(Config { primary_address: ip(LOWER), ..config(150) }, t0);
+    let mut b = started(
+        Config {
+            primary_address: ip(LOWER),
+            ..config(150)
+        },
+        t0,
+    );
     // b hears a's priority-200 adverts and stays backup.
     let mut now = t0;
     let relay = |a: &mut Instance, b: &mut Instance, now: Instant| {
@@ -637,7 +753,11 @@ fn config_update_without_spurious_transition() {
     c.addresses.push(VirtualAddress::new(ip("192.0.2.11"), 24));
     vr.update_config(c.clone()).unwrap();
     assert_eq!(vr.state(), State::Master);
-    assert_eq!(vr.effective_priority(), 110, "failed track kept across reload");
+    assert_eq!(
+        vr.effective_priority(),
+        110,
+        "failed track kept across reload"
+    );
     assert_eq!(
         drain(&mut vr),
         vec![
@@ -649,14 +769,23 @@ fn config_update_without_spurious_transition() {
     vr.update_config(c.clone()).unwrap();
     assert_eq!(
         drain(&mut vr),
-        vec![Action::RemoveAddresses(vec![VirtualAddress::new(ip(VIP), 24)])]
+        vec![Action::RemoveAddresses(vec![VirtualAddress::new(
+            ip(VIP),
+            24
+        )])]
     );
     let mut other = c.clone();
     other.vrid = 52;
-    assert_eq!(vr.update_config(other), Err(ConfigError::IdentityChanged("vrid")));
+    assert_eq!(
+        vr.update_config(other),
+        Err(ConfigError::IdentityChanged("vrid"))
+    );
     let mut other = c.clone();
     other.version = Version::V2;
-    assert_eq!(vr.update_config(other), Err(ConfigError::IdentityChanged("version")));
+    assert_eq!(
+        vr.update_config(other),
+        Err(ConfigError::IdentityChanged("version"))
+    );
 }
 
 /// Config validation refuses what the protocol cannot carry.
@@ -665,24 +794,43 @@ fn config_validation() {
     let mut c = config(100);
     c.vrid = 0;
     assert_eq!(Instance::new(c).unwrap_err(), ConfigError::VridZero);
-    assert_eq!(Instance::new(config(0)).unwrap_err(), ConfigError::PriorityZero);
+    assert_eq!(
+        Instance::new(config(0)).unwrap_err(),
+        ConfigError::PriorityZero
+    );
     let mut c = config(100);
     c.advert_interval = ms(15);
-    assert!(matches!(Instance::new(c).unwrap_err(), ConfigError::Interval { .. }));
+    assert!(matches!(
+        Instance::new(c).unwrap_err(),
+        ConfigError::Interval { .. }
+    ));
     let mut c = v2_config(100);
     c.advert_interval = ms(500);
-    assert!(matches!(Instance::new(c).unwrap_err(), ConfigError::Interval { .. }));
+    assert!(matches!(
+        Instance::new(c).unwrap_err(),
+        ConfigError::Interval { .. }
+    ));
     let mut c = config(100);
     c.addresses.push(VirtualAddress::new(ip("2001:db8::1"), 64));
-    assert!(matches!(Instance::new(c).unwrap_err(), ConfigError::AddressFamily { .. }));
+    assert!(matches!(
+        Instance::new(c).unwrap_err(),
+        ConfigError::AddressFamily { .. }
+    ));
     let mut c = config(100);
     c.addresses.clear();
     assert_eq!(Instance::new(c).unwrap_err(), ConfigError::NoAddresses);
-    let mut c = Config::new(1, ip("fe80::1"), vec![VirtualAddress::new(ip("2001:db8::1"), 64)]);
+    let mut c = Config::new(
+        1,
+        ip("fe80::1"),
+        vec![VirtualAddress::new(ip("2001:db8::1"), 64)],
+    );
     c.version = Version::V2;
     assert_eq!(Instance::new(c).unwrap_err(), ConfigError::V2Ipv6);
     let c = tracked(100, &[("a", 1), ("a", 2)]);
-    assert_eq!(Instance::new(c).unwrap_err(), ConfigError::DuplicateTrack("a".into()));
+    assert_eq!(
+        Instance::new(c).unwrap_err(),
+        ConfigError::DuplicateTrack("a".into())
+    );
 }
 
 /// The state names and gauge values used by /status and vrrp_state.
@@ -705,7 +853,10 @@ fn encode_advert_roundtrips() {
     c.checksum_mode = crate::ChecksumMode::MessageOnly;
     let mut vr = Instance::new(c).unwrap();
     vr.start(t0);
-    let Some(Action::SendAdvert(p)) = vr.drain_actions().find(|a| matches!(a, Action::SendAdvert(_))) else {
+    let Some(Action::SendAdvert(p)) = vr
+        .drain_actions()
+        .find(|a| matches!(a, Action::SendAdvert(_)))
+    else {
         panic!("owner sends an advert at start");
     };
     let dst = p.family().multicast_group();

@@ -32,7 +32,14 @@ fn v3_v6() -> Packet {
 }
 
 fn v2_v4() -> Packet {
-    Packet::advert(Version::V2, 7, 150, Duration::from_secs(1), vec![ip("192.0.2.10")]).unwrap()
+    Packet::advert(
+        Version::V2,
+        7,
+        150,
+        Duration::from_secs(1),
+        vec![ip("192.0.2.10")],
+    )
+    .unwrap()
 }
 
 fn bytes(p: &Packet, src: &str, mode: ChecksumMode) -> Vec<u8> {
@@ -86,7 +93,10 @@ fn rfc9568_5_2_7_interval_in_centiseconds() {
     let d = dec(&bytes(&v3_v4(), SRC4, ChecksumMode::PseudoHeader), SRC4).unwrap();
     assert_eq!(d.packet.max_advert_int, 10);
     assert_eq!(d.packet.interval(), Duration::from_millis(100));
-    assert_eq!(Version::V3.raw_interval(Duration::from_millis(40950)), Some(4095));
+    assert_eq!(
+        Version::V3.raw_interval(Duration::from_millis(40950)),
+        Some(4095)
+    );
     assert_eq!(Version::V3.raw_interval(Duration::from_millis(40960)), None);
     assert_eq!(Version::V3.raw_interval(Duration::from_millis(15)), None);
 }
@@ -97,7 +107,10 @@ fn rfc3768_5_3_7_interval_in_seconds() {
     let d = dec(&bytes(&v2_v4(), SRC4, ChecksumMode::MessageOnly), SRC4).unwrap();
     assert_eq!(d.packet.interval(), Duration::from_secs(1));
     assert_eq!(Version::V2.raw_interval(Duration::from_millis(1500)), None);
-    assert_eq!(Version::V2.raw_interval(Duration::from_secs(255)), Some(255));
+    assert_eq!(
+        Version::V2.raw_interval(Duration::from_secs(255)),
+        Some(255)
+    );
     assert_eq!(Version::V2.raw_interval(Duration::from_secs(256)), None);
 }
 
@@ -119,7 +132,11 @@ fn rfc9568_5_2_8_ipv4_accepts_both_checksum_forms() {
 fn rfc9568_5_2_8_ipv6_requires_pseudo_header() {
     let b = bytes(&v3_v6(), SRC6, ChecksumMode::MessageOnly);
     let d = dec(&b, SRC6).unwrap();
-    assert_eq!(d.checksum, ChecksumMode::PseudoHeader, "mode ignored for IPv6");
+    assert_eq!(
+        d.checksum,
+        ChecksumMode::PseudoHeader,
+        "mode ignored for IPv6"
+    );
     let mut wrong = b.clone();
     fix_message_checksum(&mut wrong);
     assert_eq!(dec(&wrong, SRC6).unwrap_err().reason(), "checksum");
@@ -133,7 +150,10 @@ fn rfc3768_5_3_8_v2_checksum_is_message_only() {
     assert_eq!(dec(&b, SRC4).unwrap().checksum, ChecksumMode::MessageOnly);
     let mut pseudo = b.clone();
     fix_pseudo_checksum(&mut pseudo, SRC4);
-    assert!(matches!(dec(&pseudo, SRC4), Err(DecodeError::Checksum { .. })));
+    assert!(matches!(
+        dec(&pseudo, SRC4),
+        Err(DecodeError::Checksum { .. })
+    ));
 }
 
 /// RFC 9568 §7.1: a packet with a bad checksum is discarded.
@@ -270,7 +290,12 @@ fn rfc3768_5_3_10_auth_data_ignored_and_kept() {
     fix_message_checksum(&mut b);
     let d = dec(&b, SRC4).unwrap();
     assert_eq!(&d.packet.auth_data, b"secret!!");
-    assert_eq!(d.packet.encode(ip(SRC4), ip("224.0.0.18"), d.checksum).unwrap(), b);
+    assert_eq!(
+        d.packet
+            .encode(ip(SRC4), ip("224.0.0.18"), d.checksum)
+            .unwrap(),
+        b
+    );
 }
 
 /// RFC 9568 §5.2.6: the reserved bits are ignored on receipt (kept for
@@ -283,7 +308,12 @@ fn rfc9568_5_2_6_reserved_bits_ignored_and_kept() {
     let d = dec(&b, SRC4).unwrap();
     assert_eq!(d.packet.reserved, 0xa);
     assert_eq!(d.packet.max_advert_int, 10);
-    assert_eq!(d.packet.encode(ip(SRC4), ip("224.0.0.18"), d.checksum).unwrap(), b);
+    assert_eq!(
+        d.packet
+            .encode(ip(SRC4), ip("224.0.0.18"), d.checksum)
+            .unwrap(),
+        b
+    );
     assert_eq!(v3_v4().reserved, 0);
 }
 
@@ -334,15 +364,27 @@ fn encode_refuses_what_the_format_cannot_carry() {
     p.addresses.clear();
     assert_eq!(p.encode(src, dst, mode), Err(EncodeError::NoAddresses));
     p.addresses = vec![ip("192.0.2.1"); 256];
-    assert_eq!(p.encode(src, dst, mode), Err(EncodeError::TooManyAddresses(256)));
+    assert_eq!(
+        p.encode(src, dst, mode),
+        Err(EncodeError::TooManyAddresses(256))
+    );
     p.addresses = vec![ip("2001:db8::1")];
-    assert!(matches!(p.encode(src, dst, mode), Err(EncodeError::AddressFamily { .. })));
+    assert!(matches!(
+        p.encode(src, dst, mode),
+        Err(EncodeError::AddressFamily { .. })
+    ));
     let mut p = v3_v4();
     p.max_advert_int = 0x1000;
-    assert!(matches!(p.encode(src, dst, mode), Err(EncodeError::IntervalRange { .. })));
+    assert!(matches!(
+        p.encode(src, dst, mode),
+        Err(EncodeError::IntervalRange { .. })
+    ));
     let mut p = v2_v4();
     p.max_advert_int = 256;
-    assert!(matches!(p.encode(src, dst, mode), Err(EncodeError::IntervalRange { .. })));
+    assert!(matches!(
+        p.encode(src, dst, mode),
+        Err(EncodeError::IntervalRange { .. })
+    ));
     let mut p = v3_v4();
     p.reserved = 0x10;
     assert_eq!(p.encode(src, dst, mode), Err(EncodeError::Reserved(0x10)));

@@ -145,7 +145,9 @@ impl Segment {
 
     /// Longest time two masters that could hear each other coexisted.
     pub fn longest_split_brain(&self) -> Duration {
-        let ongoing = self.split_brain_since.map_or(Duration::ZERO, |s| self.now - s);
+        let ongoing = self
+            .split_brain_since
+            .map_or(Duration::ZERO, |s| self.now - s);
         self.longest_split_brain.max(ongoing)
     }
 

@@ -146,6 +146,27 @@ pub struct Decoded {
     /// IPv6 `PseudoHeader`; for VRRPv3 over IPv4 it is whichever matched
     /// (`PseudoHeader` when, by chance, both do).
     pub checksum: ChecksumMode,
+    /// The checksum field as received. One's complement has two zeros, so
+    /// a sender may write 0xffff where [`Packet::encode`] writes 0x0000;
+    /// [`Decoded::reencode`] keeps the sender's choice.
+    pub checksum_field: u16,
+}
+
+impl Decoded {
+    /// The received bytes again: the packet encoded with the checksum form
+    /// that matched and, when the sender used the other representation of
+    /// a zero checksum, that representation.
+    pub fn reencode(&self, src: IpAddr, dst: IpAddr) -> Result<Vec<u8>, EncodeError> {
+        let mut bytes = self.packet.encode(src, dst, self.checksum)?;
+        let computed = u16::from_be_bytes([bytes[6], bytes[7]]);
+        if matches!(
+            (computed, self.checksum_field),
+            (0x0000, 0xffff) | (0xffff, 0x0000)
+        ) {
+            bytes[6..8].copy_from_slice(&self.checksum_field.to_be_bytes());
+        }
+        Ok(bytes)
+    }
 }
 
 /// Why a received packet must be discarded. [`DecodeError::reason`] is a
@@ -436,6 +457,7 @@ pub fn decode(bytes: &[u8], src: IpAddr, dst: IpAddr) -> Result<Decoded, DecodeE
             auth_data,
         },
         checksum,
+        checksum_field: u16::from_be_bytes([bytes[6], bytes[7]]),
     })
 }
 

@@ -25,7 +25,7 @@ proptest! {
     #[test]
     fn decode_never_panics((src, dst) in ip_pair(), bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         if let Ok(d) = decode(&bytes, src, dst) {
-            prop_assert_eq!(d.packet.encode(src, dst, d.checksum).unwrap(), bytes);
+            prop_assert_eq!(d.reencode(src, dst).unwrap(), bytes);
         }
     }
 

@@ -68,6 +68,7 @@ fn check(
     assert_eq!(p.addresses, expected, "{name}");
     let again = p.encode(v.src, v.dst, d.checksum).unwrap();
     assert_eq!(again, v.payload, "{name}: re-encoding differs");
+    assert_eq!(d.reencode(v.src, v.dst).unwrap(), v.payload, "{name}");
 }
 
 #[test]

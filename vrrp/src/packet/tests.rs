@@ -419,3 +419,34 @@ fn decode_error_reasons_are_distinct() {
     let labels: std::collections::BTreeSet<_> = all.iter().map(DecodeError::reason).collect();
     assert_eq!(labels.len(), all.len());
 }
+
+/// RFC 1071 §2: one's complement has two zeros. A sender writing 0xffff
+/// where the computed checksum is 0x0000 is accepted, and `reencode` gives
+/// its bytes back (found by the fuzzer).
+#[test]
+fn rfc1071_negative_zero_checksum_accepted_and_kept() {
+    // Pick the vrid that makes the canonical checksum 0x0000.
+    let src = ip(SRC4);
+    let dst = ip("224.0.0.18");
+    let (p, b) = (1..=255u8)
+        .find_map(|vrid| {
+            let mut p = v3_v4();
+            p.vrid = vrid;
+            for prio in 1..=255u8 {
+                p.priority = prio;
+                let b = p.encode(src, dst, ChecksumMode::MessageOnly).unwrap();
+                if b[6..8] == [0, 0] {
+                    return Some((p, b));
+                }
+            }
+            None
+        })
+        .expect("some vrid/priority gives checksum 0");
+    let mut neg = b.clone();
+    neg[6..8].copy_from_slice(&[0xff, 0xff]);
+    let d = decode(&neg, src, dst).unwrap();
+    assert_eq!(d.packet, p);
+    assert_eq!(d.checksum_field, 0xffff);
+    assert_eq!(d.reencode(src, dst).unwrap(), neg);
+    assert_eq!(decode(&b, src, dst).unwrap().reencode(src, dst).unwrap(), b);
+}

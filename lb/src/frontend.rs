@@ -162,8 +162,7 @@ async fn accept_loop(
 ) {
     let local = listener.local_addr().ok();
     let mut backoff = AcceptBackoff::default();
-    let mut last_runtime = None;
-    loop {
+    let last_runtime = loop {
         let name = frontend.borrow().clone();
         let Some(runtime) = snapshot.load().frontends.get(&name).cloned() else {
             // The frontend vanished in a reload that kept this address under
@@ -171,17 +170,18 @@ async fn accept_loop(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        last_runtime = Some(Arc::clone(&runtime));
         // At the limit we stop accepting and let the kernel backlog hold
         // the rest, as HAProxy's maxconn does.
         let slot = tokio::select! {
-            slot = runtime.limit.acquire() => slot,
-            _ = stop.wait_for(|s| *s) => break,
+            slot = runtime.limit.acquire() => Some(slot),
+            _ = stop.wait_for(|s| *s) => None,
         };
+        let Some(slot) = slot else { break runtime };
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => Some(accepted),
+            _ = stop.wait_for(|s| *s) => None,
         };
+        let Some(accepted) = accepted else { break runtime };
         match accepted {
             Ok((stream, peer)) => {
                 backoff.reset();
@@ -206,10 +206,8 @@ async fn accept_loop(
                 }
             }
         }
-    }
-    if let Some(runtime) = last_runtime {
-        drain_backlog(listener, runtime, &plane);
-    }
+    };
+    drain_backlog(listener, last_runtime, &plane);
 }
 
 /// Serves connections that completed their handshake before the listener

@@ -13,7 +13,7 @@ use coexist_tests::daemon::{check, DaemonProcess};
 use coexist_tests::pattern;
 use coexist_tests::ports::{free_port, v4, v6};
 use coexist_tests::servers::{Behaviour, TestServer};
-use lb::proxy_protocol::ProxyHeader;
+use lb::proxy_protocol::{ProxyHeader, ProxyVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -335,41 +335,42 @@ async fn proxy_header_through(listen: SocketAddr, server_side: SocketAddr, versi
     (header, client, listen)
 }
 
-fn assert_header(header: &ProxyHeader, version: u8, client: SocketAddr, frontend: SocketAddr) {
+fn assert_header(header: &ProxyHeader, version: ProxyVersion, client: SocketAddr, frontend: SocketAddr) {
     assert_eq!(header.version, version, "{header:?}");
-    assert_eq!(header.source, Some(client), "source is the client: {header:?}");
-    assert_eq!(header.destination, Some(frontend), "destination is the frontend: {header:?}");
+    let addresses = header.addresses.as_ref().expect("addresses in the header");
+    assert_eq!(addresses.source, client, "source is the client: {header:?}");
+    assert_eq!(addresses.destination, frontend, "destination is the frontend: {header:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_v1_same_family() {
     let (h, client, fe) = proxy_header_through(v4(free_port()), v4(0), "v1").await;
-    assert_header(&h, 1, client, fe);
+    assert_header(&h, ProxyVersion::V1, client, fe);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_v1_ipv4_client_ipv6_server_says_tcp4() {
     let (h, client, fe) = proxy_header_through(v4(free_port()), v6(0), "v1").await;
-    assert_header(&h, 1, client, fe);
+    assert_header(&h, ProxyVersion::V1, client, fe);
     assert!(client.is_ipv4());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_v2_same_family_ipv6() {
     let (h, client, fe) = proxy_header_through(v6(free_port()), v6(0), "v2").await;
-    assert_header(&h, 2, client, fe);
+    assert_header(&h, ProxyVersion::V2, client, fe);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_v2_ipv4_client_ipv6_server_says_af_inet() {
     let (h, client, fe) = proxy_header_through(v4(free_port()), v6(0), "v2").await;
-    assert_header(&h, 2, client, fe);
+    assert_header(&h, ProxyVersion::V2, client, fe);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_v2_ipv6_client_ipv4_server_says_af_inet6() {
     let (h, client, fe) = proxy_header_through(v6(free_port()), v4(0), "v2").await;
-    assert_header(&h, 2, client, fe);
+    assert_header(&h, ProxyVersion::V2, client, fe);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,6 @@ use crate::config;
 
 use super::server::ServerRuntime;
 
-#[derive(Debug)]
 pub struct BackendRuntime {
     pub config: config::Backend,
     /// In config order; index `i` is candidate `i` of the selector.
@@ -65,5 +64,14 @@ impl BackendRuntime {
     /// VRRP tracking uses this: a node whose backend is all down hands over.
     pub fn has_healthy_server(&self) -> bool {
         self.servers.iter().any(|s| s.is_healthy())
+    }
+}
+
+impl std::fmt::Debug for BackendRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendRuntime")
+            .field("name", &self.config.name)
+            .field("servers", &self.servers.len())
+            .finish_non_exhaustive()
     }
 }

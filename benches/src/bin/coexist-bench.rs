@@ -22,7 +22,8 @@ use coexist_benches::{iperf, procfs};
 #[derive(Debug, Parser)]
 #[command(
     name = "coexist-bench",
-    about = "End-to-end throughput bench: coexist vs direct, HAProxy, nginx stream"
+    about = "End-to-end throughput bench: coexist vs direct, HAProxy, nginx stream",
+    long_about = LONG_ABOUT
 )]
 struct Cli {
     /// Short budget: the whole run in under 2 minutes.
@@ -54,6 +55,27 @@ struct Cli {
     #[arg(long, default_value_t = 23_000)]
     base_port: u16,
 }
+
+const LONG_ABOUT: &str = "\
+End-to-end throughput bench: coexist vs direct, HAProxy, nginx stream.
+
+Needs: apt-get install -y haproxy nginx libnginx-mod-stream iperf3 wrk
+Build: cargo build --release -p lb -p coexist-benches
+Run:   target/release/coexist-bench --quick --json bench.json
+
+Everything runs on loopback. iperf3 (bulk) and an nginx serving a small page
+(connection rate, latency, idle memory) are the backends; each proxy in turn
+forwards to them, pinned to --proxy-cpu while clients and servers share
+--client-cpu. HAProxy or nginx stream are skipped, with the reason printed,
+when not installed; coexist when its binary is not found.
+
+Reading the table: one row per metric, one column per target; 'better' says
+which way is good. After each figure, (x× d) is the ratio to the direct
+connection and (x× h) to HAProxy without splice. Connections/s per proxy core
+divides the rate by the fraction of a core the proxy was busy, so a proxy held
+back by the client core is not penalised. Memory is the proxy's RSS growth per
+idle connection; CPU per GiB is the proxy's CPU time over the bulk runs. The
+last table checks coexist against HAProxy on the data-plane criteria.";
 
 const TARGETS: [&str; 5] = [
     "direct",

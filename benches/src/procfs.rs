@@ -106,6 +106,20 @@ fn clock_ticks_per_second() -> Result<u64> {
     u64::try_from(ticks).context("negative CLK_TCK")
 }
 
+/// The 1-minute load average from the text of `/proc/loadavg`.
+pub fn parse_loadavg(text: &str) -> Result<f64> {
+    text.split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow!("empty /proc/loadavg"))?
+        .parse()
+        .context("/proc/loadavg: first field is not a number")
+}
+
+/// The 1-minute load average: other work on the machine skews every figure.
+pub fn load_average() -> Result<f64> {
+    parse_loadavg(&fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?)
+}
+
 /// CPU model and kernel, for the report header.
 pub fn machine_description() -> String {
     let model = fs::read_to_string("/proc/cpuinfo")
@@ -166,6 +180,12 @@ mod tests {
                   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000\n";
         assert_eq!(parse_listening_ports(v4), vec![23000]);
         assert_eq!(parse_listening_ports(v6), vec![80]);
+    }
+
+    #[test]
+    fn loadavg_first_field() {
+        assert_eq!(parse_loadavg("3.23 4.70 5.14 2/301 31337\n").unwrap(), 3.23);
+        assert!(parse_loadavg("").is_err());
     }
 
     #[test]

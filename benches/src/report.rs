@@ -23,6 +23,9 @@ pub struct Tool {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub machine: String,
+    /// 1-minute load average when the run started and ended; anything well
+    /// above zero means other processes competed for the pinned CPUs.
+    pub load_average: [Option<f64>; 2],
     pub tools: Vec<Tool>,
     pub settings: Settings,
     pub targets: Vec<TargetResult>,
@@ -32,6 +35,7 @@ pub struct Report {
 impl Report {
     pub fn new(
         machine: String,
+        load_average: [Option<f64>; 2],
         tools: Vec<Tool>,
         settings: Settings,
         targets: Vec<TargetResult>,
@@ -39,6 +43,7 @@ impl Report {
         let criteria = criteria(&targets);
         Report {
             machine,
+            load_average,
             tools,
             settings,
             targets,
@@ -154,6 +159,13 @@ fn cell(
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Machine: {}", report.machine);
+    let load = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
+    let _ = writeln!(
+        out,
+        "- load average {} at start, {} at end (other work on the CPUs makes figures noisy)",
+        load(report.load_average[0]),
+        load(report.load_average[1])
+    );
     for tool in &report.tools {
         let _ = writeln!(out, "- {}: {}", tool.name, tool.version);
     }
@@ -358,7 +370,13 @@ mod tests {
             target("haproxy", 20.0, Some(10_000.0), Some(3072.0)),
             TargetResult::skipped("nginx-stream", "nginx is not installed".into()),
         ];
-        let report = Report::new("test machine".into(), vec![], settings(), targets);
+        let report = Report::new(
+            "test machine".into(),
+            [Some(0.1), None],
+            vec![],
+            settings(),
+            targets,
+        );
         let md = markdown(&report);
         // Columns only for targets that ran.
         assert!(
@@ -373,6 +391,7 @@ mod tests {
         // Memory has no direct figure: only the HAProxy ratio.
         assert!(md.contains("| – | 2.00 (0.67× h) | 3.00 |"), "{md}");
         assert!(md.contains("- nginx-stream: skipped: nginx is not installed"));
+        assert!(md.contains("- load average 0.10 at start, ? at end"));
         assert!(md.contains(
             "| new connections/s per proxy core ≥ HAProxy | 12000.00 | 10000.00 | pass |"
         ));
@@ -382,6 +401,7 @@ mod tests {
     fn report_serializes_to_json() {
         let report = Report::new(
             "m".into(),
+            [None, None],
             vec![],
             settings(),
             vec![target("direct", 1.0, None, None)],

@@ -152,6 +152,7 @@ fn run_bench(cli: Cli) -> Result<()> {
     };
     let tools = tool_versions(&coexist, dir);
     let machine = procfs::machine_description();
+    let load_start = procfs::load_average().ok();
 
     let ports = run::free_ports(cli.base_port, 2 + 2 * (TARGETS.len() - 1))?;
     let backends = Backends {
@@ -206,7 +207,8 @@ fn run_bench(cli: Cli) -> Result<()> {
     drop(web_server);
     drop(iperf_server);
 
-    let report = Report::new(machine, tools, settings, results);
+    let load_end = procfs::load_average().ok();
+    let report = Report::new(machine, [load_start, load_end], tools, settings, results);
     println!("{}", report::markdown(&report));
     if let Some(path) = &cli.json {
         let json = serde_json::to_string_pretty(&report)?;

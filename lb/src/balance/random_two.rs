@@ -32,8 +32,13 @@ impl RandomTwo {
 
     pub(super) fn pick(&mut self, candidates: &[Candidate]) -> Option<usize> {
         self.usable.clear();
-        self.usable
-            .extend(candidates.iter().enumerate().filter(|(_, c)| c.usable()).map(|(i, _)| i));
+        self.usable.extend(
+            candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.usable())
+                .map(|(i, _)| i),
+        );
         let n = self.usable.len();
         match n {
             0 => None,

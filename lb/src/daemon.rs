@@ -45,7 +45,10 @@ pub struct Daemon {
 impl Daemon {
     /// Loads the config at `path`, binds every listener and starts serving.
     /// `metrics` renders `/metrics` when the binary installed a recorder.
-    pub async fn start(path: &Path, metrics: Option<PrometheusHandle>) -> Result<Self, DaemonError> {
+    pub async fn start(
+        path: &Path,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Self, DaemonError> {
         let config = config::load(path)?;
         Self::start_with(path.to_owned(), config, metrics).await
     }
@@ -126,7 +129,9 @@ impl Daemon {
         counter!(m::CONFIG_RELOADS_TOTAL, "result" => outcome).increment(1);
         match &result {
             Ok(()) => tracing::info!("configuration reloaded from {}", self.path.display()),
-            Err(error) => tracing::error!("reload rejected, still serving the previous configuration: {error}"),
+            Err(error) => tracing::error!(
+                "reload rejected, still serving the previous configuration: {error}"
+            ),
         }
         result
     }

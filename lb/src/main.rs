@@ -7,7 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "coexist", version, about = "Dual-stack layer-4 load balancer with built-in VRRP")]
+#[command(
+    name = "coexist",
+    version,
+    about = "Dual-stack layer-4 load balancer with built-in VRRP"
+)]
 struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -130,24 +134,41 @@ fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::Pro
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     // Explicit buckets: connect times are milliseconds on a LAN, connection
     // durations range from a request to a long-lived stream.
-    let connect = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-    let duration = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0];
+    let connect = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ];
+    let duration = [
+        0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0,
+    ];
     PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(lb::metrics::CONNECT_DURATION_SECONDS.to_owned()), &connect)?
-        .set_buckets_for_metric(Matcher::Full(lb::metrics::CONNECTION_DURATION_SECONDS.to_owned()), &duration)?
+        .set_buckets_for_metric(
+            Matcher::Full(lb::metrics::CONNECT_DURATION_SECONDS.to_owned()),
+            &connect,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(lb::metrics::CONNECTION_DURATION_SECONDS.to_owned()),
+            &duration,
+        )?
         .install_recorder()
         .context("cannot install the metrics recorder")
 }
 
 fn admin_url(admin: &str, path: &str) -> String {
-    let base = if admin.starts_with("http://") { admin.to_owned() } else { format!("http://{admin}") };
+    let base = if admin.starts_with("http://") {
+        admin.to_owned()
+    } else {
+        format!("http://{admin}")
+    };
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
 fn status(admin: &str, json: bool) -> anyhow::Result<()> {
     let url = admin_url(admin, "/status");
-    let response = ureq::get(&url).call().with_context(|| format!("cannot reach the admin endpoint at {url}"))?;
-    let status: lb::admin::status::Status = response.into_json().context("malformed /status document")?;
+    let response = ureq::get(&url)
+        .call()
+        .with_context(|| format!("cannot reach the admin endpoint at {url}"))?;
+    let status: lb::admin::status::Status =
+        response.into_json().context("malformed /status document")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -156,17 +177,28 @@ fn status(admin: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn change_server(admin: &str, server: &str, state: &str, weight: Option<u32>) -> anyhow::Result<()> {
+fn change_server(
+    admin: &str,
+    server: &str,
+    state: &str,
+    weight: Option<u32>,
+) -> anyhow::Result<()> {
     let (backend, name) = server
         .split_once('/')
         .with_context(|| format!("expected BACKEND/SERVER, got {server:?}"))?;
     let url = admin_url(admin, &format!("/servers/{backend}/{name}"));
-    let body = lb::admin::ServerChange { state: Some(state.to_owned()), weight };
+    let body = lb::admin::ServerChange {
+        state: Some(state.to_owned()),
+        weight,
+    };
     match ureq::post(&url).send_json(&body) {
         Ok(response) => {
             let server: Option<lb::admin::status::ServerStatus> = response.into_json()?;
             if let Some(s) = server {
-                println!("{backend}/{}: {} (weight {}, {} active)", s.name, s.state, s.weight, s.active_connections);
+                println!(
+                    "{backend}/{}: {} (weight {}, {} active)",
+                    s.name, s.state, s.weight, s.active_connections
+                );
             }
             Ok(())
         }
@@ -174,6 +206,8 @@ fn change_server(admin: &str, server: &str, state: &str, weight: Option<u32>) ->
             let text = response.into_string().unwrap_or_default();
             anyhow::bail!("{url}: HTTP {code}: {}", text.trim())
         }
-        Err(error) => Err(error).with_context(|| format!("cannot reach the admin endpoint at {url}")),
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot reach the admin endpoint at {url}"))
+        }
     }
 }

@@ -192,9 +192,14 @@ mod tests {
     #[test]
     fn status_lines_parse() {
         assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Ok(200));
-        assert_eq!(parse_status(b"HTTP/1.0 503 Service Unavailable\r\n"), Ok(503));
+        assert_eq!(
+            parse_status(b"HTTP/1.0 503 Service Unavailable\r\n"),
+            Ok(503)
+        );
         assert!(parse_status(b"").unwrap_err().contains("no HTTP response"));
-        assert!(parse_status(b"SSH-2.0-OpenSSH\r\n").unwrap_err().contains("malformed"));
+        assert!(parse_status(b"SSH-2.0-OpenSSH\r\n")
+            .unwrap_err()
+            .contains("malformed"));
     }
 
     #[test]

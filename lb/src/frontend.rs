@@ -188,6 +188,14 @@ async fn accept_loop(
                 backoff.reset();
                 let _ = crate::net::prepare_accepted(&stream);
                 let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+                // A reload may have landed while we waited in accept: the
+                // client gets the config current now, not the one we had.
+                let runtime = snapshot
+                    .load()
+                    .frontends
+                    .get(frontend.borrow().as_str())
+                    .cloned()
+                    .unwrap_or(runtime);
                 plane.connections.spawn(proxy::serve(
                     runtime,
                     Accepted {

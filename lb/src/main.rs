@@ -32,6 +32,9 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also reload when the config file changes (debounced).
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a configuration file and exit.
     Check {
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run { config, watch } => run(config, watch),
         Command::Check { config } => check(config),
         Command::Status { admin, json } => status(&admin, json),
         Command::Server {
@@ -111,7 +114,7 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: PathBuf) -> anyhow::Result<()> {
+fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,10 +122,13 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let metrics = install_metrics_recorder()?;
     runtime.block_on(async {
         let daemon = lb::daemon::Daemon::start(&path, Some(metrics)).await?;
+        let watch = watch
+            .then(|| lb::watch::ConfigWatch::new(&path))
+            .transpose()?;
         tracing::info!("coexist running with {}", path.display());
         // Type=notify units wait for this: listeners (and VRRP) are up.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let left = daemon.run_until_signalled().await?;
+        let left = daemon.run_until_signalled(watch).await?;
         if left > 0 {
             tracing::warn!("exited with {left} connection(s) cut at the end of the grace period");
         }

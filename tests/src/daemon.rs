@@ -39,6 +39,11 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Writes `config` to a file and starts `coexist run` on it.
     pub fn start(config: &str) -> Self {
+        Self::start_with_args(config, &[])
+    }
+
+    /// Like [`Self::start`], with extra arguments for `coexist run`.
+    pub fn start_with_args(config: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("coexist.toml"), config).expect("write config");
         let log = std::fs::File::create(dir.path().join("coexist.log")).expect("log file");
@@ -46,6 +51,7 @@ impl DaemonProcess {
             .arg("run")
             .arg("--config")
             .arg(dir.path().join("coexist.toml"))
+            .args(args)
             .env("COEXIST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -58,7 +64,11 @@ impl DaemonProcess {
     /// Starts the daemon and waits until it says it runs (all listeners
     /// bound), without opening a connection through it.
     pub fn start_ready(config: &str) -> Self {
-        let daemon = Self::start(config);
+        Self::start_ready_with_args(config, &[])
+    }
+
+    pub fn start_ready_with_args(config: &str, args: &[&str]) -> Self {
+        let daemon = Self::start_with_args(config, args);
         assert!(
             daemon.wait_log(READY_LINE, 1),
             "coexist did not start; log:\n{}",

@@ -332,3 +332,60 @@ async fn invalid_reloads_change_nothing_and_are_counted() {
     assert_eq!(reloads_seen(&daemon, admin, "ok").await, 0.0);
     drop(taken);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reloads_when_an_editor_replaces_the_file() {
+    let first = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let second = TestServer::start(v6(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let (stay, admin) = (v4(free_port()), v4(free_port()));
+    let config_for = |server: SocketAddr| {
+        render(
+            stay,
+            admin,
+            &Variant {
+                balance: "round-robin",
+                servers: vec![("only", server, 1)],
+                extra_listener: None,
+            },
+        )
+    };
+    let daemon = DaemonProcess::start_ready_with_args(&config_for(first.address), &["--watch"]);
+    one_exchange(stay).await.unwrap();
+    assert_eq!(first.connections(), 1);
+
+    // Two saves by rename, as editors do: the watch must survive the first.
+    for (round, server) in [(1.0, &second), (2.0, &first)] {
+        let before = server.connections();
+        daemon.write_config(&config_for(server.address));
+        let mut reloaded = false;
+        for _ in 0..300 {
+            if reloads_seen(&daemon, admin, "ok").await >= round {
+                reloaded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            reloaded,
+            "no reload after save {round}; log:\n{}",
+            daemon.log()
+        );
+        one_exchange(stay).await.unwrap();
+        assert_eq!(
+            server.connections(),
+            before + 1,
+            "save {round} not applied; log:\n{}",
+            daemon.log()
+        );
+    }
+    // A burst of saves is debounced into one reload.
+    for _ in 0..5 {
+        daemon.write_config(&config_for(second.address));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(reloads_seen(&daemon, admin, "ok").await, 3.0);
+}

@@ -17,6 +17,7 @@ use crate::health;
 use crate::metrics as m;
 use crate::proxy::DataPlane;
 use crate::runtime::{NewServers, Registry, Snapshot};
+use crate::watch::ConfigWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -45,7 +46,10 @@ pub struct Daemon {
 impl Daemon {
     /// Loads the config at `path`, binds every listener and starts serving.
     /// `metrics` renders `/metrics` when the binary installed a recorder.
-    pub async fn start(path: &Path, metrics: Option<PrometheusHandle>) -> Result<Self, DaemonError> {
+    pub async fn start(
+        path: &Path,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Self, DaemonError> {
         let config = config::load(path)?;
         Self::start_with(path.to_owned(), config, metrics).await
     }
@@ -126,7 +130,9 @@ impl Daemon {
         counter!(m::CONFIG_RELOADS_TOTAL, "result" => outcome).increment(1);
         match &result {
             Ok(()) => tracing::info!("configuration reloaded from {}", self.path.display()),
-            Err(error) => tracing::error!("reload rejected, still serving the previous configuration: {error}"),
+            Err(error) => tracing::error!(
+                "reload rejected, still serving the previous configuration: {error}"
+            ),
         }
         result
     }
@@ -170,15 +176,30 @@ impl Daemon {
         }
     }
 
-    /// Runs until SIGTERM or SIGINT, reloading on SIGHUP.
-    pub async fn run_until_signalled(mut self) -> std::io::Result<usize> {
+    /// Runs until SIGTERM or SIGINT, reloading on SIGHUP and, with
+    /// `watch`, whenever the config file changes.
+    pub async fn run_until_signalled(
+        mut self,
+        watch: Option<ConfigWatch>,
+    ) -> std::io::Result<usize> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut watch = watch;
         loop {
+            let file_changed = async {
+                match watch.as_mut() {
+                    Some(watch) => watch.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = hangup.recv() => { let _ = self.reload(); }
+                _ = file_changed => {
+                    tracing::info!("{} changed on disk", self.path.display());
+                    let _ = self.reload();
+                }
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }

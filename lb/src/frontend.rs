@@ -63,14 +63,13 @@ impl Listeners {
                 if self.running.contains_key(&address) {
                     continue;
                 }
-                let listener =
-                    crate::net::bind_listener(address, config.tuning.backlog).map_err(|source| {
-                        BindError {
-                            address,
-                            frontend: frontend.name.clone(),
-                            source,
-                        }
-                    })?;
+                let listener = crate::net::bind_listener(address, config.tuning.backlog).map_err(
+                    |source| BindError {
+                        address,
+                        frontend: frontend.name.clone(),
+                        source,
+                    },
+                )?;
                 bound.push(Bound {
                     address,
                     frontend: frontend.name.clone(),
@@ -181,12 +180,22 @@ async fn accept_loop(
             accepted = listener.accept() => Some(accepted),
             _ = stop.wait_for(|s| *s) => None,
         };
-        let Some(accepted) = accepted else { break runtime };
+        let Some(accepted) = accepted else {
+            break runtime;
+        };
         match accepted {
             Ok((stream, peer)) => {
                 backoff.reset();
                 let _ = crate::net::prepare_accepted(&stream);
                 let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+                // A reload may have landed while we waited in accept: the
+                // client gets the config current now, not the one we had.
+                let runtime = snapshot
+                    .load()
+                    .frontends
+                    .get(frontend.borrow().as_str())
+                    .cloned()
+                    .unwrap_or(runtime);
                 plane.connections.spawn(proxy::serve(
                     runtime,
                     Accepted {
@@ -266,7 +275,10 @@ impl AcceptBackoff {
             Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
         );
         let now = std::time::Instant::now();
-        if self.last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
             tracing::warn!(
                 suppressed = self.suppressed,
                 "accept failed: {error}{}",
@@ -295,7 +307,9 @@ mod tests {
     fn resource_exhaustion_backs_off_exponentially_up_to_a_second() {
         let mut backoff = AcceptBackoff::default();
         let emfile = io::Error::from_raw_os_error(libc::EMFILE);
-        let pauses: Vec<_> = (0..10).map(|_| backoff.on_error(&emfile).unwrap()).collect();
+        let pauses: Vec<_> = (0..10)
+            .map(|_| backoff.on_error(&emfile).unwrap())
+            .collect();
         assert_eq!(pauses[0], Duration::from_millis(10));
         assert_eq!(pauses[1], Duration::from_millis(20));
         assert_eq!(*pauses.last().unwrap(), Duration::from_secs(1));

@@ -14,3 +14,4 @@ pub mod net;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod runtime;
+pub mod watch;

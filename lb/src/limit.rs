@@ -12,6 +12,9 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub struct ConnectionLimit {
     active: AtomicUsize,
+    /// Slots held by connections being served, as opposed to slots an
+    /// accept loop reserved while it waits for the next client.
+    serving: AtomicUsize,
     limit: AtomicUsize,
     released: Notify,
 }
@@ -20,23 +23,32 @@ pub struct ConnectionLimit {
 #[derive(Debug)]
 pub struct Slot {
     owner: Arc<ConnectionLimit>,
+    serving: bool,
 }
 
 impl ConnectionLimit {
     pub fn new(limit: Option<usize>) -> Arc<Self> {
         Arc::new(Self {
             active: AtomicUsize::new(0),
+            serving: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit.unwrap_or(usize::MAX)),
             released: Notify::new(),
         })
     }
 
+    /// Slots taken, including those reserved by waiting accept loops.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// Connections being served now.
+    pub fn serving(&self) -> usize {
+        self.serving.load(Ordering::Relaxed)
+    }
+
     pub fn set_limit(&self, limit: Option<usize>) {
-        self.limit.store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
+        self.limit
+            .store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
         self.released.notify_waiters();
     }
 
@@ -44,10 +56,13 @@ impl ConnectionLimit {
     pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         let limit = self.limit.load(Ordering::Relaxed);
         self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
             .ok()
             .map(|_| Slot {
                 owner: Arc::clone(self),
+                serving: false,
             })
     }
 
@@ -67,8 +82,21 @@ impl ConnectionLimit {
     }
 }
 
+impl Slot {
+    /// Marks the slot as carrying a connection (it counts in `serving`).
+    pub fn serve(&mut self) {
+        if !self.serving {
+            self.serving = true;
+            self.owner.serving.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
+        if self.serving {
+            self.owner.serving.fetch_sub(1, Ordering::AcqRel);
+        }
         self.owner.active.fetch_sub(1, Ordering::AcqRel);
         self.owner.released.notify_one();
     }
@@ -87,6 +115,17 @@ mod tests {
         assert!(limit.try_acquire().is_none());
         drop(a);
         assert!(limit.try_acquire().is_some());
+    }
+
+    #[test]
+    fn serving_counts_only_slots_that_carry_a_connection() {
+        let limit = ConnectionLimit::new(Some(3));
+        let _reserved = limit.try_acquire().unwrap();
+        let mut carrying = limit.try_acquire().unwrap();
+        carrying.serve();
+        assert_eq!((limit.active(), limit.serving()), (2, 1));
+        drop(carrying);
+        assert_eq!((limit.active(), limit.serving()), (1, 0));
     }
 
     #[test]

@@ -7,7 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "coexist", version, about = "Dual-stack layer-4 load balancer with built-in VRRP")]
+#[command(
+    name = "coexist",
+    version,
+    about = "Dual-stack layer-4 load balancer with built-in VRRP"
+)]
 struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -28,6 +32,9 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also reload when the config file changes (debounced).
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a configuration file and exit.
     Check {
@@ -63,7 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run { config, watch } => run(config, watch),
         Command::Check { config } => check(config),
         Command::Status { admin, json } => status(&admin, json),
         Command::Server {
@@ -107,7 +114,7 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: PathBuf) -> anyhow::Result<()> {
+fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,10 +122,13 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let metrics = install_metrics_recorder()?;
     runtime.block_on(async {
         let daemon = lb::daemon::Daemon::start(&path, Some(metrics)).await?;
+        let watch = watch
+            .then(|| lb::watch::ConfigWatch::new(&path))
+            .transpose()?;
         tracing::info!("coexist running with {}", path.display());
         // Type=notify units wait for this: listeners (and VRRP) are up.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let left = daemon.run_until_signalled().await?;
+        let left = daemon.run_until_signalled(watch).await?;
         if left > 0 {
             tracing::warn!("exited with {left} connection(s) cut at the end of the grace period");
         }
@@ -130,24 +140,41 @@ fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::Pro
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     // Explicit buckets: connect times are milliseconds on a LAN, connection
     // durations range from a request to a long-lived stream.
-    let connect = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-    let duration = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0];
+    let connect = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ];
+    let duration = [
+        0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0,
+    ];
     PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(lb::metrics::CONNECT_DURATION_SECONDS.to_owned()), &connect)?
-        .set_buckets_for_metric(Matcher::Full(lb::metrics::CONNECTION_DURATION_SECONDS.to_owned()), &duration)?
+        .set_buckets_for_metric(
+            Matcher::Full(lb::metrics::CONNECT_DURATION_SECONDS.to_owned()),
+            &connect,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(lb::metrics::CONNECTION_DURATION_SECONDS.to_owned()),
+            &duration,
+        )?
         .install_recorder()
         .context("cannot install the metrics recorder")
 }
 
 fn admin_url(admin: &str, path: &str) -> String {
-    let base = if admin.starts_with("http://") { admin.to_owned() } else { format!("http://{admin}") };
+    let base = if admin.starts_with("http://") {
+        admin.to_owned()
+    } else {
+        format!("http://{admin}")
+    };
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
 fn status(admin: &str, json: bool) -> anyhow::Result<()> {
     let url = admin_url(admin, "/status");
-    let response = ureq::get(&url).call().with_context(|| format!("cannot reach the admin endpoint at {url}"))?;
-    let status: lb::admin::status::Status = response.into_json().context("malformed /status document")?;
+    let response = ureq::get(&url)
+        .call()
+        .with_context(|| format!("cannot reach the admin endpoint at {url}"))?;
+    let status: lb::admin::status::Status =
+        response.into_json().context("malformed /status document")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -156,17 +183,28 @@ fn status(admin: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn change_server(admin: &str, server: &str, state: &str, weight: Option<u32>) -> anyhow::Result<()> {
+fn change_server(
+    admin: &str,
+    server: &str,
+    state: &str,
+    weight: Option<u32>,
+) -> anyhow::Result<()> {
     let (backend, name) = server
         .split_once('/')
         .with_context(|| format!("expected BACKEND/SERVER, got {server:?}"))?;
     let url = admin_url(admin, &format!("/servers/{backend}/{name}"));
-    let body = lb::admin::ServerChange { state: Some(state.to_owned()), weight };
+    let body = lb::admin::ServerChange {
+        state: Some(state.to_owned()),
+        weight,
+    };
     match ureq::post(&url).send_json(&body) {
         Ok(response) => {
             let server: Option<lb::admin::status::ServerStatus> = response.into_json()?;
             if let Some(s) = server {
-                println!("{backend}/{}: {} (weight {}, {} active)", s.name, s.state, s.weight, s.active_connections);
+                println!(
+                    "{backend}/{}: {} (weight {}, {} active)",
+                    s.name, s.state, s.weight, s.active_connections
+                );
             }
             Ok(())
         }
@@ -174,6 +212,8 @@ fn change_server(admin: &str, server: &str, state: &str, weight: Option<u32>) ->
             let text = response.into_string().unwrap_or_default();
             anyhow::bail!("{url}: HTTP {code}: {}", text.trim())
         }
-        Err(error) => Err(error).with_context(|| format!("cannot reach the admin endpoint at {url}")),
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot reach the admin endpoint at {url}"))
+        }
     }
 }

@@ -17,7 +17,11 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 /// `0.0.0.0:p` and `[::]:p` can both be listed.
 pub fn bind_listener(address: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let domain = Domain::for_address(address);
-    let socket = Socket::new(domain, Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        domain,
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -67,7 +71,10 @@ mod tests {
         let v4 = bind_listener("0.0.0.0:0".parse().unwrap(), 16).unwrap();
         let port = v4.local_addr().unwrap().port();
         let v6 = bind_listener(SocketAddr::new("::".parse().unwrap(), port), 16);
-        assert!(v6.is_ok(), "v6-only listener must coexist with 0.0.0.0:{port}: {v6:?}");
+        assert!(
+            v6.is_ok(),
+            "v6-only listener must coexist with 0.0.0.0:{port}: {v6:?}"
+        );
     }
 
     #[tokio::test]

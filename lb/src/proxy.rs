@@ -46,8 +46,9 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
         stream: client,
         peer,
         local,
-        slot,
+        mut slot,
     } = accepted;
+    slot.serve();
     let backend = Arc::clone(&frontend.backend);
 
     let Some((server, server_stream, _active)) = connect_with_retries(&backend, peer).await else {
@@ -114,7 +115,11 @@ fn proxy_version(setting: ProxyProtocol) -> Option<ProxyVersion> {
 async fn connect_with_retries(
     backend: &BackendRuntime,
     client: SocketAddr,
-) -> Option<(Arc<ServerRuntime>, TcpStream, crate::runtime::ActiveConnection)> {
+) -> Option<(
+    Arc<ServerRuntime>,
+    TcpStream,
+    crate::runtime::ActiveConnection,
+)> {
     let mut tried: Vec<usize> = Vec::new();
     for _attempt in 0..=backend.config.retries {
         let index = backend.pick(client.ip(), &tried)?;

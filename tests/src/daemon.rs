@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `coexist` binary of this build, built first if a partial
-/// `cargo test -p` did not build it.
+/// The `coexist` binary of this build.
+///
+/// `cargo test --workspace` builds it before running any test; a run
+/// limited to this package (`-p coexist-tests`) does not, so build it first
+/// with `cargo build -p lb` in that case.
 pub fn coexist_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> → target/<profile>/coexist
@@ -16,17 +19,11 @@ pub fn coexist_binary() -> PathBuf {
         .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps");
     let binary = profile_dir.join("coexist");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let release = profile_dir.ends_with("release");
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "lb", "--bin", "coexist"]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building the coexist binary failed");
-    }
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p lb`) first",
+        binary.display()
+    );
     binary
 }
 
@@ -42,6 +39,11 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Writes `config` to a file and starts `coexist run` on it.
     pub fn start(config: &str) -> Self {
+        Self::start_with_args(config, &[])
+    }
+
+    /// Like [`Self::start`], with extra arguments for `coexist run`.
+    pub fn start_with_args(config: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("coexist.toml"), config).expect("write config");
         let log = std::fs::File::create(dir.path().join("coexist.log")).expect("log file");
@@ -49,6 +51,7 @@ impl DaemonProcess {
             .arg("run")
             .arg("--config")
             .arg(dir.path().join("coexist.toml"))
+            .args(args)
             .env("COEXIST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -61,7 +64,11 @@ impl DaemonProcess {
     /// Starts the daemon and waits until it says it runs (all listeners
     /// bound), without opening a connection through it.
     pub fn start_ready(config: &str) -> Self {
-        let daemon = Self::start(config);
+        Self::start_ready_with_args(config, &[])
+    }
+
+    pub fn start_ready_with_args(config: &str, args: &[&str]) -> Self {
+        let daemon = Self::start_with_args(config, args);
         assert!(
             daemon.wait_log(READY_LINE, 1),
             "coexist did not start; log:\n{}",

@@ -11,10 +11,13 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
 
 /// The byte at `position` of stream `seed`.
 pub fn at(seed: u64, position: u64) -> u8 {
-    // A cheap mix whose period is far beyond test sizes and which differs
-    // between neighbouring positions, so shifted or repeated chunks fail.
-    let x = position.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed.rotate_left(17);
-    (x ^ (x >> 29) ^ (x >> 47)) as u8
+    // splitmix64's finaliser over (seed, position): every input bit reaches
+    // the low byte, so shifted, repeated or foreign chunks fail.
+    let mut x = position ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (x ^ (x >> 31)) as u8
 }
 
 /// Index of the first byte of `buf` that is not the stream at `offset`.

@@ -68,7 +68,9 @@ impl TestServer {
         let behaviour = self.behaviour.clone();
         self.task = Some(tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(handle(stream, behaviour.clone(), Arc::clone(&stats)));
             }

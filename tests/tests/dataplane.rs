@@ -28,7 +28,12 @@ fn servers_toml(servers: &[(&str, SocketAddr, u32)]) -> String {
 }
 
 /// One frontend listening on `listen`, one backend of `servers`.
-fn config(listen: &[SocketAddr], backend_extra: &str, frontend_extra: &str, servers: &str) -> String {
+fn config(
+    listen: &[SocketAddr],
+    backend_extra: &str,
+    frontend_extra: &str,
+    servers: &str,
+) -> String {
     let listen: Vec<String> = listen.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
         r#"
@@ -136,7 +141,12 @@ async fn half_close_propagates_both_ways() {
         .await
         .unwrap();
     let listen = v4(free_port());
-    let cfg = config(&[listen], "", "", &servers_toml(&[("s1", server.address, 1)]));
+    let cfg = config(
+        &[listen],
+        "",
+        "",
+        &servers_toml(&[("s1", server.address, 1)]),
+    );
     let _daemon = DaemonProcess::start_ready(&cfg);
 
     // Client → server FIN: the client stops writing but still reads the
@@ -169,7 +179,12 @@ async fn server_fin_reaches_client_while_client_keeps_sending() {
         got
     });
     let listen = v4(free_port());
-    let cfg = config(&[listen], "", "", &servers_toml(&[("s1", server_address, 1)]));
+    let cfg = config(
+        &[listen],
+        "",
+        "",
+        &servers_toml(&[("s1", server_address, 1)]),
+    );
     let _daemon = DaemonProcess::start_ready(&cfg);
 
     let mut stream = TcpStream::connect(listen).await.unwrap();
@@ -201,7 +216,11 @@ async fn spread(listen: SocketAddr, count: usize) -> HashMap<String, usize> {
 async fn three_named_servers() -> Vec<TestServer> {
     let mut servers = Vec::new();
     for (i, address) in [v6(0), v4(0), v6(0)].into_iter().enumerate() {
-        servers.push(TestServer::named(address, &format!("s{}", i + 1)).await.unwrap());
+        servers.push(
+            TestServer::named(address, &format!("s{}", i + 1))
+                .await
+                .unwrap(),
+        );
     }
     servers
 }
@@ -313,8 +332,14 @@ async fn a_failed_connect_is_retried_on_another_server_unseen_by_the_client() {
     assert!(daemon.log().contains("connect refused"), "{}", daemon.log());
 }
 
-async fn proxy_header_through(listen: SocketAddr, server_side: SocketAddr, version: &str) -> (ProxyHeader, SocketAddr, SocketAddr) {
-    let server = TestServer::start(server_side, Behaviour::ProxyHeader).await.unwrap();
+async fn proxy_header_through(
+    listen: SocketAddr,
+    server_side: SocketAddr,
+    version: &str,
+) -> (ProxyHeader, SocketAddr, SocketAddr) {
+    let server = TestServer::start(server_side, Behaviour::ProxyHeader)
+        .await
+        .unwrap();
     let cfg = config(
         &[listen],
         "",
@@ -330,16 +355,27 @@ async fn proxy_header_through(listen: SocketAddr, server_side: SocketAddr, versi
         .await
         .expect("echo within 5 s")
         .unwrap();
-    assert_eq!(&echoed, b"after the header", "payload follows the header intact");
+    assert_eq!(
+        &echoed, b"after the header",
+        "payload follows the header intact"
+    );
     let header = server.stats.proxy_headers.lock().unwrap()[0].clone();
     (header, client, listen)
 }
 
-fn assert_header(header: &ProxyHeader, version: ProxyVersion, client: SocketAddr, frontend: SocketAddr) {
+fn assert_header(
+    header: &ProxyHeader,
+    version: ProxyVersion,
+    client: SocketAddr,
+    frontend: SocketAddr,
+) {
     assert_eq!(header.version, version, "{header:?}");
     let addresses = header.addresses.as_ref().expect("addresses in the header");
     assert_eq!(addresses.source, client, "source is the client: {header:?}");
-    assert_eq!(addresses.destination, frontend, "destination is the frontend: {header:?}");
+    assert_eq!(
+        addresses.destination, frontend,
+        "destination is the frontend: {header:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,7 +429,10 @@ async fn max_connections_holds_further_clients_in_the_backlog() {
     let mut third = TcpStream::connect(listen).await.unwrap();
     let mut byte = [0u8; 1];
     let waited = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
-    assert!(waited.is_err(), "a third connection was served beyond max_connections");
+    assert!(
+        waited.is_err(),
+        "a third connection was served beyond max_connections"
+    );
     assert_eq!(server.connections(), 2);
     drop(first);
     assert_eq!(greeting(&mut third).await, "s1");
@@ -401,7 +440,9 @@ async fn max_connections_holds_further_clients_in_the_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_a_silent_connection() {
-    let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] }).await.unwrap();
+    let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
     let listen = v4(free_port());
     let cfg = config(
         &[listen],
@@ -418,14 +459,24 @@ async fn idle_timeout_closes_a_silent_connection() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "idle connection still open after 5 s");
-    assert!(started.elapsed() >= Duration::from_millis(250), "closed before the idle timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed before the idle timeout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_accepting_and_lets_open_connections_finish() {
-    let server = TestServer::start(v6(0), Behaviour::Echo { greeting: vec![] }).await.unwrap();
+    let server = TestServer::start(v6(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
     let listen = v6(free_port());
-    let cfg = config(&[listen], "", "", &servers_toml(&[("s1", server.address, 1)]));
+    let cfg = config(
+        &[listen],
+        "",
+        "",
+        &servers_toml(&[("s1", server.address, 1)]),
+    );
     let mut daemon = DaemonProcess::start_ready(&cfg);
     let mut open = TcpStream::connect(listen).await.unwrap();
     open.write_all(b"before").await.unwrap();
@@ -448,20 +499,28 @@ async fn sigterm_stops_accepting_and_lets_open_connections_finish() {
     open.write_all(b"during").await.unwrap();
     open.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"during");
-    assert!(daemon.wait_exit(Duration::from_millis(300)).is_none(), "exited with a connection open");
+    assert!(
+        daemon.wait_exit(Duration::from_millis(300)).is_none(),
+        "exited with a connection open"
+    );
     drop(open);
-    let status = daemon.wait_exit(Duration::from_secs(5)).expect("exits once drained");
+    let status = daemon
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits once drained");
     assert!(status.success(), "exit status {status:?}");
 }
 
 #[test]
 fn check_reports_file_line_column_and_key() {
-    let (ok, message) = check("[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"missing\"\n");
+    let (ok, message) =
+        check("[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"missing\"\n");
     assert!(!ok);
     assert!(message.contains("coexist.toml:4:"), "{message}");
     assert!(message.contains("frontend[0].backend"), "{message}");
 
-    let (ok, message) = check("[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"b\"\nbogus = 1\n");
+    let (ok, message) = check(
+        "[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"b\"\nbogus = 1\n",
+    );
     assert!(!ok);
     assert!(message.contains(":5:"), "{message}");
     assert!(message.contains("bogus"), "{message}");

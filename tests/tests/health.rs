@@ -15,7 +15,12 @@ use lb::admin::status::{ServerStatus, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn config(listen: SocketAddr, admin: SocketAddr, check: &str, servers: &[(&str, SocketAddr, bool)]) -> String {
+fn config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    check: &str,
+    servers: &[(&str, SocketAddr, bool)],
+) -> String {
     let rows: Vec<String> = servers
         .iter()
         .map(|(name, address, backup)| {
@@ -78,18 +83,33 @@ async fn wait_state(admin: SocketAddr, name: &str, state: &str, limit: Duration)
     }
 }
 
-const FAST_TCP: &str = r#"health_check = { kind = "tcp", interval = "200ms", timeout = "100ms", rise = 2, fall = 2 }"#;
+const FAST_TCP: &str =
+    r#"health_check = { kind = "tcp", interval = "200ms", timeout = "100ms", rise = 2, fall = 2 }"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_check_takes_a_dead_server_out_and_back_in() {
     let mut s1 = TestServer::named(v4(0), "s1").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
-    let daemon = DaemonProcess::start_ready(&config(listen, admin, FAST_TCP, &[("s1", s1.address, false)]));
+    let daemon = DaemonProcess::start_ready(&config(
+        listen,
+        admin,
+        FAST_TCP,
+        &[("s1", s1.address, false)],
+    ));
     wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
     s1.stop();
     wait_state(admin, "s1", "down", Duration::from_secs(2)).await;
-    assert_eq!(server_status(admin, "s1").await.last_check.as_deref(), Some("connect refused"));
-    assert!(daemon.log().contains("server pool/s1 is down (was up): connect refused"), "{}", daemon.log());
+    assert_eq!(
+        server_status(admin, "s1").await.last_check.as_deref(),
+        Some("connect refused")
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("server pool/s1 is down (was up): connect refused"),
+        "{}",
+        daemon.log()
+    );
     s1.restart().await.unwrap();
     wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
 }
@@ -117,27 +137,39 @@ async fn send_expect_check_compares_the_reply_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_check_expects_a_status_range() {
-    let ok = TestServer::start(v4(0), Behaviour::Http { status: 204 }).await.unwrap();
-    let failing = TestServer::start(v4(0), Behaviour::Http { status: 503 }).await.unwrap();
+    let ok = TestServer::start(v4(0), Behaviour::Http { status: 204 })
+        .await
+        .unwrap();
+    let failing = TestServer::start(v4(0), Behaviour::Http { status: 503 })
+        .await
+        .unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
     let check = r#"health_check = { kind = "http", path = "/healthz", host = "example.test", expect_status = "2xx", interval = "200ms", timeout = "200ms", rise = 1, fall = 1 }"#;
     let _daemon = DaemonProcess::start_ready(&config(
         listen,
         admin,
         check,
-        &[("ok", ok.address, false), ("failing", failing.address, false)],
+        &[
+            ("ok", ok.address, false),
+            ("failing", failing.address, false),
+        ],
     ));
     wait_state(admin, "ok", "up", Duration::from_secs(2)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let failing = server_status(admin, "failing").await;
     assert_eq!(failing.state, "down");
-    assert_eq!(failing.last_check.as_deref(), Some("expected HTTP 2xx, got 503"));
+    assert_eq!(
+        failing.last_check.as_deref(),
+        Some("expected HTTP 2xx, got 503")
+    );
 }
 
 /// One short connection: connect, read the greeting, close. Errors are
 /// what a client would see.
 async fn short_connection(listen: SocketAddr) -> Result<String, String> {
-    let mut stream = TcpStream::connect(listen).await.map_err(|e| format!("connect: {e}"))?;
+    let mut stream = TcpStream::connect(listen)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -163,7 +195,11 @@ async fn a_server_dying_under_load_costs_no_client_connection() {
         listen,
         admin,
         FAST_TCP,
-        &[("s1", s1.address, false), ("s2", s2.address, false), ("s3", s3.address, false)],
+        &[
+            ("s1", s1.address, false),
+            ("s2", s2.address, false),
+            ("s3", s3.address, false),
+        ],
     ));
     for name in ["s1", "s2", "s3"] {
         wait_state(admin, name, "up", Duration::from_secs(2)).await;
@@ -179,7 +215,12 @@ async fn a_server_dying_under_load_costs_no_client_connection() {
             failures.push((i, e));
         }
     }
-    assert!(failures.is_empty(), "{} of {total} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert_eq!(server_status(admin, "s2").await.state, "down");
 
     // Back within rise × interval plus one interval (+ scheduling slack).
@@ -188,11 +229,16 @@ async fn a_server_dying_under_load_costs_no_client_connection() {
     let restarted = Instant::now();
     let limit = Duration::from_millis(2 * 200 + 200 + 300);
     loop {
-        short_connection(listen).await.expect("served while s2 returns");
+        short_connection(listen)
+            .await
+            .expect("served while s2 returns");
         if s2.connections() > before {
             break;
         }
-        assert!(restarted.elapsed() < limit, "s2 got no connection within {limit:?}");
+        assert!(
+            restarted.elapsed() < limit,
+            "s2 got no connection within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -201,15 +247,27 @@ async fn a_server_dying_under_load_costs_no_client_connection() {
 async fn with_every_server_down_clients_are_refused_at_once_then_served_again() {
     let mut s1 = TestServer::named(v4(0), "s1").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
-    let _daemon = DaemonProcess::start_ready(&config(listen, admin, FAST_TCP, &[("s1", s1.address, false)]));
+    let _daemon = DaemonProcess::start_ready(&config(
+        listen,
+        admin,
+        FAST_TCP,
+        &[("s1", s1.address, false)],
+    ));
     wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
     s1.stop();
     wait_state(admin, "s1", "down", Duration::from_secs(2)).await;
 
     let started = Instant::now();
     let refused = short_connection(listen).await;
-    assert!(refused.is_err(), "served with every server down: {refused:?}");
-    assert!(started.elapsed() < Duration::from_millis(500), "refusal took {:?}", started.elapsed());
+    assert!(
+        refused.is_err(),
+        "served with every server down: {refused:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refusal took {:?}",
+        started.elapsed()
+    );
 
     s1.restart().await.unwrap();
     wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
@@ -225,7 +283,10 @@ async fn backup_serves_only_while_no_primary_is_up() {
         listen,
         admin,
         FAST_TCP,
-        &[("primary", primary.address, false), ("backup", backup.address, true)],
+        &[
+            ("primary", primary.address, false),
+            ("backup", backup.address, true),
+        ],
     ));
     wait_state(admin, "primary", "up", Duration::from_secs(2)).await;
     wait_state(admin, "backup", "up", Duration::from_secs(2)).await;

@@ -34,7 +34,9 @@ fn render(stay: SocketAddr, admin: SocketAddr, v: &Variant<'_>) -> String {
         .collect();
     let extra = v
         .extra_listener
-        .map(|a| format!("\n[[frontend]]\nname = \"extra\"\nlisten = [\"{a}\"]\nbackend = \"pool\"\n"))
+        .map(|a| {
+            format!("\n[[frontend]]\nname = \"extra\"\nlisten = [\"{a}\"]\nbackend = \"pool\"\n")
+        })
         .unwrap_or_default();
     format!(
         r#"
@@ -60,8 +62,13 @@ servers = [
 }
 
 async fn one_exchange(address: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect(address).await.map_err(|e| format!("connect: {e}"))?;
-    stream.write_all(b"hello").await.map_err(|e| format!("write: {e}"))?;
+    let mut stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .write_all(b"hello")
+        .await
+        .map_err(|e| format!("write: {e}"))?;
     let mut buf = [0u8; 5];
     tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut buf))
         .await
@@ -104,10 +111,30 @@ async fn fifty_reloads_under_load_fail_no_connection() {
     let s3 = TestServer::start(v4(0), echo()).await.unwrap();
     let (stay, extra, admin) = (v4(free_port()), v6(free_port()), v4(free_port()));
     let variants = [
-        Variant { balance: "round-robin", servers: vec![("s1", s1.address, 1), ("s2", s2.address, 1)], extra_listener: None },
-        Variant { balance: "least-connections", servers: vec![("s2", s2.address, 3), ("s3", s3.address, 1)], extra_listener: Some(extra) },
-        Variant { balance: "maglev", servers: vec![("s1", s1.address, 1), ("s3", s3.address, 2)], extra_listener: None },
-        Variant { balance: "random-two", servers: vec![("s1", s1.address, 2), ("s2", s2.address, 1), ("s3", s3.address, 1)], extra_listener: Some(extra) },
+        Variant {
+            balance: "round-robin",
+            servers: vec![("s1", s1.address, 1), ("s2", s2.address, 1)],
+            extra_listener: None,
+        },
+        Variant {
+            balance: "least-connections",
+            servers: vec![("s2", s2.address, 3), ("s3", s3.address, 1)],
+            extra_listener: Some(extra),
+        },
+        Variant {
+            balance: "maglev",
+            servers: vec![("s1", s1.address, 1), ("s3", s3.address, 2)],
+            extra_listener: None,
+        },
+        Variant {
+            balance: "random-two",
+            servers: vec![
+                ("s1", s1.address, 2),
+                ("s2", s2.address, 1),
+                ("s3", s3.address, 1),
+            ],
+            extra_listener: Some(extra),
+        },
     ];
     let daemon = DaemonProcess::start_ready(&render(stay, admin, &variants[0]));
 
@@ -135,9 +162,9 @@ async fn fifty_reloads_under_load_fail_no_connection() {
         let variant = &variants[round % variants.len()];
         reload_and_wait(&daemon, admin, &render(stay, admin, variant), "ok").await;
         match variant.extra_listener {
-            Some(address) => one_exchange(address)
-                .await
-                .unwrap_or_else(|e| panic!("added listener does not serve after reload {round}: {e}")),
+            Some(address) => one_exchange(address).await.unwrap_or_else(|e| {
+                panic!("added listener does not serve after reload {round}: {e}")
+            }),
             None => {
                 // The removed listener closes after serving its backlog.
                 let mut refused = false;
@@ -148,7 +175,10 @@ async fn fifty_reloads_under_load_fail_no_connection() {
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                assert!(refused, "removed listener still accepts after reload {round}");
+                assert!(
+                    refused,
+                    "removed listener still accepts after reload {round}"
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -161,7 +191,12 @@ async fn fifty_reloads_under_load_fail_no_connection() {
     let failures = client.await.unwrap();
     let total = done.load(Ordering::Relaxed);
     assert!(total >= 3000, "only {total} connections");
-    assert!(failures.is_empty(), "{} of {total} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +205,11 @@ async fn long_lived_connections_survive_reloads_that_remove_their_server() {
     let old = TestServer::start(v6(0), echo()).await.unwrap();
     let new = TestServer::start(v4(0), echo()).await.unwrap();
     let (stay, admin) = (v4(free_port()), v4(free_port()));
-    let with_old = Variant { balance: "round-robin", servers: vec![("old", old.address, 1)], extra_listener: None };
+    let with_old = Variant {
+        balance: "round-robin",
+        servers: vec![("old", old.address, 1)],
+        extra_listener: None,
+    };
     let daemon = DaemonProcess::start_ready(&render(stay, admin, &with_old));
 
     let mut streams = Vec::new();
@@ -191,8 +230,14 @@ async fn long_lived_connections_survive_reloads_that_remove_their_server() {
                 let mut back = vec![0u8; 4096];
                 while !stop.load(Ordering::Relaxed) && offset < 64 * 1024 * 1024 {
                     pattern::fill(seed, offset, &mut out);
-                    stream.write_all(&out).await.map_err(|e| format!("conn {i} write: {e}"))?;
-                    stream.read_exact(&mut back).await.map_err(|e| format!("conn {i} read: {e}"))?;
+                    stream
+                        .write_all(&out)
+                        .await
+                        .map_err(|e| format!("conn {i} write: {e}"))?;
+                    stream
+                        .read_exact(&mut back)
+                        .await
+                        .map_err(|e| format!("conn {i} read: {e}"))?;
                     if let Some(at) = pattern::first_mismatch(seed, offset, &back) {
                         return Err(format!("conn {i}: byte {} differs", offset + at as u64));
                     }
@@ -204,25 +249,50 @@ async fn long_lived_connections_survive_reloads_that_remove_their_server() {
         })
         .collect();
 
-    let without_old = Variant { balance: "least-connections", servers: vec![("new", new.address, 1)], extra_listener: None };
+    let without_old = Variant {
+        balance: "least-connections",
+        servers: vec![("new", new.address, 1)],
+        extra_listener: None,
+    };
     for round in 0..20 {
-        let variant = if round % 2 == 0 { &without_old } else { &with_old };
+        let variant = if round % 2 == 0 {
+            &without_old
+        } else {
+            &with_old
+        };
         reload_and_wait(&daemon, admin, &render(stay, admin, variant), "ok").await;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
-        let moved = worker.await.unwrap().expect("connection intact across reloads");
+        let moved = worker
+            .await
+            .unwrap()
+            .expect("connection intact across reloads");
         assert!(moved > 0);
     }
-    assert_eq!(old.connections(), 100, "all long-lived connections went to the original server");
+    assert_eq!(
+        old.connections(),
+        100,
+        "all long-lived connections went to the original server"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_reloads_change_nothing_and_are_counted() {
-    let s1 = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] }).await.unwrap();
+    let s1 = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
     let (stay, admin) = (v4(free_port()), v4(free_port()));
-    let good = render(stay, admin, &Variant { balance: "round-robin", servers: vec![("s1", s1.address, 1)], extra_listener: None });
+    let good = render(
+        stay,
+        admin,
+        &Variant {
+            balance: "round-robin",
+            servers: vec![("s1", s1.address, 1)],
+            extra_listener: None,
+        },
+    );
     let daemon = DaemonProcess::start_ready(&good);
     // 192.0.2.1 is TEST-NET-1 with no free bind for this port range: use an
     // address no interface has and free bind cannot cover — a port already
@@ -238,7 +308,12 @@ async fn invalid_reloads_change_nothing_and_are_counted() {
             format!("{good}\n[[frontend]]\nname = \"clash\"\nlisten = [\"{taken_address}\"]\nbackend = \"pool\"\n"),
         ),
     ];
-    let expected_fragments = ["coexist.toml:", "bogus", "frontend[0].backend", &taken_address.to_string()];
+    let expected_fragments = [
+        "coexist.toml:",
+        "bogus",
+        "frontend[0].backend",
+        &taken_address.to_string(),
+    ];
     for (i, ((what, config), fragment)) in cases.iter().zip(expected_fragments).enumerate() {
         reload_and_wait(&daemon, admin, config, "error").await;
         let log = daemon.log();
@@ -248,10 +323,69 @@ async fn invalid_reloads_change_nothing_and_are_counted() {
             .find(|l| l.contains("reload rejected"))
             .unwrap_or_else(|| panic!("no rejection logged for {what}:\n{log}"));
         assert!(last_error.contains(fragment), "{what}: {last_error}");
-        one_exchange(stay).await.unwrap_or_else(|e| panic!("old config stopped serving after {what}: {e}"));
+        one_exchange(stay)
+            .await
+            .unwrap_or_else(|e| panic!("old config stopped serving after {what}: {e}"));
         let errors = reloads_seen(&daemon, admin, "error").await;
         assert_eq!(errors, (i + 1) as f64);
     }
     assert_eq!(reloads_seen(&daemon, admin, "ok").await, 0.0);
     drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reloads_when_an_editor_replaces_the_file() {
+    let first = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let second = TestServer::start(v6(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let (stay, admin) = (v4(free_port()), v4(free_port()));
+    let config_for = |server: SocketAddr| {
+        render(
+            stay,
+            admin,
+            &Variant {
+                balance: "round-robin",
+                servers: vec![("only", server, 1)],
+                extra_listener: None,
+            },
+        )
+    };
+    let daemon = DaemonProcess::start_ready_with_args(&config_for(first.address), &["--watch"]);
+    one_exchange(stay).await.unwrap();
+    assert_eq!(first.connections(), 1);
+
+    // Two saves by rename, as editors do: the watch must survive the first.
+    for (round, server) in [(1.0, &second), (2.0, &first)] {
+        let before = server.connections();
+        daemon.write_config(&config_for(server.address));
+        let mut reloaded = false;
+        for _ in 0..300 {
+            if reloads_seen(&daemon, admin, "ok").await >= round {
+                reloaded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            reloaded,
+            "no reload after save {round}; log:\n{}",
+            daemon.log()
+        );
+        one_exchange(stay).await.unwrap();
+        assert_eq!(
+            server.connections(),
+            before + 1,
+            "save {round} not applied; log:\n{}",
+            daemon.log()
+        );
+    }
+    // A burst of saves is debounced into one reload.
+    for _ in 0..5 {
+        daemon.write_config(&config_for(second.address));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(reloads_seen(&daemon, admin, "ok").await, 3.0);
 }

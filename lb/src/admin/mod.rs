@@ -98,15 +98,17 @@ async fn change_server(
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
     if change.weight.is_some_and(|w| w > 256) {
-        return (StatusCode::BAD_REQUEST, "weight must be 0..=256\n".to_owned()).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "weight must be 0..=256\n".to_owned(),
+        )
+            .into_response();
     }
     let snapshot = context.snapshot.load();
-    let Some(runtime) = snapshot.backend(&backend).and_then(|b| {
-        b.servers
-            .iter()
-            .find(|s| *s.name() == server)
-            .cloned()
-    }) else {
+    let Some(runtime) = snapshot
+        .backend(&backend)
+        .and_then(|b| b.servers.iter().find(|s| *s.name() == server).cloned())
+    else {
         return (
             StatusCode::NOT_FOUND,
             format!("no server {backend}/{server}\n"),

@@ -74,7 +74,7 @@ impl Status {
                 name: f.config.name.clone(),
                 listen: f.config.listen.iter().map(ToString::to_string).collect(),
                 backend: f.config.backend.clone(),
-                active_connections: f.limit.active(),
+                active_connections: f.limit.serving(),
             })
             .collect();
         let backends = snapshot
@@ -130,7 +130,12 @@ impl Status {
         );
         for b in &self.backends {
             for s in &b.servers {
-                let name = format!("{}/{}{}", b.name, s.name, if s.backup { " (backup)" } else { "" });
+                let name = format!(
+                    "{}/{}{}",
+                    b.name,
+                    s.name,
+                    if s.backup { " (backup)" } else { "" }
+                );
                 let _ = writeln!(
                     out,
                     "{:<30} {:<25} {:<6} {:>6}  {:>6} {:>9}  {}",

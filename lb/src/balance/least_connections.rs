@@ -16,8 +16,8 @@ impl LeastConnections {
     pub(super) fn pick(&mut self, candidates: &[Candidate]) -> Option<usize> {
         let n = candidates.len();
         let mut best: Option<usize> = None;
-        for k in 0..n {
-            let i = (self.next + k) % n;
+        let start = self.next.min(n);
+        for i in (start..n).chain(0..start) {
             let c = &candidates[i];
             if !c.usable() {
                 continue;

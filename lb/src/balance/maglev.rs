@@ -31,9 +31,13 @@ pub(super) struct Maglev {
 impl Maglev {
     pub(super) fn build(servers: &[ServerKey<'_>], table_size: usize) -> Maglev {
         let live: Vec<usize> = {
-            let mut v: Vec<usize> = (0..servers.len()).filter(|&i| servers[i].weight > 0).collect();
+            let mut v: Vec<usize> = (0..servers.len())
+                .filter(|&i| servers[i].weight > 0)
+                .collect();
             // Canonical order: configs listing servers differently agree.
-            v.sort_by(|&a, &b| (servers[a].id, servers[a].weight).cmp(&(servers[b].id, servers[b].weight)));
+            v.sort_by(|&a, &b| {
+                (servers[a].id, servers[a].weight).cmp(&(servers[b].id, servers[b].weight))
+            });
             v
         };
         if live.is_empty() {
@@ -74,7 +78,12 @@ impl Maglev {
                     // Each permutation visits every slot once (M prime,
                     // 0 < skip < M), so this finds a free slot.
                     while table[p.pos as usize] != EMPTY {
-                        p.pos = (p.pos + p.skip) % m64;
+                        // pos, skip < M: one subtraction replaces a
+                        // division on the hot loop of the build.
+                        p.pos += p.skip;
+                        if p.pos >= m64 {
+                            p.pos -= m64;
+                        }
                     }
                     table[p.pos as usize] = p.server;
                     filled += 1;
@@ -96,14 +105,20 @@ impl Maglev {
         let start = (client_hash(client) % m as u64) as usize;
         let usable = |slot: usize| {
             let s = self.table[slot] as usize;
-            candidates.get(s).is_some_and(Candidate::usable).then_some(s)
+            candidates
+                .get(s)
+                .is_some_and(Candidate::usable)
+                .then_some(s)
         };
         if let Some(s) = usable(start) {
             return Some(s);
         }
         // Walking forward keeps the fallback stable per client too. Check
         // first that it ends, rather than scanning all M slots for nothing.
-        let any = self.members.iter().any(|&s| candidates.get(s as usize).is_some_and(Candidate::usable));
+        let any = self
+            .members
+            .iter()
+            .any(|&s| candidates.get(s as usize).is_some_and(Candidate::usable));
         if !any {
             return None;
         }

@@ -73,8 +73,12 @@ impl Selector {
     /// the next such prime is used.
     pub fn new(balance: Balance, servers: &[ServerKey<'_>], maglev_table_size: usize) -> Selector {
         let algo = match balance {
-            Balance::RoundRobin => Algo::RoundRobin(round_robin::SmoothRoundRobin::new(servers.len())),
-            Balance::LeastConnections => Algo::LeastConnections(least_connections::LeastConnections::default()),
+            Balance::RoundRobin => {
+                Algo::RoundRobin(round_robin::SmoothRoundRobin::new(servers.len()))
+            }
+            Balance::LeastConnections => {
+                Algo::LeastConnections(least_connections::LeastConnections::default())
+            }
             Balance::Maglev => Algo::Maglev(maglev::Maglev::build(servers, maglev_table_size)),
             Balance::RandomTwo => Algo::RandomTwo(random_two::RandomTwo::from_entropy()),
         };

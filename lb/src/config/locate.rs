@@ -35,7 +35,12 @@ pub(crate) fn key_path(text: &str, offset: usize) -> String {
     match ImDocument::parse(text) {
         Ok(doc) => {
             let mut best = Best::default();
-            visit_table(doc.as_table().iter_spanned(), offset, &mut Vec::new(), &mut best);
+            visit_table(
+                doc.as_table().iter_spanned(),
+                offset,
+                &mut Vec::new(),
+                &mut best,
+            );
             best.path.map_or_else(String::new, |p| join(&p))
         }
         Err(_) => key_path_by_headers(text, offset),
@@ -238,6 +243,9 @@ mod tests {
         let at = text.rfind("\"b").unwrap();
         assert_eq!(key_path(text, at), "frontend[1].name");
         let text = "[[backend]]\nname = \"a\"\n[backend.health_check]\nkind = = 1\n";
-        assert_eq!(key_path(text, text.find("= = 1").unwrap()), "backend[0].health_check.kind");
+        assert_eq!(
+            key_path(text, text.find("= = 1").unwrap()),
+            "backend[0].health_check.kind"
+        );
     }
 }

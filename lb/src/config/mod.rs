@@ -56,5 +56,9 @@ fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
 
 /// `missing field `name`` with prefix "missing field " → `name`.
 fn backticked<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
-    message.strip_prefix(prefix)?.strip_prefix('`')?.split('`').next()
+    message
+        .strip_prefix(prefix)?
+        .strip_prefix('`')?
+        .split('`')
+        .next()
 }

@@ -20,12 +20,16 @@ fn first_error(text: &str) -> String {
 fn assert_error(text: &str, line: usize, column: usize, key: &str, needle: &str) {
     let got = first_error(text);
     let prefix = format!("t.toml:{line}:{column}: {key}: ");
-    assert!(got.starts_with(&prefix), "expected prefix {prefix:?}\n got {got:?}");
+    assert!(
+        got.starts_with(&prefix),
+        "expected prefix {prefix:?}\n got {got:?}"
+    );
     assert!(got.contains(needle), "expected {needle:?} in {got:?}");
 }
 
 /// A minimal valid backend, appended where a case needs one.
-const WEB_BACKEND: &str = "[[backend]]\nname = \"web\"\nservers = [{ address = \"127.0.0.1:8001\" }]\n";
+const WEB_BACKEND: &str =
+    "[[backend]]\nname = \"web\"\nservers = [{ address = \"127.0.0.1:8001\" }]\n";
 
 /// The example of DESIGN.md, verbatim.
 const DESIGN_EXAMPLE: &str = r#"[admin]
@@ -87,11 +91,17 @@ fn design_example_parses_with_defaults_filled() {
     let b = c.backend("web").unwrap();
     assert_eq!(b.balance, Balance::RoundRobin);
     assert_eq!(b.maglev_table_size, 65537);
-    assert_eq!((b.connect_timeout, b.idle_timeout), (Duration::from_secs(2), Duration::from_secs(300)));
+    assert_eq!(
+        (b.connect_timeout, b.idle_timeout),
+        (Duration::from_secs(2), Duration::from_secs(300))
+    );
     assert_eq!(b.retries, 2);
     let hc = b.health_check.as_ref().unwrap();
     assert_eq!(hc.kind, CheckKind::Tcp);
-    assert_eq!((hc.interval, hc.timeout), (Duration::from_secs(1), Duration::from_millis(500)));
+    assert_eq!(
+        (hc.interval, hc.timeout),
+        (Duration::from_secs(1), Duration::from_millis(500))
+    );
     assert_eq!(hc.initial_state, InitialState::Down);
     assert_eq!((b.rise, b.fall), (2, 2), "taken from health_check");
     let names: Vec<&str> = b.servers.iter().map(|s| s.name.as_str()).collect();
@@ -105,25 +115,46 @@ fn design_example_parses_with_defaults_filled() {
     assert_eq!(v.family, IpFamily::V4);
     assert_eq!(v.advert_interval, Duration::from_millis(100));
     assert_eq!(v.addresses, [("192.0.2.10".parse().unwrap(), 24)]);
-    assert_eq!(v.track, [Track { frontend: "web".into(), weight: 60 }]);
+    assert_eq!(
+        v.track,
+        [Track {
+            frontend: "web".into(),
+            weight: 60
+        }]
+    );
     assert!(v.preempt && !v.accept_mode && !v.virtual_mac);
     assert_eq!(v.preempt_delay, Duration::ZERO);
     assert_eq!(v.checksum_mode, ChecksumMode::PseudoHeader);
-    assert_eq!((v.garp_count, v.garp_interval, v.garp_refresh), (5, Duration::from_millis(100), None));
+    assert_eq!(
+        (v.garp_count, v.garp_interval, v.garp_refresh),
+        (5, Duration::from_millis(100), None)
+    );
     assert!(v.unicast_peers.is_empty() && v.notify.is_none());
 }
 
 #[test]
 fn shipped_example_config_parses() {
-    let c = parse(include_str!("../../../conf/coexist.toml"), "conf/coexist.toml").unwrap();
+    let c = parse(
+        include_str!("../../../conf/coexist.toml"),
+        "conf/coexist.toml",
+    )
+    .unwrap();
     assert!(!c.frontends.is_empty() && !c.backends.is_empty() && c.vrrp.len() >= 2);
     // Only loopback and documentation addresses (RFC 5737, RFC 3849).
     let documentation = |ip: std::net::IpAddr| match ip {
         std::net::IpAddr::V4(a) => a.octets()[..3] == [192, 0, 2],
-        std::net::IpAddr::V6(a) => a.segments()[..2] == [0x2001, 0xdb8] || a.is_unicast_link_local(),
+        std::net::IpAddr::V6(a) => {
+            a.segments()[..2] == [0x2001, 0xdb8] || a.is_unicast_link_local()
+        }
     };
-    let listen = c.frontends.iter().flat_map(|f| f.listen.iter().map(|a| a.ip()));
-    let servers = c.backends.iter().flat_map(|b| b.servers.iter().map(|s| s.address.ip()));
+    let listen = c
+        .frontends
+        .iter()
+        .flat_map(|f| f.listen.iter().map(|a| a.ip()));
+    let servers = c
+        .backends
+        .iter()
+        .flat_map(|b| b.servers.iter().map(|s| s.address.ip()));
     let vips = c.vrrp.iter().flat_map(|v| v.addresses.iter().map(|a| a.0));
     for ip in listen.chain(servers).chain(vips) {
         assert!(ip.is_loopback() || documentation(ip), "{ip} in example");
@@ -152,9 +183,15 @@ fn http_check_defaults_and_status_forms() {
     };
     assert_eq!(c.backends[0].health_check.as_ref().unwrap().kind, expected);
     let hc = c.backends[0].health_check.as_ref().unwrap();
-    assert_eq!((hc.interval, hc.timeout, hc.rise, hc.fall), (Duration::from_secs(2), Duration::from_secs(1), 2, 3));
+    assert_eq!(
+        (hc.interval, hc.timeout, hc.rise, hc.fall),
+        (Duration::from_secs(2), Duration::from_secs(1), 2, 3)
+    );
 
-    let text = text.replace("kind = \"http\"", "kind = \"http\", path = \"/health\", host = \"example.org\", expect_status = 204");
+    let text = text.replace(
+        "kind = \"http\"",
+        "kind = \"http\", path = \"/health\", host = \"example.org\", expect_status = 204",
+    );
     let c = parse(&text, "t.toml").unwrap();
     let expected = CheckKind::Http {
         path: "/health".into(),
@@ -182,7 +219,10 @@ fn vrrp_only_ipv6_instance_with_unicast_peers() {
     let v = &c.vrrp[0];
     assert_eq!(v.family, IpFamily::V6);
     assert_eq!(v.addresses[0], ("fe80::7".parse().unwrap(), 128));
-    assert_eq!(v.unicast_peers, ["2001:db8::2".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        v.unicast_peers,
+        ["2001:db8::2".parse::<std::net::IpAddr>().unwrap()]
+    );
     assert!(v.virtual_mac);
     assert_eq!(v.notify.as_deref(), Some("/usr/local/bin/notify"));
     assert_eq!(v.garp_refresh, Some(Duration::from_secs(60)));
@@ -194,7 +234,13 @@ fn vrrp_only_ipv6_instance_with_unicast_peers() {
 
 #[test]
 fn unknown_top_level_key() {
-    assert_error("frontends = []\n", 1, 1, "frontends", "unknown field `frontends`");
+    assert_error(
+        "frontends = []\n",
+        1,
+        1,
+        "frontends",
+        "unknown field `frontends`",
+    );
 }
 
 #[test]
@@ -206,13 +252,26 @@ fn unknown_key_in_frontend_names_it() {
 #[test]
 fn unknown_key_in_server_inline_table() {
     let text = "[[backend]]\nname = \"web\"\nservers = [\n  { address = \"127.0.0.1:81\" },\n  { address = \"127.0.0.1:82\", wieght = 2 },\n]\n";
-    assert_error(text, 5, 31, "backend[0].servers[1].wieght", "unknown field `wieght`");
+    assert_error(
+        text,
+        5,
+        31,
+        "backend[0].servers[1].wieght",
+        "unknown field `wieght`",
+    );
 }
 
 #[test]
 fn unknown_key_in_health_check() {
-    let text = "[[backend]]\nname = \"web\"\nhealth_check = { kind = \"tcp\", intervall = \"1s\" }\n";
-    assert_error(text, 3, 32, "backend[0].health_check.intervall", "unknown field `intervall`");
+    let text =
+        "[[backend]]\nname = \"web\"\nhealth_check = { kind = \"tcp\", intervall = \"1s\" }\n";
+    assert_error(
+        text,
+        3,
+        32,
+        "backend[0].health_check.intervall",
+        "unknown field `intervall`",
+    );
 }
 
 #[test]
@@ -226,7 +285,13 @@ fn syntax_error_is_located_with_key() {
 #[test]
 fn wrong_type_is_located() {
     let text = format!("{WEB_BACKEND}retries = \"two\"\n");
-    assert_error(&text, 4, 11, "backend[0].retries", "invalid type: string \"two\"");
+    assert_error(
+        &text,
+        4,
+        11,
+        "backend[0].retries",
+        "invalid type: string \"two\"",
+    );
 }
 
 #[test]
@@ -238,7 +303,13 @@ fn missing_required_key_names_the_key() {
 #[test]
 fn unknown_balance_algorithm() {
     let text = "[[backend]]\nname = \"web\"\nbalance = \"fastest\"\n";
-    assert_error(text, 3, 11, "backend[0].balance", "unknown variant `fastest`");
+    assert_error(
+        text,
+        3,
+        11,
+        "backend[0].balance",
+        "unknown variant `fastest`",
+    );
 }
 
 // --- validation: frontends -------------------------------------------------
@@ -246,25 +317,49 @@ fn unknown_balance_algorithm() {
 #[test]
 fn bad_listen_address() {
     let text = format!("[[frontend]]\nname = \"f\"\nlisten = [\"127.0.0.1:80\", \"localhost:80\"]\nbackend = \"web\"\n{WEB_BACKEND}");
-    assert_error(&text, 3, 27, "frontend[0].listen[1]", "\"localhost:80\" is not an address with a port");
+    assert_error(
+        &text,
+        3,
+        27,
+        "frontend[0].listen[1]",
+        "\"localhost:80\" is not an address with a port",
+    );
 }
 
 #[test]
 fn frontend_naming_missing_backend() {
     let text = format!("[[frontend]]\nname = \"a\"\nlisten = [\"127.0.0.1:80\"]\nbackend = \"web\"\n[[frontend]]\nname = \"b\"\nlisten = [\"127.0.0.1:81\"]\nbackend = \"api\"\n{WEB_BACKEND}");
-    assert_error(&text, 8, 11, "frontend[1].backend", "no [[backend]] is named \"api\"");
+    assert_error(
+        &text,
+        8,
+        11,
+        "frontend[1].backend",
+        "no [[backend]] is named \"api\"",
+    );
 }
 
 #[test]
 fn duplicate_frontend_name() {
     let text = format!("[[frontend]]\nname = \"a\"\nlisten = [\"127.0.0.1:80\"]\nbackend = \"web\"\n[[frontend]]\nname = \"a\"\nlisten = [\"127.0.0.1:81\"]\nbackend = \"web\"\n{WEB_BACKEND}");
-    assert_error(&text, 6, 8, "frontend[1].name", "duplicate frontend name \"a\" (also frontend[0])");
+    assert_error(
+        &text,
+        6,
+        8,
+        "frontend[1].name",
+        "duplicate frontend name \"a\" (also frontend[0])",
+    );
 }
 
 #[test]
 fn duplicate_listen_across_frontends() {
     let text = format!("[[frontend]]\nname = \"a\"\nlisten = [\"0.0.0.0:80\"]\nbackend = \"web\"\n[[frontend]]\nname = \"b\"\nlisten = [\"[::]:80\", \"127.0.0.1:80\"]\nbackend = \"web\"\n{WEB_BACKEND}");
-    assert_error(&text, 7, 22, "frontend[1].listen[1]", "overlaps frontend[0].listen[0]");
+    assert_error(
+        &text,
+        7,
+        22,
+        "frontend[1].listen[1]",
+        "overlaps frontend[0].listen[0]",
+    );
 }
 
 #[test]
@@ -283,52 +378,111 @@ fn empty_config_has_nothing_to_run() {
 #[test]
 fn backend_without_servers() {
     let text = "[[backend]]\nname = \"web\"\nservers = []\n";
-    assert_error(text, 3, 11, "backend[0].servers", "backend \"web\" has no servers");
+    assert_error(
+        text,
+        3,
+        11,
+        "backend[0].servers",
+        "backend \"web\" has no servers",
+    );
     let text = "[[backend]]\nname = \"web\"\n";
-    assert_error(text, 1, 1, "backend[0].servers", "backend \"web\" has no servers");
+    assert_error(
+        text,
+        1,
+        1,
+        "backend[0].servers",
+        "backend \"web\" has no servers",
+    );
 }
 
 #[test]
 fn duplicate_backend_name() {
     let text = format!("{WEB_BACKEND}{WEB_BACKEND}");
-    assert_error(&text, 5, 8, "backend[1].name", "duplicate backend name \"web\"");
+    assert_error(
+        &text,
+        5,
+        8,
+        "backend[1].name",
+        "duplicate backend name \"web\"",
+    );
 }
 
 #[test]
 fn duplicate_server_name_within_backend() {
     let text = "[[backend]]\nname = \"web\"\nservers = [\n  { name = \"s\", address = \"127.0.0.1:81\" },\n  { name = \"s\", address = \"127.0.0.1:82\" },\n]\n";
-    assert_error(text, 5, 12, "backend[0].servers[1].name", "duplicate server name \"s\" (also backend[0].servers[0])");
+    assert_error(
+        text,
+        5,
+        12,
+        "backend[0].servers[1].name",
+        "duplicate server name \"s\" (also backend[0].servers[0])",
+    );
 }
 
 #[test]
 fn duplicate_server_address_within_backend() {
     let text = "[[backend]]\nname = \"web\"\nservers = [\n  { name = \"a\", address = \"127.0.0.1:81\" },\n  { name = \"b\", address = \"127.0.0.1:81\" },\n]\n";
-    assert_error(text, 5, 27, "backend[0].servers[1].address", "already backend[0].servers[0]");
+    assert_error(
+        text,
+        5,
+        27,
+        "backend[0].servers[1].address",
+        "already backend[0].servers[0]",
+    );
 }
 
 #[test]
 fn server_address_errors() {
     let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"192.0.2.1\" }]\n";
-    assert_error(text, 3, 24, "backend[0].servers[0].address", "not an address with a port");
+    assert_error(
+        text,
+        3,
+        24,
+        "backend[0].servers[0].address",
+        "not an address with a port",
+    );
     let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"[::]:80\" }]\n";
     assert_error(text, 3, 24, "backend[0].servers[0].address", "unspecified");
 }
 
 #[test]
 fn server_weight_limits() {
-    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"127.0.0.1:81\", weight = 257 }]\n";
-    assert_error(text, 3, 49, "backend[0].servers[0].weight", "257 is out of range 0..=256");
+    let text =
+        "[[backend]]\nname = \"web\"\nservers = [{ address = \"127.0.0.1:81\", weight = 257 }]\n";
+    assert_error(
+        text,
+        3,
+        49,
+        "backend[0].servers[0].weight",
+        "257 is out of range 0..=256",
+    );
     let text = text.replace("257", "-1");
-    assert_error(&text, 3, 49, "backend[0].servers[0].weight", "-1 is out of range");
+    assert_error(
+        &text,
+        3,
+        49,
+        "backend[0].servers[0].weight",
+        "-1 is out of range",
+    );
     let ok = text.replace("-1", "0");
-    let ok = format!("{ok}[[frontend]]\nname = \"f\"\nlisten = [\"127.0.0.1:80\"]\nbackend = \"web\"\n");
-    assert_eq!(parse(&ok, "t.toml").unwrap().backends[0].servers[0].weight, 0);
+    let ok =
+        format!("{ok}[[frontend]]\nname = \"f\"\nlisten = [\"127.0.0.1:80\"]\nbackend = \"web\"\n");
+    assert_eq!(
+        parse(&ok, "t.toml").unwrap().backends[0].servers[0].weight,
+        0
+    );
 }
 
 #[test]
 fn bad_duration() {
     let text = format!("{WEB_BACKEND}connect_timeout = \"2 seconds please\"\n");
-    assert_error(&text, 4, 19, "backend[0].connect_timeout", "invalid duration \"2 seconds please\"");
+    assert_error(
+        &text,
+        4,
+        19,
+        "backend[0].connect_timeout",
+        "invalid duration \"2 seconds please\"",
+    );
     let text = format!("{WEB_BACKEND}idle_timeout = \"0s\"\n");
     assert_error(&text, 4, 16, "backend[0].idle_timeout", "out of range");
 }
@@ -336,44 +490,103 @@ fn bad_duration() {
 #[test]
 fn check_timeout_longer_than_interval() {
     let text = format!("{WEB_BACKEND}health_check = {{ interval = \"1s\", timeout = \"2s\" }}\n");
-    assert_error(&text, 4, 45, "backend[0].health_check.timeout", "timeout 2s exceeds interval 1s");
+    assert_error(
+        &text,
+        4,
+        45,
+        "backend[0].health_check.timeout",
+        "timeout 2s exceeds interval 1s",
+    );
     // The default timeout (1s) against a short interval: reported at the interval.
     let text = format!("{WEB_BACKEND}health_check = {{ interval = \"500ms\" }}\n");
-    assert_error(&text, 4, 29, "backend[0].health_check.interval", "timeout 1s exceeds interval 500ms");
+    assert_error(
+        &text,
+        4,
+        29,
+        "backend[0].health_check.interval",
+        "timeout 1s exceeds interval 500ms",
+    );
 }
 
 #[test]
 fn bad_expect_status() {
-    let text = format!("{WEB_BACKEND}health_check = {{ kind = \"http\", expect_status = \"2xx-3xx\" }}\n");
-    assert_error(&text, 4, 49, "backend[0].health_check.expect_status", "expected a status like 200");
-    let text = format!("{WEB_BACKEND}health_check = {{ kind = \"http\", expect_status = \"500-200\" }}\n");
-    assert_error(&text, 4, 49, "backend[0].health_check.expect_status", "empty range");
+    let text =
+        format!("{WEB_BACKEND}health_check = {{ kind = \"http\", expect_status = \"2xx-3xx\" }}\n");
+    assert_error(
+        &text,
+        4,
+        49,
+        "backend[0].health_check.expect_status",
+        "expected a status like 200",
+    );
+    let text =
+        format!("{WEB_BACKEND}health_check = {{ kind = \"http\", expect_status = \"500-200\" }}\n");
+    assert_error(
+        &text,
+        4,
+        49,
+        "backend[0].health_check.expect_status",
+        "empty range",
+    );
 }
 
 #[test]
 fn send_expect_requires_both_keys() {
-    let text = format!("{WEB_BACKEND}health_check = {{ kind = \"send-expect\", send = \"PING\\r\\n\" }}\n");
-    assert_error(&text, 4, 25, "backend[0].health_check.expect", "kind = \"send-expect\" needs `expect`");
+    let text = format!(
+        "{WEB_BACKEND}health_check = {{ kind = \"send-expect\", send = \"PING\\r\\n\" }}\n"
+    );
+    assert_error(
+        &text,
+        4,
+        25,
+        "backend[0].health_check.expect",
+        "kind = \"send-expect\" needs `expect`",
+    );
 }
 
 #[test]
 fn check_keys_of_another_kind_are_rejected() {
     let text = format!("{WEB_BACKEND}health_check = {{ kind = \"tcp\", path = \"/\" }}\n");
-    assert_error(&text, 4, 39, "backend[0].health_check.path", "only used with kind = \"http\"");
+    assert_error(
+        &text,
+        4,
+        39,
+        "backend[0].health_check.path",
+        "only used with kind = \"http\"",
+    );
 }
 
 #[test]
 fn http_path_must_be_a_path() {
-    let text = format!("{WEB_BACKEND}health_check = {{ kind = \"http\", path = \"health check\" }}\n");
-    assert_error(&text, 4, 40, "backend[0].health_check.path", "must start with '/'");
+    let text =
+        format!("{WEB_BACKEND}health_check = {{ kind = \"http\", path = \"health check\" }}\n");
+    assert_error(
+        &text,
+        4,
+        40,
+        "backend[0].health_check.path",
+        "must start with '/'",
+    );
 }
 
 #[test]
 fn maglev_table_size_must_be_prime_and_cover_servers() {
     let text = format!("{WEB_BACKEND}balance = \"maglev\"\nmaglev_table_size = 65536\n");
-    assert_error(&text, 5, 21, "backend[0].maglev_table_size", "65536 is not prime");
+    assert_error(
+        &text,
+        5,
+        21,
+        "backend[0].maglev_table_size",
+        "65536 is not prime",
+    );
     let text = "[[backend]]\nname = \"web\"\nmaglev_table_size = 2\nservers = [{ address = \"127.0.0.1:81\" }, { address = \"127.0.0.1:82\" }, { address = \"127.0.0.1:83\" }]\n";
-    assert_error(text, 3, 21, "backend[0].maglev_table_size", "smaller than the 3 servers");
+    assert_error(
+        text,
+        3,
+        21,
+        "backend[0].maglev_table_size",
+        "smaller than the 3 servers",
+    );
 }
 
 // --- validation: vrrp -------------------------------------------------------
@@ -383,7 +596,13 @@ const VRRP_HEAD: &str = "[[vrrp]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 51
 #[test]
 fn vrrp_address_family_mix() {
     let text = format!("{VRRP_HEAD}addresses = [\"192.0.2.10/24\", \"2001:db8::10/64\"]\n");
-    assert_error(&text, 5, 31, "vrrp[0].addresses[1]", "use one [[vrrp]] instance per address family");
+    assert_error(
+        &text,
+        5,
+        31,
+        "vrrp[0].addresses[1]",
+        "use one [[vrrp]] instance per address family",
+    );
 }
 
 #[test]
@@ -395,7 +614,13 @@ fn vrrp_v2_is_ipv4_only() {
 #[test]
 fn vrrp_duplicate_vrid_on_interface_and_family() {
     let text = format!("{VRRP_HEAD}addresses = [\"192.0.2.10/24\"]\n[[vrrp]]\nname = \"w\"\ninterface = \"eth0\"\nvrid = 51\naddresses = [\"192.0.2.20/24\"]\n");
-    assert_error(&text, 9, 8, "vrrp[1].vrid", "vrid 51 on eth0 (IPv4) is already used by vrrp[0] \"v\"");
+    assert_error(
+        &text,
+        9,
+        8,
+        "vrrp[1].vrid",
+        "vrid 51 on eth0 (IPv4) is already used by vrrp[0] \"v\"",
+    );
     // The same VRID in the other family is another virtual router (RFC 9568 §7.3).
     let ok = text.replace("192.0.2.20/24", "2001:db8::20/64");
     assert_eq!(parse(&ok, "t.toml").unwrap().vrrp.len(), 2);
@@ -409,54 +634,109 @@ fn vrrp_duplicate_name() {
 
 #[test]
 fn vrrp_vrid_and_priority_ranges() {
-    let text = "[[vrrp]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 0\naddresses = [\"192.0.2.10/24\"]\n";
+    let text =
+        "[[vrrp]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 0\naddresses = [\"192.0.2.10/24\"]\n";
     assert_error(text, 4, 8, "vrrp[0].vrid", "0 is out of range 1..=255");
     let text = format!("{VRRP_HEAD}priority = 256\naddresses = [\"192.0.2.10/24\"]\n");
-    assert_error(&text, 5, 12, "vrrp[0].priority", "256 is out of range 1..=255");
+    assert_error(
+        &text,
+        5,
+        12,
+        "vrrp[0].priority",
+        "256 is out of range 1..=255",
+    );
 }
 
 #[test]
 fn vrrp_advert_interval_granularity_by_version() {
     // RFC 9568 §5.2.7: v3 carries centiseconds.
     let text = format!("{VRRP_HEAD}advert_interval = \"15ms\"\naddresses = [\"192.0.2.10/24\"]\n");
-    assert_error(&text, 5, 19, "vrrp[0].advert_interval", "whole centiseconds from 10ms to 40.95s");
+    assert_error(
+        &text,
+        5,
+        19,
+        "vrrp[0].advert_interval",
+        "whole centiseconds from 10ms to 40.95s",
+    );
     let text = format!("{VRRP_HEAD}advert_interval = \"41s\"\naddresses = [\"192.0.2.10/24\"]\n");
     assert_error(&text, 5, 19, "vrrp[0].advert_interval", "40.95s");
     // RFC 3768 §5.3.7: v2 carries whole seconds.
-    let text = format!("{VRRP_HEAD}version = 2\nadvert_interval = \"1500ms\"\naddresses = [\"192.0.2.10/24\"]\n");
-    assert_error(&text, 6, 19, "vrrp[0].advert_interval", "whole seconds from 1s to 255s");
+    let text = format!(
+        "{VRRP_HEAD}version = 2\nadvert_interval = \"1500ms\"\naddresses = [\"192.0.2.10/24\"]\n"
+    );
+    assert_error(
+        &text,
+        6,
+        19,
+        "vrrp[0].advert_interval",
+        "whole seconds from 1s to 255s",
+    );
 }
 
 #[test]
 fn vrrp_track_names_missing_frontend() {
     let text = format!("{VRRP_HEAD}addresses = [\"192.0.2.10/24\"]\ntrack = [{{ frontend = \"web\", weight = 60 }}]\n");
-    assert_error(&text, 6, 23, "vrrp[0].track[0].frontend", "no [[frontend]] is named \"web\"");
+    assert_error(
+        &text,
+        6,
+        23,
+        "vrrp[0].track[0].frontend",
+        "no [[frontend]] is named \"web\"",
+    );
 }
 
 #[test]
 fn vrrp_track_weight_range() {
     let text = format!("[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:80\"]\nbackend = \"web\"\n{WEB_BACKEND}{VRRP_HEAD}addresses = [\"192.0.2.10/24\"]\ntrack = [{{ frontend = \"web\", weight = 254 }}]\n");
-    assert_error(&text, 13, 39, "vrrp[0].track[0].weight", "254 is out of range 1..=253");
+    assert_error(
+        &text,
+        13,
+        39,
+        "vrrp[0].track[0].weight",
+        "254 is out of range 1..=253",
+    );
 }
 
 #[test]
 fn vrrp_unicast_peer_of_other_family() {
     let text = format!("{VRRP_HEAD}addresses = [\"192.0.2.10/24\"]\nunicast_peers = [\"192.0.2.2\", \"2001:db8::2\"]\n");
-    assert_error(&text, 6, 31, "vrrp[0].unicast_peers[1]", "2001:db8::2 is IPv6 but the instance's addresses are IPv4");
+    assert_error(
+        &text,
+        6,
+        31,
+        "vrrp[0].unicast_peers[1]",
+        "2001:db8::2 is IPv6 but the instance's addresses are IPv4",
+    );
 }
 
 #[test]
 fn vrrp_checksum_choice_only_for_v3_ipv4() {
-    let text = format!("{VRRP_HEAD}addresses = [\"2001:db8::10/64\"]\nchecksum = \"message-only\"\n");
-    assert_error(&text, 6, 12, "vrrp[0].checksum", "only for VRRPv3 over IPv4");
+    let text =
+        format!("{VRRP_HEAD}addresses = [\"2001:db8::10/64\"]\nchecksum = \"message-only\"\n");
+    assert_error(
+        &text,
+        6,
+        12,
+        "vrrp[0].checksum",
+        "only for VRRPv3 over IPv4",
+    );
     let ok = text.replace("2001:db8::10/64", "192.0.2.10/24");
-    assert_eq!(parse(&ok, "t.toml").unwrap().vrrp[0].checksum_mode, ChecksumMode::MessageOnly);
+    assert_eq!(
+        parse(&ok, "t.toml").unwrap().vrrp[0].checksum_mode,
+        ChecksumMode::MessageOnly
+    );
 }
 
 #[test]
 fn vrrp_interface_name_too_long() {
     let text = "[[vrrp]]\nname = \"v\"\ninterface = \"a-very-long-ifname\"\nvrid = 1\naddresses = [\"192.0.2.10/24\"]\n";
-    assert_error(text, 3, 13, "vrrp[0].interface", "not a Linux interface name");
+    assert_error(
+        text,
+        3,
+        13,
+        "vrrp[0].interface",
+        "not a Linux interface name",
+    );
 }
 
 // --- reporting ----------------------------------------------------------------
@@ -465,10 +745,18 @@ fn vrrp_interface_name_too_long() {
 fn all_validation_errors_are_reported_in_file_order() {
     let text = "[[frontend]]\nname = \"f\"\nlisten = [\"127.0.0.1:80\"]\nbackend = \"nope\"\n[[backend]]\nname = \"web\"\nretries = -1\nservers = []\n";
     let e = parse(text, "t.toml").unwrap_err();
-    let keys: Vec<(usize, &str)> = e.diagnostics().iter().map(|d| (d.line, d.key.as_str())).collect();
+    let keys: Vec<(usize, &str)> = e
+        .diagnostics()
+        .iter()
+        .map(|d| (d.line, d.key.as_str()))
+        .collect();
     assert_eq!(
         keys,
-        [(4, "frontend[0].backend"), (7, "backend[0].retries"), (8, "backend[0].servers")]
+        [
+            (4, "frontend[0].backend"),
+            (7, "backend[0].retries"),
+            (8, "backend[0].servers")
+        ]
     );
     assert_eq!(e.to_string().lines().count(), 3);
 }
@@ -478,5 +766,9 @@ fn load_names_the_missing_file() {
     let path = std::path::Path::new("no-such-dir-coexist/coexist.toml");
     let e = load(path).unwrap_err();
     assert!(matches!(e, ConfigError::Io { .. }));
-    assert!(e.to_string().starts_with("no-such-dir-coexist/coexist.toml: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("no-such-dir-coexist/coexist.toml: "),
+        "{e}"
+    );
 }

@@ -19,8 +19,9 @@ use crate::runtime::ServerRuntime;
 /// Runs checks for `server` until a reload removes it.
 pub fn spawn(server: Arc<ServerRuntime>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        // The first check runs at once (a fresh daemon should serve as soon
-        // as a server answers); jitter starts with the second.
+        // The first check runs almost at once (a fresh daemon should serve
+        // as soon as a server answers), spread over a tenth of the interval
+        // so a thousand servers are not probed in the same millisecond.
         let mut first = true;
         loop {
             if server.is_retired() {
@@ -34,13 +35,15 @@ pub fn spawn(server: Arc<ServerRuntime>) -> tokio::task::JoinHandle<()> {
                 }
                 continue;
             };
-            if !first {
-                let jitter = rand::thread_rng().gen_range(0.9..1.1);
-                if wait_or_retired(&server, check.interval.mul_f64(jitter)).await {
-                    return;
-                }
-            }
+            let pause = if first {
+                check.interval.mul_f64(rand::thread_rng().gen_range(0.0..0.1))
+            } else {
+                check.interval.mul_f64(rand::thread_rng().gen_range(0.9..1.1))
+            };
             first = false;
+            if wait_or_retired(&server, pause).await {
+                return;
+            }
             if !server.admin_allows_checks() {
                 continue;
             }
@@ -192,9 +195,14 @@ mod tests {
     #[test]
     fn status_lines_parse() {
         assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Ok(200));
-        assert_eq!(parse_status(b"HTTP/1.0 503 Service Unavailable\r\n"), Ok(503));
+        assert_eq!(
+            parse_status(b"HTTP/1.0 503 Service Unavailable\r\n"),
+            Ok(503)
+        );
         assert!(parse_status(b"").unwrap_err().contains("no HTTP response"));
-        assert!(parse_status(b"SSH-2.0-OpenSSH\r\n").unwrap_err().contains("malformed"));
+        assert!(parse_status(b"SSH-2.0-OpenSSH\r\n")
+            .unwrap_err()
+            .contains("malformed"));
     }
 
     #[test]

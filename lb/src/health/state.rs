@@ -108,7 +108,11 @@ pub struct ServerHealth {
 
 impl ServerHealth {
     pub fn new(policy: Policy, weight: u32) -> Self {
-        let healthy = if policy.active_checks { policy.start_up } else { true };
+        let healthy = if policy.active_checks {
+            policy.start_up
+        } else {
+            true
+        };
         Self {
             policy,
             healthy,
@@ -172,7 +176,11 @@ impl ServerHealth {
                 self.last_result = Some("ok".to_owned());
                 self.failures = 0;
                 self.successes = self.successes.saturating_add(1);
-                let needed = if self.first_check_pending { 1 } else { self.policy.rise };
+                let needed = if self.first_check_pending {
+                    1
+                } else {
+                    self.policy.rise
+                };
                 self.first_check_pending = false;
                 if !self.healthy && self.successes >= needed {
                     self.set_healthy(true, now);

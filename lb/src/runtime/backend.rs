@@ -42,7 +42,11 @@ impl BackendRuntime {
     ///
     /// Backup servers are candidates only while no primary server is up.
     pub fn pick(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
-        let primary_up = self.servers.iter().zip(&self.config.servers).any(|(s, c)| !c.backup && s.is_up());
+        let primary_up = self
+            .servers
+            .iter()
+            .zip(&self.config.servers)
+            .any(|(s, c)| !c.backup && s.is_up());
         let candidates: Vec<Candidate> = self
             .servers
             .iter()
@@ -51,7 +55,9 @@ impl BackendRuntime {
             .map(|(i, (server, config))| Candidate {
                 weight: server.weight(),
                 active: server.active(),
-                eligible: config.backup != primary_up && server.accepts_new() && !tried.contains(&i),
+                eligible: config.backup != primary_up
+                    && server.accepts_new()
+                    && !tried.contains(&i),
             })
             .collect();
         self.selector

@@ -37,7 +37,10 @@ pub struct ServerMetrics {
 
 impl ServerMetrics {
     fn new(backend: &str, server: &str) -> Self {
-        let labels = [("backend", backend.to_owned()), ("server", server.to_owned())];
+        let labels = [
+            ("backend", backend.to_owned()),
+            ("server", server.to_owned()),
+        ];
         let with_direction = |direction: &'static str| {
             let mut l = labels.to_vec();
             l.push(("direction", direction.to_owned()));
@@ -143,8 +146,10 @@ impl ServerRuntime {
             self.metrics
                 .store(Arc::new(ServerMetrics::new(&backend.name, &server.name)));
         }
-        self.max_connections
-            .store(server.max_connections.unwrap_or(usize::MAX), Ordering::Relaxed);
+        self.max_connections.store(
+            server.max_connections.unwrap_or(usize::MAX),
+            Ordering::Relaxed,
+        );
         self.check.store(backend.health_check.clone().map(Arc::new));
         self.retired.store(false, Ordering::Release);
         let transition = self.with_health(|h| h.reconfigure(policy_for(backend), server.weight));
@@ -257,7 +262,8 @@ impl ServerRuntime {
     fn with_health<T>(&self, f: impl FnOnce(&mut ServerHealth) -> T) -> T {
         let mut health = self.health.lock().expect("health lock");
         let result = f(&mut health);
-        self.accepts_new.store(health.accepts_new(), Ordering::Release);
+        self.accepts_new
+            .store(health.accepts_new(), Ordering::Release);
         self.healthy.store(health.is_healthy(), Ordering::Release);
         self.weight.store(health.weight(), Ordering::Relaxed);
         result

@@ -8,7 +8,9 @@ use toml::Spanned;
 
 use super::{values, Ctx};
 use crate::config::model::{Backend, Balance, CheckKind, HealthCheck, InitialState, Server};
-use crate::config::raw::{RawBackend, RawBalance, RawCheckKind, RawHealthCheck, RawInitialState, RawServer};
+use crate::config::raw::{
+    RawBackend, RawBalance, RawCheckKind, RawHealthCheck, RawInitialState, RawServer,
+};
 
 const DEFAULT_MAGLEV_TABLE_SIZE: usize = 65537;
 /// Beyond this the table stops fitting in cache and building it takes long
@@ -28,7 +30,10 @@ pub(super) fn backends(ctx: &mut Ctx<'_>, raw: &[Spanned<RawBackend>]) -> Vec<Ba
         let name = &b.get_ref().name;
         ctx.name(name, &key);
         if let Some(j) = out.iter().position(|o| o.name == *name.get_ref()) {
-            let msg = format!("duplicate backend name {:?} (also backend[{j}])", name.get_ref());
+            let msg = format!(
+                "duplicate backend name {:?} (also backend[{j}])",
+                name.get_ref()
+            );
             ctx.error(name.span(), &key, msg);
         }
         out.push(backend(ctx, b, &at));
@@ -46,8 +51,13 @@ fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backen
         Some(RawBalance::RandomTwo) => Balance::RandomTwo,
     };
     let maglev_table_size = maglev_table_size(ctx, b, at, servers.len());
-    let health_check = b.health_check.as_ref().map(|h| health_check(ctx, h, &format!("{at}.health_check")));
-    let (rise, fall) = health_check.as_ref().map_or((DEFAULT_RISE, DEFAULT_FALL), |h| (h.rise, h.fall));
+    let health_check = b
+        .health_check
+        .as_ref()
+        .map(|h| health_check(ctx, h, &format!("{at}.health_check")));
+    let (rise, fall) = health_check
+        .as_ref()
+        .map_or((DEFAULT_RISE, DEFAULT_FALL), |h| (h.rise, h.fall));
     let positive = Duration::from_millis(1)..=Duration::from_secs(24 * 3600);
     Backend {
         name: b.name.get_ref().clone(),
@@ -86,9 +96,15 @@ fn maglev_table_size(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str, servers: usize
     }
     let m = n as usize;
     if !crate::balance::is_prime(m as u64) {
-        ctx.error(size.span(), &key, format!("{m} is not prime; Maglev needs a prime table size (e.g. 65537, 655373)"));
+        ctx.error(
+            size.span(),
+            &key,
+            format!("{m} is not prime; Maglev needs a prime table size (e.g. 65537, 655373)"),
+        );
     } else if m < servers {
-        let msg = format!("{m} is smaller than the {servers} servers; every server needs at least one entry");
+        let msg = format!(
+            "{m} is smaller than the {servers} servers; every server needs at least one entry"
+        );
         ctx.error(size.span(), &key, msg);
     }
     m
@@ -100,11 +116,19 @@ fn servers(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Vec<Se
     let list: &[Spanned<RawServer>] = match &b.servers {
         Some(s) if !s.get_ref().is_empty() => s.get_ref(),
         Some(s) => {
-            ctx.error(s.span(), &key, format!("backend {:?} has no servers", b.name.get_ref()));
+            ctx.error(
+                s.span(),
+                &key,
+                format!("backend {:?} has no servers", b.name.get_ref()),
+            );
             return Vec::new();
         }
         None => {
-            ctx.error(spanned.span(), &key, format!("backend {:?} has no servers", b.name.get_ref()));
+            ctx.error(
+                spanned.span(),
+                &key,
+                format!("backend {:?} has no servers", b.name.get_ref()),
+            );
             return Vec::new();
         }
     };
@@ -131,7 +155,11 @@ fn servers(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Vec<Se
                 Some(n) => (n.span(), format!("{at}.name")),
                 None => (s.address.span(), format!("{at}.address")),
             };
-            ctx.error(span, &name_key, format!("duplicate server name {name:?} (also {key}[{k}])"));
+            ctx.error(
+                span,
+                &name_key,
+                format!("duplicate server name {name:?} (also {key}[{k}])"),
+            );
         }
         let server = Server {
             name,
@@ -190,7 +218,11 @@ fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) 
             (None, Some(i)) => (i.span(), key("interval")),
             (None, None) => (spanned.span(), at.to_owned()),
         };
-        ctx.error(span, &k, format!("timeout {timeout:?} exceeds interval {interval:?}"));
+        ctx.error(
+            span,
+            &k,
+            format!("timeout {timeout:?} exceeds interval {interval:?}"),
+        );
     }
     let rise = ctx.int_in(h.rise.as_ref(), &key("rise"), DEFAULT_RISE, 1..=1000);
     let fall = ctx.int_in(h.fall.as_ref(), &key("fall"), DEFAULT_FALL, 1..=1000);
@@ -203,7 +235,11 @@ fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) 
     let kind_span = h.kind.as_ref().map_or(spanned.span(), Spanned::span);
     let extra = |ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>, name: &str, owner: &str| {
         if let Some(v) = v {
-            ctx.error(v.span(), &key(name), format!("only used with kind = {owner:?}"));
+            ctx.error(
+                v.span(),
+                &key(name),
+                format!("only used with kind = {owner:?}"),
+            );
         }
     };
     let kind = match kind_value {
@@ -214,7 +250,11 @@ fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) 
                 extra(ctx, h.path.as_ref(), "path", "http");
                 extra(ctx, h.host.as_ref(), "host", "http");
                 if let Some(s) = &h.expect_status {
-                    ctx.error(s.span(), &key("expect_status"), "only used with kind = \"http\"");
+                    ctx.error(
+                        s.span(),
+                        &key("expect_status"),
+                        "only used with kind = \"http\"",
+                    );
                 }
                 CheckKind::Tcp
             } else {
@@ -225,7 +265,11 @@ fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) 
             extra(ctx, h.path.as_ref(), "path", "http");
             extra(ctx, h.host.as_ref(), "host", "http");
             if let Some(s) = &h.expect_status {
-                ctx.error(s.span(), &key("expect_status"), "only used with kind = \"http\"");
+                ctx.error(
+                    s.span(),
+                    &key("expect_status"),
+                    "only used with kind = \"http\"",
+                );
             }
             let mut bytes = |v: Option<&Spanned<String>>, name: &str| match v {
                 Some(s) if !s.get_ref().is_empty() => s.get_ref().as_bytes().to_vec(),
@@ -256,11 +300,15 @@ fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) 
 
 fn http(ctx: &mut Ctx<'_>, h: &RawHealthCheck, key: &dyn Fn(&str) -> String) -> CheckKind {
     // Both go verbatim into the request line and a header.
-    let request_safe = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    let request_safe =
+        |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
     let path = match &h.path {
         Some(p) if p.get_ref().starts_with('/') && request_safe(p.get_ref()) => p.get_ref().clone(),
         Some(p) => {
-            let msg = format!("{:?} must start with '/' and contain no spaces or control characters", p.get_ref());
+            let msg = format!(
+                "{:?} must start with '/' and contain no spaces or control characters",
+                p.get_ref()
+            );
             ctx.error(p.span(), &key("path"), msg);
             String::new()
         }
@@ -269,7 +317,10 @@ fn http(ctx: &mut Ctx<'_>, h: &RawHealthCheck, key: &dyn Fn(&str) -> String) -> 
     let host = match &h.host {
         Some(v) if request_safe(v.get_ref()) => v.get_ref().clone(),
         Some(v) => {
-            let msg = format!("{:?} must be non-empty, with no spaces or control characters", v.get_ref());
+            let msg = format!(
+                "{:?} must be non-empty, with no spaces or control characters",
+                v.get_ref()
+            );
             ctx.error(v.span(), &key("host"), msg);
             String::new()
         }

@@ -9,7 +9,11 @@ use super::Ctx;
 use crate::config::model::{Backend, Frontend, ProxyProtocol};
 use crate::config::raw::{RawFrontend, RawProxyProtocol};
 
-pub(super) fn frontends(ctx: &mut Ctx<'_>, raw: &[Spanned<RawFrontend>], backends: &[Backend]) -> Vec<Frontend> {
+pub(super) fn frontends(
+    ctx: &mut Ctx<'_>,
+    raw: &[Spanned<RawFrontend>],
+    backends: &[Backend],
+) -> Vec<Frontend> {
     let mut out: Vec<Frontend> = Vec::with_capacity(raw.len());
     // Every listen address seen so far, with the key that declared it.
     let mut bound: Vec<(SocketAddr, String)> = Vec::new();
@@ -19,17 +23,26 @@ pub(super) fn frontends(ctx: &mut Ctx<'_>, raw: &[Spanned<RawFrontend>], backend
         let key = format!("{at}.name");
         ctx.name(&f.name, &key);
         if let Some(j) = out.iter().position(|o| o.name == *f.name.get_ref()) {
-            let msg = format!("duplicate frontend name {:?} (also frontend[{j}])", f.name.get_ref());
+            let msg = format!(
+                "duplicate frontend name {:?} (also frontend[{j}])",
+                f.name.get_ref()
+            );
             ctx.error(f.name.span(), &key, msg);
         }
 
         if f.listen.get_ref().is_empty() {
-            ctx.error(f.listen.span(), &format!("{at}.listen"), "needs at least one address");
+            ctx.error(
+                f.listen.span(),
+                &format!("{at}.listen"),
+                "needs at least one address",
+            );
         }
         let mut listen = Vec::new();
         for (k, addr) in f.listen.get_ref().iter().enumerate() {
             let key = format!("{at}.listen[{k}]");
-            let Some(a) = ctx.socket_addr(addr, &key) else { continue };
+            let Some(a) = ctx.socket_addr(addr, &key) else {
+                continue;
+            };
             if let Some((_, other)) = bound.iter().find(|(b, _)| conflicts(*b, a)) {
                 let msg = format!("{a} cannot be bound: it overlaps {other}");
                 ctx.error(addr.span(), &key, msg);

@@ -23,7 +23,11 @@ use super::raw::{RawAdmin, RawConfig, RawTuning};
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9100";
 
 /// Validate `raw`, parsed from `text`. Diagnostics come back in file order.
-pub(super) fn validate(raw: RawConfig, text: &str, origin: &str) -> Result<Config, Vec<Diagnostic>> {
+pub(super) fn validate(
+    raw: RawConfig,
+    text: &str,
+    origin: &str,
+) -> Result<Config, Vec<Diagnostic>> {
     let mut ctx = Ctx {
         text,
         origin,
@@ -74,7 +78,12 @@ impl Ctx<'_> {
     }
 
     /// A duration key; `default` when absent or invalid (the latter reported).
-    pub(super) fn duration(&mut self, value: Option<&Spanned<String>>, key: &str, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
         let Some(v) = value else { return default };
         match values::duration(v.get_ref()) {
             Ok(d) => d,
@@ -106,7 +115,13 @@ impl Ctx<'_> {
     }
 
     /// An integer key within `range`; `default` when absent or invalid.
-    pub(super) fn int_in<T>(&mut self, value: Option<&Spanned<i64>>, key: &str, default: T, range: RangeInclusive<i64>) -> T
+    pub(super) fn int_in<T>(
+        &mut self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        default: T,
+        range: RangeInclusive<i64>,
+    ) -> T
     where
         T: TryFrom<i64>,
     {

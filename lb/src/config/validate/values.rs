@@ -22,7 +22,11 @@ pub(super) fn status_range(value: &toml::Value) -> Result<RangeInclusive<u16>, S
         }
         toml::Value::String(text) => {
             let t = text.trim();
-            let code = |s: &str| s.trim().parse::<u16>().map_err(|_| format!("{text:?}: {HINT}"));
+            let code = |s: &str| {
+                s.trim()
+                    .parse::<u16>()
+                    .map_err(|_| format!("{text:?}: {HINT}"))
+            };
             if let Some(class) = t.strip_suffix("xx").or_else(|| t.strip_suffix("XX")) {
                 let digit = match class.as_bytes() {
                     [d @ b'1'..=b'5'] => u16::from(d - b'0'),
@@ -121,7 +125,9 @@ mod tests {
         assert_eq!(status_range(&"200-399".into()), Ok(200..=399));
         assert_eq!(status_range(&"204".into()), Ok(204..=204));
         assert!(status_range(&"6xx".into()).is_err());
-        assert!(status_range(&"399-200".into()).unwrap_err().contains("empty"));
+        assert!(status_range(&"399-200".into())
+            .unwrap_err()
+            .contains("empty"));
         assert!(status_range(&toml::Value::Integer(99)).is_err());
         assert!(status_range(&toml::Value::Integer(-1)).is_err());
         assert!(status_range(&toml::Value::Boolean(true)).is_err());
@@ -129,8 +135,14 @@ mod tests {
 
     #[test]
     fn ip_prefix_forms() {
-        assert_eq!(ip_prefix("192.0.2.10/24"), Ok(("192.0.2.10".parse().unwrap(), 24)));
-        assert_eq!(ip_prefix("2001:db8::1"), Ok(("2001:db8::1".parse().unwrap(), 128)));
+        assert_eq!(
+            ip_prefix("192.0.2.10/24"),
+            Ok(("192.0.2.10".parse().unwrap(), 24))
+        );
+        assert_eq!(
+            ip_prefix("2001:db8::1"),
+            Ok(("2001:db8::1".parse().unwrap(), 128))
+        );
         assert!(ip_prefix("192.0.2.10/33").is_err());
         assert!(ip_prefix("eth0/24").is_err());
     }

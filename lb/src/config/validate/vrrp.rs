@@ -13,7 +13,11 @@ use crate::config::raw::{RawChecksum, RawVrrp};
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 const IFNAMSIZ_MAX: usize = 15;
 
-pub(super) fn instances(ctx: &mut Ctx<'_>, raw: &[Spanned<RawVrrp>], frontends: &[Frontend]) -> Vec<VrrpInstance> {
+pub(super) fn instances(
+    ctx: &mut Ctx<'_>,
+    raw: &[Spanned<RawVrrp>],
+    frontends: &[Frontend],
+) -> Vec<VrrpInstance> {
     let mut out: Vec<VrrpInstance> = Vec::with_capacity(raw.len());
     for (i, v) in raw.iter().enumerate() {
         let v = v.get_ref();
@@ -21,13 +25,17 @@ pub(super) fn instances(ctx: &mut Ctx<'_>, raw: &[Spanned<RawVrrp>], frontends: 
         let key = format!("{at}.name");
         ctx.name(&v.name, &key);
         if let Some(j) = out.iter().position(|o| o.name == *v.name.get_ref()) {
-            let msg = format!("duplicate vrrp name {:?} (also vrrp[{j}])", v.name.get_ref());
+            let msg = format!(
+                "duplicate vrrp name {:?} (also vrrp[{j}])",
+                v.name.get_ref()
+            );
             ctx.error(v.name.span(), &key, msg);
         }
         let inst = instance(ctx, v, &at, frontends);
         // RFC 9568 §7.3: a VRID names one virtual router per LAN and family.
         if let Some((j, o)) = out.iter().enumerate().find(|(_, o)| {
-            (o.interface.as_str(), o.vrid, o.family) == (inst.interface.as_str(), inst.vrid, inst.family)
+            (o.interface.as_str(), o.vrid, o.family)
+                == (inst.interface.as_str(), inst.vrid, inst.family)
         }) {
             let msg = format!(
                 "vrid {} on {} ({}) is already used by vrrp[{j}] {:?}",
@@ -63,7 +71,12 @@ fn instance(ctx: &mut Ctx<'_>, v: &RawVrrp, at: &str, frontends: &[Frontend]) ->
             ctx.error(ver.span(), &key("version"), msg);
         }
     }
-    let advert_interval = advert_interval(ctx, v.advert_interval.as_ref(), &key("advert_interval"), version);
+    let advert_interval = advert_interval(
+        ctx,
+        v.advert_interval.as_ref(),
+        &key("advert_interval"),
+        version,
+    );
     let preempt_delay = ctx.duration_in(
         v.preempt_delay.as_ref(),
         &key("preempt_delay"),
@@ -74,7 +87,11 @@ fn instance(ctx: &mut Ctx<'_>, v: &RawVrrp, at: &str, frontends: &[Frontend]) ->
     let unicast_peers = unicast_peers(ctx, v, at, family);
     let notify = v.notify.as_ref().and_then(|n| {
         if n.get_ref().trim().is_empty() {
-            ctx.error(n.span(), &key("notify"), "must not be empty; leave the key out for no command");
+            ctx.error(
+                n.span(),
+                &key("notify"),
+                "must not be empty; leave the key out for no command",
+            );
             None
         } else {
             Some(n.get_ref().clone())
@@ -134,16 +151,24 @@ fn interface(ctx: &mut Ctx<'_>, name: &Spanned<String>, key: &str) {
         || n.len() > IFNAMSIZ_MAX
         || n == "."
         || n == ".."
-        || n.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control());
+        || n.chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control());
     if bad {
-        let msg = format!("{n:?} is not a Linux interface name (1-{IFNAMSIZ_MAX} bytes, no '/' or spaces)");
+        let msg = format!(
+            "{n:?} is not a Linux interface name (1-{IFNAMSIZ_MAX} bytes, no '/' or spaces)"
+        );
         ctx.error(name.span(), key, msg);
     }
 }
 
 /// RFC 9568 §5.2.7 (v3): centiseconds in 12 bits, so 10ms..=40.95s in steps
 /// of 10ms. RFC 3768 §5.3.7 (v2): whole seconds in 8 bits.
-fn advert_interval(ctx: &mut Ctx<'_>, value: Option<&Spanned<String>>, key: &str, version: u8) -> Duration {
+fn advert_interval(
+    ctx: &mut Ctx<'_>,
+    value: Option<&Spanned<String>>,
+    key: &str,
+    version: u8,
+) -> Duration {
     let default = Duration::from_secs(1);
     let d = ctx.duration(value, key, default);
     let Some(v) = value else { return d };
@@ -167,7 +192,11 @@ fn advert_interval(ctx: &mut Ctx<'_>, value: Option<&Spanned<String>>, key: &str
 fn addresses(ctx: &mut Ctx<'_>, v: &RawVrrp, at: &str) -> (IpFamily, Vec<(IpAddr, u8)>) {
     let list = v.addresses.get_ref();
     if list.is_empty() {
-        ctx.error(v.addresses.span(), &format!("{at}.addresses"), "needs at least one virtual address");
+        ctx.error(
+            v.addresses.span(),
+            &format!("{at}.addresses"),
+            "needs at least one virtual address",
+        );
     }
     // The first valid address decides the family, and where it was said.
     let mut family: Option<(IpFamily, usize)> = None;
@@ -181,7 +210,11 @@ fn addresses(ctx: &mut Ctx<'_>, v: &RawVrrp, at: &str) -> (IpFamily, Vec<(IpAddr
                 continue;
             }
         };
-        let this = if ip.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 };
+        let this = if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        };
         let problem = if ip.is_unspecified() || ip.is_multicast() {
             Some(format!("{ip} cannot be a virtual address"))
         } else if let Some((_, first)) = family.filter(|(f, _)| *f != this) {
@@ -209,7 +242,10 @@ fn addresses(ctx: &mut Ctx<'_>, v: &RawVrrp, at: &str) -> (IpFamily, Vec<(IpAddr
         _ => 255,
     };
     if out.len() > max {
-        let msg = format!("{} addresses do not fit one advertisement (at most {max})", out.len());
+        let msg = format!(
+            "{} addresses do not fit one advertisement (at most {max})",
+            out.len()
+        );
         ctx.error(v.addresses.span(), &format!("{at}.addresses"), msg);
     }
     (family, out)
@@ -222,13 +258,26 @@ fn track(ctx: &mut Ctx<'_>, v: &RawVrrp, at: &str, frontends: &[Frontend]) -> Ve
         let key = format!("{at}.track[{k}].frontend");
         let name = t.frontend.get_ref();
         if !frontends.iter().any(|f| f.name == *name) {
-            ctx.error(t.frontend.span(), &key, format!("no [[frontend]] is named {name:?}"));
+            ctx.error(
+                t.frontend.span(),
+                &key,
+                format!("no [[frontend]] is named {name:?}"),
+            );
         } else if out.iter().any(|o| o.frontend == *name) {
-            ctx.error(t.frontend.span(), &key, format!("frontend {name:?} is tracked twice"));
+            ctx.error(
+                t.frontend.span(),
+                &key,
+                format!("frontend {name:?} is tracked twice"),
+            );
         }
         // 254 and 255 would let a tracked failure push priority to 0 or
         // below, and 0 means "stopping" on the wire.
-        let weight = ctx.int_in(Some(&t.weight), &format!("{at}.track[{k}].weight"), 1, 1..=253);
+        let weight = ctx.int_in(
+            Some(&t.weight),
+            &format!("{at}.track[{k}].weight"),
+            1,
+            1..=253,
+        );
         out.push(Track {
             frontend: name.clone(),
             weight,
@@ -242,10 +291,18 @@ fn unicast_peers(ctx: &mut Ctx<'_>, v: &RawVrrp, at: &str, family: IpFamily) -> 
     for (k, p) in v.unicast_peers.iter().enumerate() {
         let key = format!("{at}.unicast_peers[{k}]");
         let Ok(ip) = p.get_ref().trim().parse::<IpAddr>() else {
-            ctx.error(p.span(), &key, format!("{:?} is not an IP address", p.get_ref()));
+            ctx.error(
+                p.span(),
+                &key,
+                format!("{:?} is not an IP address", p.get_ref()),
+            );
             continue;
         };
-        let this = if ip.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 };
+        let this = if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        };
         let problem = if ip.is_unspecified() || ip.is_multicast() {
             Some(format!("{ip} cannot be a unicast peer"))
         } else if this != family {

@@ -1,0 +1,278 @@
+//! The admin endpoint and the operator CLI, through the real daemon.
+//!
+//! ```text
+//!   client ──► coexist 127.0.0.1:P ──► s1, s2
+//!   test   ──► admin 127.0.0.1:A  (/metrics, /status, POST /servers/…)
+//!   coexist status / coexist server … ──► admin
+//! ```
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use coexist_tests::daemon::{
+    admin_get, admin_metrics, coexist_binary, metric_value, DaemonProcess,
+};
+use coexist_tests::ports::{free_port, v4, v6};
+use coexist_tests::servers::TestServer;
+use lb::admin::status::Status;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn config(listen: SocketAddr, admin: SocketAddr, s1: SocketAddr, s2: SocketAddr) -> String {
+    format!(
+        r#"
+[admin]
+listen = "{admin}"
+
+[[frontend]]
+name = "web"
+listen = ["{listen}"]
+backend = "pool"
+
+[[backend]]
+name = "pool"
+health_check = {{ kind = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 1 }}
+servers = [
+  {{ name = "s1", address = "{s1}" }},
+  {{ name = "s2", address = "{s2}" }},
+]
+"#
+    )
+}
+
+async fn greeting(listen: SocketAddr) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(listen).await.unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut byte))
+        .await
+        .expect("greeting")
+        .is_ok()
+        && byte[0] != b'\n'
+    {
+        line.push(byte[0]);
+    }
+    (stream, String::from_utf8(line).unwrap())
+}
+
+async fn status(admin: SocketAddr) -> Status {
+    tokio::task::spawn_blocking(move || admin_get(admin, "/status"))
+        .await
+        .unwrap()
+}
+
+async fn metrics(admin: SocketAddr) -> String {
+    tokio::task::spawn_blocking(move || admin_metrics(admin))
+        .await
+        .unwrap()
+}
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(coexist_binary())
+        .args(args)
+        .output()
+        .expect("run coexist");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_named_as_documented_and_move() {
+    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let s2 = TestServer::named(v6(0), "s2").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
+    wait_until("both servers up", async || {
+        status(admin).await.backends[0]
+            .servers
+            .iter()
+            .all(|s| s.state == "up")
+    })
+    .await;
+
+    let before = metrics(admin).await;
+    for name in ["lb_server_up", "lb_health_checks_total"] {
+        assert!(before.contains(name), "{name} missing:\n{before}");
+    }
+    assert_eq!(
+        metric_value(&before, "lb_server_up", &["server=\"s1\""]),
+        Some(1.0)
+    );
+    for _ in 0..4 {
+        let (mut stream, _) = greeting(listen).await;
+        stream.write_all(b"0123456789").await.unwrap();
+        let mut echo = [0u8; 10];
+        stream.read_exact(&mut echo).await.unwrap();
+    }
+    let after = metrics(admin).await;
+    for name in [
+        "lb_connections_total",
+        "lb_active_connections",
+        "lb_bytes_total",
+        "lb_server_up",
+        "lb_connect_duration_seconds_bucket",
+        "lb_connection_duration_seconds_bucket",
+    ] {
+        assert!(after.contains(name), "{name} missing:\n{after}");
+    }
+    assert_eq!(
+        metric_value(&after, "lb_connections_total", &["frontend=\"web\""]),
+        Some(4.0)
+    );
+    let bytes = metric_value(
+        &after,
+        "lb_bytes_total",
+        &["server=\"s1\"", "direction=\"to_server\""],
+    )
+    .unwrap_or(0.0)
+        + metric_value(
+            &after,
+            "lb_bytes_total",
+            &["server=\"s2\"", "direction=\"to_server\""],
+        )
+        .unwrap_or(0.0);
+    assert_eq!(bytes, 40.0, "4 × 10 bytes to the servers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_follows_a_server_going_down() {
+    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let mut s2 = TestServer::named(v6(0), "s2").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
+    wait_until("both up", async || {
+        status(admin).await.backends[0]
+            .servers
+            .iter()
+            .all(|s| s.state == "up")
+    })
+    .await;
+    let (_held, _) = greeting(listen).await;
+
+    let doc = status(admin).await;
+    assert_eq!(doc.frontends[0].name, "web");
+    assert_eq!(doc.frontends[0].listen, vec![listen.to_string()]);
+    assert_eq!(doc.frontends[0].active_connections, 1);
+    assert_eq!(doc.backends[0].balance, "round-robin");
+    let s2_status = doc.backends[0]
+        .servers
+        .iter()
+        .find(|s| s.name == "s2")
+        .unwrap();
+    assert_eq!(s2_status.address, s2.address.to_string());
+    assert_eq!(s2_status.last_check.as_deref(), Some("ok"));
+
+    s2.stop();
+    wait_until("s2 down", async || {
+        status(admin).await.backends[0]
+            .servers
+            .iter()
+            .any(|s| s.name == "s2" && s.state == "down")
+    })
+    .await;
+    let doc = status(admin).await;
+    let s2_status = doc.backends[0]
+        .servers
+        .iter()
+        .find(|s| s.name == "s2")
+        .unwrap();
+    assert_eq!(s2_status.last_check.as_deref(), Some("connect refused"));
+    let page = metrics(admin).await;
+    assert_eq!(
+        metric_value(&page, "lb_server_up", &["server=\"s2\""]),
+        Some(0.0)
+    );
+
+    let (ok, table, _) = cli(&["status", "--admin", &admin.to_string()]);
+    assert!(ok);
+    assert!(table.contains("pool/s2"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("pool/s2") && l.contains("down")),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_stops_new_connections_and_keeps_existing_ones() {
+    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let s2 = TestServer::named(v6(0), "s2").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
+    wait_until("both up", async || {
+        status(admin).await.backends[0]
+            .servers
+            .iter()
+            .all(|s| s.state == "up")
+    })
+    .await;
+
+    // Find a connection that landed on s1 and keep it.
+    let mut kept = None;
+    for _ in 0..4 {
+        let (stream, name) = greeting(listen).await;
+        if name == "s1" {
+            kept = Some(stream);
+            break;
+        }
+    }
+    let mut kept = kept.expect("a connection on s1");
+
+    let (ok, out, err) = cli(&["server", "pool/s1", "drain", "--admin", &admin.to_string()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("drain"), "{out}");
+    assert_eq!(
+        status(admin).await.backends[0]
+            .servers
+            .iter()
+            .find(|s| s.name == "s1")
+            .unwrap()
+            .state,
+        "drain"
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            greeting(listen).await.1,
+            "s2",
+            "a drained server got a new connection"
+        );
+    }
+    kept.write_all(b"still here").await.unwrap();
+    let mut echo = [0u8; 10];
+    kept.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"still here");
+
+    let (ok, _, err) = cli(&["server", "pool/s1", "ready", "--admin", &admin.to_string()]);
+    assert!(ok, "{err}");
+    let mut names = Vec::new();
+    for _ in 0..4 {
+        names.push(greeting(listen).await.1);
+    }
+    assert!(names.contains(&"s1".to_owned()), "{names:?}");
+
+    let (ok, _, err) = cli(&[
+        "server",
+        "pool/nope",
+        "maint",
+        "--admin",
+        &admin.to_string(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("no server pool/nope"), "{err}");
+}

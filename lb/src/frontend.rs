@@ -161,27 +161,24 @@ async fn accept_loop(
 ) {
     let local = listener.local_addr().ok();
     let mut backoff = AcceptBackoff::default();
-    let last_runtime = loop {
-        let name = frontend.borrow().clone();
-        let Some(runtime) = snapshot.load().frontends.get(&name).cloned() else {
-            // The frontend vanished in a reload that kept this address under
-            // another name; `apply` re-points us momentarily.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
+    let mut current = CurrentFrontend::wait(&snapshot, &frontend).await;
+    loop {
+        if *stop.borrow_and_update() {
+            break;
+        }
         // At the limit we stop accepting and let the kernel backlog hold
         // the rest, as HAProxy's maxconn does.
-        let slot = tokio::select! {
-            slot = runtime.limit.acquire() => Some(slot),
-            _ = stop.wait_for(|s| *s) => None,
+        let slot = match current.runtime.limit.try_acquire() {
+            Some(slot) => slot,
+            None => tokio::select! {
+                slot = current.runtime.limit.acquire() => slot,
+                _ = stop.changed() => continue,
+            },
         };
-        let Some(slot) = slot else { break runtime };
         let accepted = tokio::select! {
-            accepted = listener.accept() => Some(accepted),
-            _ = stop.wait_for(|s| *s) => None,
-        };
-        let Some(accepted) = accepted else {
-            break runtime;
+            biased;
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => continue,
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -190,14 +187,9 @@ async fn accept_loop(
                 let local = stream.local_addr().ok().or(local).unwrap_or(peer);
                 // A reload may have landed while we waited in accept: the
                 // client gets the config current now, not the one we had.
-                let runtime = snapshot
-                    .load()
-                    .frontends
-                    .get(frontend.borrow().as_str())
-                    .cloned()
-                    .unwrap_or(runtime);
+                current.refresh(&snapshot, &frontend);
                 plane.connections.spawn(proxy::serve(
-                    runtime,
+                    Arc::clone(&current.runtime),
                     Accepted {
                         stream,
                         peer,
@@ -209,14 +201,55 @@ async fn accept_loop(
             }
             Err(error) => {
                 drop(slot);
-                counter!(m::ACCEPT_ERRORS_TOTAL, "frontend" => name.clone()).increment(1);
+                counter!(m::ACCEPT_ERRORS_TOTAL, "frontend" => current.runtime.config.name.clone())
+                    .increment(1);
                 if let Some(pause) = backoff.on_error(&error) {
                     tokio::time::sleep(pause).await;
                 }
             }
         }
-    };
-    drain_backlog(listener, last_runtime, &plane);
+    }
+    drain_backlog(listener, current.runtime, &plane);
+}
+
+/// The frontend an accept loop serves, looked up again only when a reload
+/// published a new snapshot, not once per connection.
+struct CurrentFrontend {
+    snapshot: Arc<Snapshot>,
+    runtime: Arc<FrontendRuntime>,
+}
+
+impl CurrentFrontend {
+    async fn wait(snapshot: &ArcSwap<Snapshot>, name: &watch::Receiver<String>) -> Self {
+        loop {
+            let current = snapshot.load_full();
+            let found = current.frontends.get(name.borrow().as_str()).cloned();
+            if let Some(runtime) = found {
+                return Self {
+                    snapshot: current,
+                    runtime,
+                };
+            }
+            // The frontend vanished in a reload that kept this address under
+            // another name; `Listeners::apply` re-points us momentarily.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Follows a reload. A frontend the new config dropped keeps its old
+    /// runtime: its listener is about to stop, and the clients it already
+    /// accepted are served as the old config said.
+    fn refresh(&mut self, snapshot: &ArcSwap<Snapshot>, name: &watch::Receiver<String>) {
+        if Arc::ptr_eq(&self.snapshot, &snapshot.load()) {
+            return;
+        }
+        let current = snapshot.load_full();
+        let found = current.frontends.get(name.borrow().as_str()).cloned();
+        if let Some(runtime) = found {
+            self.runtime = runtime;
+            self.snapshot = current;
+        }
+    }
 }
 
 /// Serves connections that completed their handshake before the listener

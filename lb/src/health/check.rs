@@ -36,9 +36,13 @@ pub fn spawn(server: Arc<ServerRuntime>) -> tokio::task::JoinHandle<()> {
                 continue;
             };
             let pause = if first {
-                check.interval.mul_f64(rand::thread_rng().gen_range(0.0..0.1))
+                check
+                    .interval
+                    .mul_f64(rand::thread_rng().gen_range(0.0..0.1))
             } else {
-                check.interval.mul_f64(rand::thread_rng().gen_range(0.9..1.1))
+                check
+                    .interval
+                    .mul_f64(rand::thread_rng().gen_range(0.9..1.1))
             };
             first = false;
             if wait_or_retired(&server, pause).await {

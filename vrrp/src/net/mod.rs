@@ -176,6 +176,25 @@ impl Vrrp {
             // announcements from it, need not wait for DAD.
             let vinfo = self.netlink.macvlan(info.index, &vname, mac).await?;
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{vname}/accept_dad"), "0");
+            // Every device sharing the segment through the parent (the
+            // parent and each macvlan, of either family) would otherwise
+            // answer ARP for any local IPv4 address with its own MAC, or
+            // send ARP requests naming it: tie IPv4 addresses to the MAC
+            // of the device that carries them, as keepalived does.
+            let devices = if family == Family::V4 {
+                vec![wire.interface.as_str(), vname.as_str()]
+            } else {
+                vec![vname.as_str()]
+            };
+            for dev in devices {
+                for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+                    if let Err(e) =
+                        std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/{key}"), value)
+                    {
+                        tracing::warn!(instance = name, "cannot set {key} on {dev}: {e}");
+                    }
+                }
+            }
             Target {
                 name: vname,
                 index: vinfo.index,

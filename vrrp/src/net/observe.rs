@@ -21,7 +21,11 @@ pub const ADVERTS_RECEIVED_TOTAL: &str = "vrrp_adverts_received_total";
 /// reported with the next line.
 const LOG_PERIOD: Duration = Duration::from_secs(10);
 
-static LAST_LOG: Mutex<Option<HashMap<(String, &'static str), (Instant, u64)>>> = Mutex::new(None);
+/// Per (instance, reason): when the last line was logged, and how many
+/// discards were not logged since.
+type LogTimes = HashMap<(String, &'static str), (Instant, u64)>;
+
+static LAST_LOG: Mutex<Option<LogTimes>> = Mutex::new(None);
 
 /// Counts a discarded packet and logs it, rate-limited per reason.
 pub fn discard(instance: Option<&str>, reason: &'static str, detail: &dyn std::fmt::Display) {

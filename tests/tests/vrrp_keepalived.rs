@@ -23,7 +23,7 @@ fn keepalived_available(test: &str) -> bool {
     }
     assert!(
         std::env::var(REQUIRE_ENV).as_deref() != Ok("1"),
-        "{test}: keepalived is required ({REQUIRE_ENV}=1) but {KEEPALIVED} is missing"
+        "{test}: keepalived is required ({REQUIRE_ENV}=1) but is not installed"
     );
     eprintln!("SKIP {test}: keepalived is not installed");
     false

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -125,12 +125,9 @@ impl Segment {
             ),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.lab.spawn(
-            &self.nodes[i],
-            Path::new(KEEPALIVED),
-            &args,
-            &self.log_path(name),
-        )
+        let binary = keepalived_path().expect("keepalived installed");
+        self.lab
+            .spawn(&self.nodes[i], &binary, &args, &self.log_path(name))
     }
 
     pub fn holds(&self, i: usize, vip: &str) -> bool {
@@ -209,10 +206,18 @@ impl Segment {
     }
 }
 
-pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
+/// keepalived as Debian installs it; found on PATH or in the sbin
+/// directories, which a non-root PATH often lacks.
+pub fn keepalived_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("keepalived"))
+        .find(|p| p.is_file())
+}
 
 pub fn keepalived_installed() -> bool {
-    Path::new(KEEPALIVED).exists()
+    keepalived_path().is_some()
 }
 
 /// Master_Down_Interval (RFC 9568 §6.1) for a v3 backup of `priority`.

@@ -13,6 +13,7 @@ use crate::admin::{self, AdminContext, VrrpBoard};
 use crate::config::{self, Config, ConfigError};
 use crate::forward::PipePool;
 use crate::frontend::{BindError, Listeners};
+use crate::ha::{Ha, HaError};
 use crate::health;
 use crate::metrics as m;
 use crate::proxy::DataPlane;
@@ -31,6 +32,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Vrrp(#[from] HaError),
 }
 
 /// A running load balancer.
@@ -41,6 +44,8 @@ pub struct Daemon {
     listeners: Listeners,
     plane: Arc<DataPlane>,
     admin: AdminContext,
+    /// VRRP instances; `None` only once shut down.
+    ha: Option<Ha>,
 }
 
 impl Daemon {
@@ -95,12 +100,16 @@ impl Daemon {
             listeners,
             plane,
             admin,
+            ha: None,
         };
         let config = Arc::clone(&daemon.snapshot.load().config);
         daemon
             .listeners
             .apply(&config, bound, &daemon.snapshot, &daemon.plane);
         start_checkers(new_servers);
+        // VRRP last: a node may become master only once it can serve.
+        let ha = Ha::start(&config, daemon.admin.vrrp.clone(), daemon.snapshot(), &daemon.registry).await?;
+        daemon.ha = Some(ha);
         Ok(daemon)
     }
 
@@ -149,12 +158,20 @@ impl Daemon {
         self.listeners
             .apply(&snapshot.config, bound, &self.snapshot, &self.plane);
         start_checkers(new_servers);
+        if let Some(ha) = &self.ha {
+            ha.reload(Arc::clone(&snapshot.config));
+        }
         Ok(())
     }
 
     /// Stops accepting, then waits up to the grace period for open
     /// connections to finish. Returns how many were still open.
     pub async fn shutdown(mut self) -> usize {
+        // VRRP hands over first (priority 0, addresses removed), so the
+        // peer takes new connections while this node drains its own.
+        if let Some(ha) = self.ha.take() {
+            ha.shutdown().await;
+        }
         let grace = self.snapshot.load().config.tuning.shutdown_grace;
         self.listeners.stop_all().await;
         let tracker = &self.plane.connections;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod forward;
 pub mod frontend;
+pub mod ha;
 pub mod health;
 pub mod limit;
 pub mod metrics;

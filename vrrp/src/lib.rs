@@ -34,7 +34,9 @@
 pub mod checksum;
 pub mod config;
 pub mod instance;
+pub mod net;
 pub mod packet;
+mod sys;
 
 pub use config::{Config, ConfigError, Track, VirtualAddress};
 pub use instance::{Action, Discard, Instance, State, Transition, TransitionReason, UnknownTrack};

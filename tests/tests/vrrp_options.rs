@@ -1,0 +1,218 @@
+//! Two coexist nodes with `virtual_mac`, `unicast_peers` and `notify`.
+//!
+//! ```text
+//!   node1 coexist (eth0 10.77.0.1, fd77::1; macvlans cx4.*.51, cx6.*.52) ──┐
+//!   node2 coexist (eth0 10.77.0.2, fd77::2; macvlans cx4.*.51, cx6.*.52) ──┤ br0 ("sw")
+//!   client        (eth0 10.77.0.100, fd77::100)                            ┘
+//!   VIPs 10.77.0.10/24 (vrid 51, unicast), fd77::10/64 (vrid 52, multicast)
+//! ```
+
+mod vrrp_common;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use coexist_tests::netns::{enter_or_skip, wait_for, Ns};
+use nix::sys::signal::Signal;
+use vrrp_common::*;
+
+const VMAC4: &str = "00:00:5e:00:01:33";
+const VMAC6: &str = "00:00:5e:00:02:34";
+
+fn config(priority: u8, peer: &str, notify_file: &str) -> String {
+    let notify = format!("notify = \"echo >> {notify_file}\"\nvirtual_mac = true\n");
+    let v4_extra = format!("{notify}unicast_peers = [\"{peer}\"]\n");
+    coexist_config(&[
+        Vr {
+            name: "v4",
+            vrid: 51,
+            priority,
+            interval: "100ms",
+            version: 3,
+            address: "10.77.0.10/24",
+            extra: &v4_extra,
+        },
+        Vr {
+            name: "v6",
+            vrid: 52,
+            priority,
+            interval: "100ms",
+            version: 3,
+            address: "fd77::10/64",
+            extra: &notify,
+        },
+    ])
+}
+
+/// The macvlan of `prefix` ("cx4." / "cx6.") in `ns`, and its addresses.
+fn find_macvlan(seg: &Segment, ns: &Ns, prefix: &str) -> Option<(String, Vec<IpAddr>)> {
+    let links = seg.lab.ip(ns, &["-o", "link", "show"]);
+    let name = links
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|n| {
+            n.trim_end_matches(':')
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .find(|n| n.starts_with(prefix))?;
+    let addrs = seg.lab.addresses(ns, &name);
+    Some((name, addrs))
+}
+
+fn macvlan(seg: &Segment, ns: &Ns, prefix: &str) -> (String, Vec<IpAddr>) {
+    find_macvlan(seg, ns, prefix).unwrap_or_else(|| panic!("no {prefix}* macvlan in {}", ns.name))
+}
+
+fn holds_on_macvlan(seg: &Segment, i: usize, prefix: &str, vip: &str) -> bool {
+    let vip: IpAddr = vip.parse().expect("address");
+    find_macvlan(seg, &seg.nodes[i], prefix).is_some_and(|(_, addrs)| addrs.contains(&vip))
+}
+
+/// RFC 9568 §7.3 (virtual router MAC), §6.4.3 via unicast peers, and the
+/// notify command in transition order.
+#[test]
+fn vrrp_options_virtual_mac_unicast_and_notify() {
+    if !enter_or_skip("vrrp_options_virtual_mac_unicast_and_notify") {
+        return;
+    }
+    let _serial = serial();
+    let seg = segment("opt");
+    let notify = |i: usize| seg.dir.path().join(format!("notify{i}.txt"));
+    let n1_notify = notify(1);
+    let n2_notify = notify(2);
+    let n1 = seg.coexist(
+        0,
+        "n1",
+        &config(200, "10.77.0.2", n1_notify.to_str().expect("utf-8")),
+    );
+    let mut n2 = seg.coexist(
+        1,
+        "n2",
+        &config(100, "10.77.0.1", n2_notify.to_str().expect("utf-8")),
+    );
+    let logs = ["n1", "n2"];
+
+    let elected = wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+        holds_on_macvlan(&seg, 0, "cx4.", VIP4) && holds_on_macvlan(&seg, 0, "cx6.", VIP6)
+    });
+    assert!(
+        elected.is_some(),
+        "node1 never held the VIPs on its macvlans\n{}",
+        seg.logs(&logs)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !holds_on_macvlan(&seg, 1, "cx4.", VIP4),
+        "node2 holds VIP4 too\n{}",
+        seg.logs(&logs)
+    );
+    assert!(
+        !holds_on_macvlan(&seg, 1, "cx6.", VIP6),
+        "node2 holds VIP6 too\n{}",
+        seg.logs(&logs)
+    );
+    assert!(
+        !seg.holds(0, VIP4) && !seg.holds(0, VIP6),
+        "VIPs belong on the macvlan, not eth0"
+    );
+
+    // The macvlans carry the virtual router MACs, and their link-local
+    // address is random, not the EUI-64 of the shared MAC.
+    let (name4, _) = macvlan(&seg, &seg.nodes[0], "cx4.");
+    let (name6, addrs6) = macvlan(&seg, &seg.nodes[0], "cx6.");
+    assert_eq!(seg.lab.mac(&seg.nodes[0], &name4), VMAC4);
+    assert_eq!(seg.lab.mac(&seg.nodes[0], &name6), VMAC6);
+    let eui64: IpAddr = "fe80::200:5eff:fe00:234".parse().expect("address");
+    assert!(
+        addrs6
+            .iter()
+            .any(|a| matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+            && !addrs6.contains(&eui64),
+        "macvlan link-local should be random: {addrs6:?}"
+    );
+
+    // Clients resolve the VIPs to the virtual MACs.
+    assert_eq!(
+        seg.resolve(VIP4).as_deref(),
+        Some(VMAC4),
+        "node1 eth0 {} arp_ignore {:?}\n{}",
+        seg.lab.mac(&seg.nodes[0], "eth0"),
+        seg.lab
+            .try_exec(&seg.nodes[0], &["sysctl", "net.ipv4.conf.eth0.arp_ignore"]),
+        seg.logs(&logs)
+    );
+    assert_eq!(seg.resolve(VIP6).as_deref(), Some(VMAC6));
+
+    // Takeover moves the VIPs (and the MACs) to node2's macvlans.
+    let stopped = Instant::now();
+    n1.signal(Signal::SIGTERM);
+    let took = wait_for(Duration::from_secs(3), Duration::from_millis(2), || {
+        holds_on_macvlan(&seg, 1, "cx4.", VIP4) && holds_on_macvlan(&seg, 1, "cx6.", VIP6)
+    });
+    assert!(
+        took.is_some(),
+        "node2 did not take over\n{}",
+        seg.logs(&logs)
+    );
+    println!(
+        "virtual_mac + unicast takeover after SIGTERM: {:.0} ms",
+        ms(stopped.elapsed())
+    );
+    let mut n1 = n1;
+    assert!(n1.wait_exit(Duration::from_secs(5)).is_some());
+    let links = seg.lab.ip(&seg.nodes[0], &["-o", "link", "show"]);
+    assert!(
+        !links.contains("cx4.") && !links.contains("cx6."),
+        "stopped node1 left its macvlans:\n{links}"
+    );
+    let (name4, _) = macvlan(&seg, &seg.nodes[1], "cx4.");
+    assert_eq!(seg.lab.mac(&seg.nodes[1], &name4), VMAC4);
+
+    // notify ran for every transition, in order.
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let seen = wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+        read(&n2_notify)
+            .lines()
+            .filter(|l| l.ends_with("master 100"))
+            .count()
+            == 2
+    });
+    let text = read(&n2_notify);
+    assert!(seen.is_some(), "node2 notify calls:\n{text}");
+    for name in ["v4", "v6"] {
+        let mine: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name} ")))
+            .collect();
+        assert_eq!(
+            mine,
+            [format!("{name} backup 100"), format!("{name} master 100")],
+            "{text}"
+        );
+    }
+    let text = read(&n1_notify);
+    for name in ["v4", "v6"] {
+        let mine: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name} ")))
+            .take(2)
+            .collect();
+        assert_eq!(
+            mine,
+            [format!("{name} backup 200"), format!("{name} master 200")],
+            "{text}"
+        );
+    }
+    for name in logs {
+        let log = seg.log(name);
+        assert!(
+            coexist_complaints(&log).is_empty(),
+            "{name} discarded packets:\n{log}"
+        );
+    }
+    n2.signal(Signal::SIGTERM);
+    assert!(n2.wait_exit(Duration::from_secs(5)).is_some());
+}

@@ -1,0 +1,385 @@
+//! The one owner of the route netlink socket: a task that carries out
+//! requests sent over a channel, one at a time, in order. Address
+//! requests are idempotent (adding a present address or removing an
+//! absent one succeeds), so a retried or repeated request is harmless.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkMessage, MacVlanMode,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::VirtualAddress;
+
+const EEXIST: i32 = libc::EEXIST;
+const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
+
+/// An address as the kernel lists it on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    /// IPv4 secondary (not the primary address of its subnet).
+    pub secondary: bool,
+}
+
+/// What the wire layer needs to know about an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub addresses: Vec<InterfaceAddress>,
+}
+
+/// Why a netlink request failed; names the interface or address.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a route netlink socket: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("no interface named {0:?}")]
+    NoSuchLink(String),
+    #[error("{what}: {source}")]
+    Request {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("the netlink task has stopped")]
+    Stopped,
+}
+
+enum Request {
+    Link(String, oneshot::Sender<Result<LinkInfo, NetlinkError>>),
+    Add(
+        u32,
+        Vec<VirtualAddress>,
+        oneshot::Sender<Result<(), NetlinkError>>,
+    ),
+    Remove(
+        u32,
+        Vec<VirtualAddress>,
+        oneshot::Sender<Result<(), NetlinkError>>,
+    ),
+    Macvlan {
+        parent: u32,
+        name: String,
+        mac: [u8; 6],
+        reply: oneshot::Sender<Result<LinkInfo, NetlinkError>>,
+    },
+    SetUp(u32, bool, oneshot::Sender<Result<(), NetlinkError>>),
+    Delete(u32, oneshot::Sender<Result<(), NetlinkError>>),
+}
+
+/// A cheap handle to the netlink task; clone it freely.
+#[derive(Clone)]
+pub struct Netlink {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Netlink {
+    /// Opens the socket and spawns the owner task on the current runtime.
+    pub fn start() -> Result<Netlink, NetlinkError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+        tokio::spawn(connection);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(owner(handle, rx));
+        Ok(Netlink { tx })
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, NetlinkError>>) -> Request,
+    ) -> Result<T, NetlinkError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| NetlinkError::Stopped)?;
+        answer.await.map_err(|_| NetlinkError::Stopped)?
+    }
+
+    pub async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
+        let name = name.to_owned();
+        self.ask(|r| Request::Link(name, r)).await
+    }
+
+    /// Adds the addresses (IPv6 without duplicate address detection).
+    pub async fn add(&self, index: u32, addrs: Vec<VirtualAddress>) -> Result<(), NetlinkError> {
+        self.ask(|r| Request::Add(index, addrs, r)).await
+    }
+
+    pub async fn remove(&self, index: u32, addrs: Vec<VirtualAddress>) -> Result<(), NetlinkError> {
+        self.ask(|r| Request::Remove(index, addrs, r)).await
+    }
+
+    /// Creates (or takes over a leftover) macvlan `name` in bridge mode on
+    /// `parent` with `mac`, IPv6 link-local generated randomly, left down.
+    pub async fn macvlan(
+        &self,
+        parent: u32,
+        name: &str,
+        mac: [u8; 6],
+    ) -> Result<LinkInfo, NetlinkError> {
+        let name = name.to_owned();
+        self.ask(|reply| Request::Macvlan {
+            parent,
+            name,
+            mac,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn set_up(&self, index: u32, up: bool) -> Result<(), NetlinkError> {
+        self.ask(|r| Request::SetUp(index, up, r)).await
+    }
+
+    pub async fn delete(&self, index: u32) -> Result<(), NetlinkError> {
+        self.ask(|r| Request::Delete(index, r)).await
+    }
+}
+
+async fn owner(handle: Handle, mut rx: mpsc::UnboundedReceiver<Request>) {
+    while let Some(request) = rx.recv().await {
+        // A dropped reply channel means the asker went away; nothing to do.
+        match request {
+            Request::Link(name, reply) => {
+                let _ = reply.send(link_info(&handle, &name).await);
+            }
+            Request::Add(index, addrs, reply) => {
+                let _ = reply.send(add(&handle, index, &addrs).await);
+            }
+            Request::Remove(index, addrs, reply) => {
+                let _ = reply.send(remove(&handle, index, &addrs).await);
+            }
+            Request::Macvlan {
+                parent,
+                name,
+                mac,
+                reply,
+            } => {
+                let _ = reply.send(macvlan(&handle, parent, &name, mac).await);
+            }
+            Request::SetUp(index, up, reply) => {
+                let _ = reply.send(set_up(&handle, index, up).await);
+            }
+            Request::Delete(index, reply) => {
+                let result = handle.link().del(index).execute().await;
+                let _ = reply.send(result.map_err(|source| NetlinkError::Request {
+                    what: format!("delete link {index}"),
+                    source,
+                }));
+            }
+        }
+    }
+}
+
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+async fn link_info(handle: &Handle, name: &str) -> Result<LinkInfo, NetlinkError> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    let link = match links.try_next().await {
+        Ok(Some(link)) => link,
+        Ok(None) => return Err(NetlinkError::NoSuchLink(name.to_owned())),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => {
+            return Err(NetlinkError::NoSuchLink(name.to_owned()))
+        }
+        Err(source) => {
+            return Err(NetlinkError::Request {
+                what: format!("read link {name}"),
+                source,
+            })
+        }
+    };
+    link_of(handle, link).await
+}
+
+async fn link_of(handle: &Handle, link: LinkMessage) -> Result<LinkInfo, NetlinkError> {
+    let index = link.header.index;
+    let mut mac = [0u8; 6];
+    for attr in &link.attributes {
+        if let LinkAttribute::Address(a) = attr {
+            if a.len() == 6 {
+                mac.copy_from_slice(a);
+            }
+        }
+    }
+    let mut addresses = Vec::new();
+    let mut stream = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    loop {
+        match stream.try_next().await {
+            Ok(Some(msg)) => addresses.extend(address_of(&msg)),
+            Ok(None) => break,
+            Err(source) => {
+                return Err(NetlinkError::Request {
+                    what: format!("list addresses of link {index}"),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(LinkInfo {
+        index,
+        mac,
+        addresses,
+    })
+}
+
+fn address_of(msg: &AddressMessage) -> Option<InterfaceAddress> {
+    // IFA_LOCAL is the interface's own address on point-to-point links
+    // (IFA_ADDRESS is then the peer); prefer it when present.
+    let mut local = None;
+    let mut address = None;
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(a) => local = Some(*a),
+            AddressAttribute::Address(a) => address = Some(*a),
+            _ => {}
+        }
+    }
+    Some(InterfaceAddress {
+        addr: local.or(address)?,
+        prefix_len: msg.header.prefix_len,
+        secondary: msg.header.flags.contains(AddressHeaderFlags::Secondary),
+    })
+}
+
+fn address_message(index: u32, va: &VirtualAddress) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.index = index;
+    msg.header.prefix_len = va.prefix_len;
+    msg.header.scope = AddressScope::Universe;
+    match va.addr {
+        IpAddr::V4(_) => {
+            msg.header.family = AddressFamily::Inet;
+            msg.attributes.push(AddressAttribute::Local(va.addr));
+            msg.attributes.push(AddressAttribute::Address(va.addr));
+        }
+        IpAddr::V6(a) => {
+            msg.header.family = AddressFamily::Inet6;
+            if a.is_unicast_link_local() {
+                msg.header.scope = AddressScope::Link;
+            }
+            msg.attributes.push(AddressAttribute::Address(va.addr));
+        }
+    }
+    msg
+}
+
+async fn add(handle: &Handle, index: u32, addrs: &[VirtualAddress]) -> Result<(), NetlinkError> {
+    for va in addrs {
+        let mut request = handle.address().add(index, va.addr, va.prefix_len);
+        if va.addr.is_ipv6() {
+            // A takeover must not wait ~1 s for DAD, and the address is
+            // expected to exist on the other node a moment ago.
+            let msg = request.message_mut();
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match request.execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(EEXIST) => {}
+            Err(source) => {
+                return Err(NetlinkError::Request {
+                    what: format!("add {}/{} to link {index}", va.addr, va.prefix_len),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn remove(handle: &Handle, index: u32, addrs: &[VirtualAddress]) -> Result<(), NetlinkError> {
+    for va in addrs {
+        match handle
+            .address()
+            .del(address_message(index, va))
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL) | Some(libc::ENODEV)) => {}
+            Err(source) => {
+                return Err(NetlinkError::Request {
+                    what: format!("remove {}/{} from link {index}", va.addr, va.prefix_len),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_up(handle: &Handle, index: u32, up: bool) -> Result<(), NetlinkError> {
+    let builder = LinkUnspec::new_with_index(index);
+    let msg = if up { builder.up() } else { builder.down() }.build();
+    handle
+        .link()
+        .set(msg)
+        .execute()
+        .await
+        .map_err(|source| NetlinkError::Request {
+            what: format!("set link {index} {}", if up { "up" } else { "down" }),
+            source,
+        })
+}
+
+async fn macvlan(
+    handle: &Handle,
+    parent: u32,
+    name: &str,
+    mac: [u8; 6],
+) -> Result<LinkInfo, NetlinkError> {
+    // A leftover from a run that died may be on another parent or carry
+    // stale addresses: start from a fresh device.
+    if let Ok(old) = link_info(handle, name).await {
+        let _ = handle.link().del(old.index).execute().await;
+    }
+    let msg = LinkMacVlan::new(name, parent, MacVlanMode::Bridge)
+        .address(mac.to_vec())
+        .build();
+    handle
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(|source| NetlinkError::Request {
+            what: format!("create macvlan {name}"),
+            source,
+        })?;
+    let info = link_info(handle, name).await?;
+    // Random link-local: with EUI-64 both nodes' macvlans, sharing the
+    // virtual MAC, would generate the same address (FRR does the same).
+    let mut set = LinkUnspec::new_with_index(info.index).build();
+    set.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::Random)],
+        )]));
+    handle
+        .link()
+        .set(set)
+        .execute()
+        .await
+        .map_err(|source| NetlinkError::Request {
+            what: format!("set addrgenmode random on {name}"),
+            source,
+        })?;
+    Ok(info)
+}

@@ -1,0 +1,82 @@
+//! Metrics and rate-limited logs of the wire layer.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge};
+
+use crate::instance::State;
+
+/// Packets dropped, by `reason` (and `instance` once it is known).
+pub const PACKETS_DISCARDED_TOTAL: &str = "vrrp_packets_discarded_total";
+/// 0 initialize, 1 backup, 2 master, by `instance`.
+pub const STATE: &str = "vrrp_state";
+/// Transitions, by `instance` and `to`.
+pub const TRANSITIONS_TOTAL: &str = "vrrp_transitions_total";
+pub const ADVERTS_SENT_TOTAL: &str = "vrrp_adverts_sent_total";
+pub const ADVERTS_RECEIVED_TOTAL: &str = "vrrp_adverts_received_total";
+
+/// At most one log line per key and period; the rest are counted and
+/// reported with the next line.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Per (instance, reason): when the last line was logged, and how many
+/// discards were not logged since.
+type LogTimes = HashMap<(String, &'static str), (Instant, u64)>;
+
+static LAST_LOG: Mutex<Option<LogTimes>> = Mutex::new(None);
+
+/// Counts a discarded packet and logs it, rate-limited per reason.
+pub fn discard(instance: Option<&str>, reason: &'static str, detail: &dyn std::fmt::Display) {
+    match instance {
+        Some(i) => {
+            counter!(PACKETS_DISCARDED_TOTAL, "instance" => i.to_owned(), "reason" => reason)
+                .increment(1)
+        }
+        None => counter!(PACKETS_DISCARDED_TOTAL, "reason" => reason).increment(1),
+    }
+    let now = Instant::now();
+    let key = (instance.unwrap_or("").to_owned(), reason);
+    let suppressed = {
+        let mut guard = LAST_LOG.lock().expect("discard log lock");
+        let map = guard.get_or_insert_with(HashMap::new);
+        match map.get_mut(&key) {
+            Some((last, n)) if now.duration_since(*last) < LOG_PERIOD => {
+                *n += 1;
+                return;
+            }
+            Some((last, n)) => {
+                *last = now;
+                std::mem::take(n)
+            }
+            None => {
+                map.insert(key, (now, 0));
+                0
+            }
+        }
+    };
+    tracing::warn!(
+        instance = instance.unwrap_or("-"),
+        reason,
+        suppressed,
+        "VRRP packet discarded: {detail}"
+    );
+}
+
+pub fn state(instance: &str, state: State) {
+    gauge!(STATE, "instance" => instance.to_owned()).set(f64::from(state.code()));
+}
+
+pub fn transition(instance: &str, to: State) {
+    counter!(TRANSITIONS_TOTAL, "instance" => instance.to_owned(), "to" => to.as_str())
+        .increment(1);
+}
+
+pub fn sent(instance: &str) {
+    counter!(ADVERTS_SENT_TOTAL, "instance" => instance.to_owned()).increment(1);
+}
+
+pub fn received(instance: &str) {
+    counter!(ADVERTS_RECEIVED_TOTAL, "instance" => instance.to_owned()).increment(1);
+}

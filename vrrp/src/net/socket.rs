@@ -1,0 +1,262 @@
+//! The advertisement socket of one interface and family: a raw IP socket
+//! of protocol 112 joined to the VRRP group on that interface only.
+
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::sys::socket::{
+    self as nixsock, sockopt, ControlMessage, MsgFlags, SockaddrIn, SockaddrIn6,
+};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+use crate::packet::{Family, MULTICAST_V4, MULTICAST_V6};
+use crate::sys;
+
+/// IANA protocol number of VRRP.
+pub const IPPROTO_VRRP: i32 = 112;
+/// TTL / hop limit of every advert, and the only one accepted (RFC 9568 §5.1.1.3).
+pub const TTL: u8 = 255;
+
+/// A received datagram with what the checks need from its IP header.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// TTL (IPv4 header) or hop limit (IPV6_HOPLIMIT); `None` if the
+    /// kernel did not say, which is treated as wrong.
+    pub ttl: Option<u8>,
+    /// Interface it arrived on (IP_PKTINFO / IPV6_PKTINFO).
+    pub ifindex: Option<u32>,
+    /// The VRRP message (IP header removed).
+    pub payload: Vec<u8>,
+}
+
+pub struct AdvertSocket {
+    fd: AsyncFd<Socket>,
+    family: Family,
+    ifindex: u32,
+}
+
+impl AdvertSocket {
+    /// Opens, binds to `ifname` and joins the group. Needs CAP_NET_RAW.
+    pub fn open(ifname: &str, ifindex: u32, family: Family) -> io::Result<AdvertSocket> {
+        let protocol = Some(Protocol::from(IPPROTO_VRRP));
+        let socket = match family {
+            Family::V4 => {
+                let s = Socket::new(Domain::IPV4, Type::RAW, protocol)?;
+                s.bind_device(Some(ifname.as_bytes()))?;
+                s.join_multicast_v4_n(&MULTICAST_V4, &InterfaceIndexOrAddress::Index(ifindex))?;
+                s.set_multicast_loop_v4(false)?;
+                s.set_multicast_ttl_v4(u32::from(TTL))?;
+                s.set_ttl(u32::from(TTL))?;
+                nixsock::setsockopt(&s, sockopt::Ipv4PacketInfo, &true)?;
+                s
+            }
+            Family::V6 => {
+                let s = Socket::new(Domain::IPV6, Type::RAW, protocol)?;
+                s.bind_device(Some(ifname.as_bytes()))?;
+                s.join_multicast_v6(&MULTICAST_V6, ifindex)?;
+                s.set_multicast_if_v6(ifindex)?;
+                s.set_multicast_loop_v6(false)?;
+                s.set_multicast_hops_v6(u32::from(TTL))?;
+                s.set_unicast_hops_v6(u32::from(TTL))?;
+                s.set_recv_hoplimit_v6(true)?;
+                nixsock::setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
+                s
+            }
+        };
+        socket.set_nonblocking(true)?;
+        Ok(AdvertSocket {
+            fd: sys::async_fd(socket)?,
+            family,
+            ifindex,
+        })
+    }
+
+    /// The next datagram; malformed IP headers come back as errors of
+    /// kind InvalidData so the caller can count them.
+    pub async fn recv(&self) -> io::Result<Datagram> {
+        let mut buf = vec![0u8; 2048];
+        let got = loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|inner| sys::recvmsg(inner.get_ref().as_fd(), &mut buf)) {
+                Ok(result) => break result?,
+                Err(_would_block) => continue,
+            }
+        };
+        buf.truncate(got.len);
+        match self.family {
+            Family::V4 => parse_v4(buf, &got.cmsgs),
+            Family::V6 => parse_v6(buf, got.src, &got.cmsgs),
+        }
+    }
+
+    /// Sends `bytes` from `src` to `dst` out of this interface.
+    pub fn send(&self, src: IpAddr, dst: IpAddr, bytes: &[u8]) -> io::Result<()> {
+        let iov = [IoSlice::new(bytes)];
+        let fd = self.fd.get_ref();
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: self.ifindex as i32,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(src).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+                let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+                nixsock::sendmsg(fd.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&to))?;
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: src.octets(),
+                    },
+                    ipi6_ifindex: self.ifindex,
+                };
+                let to = SockaddrIn6::from(SocketAddrV6::new(dst, 0, 0, self.ifindex));
+                let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
+                nixsock::sendmsg(fd.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&to))?;
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("source {src} and destination {dst} differ in family"),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// Raw IPv4 sockets deliver the IP header: TTL, source and destination
+/// come from it; the interface from IP_PKTINFO.
+fn parse_v4(buf: Vec<u8>, cmsgs: &[sys::Cmsg]) -> io::Result<Datagram> {
+    if buf.len() < 20 || buf[0] >> 4 != 4 {
+        return Err(invalid(format!("{} bytes: not an IPv4 header", buf.len())));
+    }
+    let ihl = usize::from(buf[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    if ihl < 20 || ihl > buf.len() || total < ihl {
+        return Err(invalid(format!("IPv4 header length {ihl}, total {total}")));
+    }
+    let end = total.min(buf.len());
+    let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+    let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
+    let ifindex = cmsgs
+        .iter()
+        .find(|c| c.level == libc::IPPROTO_IP && c.kind == libc::IP_PKTINFO && c.data.len() >= 4)
+        .map(|c| i32::from_ne_bytes([c.data[0], c.data[1], c.data[2], c.data[3]]) as u32);
+    Ok(Datagram {
+        src: src.into(),
+        dst: dst.into(),
+        ttl: Some(buf[8]),
+        ifindex,
+        payload: buf[ihl..end].to_vec(),
+    })
+}
+
+/// Raw IPv6 sockets deliver the payload only: the hop limit and the
+/// destination come from control messages.
+fn parse_v6(buf: Vec<u8>, src: Option<IpAddr>, cmsgs: &[sys::Cmsg]) -> io::Result<Datagram> {
+    let src = src.ok_or_else(|| invalid("no IPv6 source address".to_owned()))?;
+    let mut dst = None;
+    let mut ifindex = None;
+    let mut ttl = None;
+    for c in cmsgs.iter().filter(|c| c.level == libc::IPPROTO_IPV6) {
+        if c.kind == libc::IPV6_PKTINFO && c.data.len() >= 20 {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&c.data[..16]);
+            dst = Some(IpAddr::V6(Ipv6Addr::from(a)));
+            ifindex = Some(u32::from_ne_bytes([
+                c.data[16], c.data[17], c.data[18], c.data[19],
+            ]));
+        } else if c.kind == libc::IPV6_HOPLIMIT && c.data.len() >= 4 {
+            let v = i32::from_ne_bytes([c.data[0], c.data[1], c.data[2], c.data[3]]);
+            ttl = u8::try_from(v).ok();
+        }
+    }
+    let dst = dst.ok_or_else(|| invalid("no IPV6_PKTINFO: destination unknown".to_owned()))?;
+    Ok(Datagram {
+        src,
+        dst,
+        ttl,
+        ifindex,
+        payload: buf,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmsg(level: i32, kind: i32, data: Vec<u8>) -> sys::Cmsg {
+        sys::Cmsg { level, kind, data }
+    }
+
+    // Input: an IPv4 header with TTL 254 and options (IHL 6) before the
+    // VRRP bytes. Output: TTL, addresses and payload start read from it.
+    #[test]
+    fn ipv4_header_gives_ttl_addresses_and_payload() {
+        let mut buf = vec![
+            0x46, 0, 0, 28, 0, 0, 0, 0, 254, 112, 0, 0, 192, 0, 2, 1, 224, 0, 0, 18, 1, 1, 1, 1,
+        ];
+        buf.extend_from_slice(&[0x31, 1, 100, 1]);
+        let mut info = 7i32.to_ne_bytes().to_vec();
+        info.extend_from_slice(&[0; 8]);
+        let d = parse_v4(buf, &[cmsg(libc::IPPROTO_IP, libc::IP_PKTINFO, info)]).unwrap();
+        assert_eq!(d.ttl, Some(254));
+        assert_eq!(d.src, "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(d.dst, "224.0.0.18".parse::<IpAddr>().unwrap());
+        assert_eq!(d.ifindex, Some(7));
+        assert_eq!(d.payload, vec![0x31, 1, 100, 1]);
+    }
+
+    #[test]
+    fn ipv4_header_longer_than_packet_is_invalid() {
+        let buf = vec![
+            0x4f, 0, 0, 20, 0, 0, 0, 0, 255, 112, 0, 0, 192, 0, 2, 1, 224, 0, 0, 18,
+        ];
+        assert_eq!(
+            parse_v4(buf, &[]).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+
+    // Input: IPV6_PKTINFO (ff02::12, ifindex 3) and IPV6_HOPLIMIT 255.
+    #[test]
+    fn ipv6_control_messages_give_destination_interface_and_hop_limit() {
+        let mut info = MULTICAST_V6.octets().to_vec();
+        info.extend_from_slice(&3u32.to_ne_bytes());
+        let src: IpAddr = "fe80::1".parse().unwrap();
+        let cmsgs = [
+            cmsg(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info),
+            cmsg(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_HOPLIMIT,
+                255i32.to_ne_bytes().to_vec(),
+            ),
+        ];
+        let d = parse_v6(vec![0x31], Some(src), &cmsgs).unwrap();
+        assert_eq!(
+            (d.dst, d.ifindex, d.ttl),
+            (IpAddr::V6(MULTICAST_V6), Some(3), Some(255))
+        );
+    }
+
+    #[test]
+    fn ipv6_without_hop_limit_reports_none() {
+        let mut info = MULTICAST_V6.octets().to_vec();
+        info.extend_from_slice(&3u32.to_ne_bytes());
+        let cmsgs = [cmsg(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)];
+        let d = parse_v6(vec![], Some("fe80::1".parse().unwrap()), &cmsgs).unwrap();
+        assert_eq!(d.ttl, None);
+    }
+}

@@ -108,7 +108,13 @@ impl Daemon {
             .apply(&config, bound, &daemon.snapshot, &daemon.plane);
         start_checkers(new_servers);
         // VRRP last: a node may become master only once it can serve.
-        let ha = Ha::start(&config, daemon.admin.vrrp.clone(), daemon.snapshot(), &daemon.registry).await?;
+        let ha = Ha::start(
+            &config,
+            daemon.admin.vrrp.clone(),
+            daemon.snapshot(),
+            &daemon.registry,
+        )
+        .await?;
         daemon.ha = Some(ha);
         Ok(daemon)
     }

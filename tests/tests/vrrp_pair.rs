@@ -205,15 +205,30 @@ fn vrrp_pair_status_shows_instances() {
         );
         serde_json::from_str(&out).expect("status JSON")
     };
-    let s1 = status(0);
-    let s2 = status(1);
     let find = |s: &serde_json::Value, name: &str| {
         s["vrrp"]
             .as_array()
             .and_then(|a| a.iter().find(|v| v["name"] == name).cloned())
             .unwrap_or_else(|| panic!("no vrrp {name} in {s}"))
     };
-    assert_eq!(find(&s1, "v4")["state"], "master");
+    // The board is published by its own task after the addresses are in
+    // place: poll briefly rather than race it.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let s = status(0);
+        if find(&s, "v4")["state"] == "master" && find(&s, "v6")["state"] == "master" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s1 = status(0);
+    let s2 = status(1);
+    assert_eq!(
+        find(&s1, "v4")["state"],
+        "master",
+        "{s1}\n{}",
+        seg.logs(&["n1", "n2"])
+    );
     assert_eq!(find(&s1, "v4")["master"], "10.77.0.1");
     assert_eq!(find(&s2, "v4")["state"], "backup");
     assert_eq!(find(&s2, "v4")["master"], "10.77.0.1");

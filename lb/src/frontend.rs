@@ -183,8 +183,12 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff.reset();
-                let _ = crate::net::prepare_accepted(&stream);
-                let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+                // A listener on a specific address knows the local address;
+                // only a wildcard one must ask the kernel (for PROXY headers).
+                let local = match local {
+                    Some(address) if !address.ip().is_unspecified() => address,
+                    _ => stream.local_addr().unwrap_or(peer),
+                };
                 // A reload may have landed while we waited in accept: the
                 // client gets the config current now, not the one we had.
                 current.refresh(&snapshot, &frontend);

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use metrics::{counter, histogram};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -14,7 +13,6 @@ use crate::config::ProxyProtocol;
 use crate::forward::{self, ByteCounter, ForwardOptions, PipePool};
 use crate::health::Observation;
 use crate::limit::Slot;
-use crate::metrics as m;
 use crate::proxy_protocol::{self, ProxyVersion};
 use crate::runtime::{BackendRuntime, FrontendRuntime, ServerRuntime};
 
@@ -39,9 +37,6 @@ pub struct Accepted {
 /// behaviour; every outcome is logged at the level an operator wants.
 pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Arc<DataPlane>) {
     let started = Instant::now();
-    let frontend_name = frontend.config.name.clone();
-    frontend.connections_total.increment(1);
-    frontend.active_gauge.increment(1.0);
     let Accepted {
         stream: client,
         peer,
@@ -49,57 +44,80 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
         mut slot,
     } = accepted;
     slot.serve();
-    let backend = Arc::clone(&frontend.backend);
+    frontend.connections_total.increment(1);
+    frontend.active_gauge.increment(1.0);
 
-    let Some((server, server_stream, _active)) = connect_with_retries(&backend, peer).await else {
-        tracing::warn!(
-            frontend = %frontend_name,
-            backend = %backend.name(),
-            client = %peer,
-            "no server of backend {} could take a connection from {peer}; refusing it",
-            backend.name()
-        );
-        counter!(m::CONNECTIONS_REFUSED_TOTAL, "frontend" => frontend_name.clone(), "reason" => "no_server")
-            .increment(1);
-        refuse(client);
-        frontend.active_gauge.decrement(1.0);
-        drop(slot);
-        return;
-    };
-
-    let result = async {
-        let mut server_stream = server_stream;
-        if let Some(version) = proxy_version(frontend.proxy_protocol) {
-            let header = proxy_protocol::encode(version, peer, local);
-            server_stream.write_all(&header).await?;
-        }
-        let options = ForwardOptions {
-            idle_timeout: backend.config.idle_timeout,
-            splice: plane.splice,
-        };
-        let counter = ServerBytes(&server);
-        forward::forward(client, server_stream, &plane.pipes, &options, &counter)
+    let backend = &frontend.backend;
+    match connect_with_retries(backend, peer).await {
+        Some((server, server_stream, _active)) => {
+            if let Err(error) = relay(
+                &frontend,
+                client,
+                server_stream,
+                &server,
+                peer,
+                local,
+                &plane,
+            )
             .await
-            .map_err(io::Error::other)
+            {
+                tracing::debug!(
+                    frontend = %frontend.config.name,
+                    backend = %backend.name(),
+                    server = %server.name(),
+                    client = %peer,
+                    "connection from {peer} via {}/{} ended: {error}",
+                    backend.name(),
+                    server.name()
+                );
+            }
+        }
+        None => {
+            tracing::warn!(
+                frontend = %frontend.config.name,
+                backend = %backend.name(),
+                client = %peer,
+                "no server of backend {} could take a connection from {peer}; refusing it",
+                backend.name()
+            );
+            frontend.refused_no_server.increment(1);
+            refuse(client);
+        }
     }
-    .await;
-
-    match result {
-        Ok(_) => {}
-        Err(error) => tracing::debug!(
-            frontend = %frontend_name,
-            backend = %backend.name(),
-            server = %server.name(),
-            client = %peer,
-            "connection from {peer} via {}/{} ended: {error}",
-            backend.name(),
-            server.name()
-        ),
-    }
-    histogram!(m::CONNECTION_DURATION_SECONDS, "frontend" => frontend_name)
-        .record(started.elapsed().as_secs_f64());
+    frontend.duration.record(started.elapsed().as_secs_f64());
     frontend.active_gauge.decrement(1.0);
     drop(slot);
+}
+
+/// Sends the PROXY header if configured, then forwards until both sides
+/// are done.
+async fn relay(
+    frontend: &FrontendRuntime,
+    client: TcpStream,
+    mut server_stream: TcpStream,
+    server: &ServerRuntime,
+    peer: SocketAddr,
+    local: SocketAddr,
+    plane: &DataPlane,
+) -> io::Result<()> {
+    if let Some(version) = proxy_version(frontend.proxy_protocol) {
+        let header = proxy_protocol::encode(version, peer, local);
+        server_stream.write_all(&header).await?;
+    }
+    let options = ForwardOptions {
+        idle_timeout: frontend.backend.config.idle_timeout,
+        splice: plane.splice,
+    };
+    forward::forward(
+        client,
+        server_stream,
+        &plane.pipes,
+        &options,
+        &ServerBytes(server),
+    )
+    .await
+    .map(drop)
+    .map_err(io::Error::other)
 }
 
 fn proxy_version(setting: ProxyProtocol) -> Option<ProxyVersion> {
@@ -128,7 +146,8 @@ async fn connect_with_retries(
         let started = Instant::now();
         match crate::net::connect(server.address, backend.config.connect_timeout).await {
             Ok(stream) => {
-                histogram!(m::CONNECT_DURATION_SECONDS, "backend" => backend.name().to_owned())
+                backend
+                    .connect_duration
                     .record(started.elapsed().as_secs_f64());
                 server.observe(Observation::ConnectSucceeded);
                 return Some((server, stream, active));

@@ -164,6 +164,11 @@ impl ServerHealth {
         self.policy.active_checks && self.admin != AdminState::Maint
     }
 
+    /// Consecutive failures seen since the last success.
+    pub fn failure_streak(&self) -> u32 {
+        self.failures
+    }
+
     /// The last check or connect result, as shown in `/status`.
     pub fn last_result(&self) -> Option<&str> {
         self.last_result.as_deref()

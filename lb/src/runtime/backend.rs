@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use smallvec::SmallVec;
+
 use crate::balance::{Candidate, Selector, ServerKey};
 use crate::config;
 
@@ -13,6 +15,9 @@ pub struct BackendRuntime {
     /// In config order; index `i` is candidate `i` of the selector.
     pub servers: Vec<Arc<ServerRuntime>>,
     selector: Mutex<Selector>,
+    /// Resolved once: a registry lookup per connection costs more than the
+    /// record itself.
+    pub connect_duration: metrics::Histogram,
 }
 
 impl BackendRuntime {
@@ -26,10 +31,15 @@ impl BackendRuntime {
             })
             .collect();
         let selector = Selector::new(config.balance, &keys, config.maglev_table_size);
+        let connect_duration = metrics::histogram!(
+            crate::metrics::CONNECT_DURATION_SECONDS,
+            "backend" => config.name.clone()
+        );
         Self {
             config,
             servers,
             selector: Mutex::new(selector),
+            connect_duration,
         }
     }
 
@@ -47,7 +57,7 @@ impl BackendRuntime {
             .iter()
             .zip(&self.config.servers)
             .any(|(s, c)| !c.backup && s.is_up());
-        let candidates: Vec<Candidate> = self
+        let candidates: SmallVec<[Candidate; 16]> = self
             .servers
             .iter()
             .zip(&self.config.servers)

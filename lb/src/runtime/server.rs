@@ -74,6 +74,9 @@ pub struct ServerRuntime {
     /// Mirrors of `health` for the per-connection path, which must not lock.
     accepts_new: AtomicBool,
     healthy: AtomicBool,
+    /// A failure streak is open: only then must a successful connect take
+    /// the health lock to close it.
+    failing: AtomicBool,
     weight: AtomicU32,
     active: AtomicUsize,
     total: AtomicU64,
@@ -125,6 +128,7 @@ impl ServerRuntime {
             metrics: ArcSwap::from_pointee(ServerMetrics::new(&backend.name, &server.name)),
             accepts_new: AtomicBool::new(health.accepts_new()),
             healthy: AtomicBool::new(health.is_healthy()),
+            failing: AtomicBool::new(false),
             weight: AtomicU32::new(server.weight),
             health: Mutex::new(health),
             active: AtomicUsize::new(0),
@@ -232,6 +236,10 @@ impl ServerRuntime {
     }
 
     pub fn observe(&self, observation: Observation) {
+        if observation == Observation::ConnectSucceeded && !self.failing.load(Ordering::Acquire) {
+            // The common case on the connection path: nothing to record.
+            return;
+        }
         let metrics = self.metrics.load();
         match &observation {
             Observation::CheckPassed => metrics.checks_ok.increment(1),
@@ -265,6 +273,8 @@ impl ServerRuntime {
         self.accepts_new
             .store(health.accepts_new(), Ordering::Release);
         self.healthy.store(health.is_healthy(), Ordering::Release);
+        self.failing
+            .store(health.failure_streak() > 0, Ordering::Release);
         self.weight.store(health.weight(), Ordering::Relaxed);
         result
     }

@@ -21,6 +21,8 @@ pub struct FrontendRuntime {
     pub proxy_protocol: ProxyProtocol,
     pub connections_total: metrics::Counter,
     pub active_gauge: metrics::Gauge,
+    pub refused_no_server: metrics::Counter,
+    pub duration: metrics::Histogram,
 }
 
 #[derive(Debug)]
@@ -80,6 +82,15 @@ impl Snapshot {
                     ),
                     active_gauge: metrics::gauge!(
                         crate::metrics::ACTIVE_CONNECTIONS,
+                        "frontend" => frontend.name.clone()
+                    ),
+                    refused_no_server: metrics::counter!(
+                        crate::metrics::CONNECTIONS_REFUSED_TOTAL,
+                        "frontend" => frontend.name.clone(),
+                        "reason" => "no_server"
+                    ),
+                    duration: metrics::histogram!(
+                        crate::metrics::CONNECTION_DURATION_SECONDS,
                         "frontend" => frontend.name.clone()
                     ),
                 };

@@ -234,6 +234,33 @@ fn vrrp_pair_status_shows_instances() {
     assert_eq!(find(&s2, "v4")["master"], "10.77.0.1");
     assert_eq!(find(&s2, "v6")["state"], "backup");
     assert_eq!(find(&s1, "v6")["priority"], 200);
+    // The VRRP metrics named in DESIGN.md, read inside node1's namespace.
+    let metrics = seg.lab.exec(
+        &seg.nodes[0],
+        &[
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9100; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+        ],
+    );
+    for name in [
+        "vrrp_state",
+        "vrrp_transitions_total",
+        "vrrp_adverts_sent_total",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    let state_line = metrics
+        .lines()
+        .find(|l| l.starts_with("vrrp_state") && l.contains("v4"))
+        .unwrap_or_else(|| panic!("no vrrp_state for v4:\n{metrics}"));
+    assert!(
+        state_line.ends_with(" 2"),
+        "node1 v4 should be master (2): {state_line}"
+    );
     let master6 = find(&s2, "v6")["master"]
         .as_str()
         .unwrap_or_default()

@@ -1,7 +1,8 @@
 //! Bidirectional byte forwarding between an accepted client connection and a
 //! connected server connection.
 //!
-//! Each direction is a small pump driven by tokio readiness. With splice(2)
+//! Each direction is a small state machine driven by tokio readiness, and
+//! one hand-written future polls both directions of a connection. With splice(2)
 //! the bytes go socket → pipe → socket without entering user space; pipes are
 //! borrowed from a shared [`PipePool`] only while a burst is in flight, so an
 //! idle connection costs its two sockets and nothing more. Without splice
@@ -13,19 +14,21 @@
 //! have seen EOF, on the first error, or after `idle_timeout` without a byte
 //! moving either way.
 
+mod connection;
 mod copy;
 mod error;
+mod flow;
+mod idle;
 mod pool;
 mod splice;
 
-use std::io;
-use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
 use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+
+use connection::Connection;
 
 pub use error::{ForwardError, IoOp, Side};
 pub use pool::PipePool;
@@ -55,59 +58,30 @@ pub struct Totals {
 }
 
 /// Forwards bytes both ways until both directions are finished, an error, or
-/// the idle timeout. Both sockets are closed when this returns. On a reset
-/// from one side the other side's socket is reset too (SO_LINGER 0), so the
-/// abort travels end to end.
-pub async fn forward(
+/// the idle timeout. Both sockets are closed when the future completes. On a
+/// reset from one side the other side's socket is reset too (SO_LINGER 0),
+/// so the abort travels end to end.
+///
+/// The future is a hand-written state machine of a few hundred bytes, since
+/// one lives for every proxied connection, idle or not.
+pub fn forward<'a>(
     client: TcpStream,
     server: TcpStream,
-    pool: &PipePool,
+    pool: &'a PipePool,
     opts: &ForwardOptions,
-    counter: &dyn ByteCounter,
-) -> Result<Totals, ForwardError> {
-    let activity = Activity::new();
-    let ctx = Ctx {
-        pool,
-        counter,
-        activity: &activity,
-        splice: opts.splice && pool.splice_available(),
-    };
-    let up = pump(
-        Direction {
-            src: &client,
-            dst: &server,
-            from: Side::Client,
-            to: Side::Server,
-        },
-        &ctx,
-    );
-    let down = pump(
-        Direction {
-            src: &server,
-            dst: &client,
-            from: Side::Server,
-            to: Side::Client,
-        },
-        &ctx,
-    );
-    let result = tokio::select! {
-        both = async { tokio::try_join!(up, down) } => both.map(|(to_server, to_client)| Totals { to_server, to_client }),
-        () = activity.idle_for(opts.idle_timeout) => Err(ForwardError::IdleTimeout(opts.idle_timeout)),
-    };
-    match &result {
-        Err(ForwardError::ClientReset) => abort(&server),
-        Err(ForwardError::ServerReset) => abort(&client),
-        _ => {}
-    }
-    result
+    counter: &'a dyn ByteCounter,
+) -> impl Future<Output = Result<Totals, ForwardError>> + Send + 'a {
+    let ctx = Ctx { pool, counter };
+    let splice = opts.splice && pool.splice_available();
+    let connection = Connection::new(client, server, ctx, splice, opts.idle_timeout);
+    connection.run()
 }
 
-/// What both pumps of one connection share.
+/// What both directions of one connection share.
+#[derive(Clone, Copy)]
 struct Ctx<'a> {
     pool: &'a PipePool,
     counter: &'a dyn ByteCounter,
-    activity: &'a Activity,
-    splice: bool,
 }
 
 impl Ctx<'_> {
@@ -118,49 +92,7 @@ impl Ctx<'_> {
             Side::Server => self.counter.to_server(n),
             Side::Client => self.counter.to_client(n),
         }
-        self.activity.touch();
     }
-}
-
-/// One direction: bytes read from `src` (the `from` side) are written to
-/// `dst` (the `to` side).
-struct Direction<'a> {
-    src: &'a TcpStream,
-    dst: &'a TcpStream,
-    from: Side,
-    to: Side,
-}
-
-impl Direction<'_> {
-    fn read_error(&self, e: io::Error) -> ForwardError {
-        ForwardError::from_io(self.from, IoOp::Read, e)
-    }
-    fn write_error(&self, e: io::Error) -> ForwardError {
-        ForwardError::from_io(self.to, IoOp::Write, e)
-    }
-}
-
-/// Moves one direction to EOF, then half-closes the destination. Returns the
-/// bytes delivered.
-async fn pump(dir: Direction<'_>, ctx: &Ctx<'_>) -> Result<u64, ForwardError> {
-    let mut total = 0u64;
-    let mut spliced_to_eof = false;
-    if ctx.splice && ctx.pool.splice_available() {
-        match splice::pump(&dir, ctx, &mut total).await? {
-            splice::End::Eof => spliced_to_eof = true,
-            splice::End::Unsupported => ctx.pool.mark_splice_unavailable(),
-        }
-    }
-    if !spliced_to_eof {
-        copy::pump(&dir, ctx, &mut total).await?;
-    }
-    match SockRef::from(dir.dst).shutdown(Shutdown::Write) {
-        // The peer is already gone; the other direction reports why, if it matters.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
-        Err(e) => return Err(ForwardError::from_io(dir.to, IoOp::Shutdown, e)),
-        Ok(()) => {}
-    }
-    Ok(total)
 }
 
 /// Makes the close of `stream` send a RST instead of a FIN.
@@ -169,47 +101,6 @@ fn abort(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
-/// When a byte last moved, in either direction, as nanoseconds since `start`.
-struct Activity {
-    start: Instant,
-    last: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let nanos = self.start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        self.last.store(nanos, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed))
-    }
-
-    /// Completes once `timeout` has passed with no `touch`. One timer per
-    /// connection, re-armed at most once per `timeout`, instead of one reset
-    /// per syscall.
-    async fn idle_for(&self, timeout: Duration) {
-        if timeout.is_zero() {
-            return std::future::pending().await;
-        }
-        let mut deadline = self.start + timeout;
-        loop {
-            tokio::time::sleep_until(deadline).await;
-            let next = self.last() + timeout;
-            if next <= deadline {
-                return;
-            }
-            deadline = next;
-        }
-    }
-}
-
+#[cfg(test)]
 #[cfg(test)]
 mod tests;

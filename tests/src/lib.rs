@@ -1,6 +1,7 @@
 //! Integration-test support: servers, clients and network-namespace
 //! topologies shared by the tests and the lab.
 
+pub mod client;
 pub mod daemon;
 pub mod netns;
 pub mod pattern;

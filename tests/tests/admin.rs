@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{
     admin_get, admin_metrics, coexist_binary, metric_value, DaemonProcess,
 };
@@ -43,17 +44,8 @@ servers = [
 
 async fn greeting(listen: SocketAddr) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(listen).await.unwrap();
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut byte))
-        .await
-        .expect("greeting")
-        .is_ok()
-        && byte[0] != b'\n'
-    {
-        line.push(byte[0]);
-    }
-    (stream, String::from_utf8(line).unwrap())
+    let name = read_greeting(&mut stream).await.expect("greeting");
+    (stream, name)
 }
 
 async fn status(admin: SocketAddr) -> Status {

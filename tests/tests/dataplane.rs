@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{check, DaemonProcess};
 use coexist_tests::pattern;
 use coexist_tests::ports::{free_port, v4, v6};
@@ -61,19 +62,7 @@ connect_timeout = "500ms"
 
 /// Reads the server's greeting line ("name\n").
 async fn greeting(stream: &mut TcpStream) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
-            .await
-            .expect("greeting within 5 s")
-            .expect("read greeting");
-        assert_ne!(n, 0, "connection closed before the server's greeting");
-        if byte[0] == b'\n' {
-            return String::from_utf8(line).unwrap();
-        }
-        line.push(byte[0]);
-    }
+    read_greeting(stream).await.expect("the server's greeting")
 }
 
 /// Sends `size` bytes of a pattern and reads them back (echo), verifying

@@ -8,11 +8,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{admin_get, DaemonProcess};
 use coexist_tests::ports::{free_port, v4, v6};
 use coexist_tests::servers::{Behaviour, TestServer};
 use lb::admin::status::{ServerStatus, Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 fn config(
@@ -170,19 +171,9 @@ async fn short_connection(listen: SocketAddr) -> Result<String, String> {
     let mut stream = TcpStream::connect(listen)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut byte)).await {
-            Err(_) => return Err("no greeting in 3 s".into()),
-            Ok(Err(e)) => return Err(format!("read: {e}")),
-            Ok(Ok(0)) => return Err("closed before greeting".into()),
-            Ok(Ok(_)) if byte[0] == b'\n' => break,
-            Ok(Ok(_)) => line.push(byte[0]),
-        }
-    }
+    let name = read_greeting(&mut stream).await?;
     let _ = stream.shutdown().await;
-    Ok(String::from_utf8_lossy(&line).into_owned())
+    Ok(name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

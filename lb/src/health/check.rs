@@ -98,7 +98,7 @@ async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
                 .write_all(send)
                 .await
                 .map_err(|e| format!("send failed: {e}"))?;
-            let reply = read_at_least(&mut stream, expect.len()).await?;
+            let reply = read_until(&mut stream, |r| r.len() >= expect.len()).await?;
             if reply.starts_with(expect) {
                 Ok(())
             } else {
@@ -121,7 +121,7 @@ async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
                 .write_all(request.as_bytes())
                 .await
                 .map_err(|e| format!("send failed: {e}"))?;
-            let reply = read_status_line(&mut stream).await?;
+            let reply = read_until(&mut stream, |r| r.contains(&b'\n')).await?;
             let status = parse_status(&reply)?;
             if expect_status.contains(&status) {
                 Ok(())
@@ -135,26 +135,14 @@ async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
     }
 }
 
-async fn read_at_least(stream: &mut TcpStream, wanted: usize) -> Result<Vec<u8>, String> {
-    let mut reply = Vec::with_capacity(wanted.max(64));
-    let mut chunk = [0u8; 512];
-    while reply.len() < wanted {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read failed: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        reply.extend_from_slice(&chunk[..n]);
-    }
-    Ok(reply)
-}
-
-async fn read_status_line(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+/// Reads until `enough` says the reply is complete, EOF, or 4 KiB.
+async fn read_until(
+    stream: &mut TcpStream,
+    enough: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, String> {
     let mut reply = Vec::with_capacity(128);
-    let mut chunk = [0u8; 256];
-    while !reply.contains(&b'\n') && reply.len() < 4096 {
+    let mut chunk = [0u8; 512];
+    while !enough(&reply) && reply.len() < 4096 {
         let n = stream
             .read(&mut chunk)
             .await

@@ -2,6 +2,7 @@
 //! topologies shared by the tests and the lab.
 
 pub mod daemon;
+pub mod lab;
 pub mod netns;
 pub mod pattern;
 pub mod ports;

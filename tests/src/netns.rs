@@ -136,9 +136,14 @@ impl Lab {
     /// `tag` keeps labs of concurrent tests in one process apart.
     pub fn new(tag: &str) -> Lab {
         Lab {
-            prefix: format!("cx-{}-{tag}-", std::process::id()),
+            prefix: prefix(tag),
             namespaces: Vec::new(),
         }
+    }
+
+    /// The start of every namespace name this lab makes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// A new namespace with loopback up and IPv6 duplicate address
@@ -300,20 +305,48 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for ns in &self.namespaces {
-            for pid in pids(ns) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        remove(&self.namespaces);
+    }
+}
+
+/// The namespace prefix of a [`Lab`] made by this process with `tag`.
+pub fn prefix(tag: &str) -> String {
+    format!("cx-{}-{tag}-", std::process::id())
+}
+
+/// Kills the processes in, and deletes, every namespace whose name starts
+/// with `prefix`: for a signal handler, which cannot reach the [`Lab`] to
+/// drop it.
+pub fn purge(prefix: &str) {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let names: Vec<String> = out
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|n| n.starts_with(prefix))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let namespaces: Vec<Ns> = names.into_iter().map(|name| Ns { name }).collect();
+    remove(&namespaces);
+}
+
+fn remove(namespaces: &[Ns]) {
+    for ns in namespaces {
+        for pid in pids(ns) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &ns.name])
-                .stderr(Stdio::null())
-                .status();
-        }
+    }
+    for ns in namespaces.iter().rev() {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

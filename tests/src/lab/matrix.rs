@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::analysis::{self, longest_gap};
 use super::clock::{ms_between, now_ns};
 use super::load::{ClientRun, Conn};
-use super::report::{Report, Row};
+use super::report::{Figures, Report, Row};
 use super::topology::*;
 
 /// How the lab runs.
@@ -88,7 +88,7 @@ const ROW7: &str = "node1 loses its servers: mastership moves to node2";
 const ROW8: &str = "reload on both nodes under load: no failed connection";
 
 /// A row's verdict and figures.
-type Outcome = anyhow::Result<(bool, Map<String, Value>)>;
+type Outcome = anyhow::Result<(bool, Figures)>;
 
 fn judge(id: u8, name: &str, outcome: Outcome) -> Row {
     match outcome {
@@ -103,8 +103,8 @@ fn judge(id: u8, name: &str, outcome: Outcome) -> Row {
 }
 
 fn failed_row(id: u8, name: &str, e: &anyhow::Error) -> Row {
-    let mut figures = Map::new();
-    figures.insert("error".into(), json!(format!("{e:#}")));
+    let mut figures = Figures::default();
+    figures.push("error", json!(format!("{e:#}")));
     Row {
         id,
         name: name.to_owned(),
@@ -113,8 +113,8 @@ fn failed_row(id: u8, name: &str, e: &anyhow::Error) -> Row {
     }
 }
 
-fn figures(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+fn figures(pairs: Vec<(&str, Value)>) -> Figures {
+    Figures(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 /// Polls `cond` every 2 ms; the time it first held, or an error naming
@@ -518,17 +518,17 @@ pub fn removed_vips(events: &str) -> Vec<&'static str> {
 }
 
 fn merge_4(died: Outcome, killed: Outcome) -> Outcome {
-    let mut all = Map::new();
+    let mut all = Figures::default();
     let mut pass = true;
     for (label, outcome) in [("node1 dies", died), ("daemon killed", killed)] {
         match outcome {
             Ok((p, f)) => {
                 pass &= p;
-                all.extend(f);
+                all.0.extend(f.0);
             }
             Err(e) => {
                 pass = false;
-                all.insert(format!("{label}: error"), json!(format!("{e:#}")));
+                all.push(format!("{label}: error"), json!(format!("{e:#}")));
             }
         }
     }

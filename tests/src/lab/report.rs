@@ -1,15 +1,65 @@
 //! The matrix's results: rows with named figures, printed as a table or
 //! as JSON (`{ "rows": [ { "id", "name", "pass", "figures" } ] }`).
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub id: u8,
     pub name: String,
     pub pass: bool,
-    pub figures: Map<String, Value>,
+    pub figures: Figures,
+}
+
+/// Named figures in the order the row measured them (a JSON object).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Figures(pub Vec<(String, Value)>);
+
+impl Figures {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn push(&mut self, key: impl Into<String>, value: Value) {
+        self.0.push((key.into(), value));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(String, Value)> {
+        self.0.iter()
+    }
+}
+
+impl Serialize for Figures {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Figures {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Figures;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of figures")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Figures, A::Error> {
+                let mut figures = Figures::default();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    figures.push(k, v);
+                }
+                Ok(figures)
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,7 +99,7 @@ impl Report {
                 " ".repeat(pad),
                 if r.pass { "PASS" } else { "FAIL" }
             ));
-            for (key, value) in &r.figures {
+            for (key, value) in r.figures.iter() {
                 out.push_str(&format!("      {key}: {}\n", render(value)));
             }
         }
@@ -93,12 +143,12 @@ mod tests {
     use super::*;
 
     fn report(pass: bool) -> Report {
-        let mut figures = Map::new();
-        figures.insert(
-            "takeover_ms".into(),
+        let mut figures = Figures::default();
+        figures.push(
+            "takeover_ms",
             serde_json::json!({"IPv4": 312.24, "IPv6": 320.0}),
         );
-        figures.insert("failed".into(), serde_json::json!(0));
+        figures.push("failed", serde_json::json!(0));
         Report {
             advert_interval_ms: 100,
             rows: vec![Row {
@@ -128,5 +178,10 @@ mod tests {
         assert_eq!(v["rows"][0]["figures"]["failed"], 0);
         assert!(!report(false).passed());
         assert!(report(true).passed());
+        // Through text, not Value (whose objects sort their keys).
+        let text = serde_json::to_string(&report(false)).unwrap();
+        assert!(text.find("takeover_ms") < text.find("failed"), "{text}");
+        let back: Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, report(false), "figures keep their order");
     }
 }

@@ -4,12 +4,16 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use coexist_tests::lab::{self, load};
 use coexist_tests::netns;
+
+/// Set once a signal asked the lab to stop.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Set in the copy of the lab re-executed under `unshare -rnm`.
 const UNSHARED_ENV: &str = "COEXIST_LAB_UNSHARED";
@@ -149,7 +153,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         .context("temporary directory")?;
     let prefix = netns::prefix("lab");
     let dir_path = dir.path().to_owned();
+    // The main thread may trip over namespaces vanishing under it: keep it
+    // quiet and waiting, so the handler's cleanup and exit code win.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            loop {
+                std::thread::park();
+            }
+        }
+        default_hook(info);
+    }));
     ctrlc::set_handler(move || {
+        INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("coexist-lab: interrupted, removing the lab");
         netns::purge(&prefix);
         let _ = std::fs::remove_dir_all(&dir_path);

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// Set in the child that [`enter_or_skip`] re-executes under `unshare`.
 const CHILD_ENV: &str = "COEXIST_NETNS_CHILD";
+/// The `sh -c` script that runs `"$0" "$@"` under `unshare -rnm` with a
+/// private tmpfs on /run, where `ip netns` keeps its mount points.
+pub const UNSHARED_RUN: &str = "mount -t tmpfs coexist-run /run && exec \"$0\" \"$@\"";
 /// With `1`, a test that cannot get network namespaces fails.
 pub const REQUIRE_ENV: &str = "COEXIST_REQUIRE_NETNS";
 
@@ -46,8 +49,10 @@ pub fn enter_or_skip(test: &str) -> bool {
         );
     }
     let exe = std::env::current_exe().expect("test binary path");
+    // `ip netns add` needs to write /run/netns, which belongs to the real
+    // root: give the child a /run of its own in its mount namespace.
     let status = Command::new("unshare")
-        .arg("-rnm")
+        .args(["-rnm", "sh", "-c", UNSHARED_RUN])
         .arg(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")

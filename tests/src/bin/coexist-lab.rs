@@ -221,12 +221,7 @@ fn reexec_unshared(exe: &Path) -> anyhow::Error {
         );
     }
     let err = Command::new("unshare")
-        .args([
-            "-rnm",
-            "sh",
-            "-c",
-            "mount -t tmpfs lab-run /run && exec \"$0\" \"$@\"",
-        ])
+        .args(["-rnm", "sh", "-c", netns::UNSHARED_RUN])
         .arg(exe)
         .args(std::env::args_os().skip(1))
         .env(UNSHARED_ENV, "1")

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod lab;
 pub mod netns;
 pub mod pattern;
 pub mod ports;

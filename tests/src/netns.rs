@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// Set in the child that [`enter_or_skip`] re-executes under `unshare`.
 const CHILD_ENV: &str = "COEXIST_NETNS_CHILD";
+/// The `sh -c` script that runs `"$0" "$@"` under `unshare -rnm` with a
+/// private tmpfs on /run, where `ip netns` keeps its mount points.
+pub const UNSHARED_RUN: &str = "mount -t tmpfs coexist-run /run && exec \"$0\" \"$@\"";
 /// With `1`, a test that cannot get network namespaces fails.
 pub const REQUIRE_ENV: &str = "COEXIST_REQUIRE_NETNS";
 
@@ -46,8 +49,10 @@ pub fn enter_or_skip(test: &str) -> bool {
         );
     }
     let exe = std::env::current_exe().expect("test binary path");
+    // `ip netns add` needs to write /run/netns, which belongs to the real
+    // root: give the child a /run of its own in its mount namespace.
     let status = Command::new("unshare")
-        .arg("-rnm")
+        .args(["-rnm", "sh", "-c", UNSHARED_RUN])
         .arg(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
@@ -136,9 +141,14 @@ impl Lab {
     /// `tag` keeps labs of concurrent tests in one process apart.
     pub fn new(tag: &str) -> Lab {
         Lab {
-            prefix: format!("cx-{}-{tag}-", std::process::id()),
+            prefix: prefix(tag),
             namespaces: Vec::new(),
         }
+    }
+
+    /// The start of every namespace name this lab makes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// A new namespace with loopback up and IPv6 duplicate address
@@ -300,20 +310,48 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for ns in &self.namespaces {
-            for pid in pids(ns) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        remove(&self.namespaces);
+    }
+}
+
+/// The namespace prefix of a [`Lab`] made by this process with `tag`.
+pub fn prefix(tag: &str) -> String {
+    format!("cx-{}-{tag}-", std::process::id())
+}
+
+/// Kills the processes in, and deletes, every namespace whose name starts
+/// with `prefix`: for a signal handler, which cannot reach the [`Lab`] to
+/// drop it.
+pub fn purge(prefix: &str) {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let names: Vec<String> = out
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|n| n.starts_with(prefix))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let namespaces: Vec<Ns> = names.into_iter().map(|name| Ns { name }).collect();
+    remove(&namespaces);
+}
+
+fn remove(namespaces: &[Ns]) {
+    for ns in namespaces {
+        for pid in pids(ns) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &ns.name])
-                .stderr(Stdio::null())
-                .status();
-        }
+    }
+    for ns in namespaces.iter().rev() {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

@@ -1,0 +1,749 @@
+//! The matrix: each row drives the network into a situation, measures it
+//! from the clients' side and from the nodes, and judges the figures.
+//!
+//! Rows run in one sequence on one network; the order is chosen so each
+//! row starts from the steady state (node1 master, every server up):
+//! 1–2 traffic, 3 VRRP state, 4a node1 dies, 5 node1 back, 4b node1's
+//! daemon alone is killed and restarted, 6 a server dies, 7 node1 loses
+//! its servers, 8 reload.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+use super::analysis::{self, longest_gap};
+use super::clock::{ms_between, now_ns};
+use super::load::{ClientRun, Conn};
+use super::report::{Figures, Report, Row};
+use super::topology::*;
+
+/// How the lab runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub advert: Duration,
+    pub programs: Programs,
+    /// Logs, configs and client records go here.
+    pub dir: std::path::PathBuf,
+    /// Say on stderr which row runs.
+    pub progress: bool,
+}
+
+/// Client traffic before an event, so the gap starts in a steady state.
+const PRE: Duration = Duration::from_millis(400);
+/// Client traffic after the network settled again.
+const POST: Duration = Duration::from_millis(400);
+/// Upper bound of any client run (they are stopped much earlier).
+const CLIENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Builds the network, runs every row, and tears everything down.
+pub fn run(opts: &Options) -> anyhow::Result<Report> {
+    let say = |what: &str| {
+        if opts.progress {
+            eprintln!("coexist-lab: {what}");
+        }
+    };
+    say("building the network");
+    let mut net = Net::build(opts.programs.clone(), &opts.dir, opts.advert);
+    setup(&mut net).context("setting up the lab")?;
+    let mut rows = Vec::new();
+    say("rows 1-2: traffic from both families");
+    match rows_1_2(&net) {
+        Ok((r1, r2)) => rows.extend([r1, r2]),
+        Err(e) => {
+            rows.push(failed_row(1, ROW1, &e));
+            rows.push(failed_row(2, ROW2, &e));
+        }
+    }
+    say("row 3: VRRP state");
+    rows.push(judge(3, ROW3, row_3(&net)));
+    say("row 4: node1 dies");
+    let died = node1_dies(&mut net);
+    say("row 5: node1 comes back");
+    rows.push(judge(5, ROW5, row_5(&mut net)));
+    say("row 4: node1's daemon alone is killed");
+    let killed = daemon_killed(&mut net);
+    rows.push(judge(4, ROW4, merge_4(died, killed)));
+    say("row 6: a server is killed under load");
+    rows.push(judge(6, ROW6, row_6(&mut net)));
+    say("row 7: node1 loses its servers");
+    rows.push(judge(7, ROW7, row_7(&net)));
+    say("row 8: reload on both nodes under load");
+    rows.push(judge(8, ROW8, row_8(&net)));
+    rows.sort_by_key(|r| r.id);
+    Ok(Report {
+        advert_interval_ms: opts.advert.as_millis() as u64,
+        rows,
+    })
+}
+
+const ROW1: &str = "IPv6 client -> VIP6 -> IPv6 servers: balanced";
+const ROW2: &str = "IPv4 client -> VIP4 -> IPv6 servers: works";
+const ROW3: &str = "VRRP: node1 master for both families, sole VIP holder";
+const ROW4: &str = "node1 dies / node1's daemon SIGKILLed: takeover, gap";
+const ROW5: &str = "node1 back: preemption returns mastership";
+const ROW6: &str = "a server killed under load: no failed connection";
+const ROW7: &str = "node1 loses its servers: mastership moves to node2";
+const ROW8: &str = "reload on both nodes under load: no failed connection";
+
+/// A row's verdict and figures.
+type Outcome = anyhow::Result<(bool, Figures)>;
+
+fn judge(id: u8, name: &str, outcome: Outcome) -> Row {
+    match outcome {
+        Ok((pass, figures)) => Row {
+            id,
+            name: name.to_owned(),
+            pass,
+            figures,
+        },
+        Err(e) => failed_row(id, name, &e),
+    }
+}
+
+fn failed_row(id: u8, name: &str, e: &anyhow::Error) -> Row {
+    let mut figures = Figures::default();
+    figures.push("error", json!(format!("{e:#}")));
+    Row {
+        id,
+        name: name.to_owned(),
+        pass: false,
+        figures,
+    }
+}
+
+fn figures(pairs: Vec<(&str, Value)>) -> Figures {
+    Figures(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// Polls `cond` every 2 ms; the time it first held, or an error naming
+/// `what` after `limit`.
+fn wait(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<Duration> {
+    crate::netns::wait_for(limit, Duration::from_millis(2), &mut cond)
+        .with_context(|| format!("{what}: not within {} ms", limit.as_millis()))
+}
+
+/// RFC 9568 §6.1 Master_Down_Interval of node2 (the backup).
+fn master_down(net: &Net) -> Duration {
+    let skew = net.advert * (256 - u32::from(PRIORITIES[1])) / 256;
+    net.advert * 3 + skew
+}
+
+/// Bound of a failover: Master_Down_Interval plus one advert interval and
+/// 200 ms for the scheduler of a small, loaded machine.
+fn takeover_bound(net: &Net) -> Duration {
+    master_down(net) + net.advert + Duration::from_millis(200)
+}
+
+/// Generous limit for anything VRRP must do.
+fn vrrp_limit(net: &Net) -> Duration {
+    net.advert * 10 + Duration::from_secs(5)
+}
+
+fn setup(net: &mut Net) -> anyhow::Result<()> {
+    for name in WEB_SERVERS.iter().chain(DUAL_SERVERS.iter()) {
+        net.start_server(name);
+    }
+    for node in 0..2 {
+        net.write_config(node, &net.node_config(node, [1, 1, 1]))?;
+        net.start_daemon(node);
+    }
+    wait_steady(net, Duration::from_secs(20))
+}
+
+/// node1 master holding both VIPs, node2 backup holding none, and every
+/// server up on both nodes.
+fn wait_steady(net: &Net, limit: Duration) -> anyhow::Result<()> {
+    let ok = crate::netns::wait_for(limit, Duration::from_millis(50), || {
+        steady(net).unwrap_or(false)
+    });
+    if ok.is_none() {
+        bail!(
+            "no steady state after {} s (node1 master with both VIPs, every server up): node1 {:?}, node2 {:?}; {}",
+            limit.as_secs(),
+            net.holds(0),
+            net.holds(1),
+            net.status(0).map(|s| format!("{s:?}")).unwrap_or_else(|e| format!("{e:#}")),
+        );
+    }
+    Ok(())
+}
+
+fn steady(net: &Net) -> anyhow::Result<bool> {
+    if net.holds(0) != (true, true) || net.holds(1) != (false, false) {
+        return Ok(false);
+    }
+    for node in 0..2 {
+        let s = net.status(node)?;
+        let all_up = s
+            .backends
+            .iter()
+            .all(|b| b.servers.iter().all(|srv| srv.state == "up"));
+        let want = if node == 0 { "master" } else { "backup" };
+        if !all_up || s.vrrp.len() != 2 || s.vrrp.iter().any(|v| v.state != want) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Both clients against port 80 of their VIP.
+fn clients_web(net: &Net) -> (Client, Client) {
+    (
+        net.client(&net.client4, vip4(WEB_PORT), CLIENT_LIMIT),
+        net.client(&net.client6, vip6(WEB_PORT), CLIENT_LIMIT),
+    )
+}
+
+/// Stops both clients and reads their records, with the time they were
+/// told to stop: the end of the window for gaps. Connections that still
+/// complete after it (a SYN retransmitted after 1 s) would otherwise add
+/// a stretch without new connections that the clients never had.
+fn finish(clients: (Client, Client)) -> anyhow::Result<(ClientRun, ClientRun, u64)> {
+    let stop = now_ns();
+    let (c4, c6) = clients;
+    let r4 = c4.finish().context("IPv4 client")?;
+    let r6 = c6.finish().context("IPv6 client")?;
+    Ok((r4, r6, stop))
+}
+
+fn rows_1_2(net: &Net) -> anyhow::Result<(Row, Row)> {
+    let run = Duration::from_millis(1500);
+    // One family at a time: two clients sharing a round-robin backend
+    // would interleave, and each would see a skewed share.
+    let c6web = net.client(&net.client6, vip6(WEB_PORT), run);
+    let c6dual = net.client(&net.client6, vip6(DUAL_PORT), run);
+    let (c6web, c6dual) = (c6web.collect()?, c6dual.collect()?);
+    let c4web = net.client(&net.client4, vip4(WEB_PORT), run);
+    let c4dual = net.client(&net.client4, vip4(DUAL_PORT), run);
+    let (c4web, c4dual) = (c4web.collect()?, c4dual.collect()?);
+    let dual_keys: Vec<String> = DUAL_SERVERS
+        .iter()
+        .flat_map(|s| [format!("{s}/IPv4"), format!("{s}/IPv6")])
+        .collect();
+    let dual_keys: Vec<&str> = dual_keys.iter().map(String::as_str).collect();
+
+    let web6 = analysis::per_server(&c6web.conns);
+    let dual6 = analysis::per_server_family(&c6dual.conns);
+    let failed6 = analysis::failed(&c6web.conns) + analysis::failed(&c6dual.conns);
+    let pass1 = analysis::balanced(&web6, &WEB_SERVERS, 1.5)
+        && analysis::balanced(&dual6, &dual_keys, 2.0)
+        && failed6 == 0;
+    let row1 = Row {
+        id: 1,
+        name: ROW1.to_owned(),
+        pass: pass1,
+        figures: figures(vec![
+            ("IPv6-only servers (VIP6:80)", json!(web6)),
+            ("dual-stack servers (VIP6:8080)", json!(dual6)),
+            ("failed", json!(failed6)),
+            (
+                "first error",
+                json!(analysis::first_error(&c6web.conns).or(analysis::first_error(&c6dual.conns))),
+            ),
+        ]),
+    };
+
+    let web4 = analysis::per_server(&c4web.conns);
+    let dual4 = analysis::per_server_family(&c4dual.conns);
+    let ok4 = analysis::succeeded(&c4web.conns);
+    let bytes4 = analysis::bytes_verified(&c4web.conns);
+    let failed4 = analysis::failed(&c4web.conns) + analysis::failed(&c4dual.conns);
+    let only_web = web4.keys().all(|k| WEB_SERVERS.contains(&k.as_str()));
+    let pass2 = ok4 > 0
+        && failed4 == 0
+        && only_web
+        && bytes4 == ok4 as u64 * super::load::BYTES as u64
+        && analysis::balanced(&dual4, &dual_keys, 2.0);
+    let row2 = Row {
+        id: 2,
+        name: ROW2.to_owned(),
+        pass: pass2,
+        figures: figures(vec![
+            ("connections", json!(ok4)),
+            ("bytes verified", json!(bytes4)),
+            ("IPv6-only servers (VIP4:80)", json!(web4)),
+            ("dual-stack servers (VIP4:8080)", json!(dual4)),
+            ("failed", json!(failed4)),
+            (
+                "first error",
+                json!(analysis::first_error(&c4web.conns).or(analysis::first_error(&c4dual.conns))),
+            ),
+        ]),
+    };
+    Ok((row1, row2))
+}
+
+fn states(net: &Net, node: usize) -> anyhow::Result<String> {
+    let s = net.status(node)?;
+    let find = |name: &str| {
+        s.vrrp
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| format!("{} ({})", v.state, v.effective_priority))
+            .unwrap_or_else(|| "missing".to_owned())
+    };
+    Ok(format!(
+        "IPv4 {}, IPv6 {}",
+        find("front-v4"),
+        find("front-v6")
+    ))
+}
+
+fn row_3(net: &Net) -> Outcome {
+    let samples = 10;
+    let mut sole = 0;
+    for _ in 0..samples {
+        if net.holds(0) == (true, true) && net.holds(1) == (false, false) {
+            sole += 1;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let (s1, s2) = (net.status(0)?, net.status(1)?);
+    let all = |s: &lb::admin::status::Status, state: &str| {
+        s.vrrp.len() == 2 && s.vrrp.iter().all(|v| v.state == state)
+    };
+    let pass = sole == samples && all(&s1, "master") && all(&s2, "backup");
+    Ok((
+        pass,
+        figures(vec![
+            ("node1", json!(states(net, 0)?)),
+            ("node2", json!(states(net, 1)?)),
+            (
+                "node1 sole holder of VIP4 and VIP6",
+                json!(format!("{sole} of {samples} samples")),
+            ),
+        ]),
+    ))
+}
+
+/// Per-family times (ms since `from_ns`) until `cond` holds for each VIP.
+fn watch_vips(
+    net: &Net,
+    from_ns: u64,
+    limit: Duration,
+    mut cond: impl FnMut(&Net) -> (bool, bool),
+) -> (Option<f64>, Option<f64>) {
+    let (mut t4, mut t6) = (None, None);
+    let _ = crate::netns::wait_for(limit, Duration::from_millis(2), || {
+        let (v4, v6) = cond(net);
+        let now = ms_between(from_ns, now_ns());
+        if v4 && t4.is_none() {
+            t4 = Some(now);
+        }
+        if v6 && t6.is_none() {
+            t6 = Some(now);
+        }
+        t4.is_some() && t6.is_some()
+    });
+    (t4, t6)
+}
+
+/// Times (ms since `from_ns`) until client4's ARP entry for VIP4 and
+/// client6's neighbour entry for VIP6 name node `to`'s MAC: when the
+/// takeover announcements took effect on the clients.
+fn neighbours_move(net: &Net, to: usize, from_ns: u64) -> (Option<f64>, Option<f64>) {
+    let mac = Some(net.lab.mac(&net.nodes[to], "eth0"));
+    watch_vips(net, from_ns, Duration::from_secs(3), |n| {
+        (
+            n.lab.neighbour(&n.client4, VIP4) == mac,
+            n.lab.neighbour(&n.client6, VIP6) == mac,
+        )
+    })
+}
+
+fn gap_ms(conns: &[Conn], from_ns: u64, to_ns: u64) -> Option<f64> {
+    longest_gap(conns, from_ns, to_ns).map(|g| g.longest_ns as f64 / 1e6)
+}
+
+fn per_family<T: serde::Serialize>(v4: T, v6: T) -> Value {
+    json!({ "IPv4": v4, "IPv6": v6 })
+}
+
+/// Row 4a: node1's links go down and its daemon is killed, as when the
+/// machine fails.
+fn node1_dies(net: &mut Net) -> Outcome {
+    let clients = clients_web(net);
+    std::thread::sleep(PRE);
+    let event = now_ns();
+    for ifname in ["eth0", "eth1", "eth2"] {
+        net.set_link(0, ifname, false);
+    }
+    net.kill_daemon(0);
+    let (t4, t6) = watch_vips(net, event, vrrp_limit(net), |n| n.holds(1));
+    let (n4, n6) = neighbours_move(net, 1, event);
+    std::thread::sleep(POST);
+    let (r4, r6, end) = finish(clients)?;
+    let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
+    let bound = super::clock::ms(takeover_bound(net));
+    let pass =
+        [t4, t6].iter().all(|t| t.is_some_and(|t| t <= bound)) && g4.is_some() && g6.is_some();
+    Ok((
+        pass,
+        figures(vec![
+            ("node1 dies: takeover_ms", per_family(t4, t6)),
+            (
+                "node1 dies: clients' neighbour entry -> node2_ms (polled after both takeovers)",
+                per_family(n4, n6),
+            ),
+            ("node1 dies: gap_ms", per_family(g4, g6)),
+            (
+                "node1 dies: failed connections",
+                per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
+            ),
+            ("takeover bound_ms", json!(bound)),
+        ]),
+    ))
+}
+
+/// Row 5: node1 comes back as a rebooted machine does (links up, no
+/// virtual addresses, the daemon starts) and takes mastership back once
+/// its servers are up (preemption).
+fn row_5(net: &mut Net) -> Outcome {
+    if net.daemons[0].is_some() {
+        bail!("node1 did not die in row 4");
+    }
+    let node1 = net.nodes[0].clone();
+    for cidr in [format!("{VIP4}/24"), format!("{VIP6}/64")] {
+        let _ = net
+            .lab
+            .try_exec(&node1, &["ip", "addr", "del", &cidr, "dev", "eth0"]);
+    }
+    for ifname in ["eth0", "eth1", "eth2"] {
+        net.set_link(0, ifname, true);
+    }
+    let clients = clients_web(net);
+    std::thread::sleep(PRE);
+    let event = now_ns();
+    net.start_daemon(0);
+    let (t4, t6) = watch_vips(net, event, vrrp_limit(net), |n| {
+        let (a4, a6) = n.holds(0);
+        let (b4, b6) = n.holds(1);
+        (a4 && !b4, a6 && !b6)
+    });
+    std::thread::sleep(POST);
+    let (r4, r6, end) = finish(clients)?;
+    let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
+    let back = states(net, 0)?;
+    let pass = t4.is_some() && t6.is_some() && g4.is_some() && g6.is_some();
+    wait_steady(net, Duration::from_secs(10))?;
+    Ok((
+        pass,
+        figures(vec![
+            ("daemon start -> node1 sole holder_ms", per_family(t4, t6)),
+            ("gap_ms", per_family(g4, g6)),
+            (
+                "failed connections",
+                per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
+            ),
+            ("node1", json!(back)),
+        ]),
+    ))
+}
+
+/// Row 4b: node1's daemon alone is SIGKILLed; the machine keeps running,
+/// so the kernel keeps the virtual addresses until a daemon removes them.
+/// Then the daemon is restarted.
+fn daemon_killed(net: &mut Net) -> Outcome {
+    let clients = clients_web(net);
+    std::thread::sleep(PRE);
+    let event = now_ns();
+    net.kill_daemon(0);
+    let (t4, t6) = watch_vips(net, event, vrrp_limit(net), |n| n.holds(1));
+    let stale = net.holds(0);
+    let monitor_log = net.dir.join("node1-addresses.log");
+    let mut monitor = net.lab.spawn(
+        &net.nodes[0],
+        std::path::Path::new("ip"),
+        &["monitor", "address"],
+        &monitor_log,
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let restart = now_ns();
+    net.start_daemon(0);
+    let (b4, b6) = watch_vips(net, restart, vrrp_limit(net), |n| {
+        let (a4, a6) = n.holds(0);
+        let (o4, o6) = n.holds(1);
+        (a4 && !o4, a6 && !o6)
+    });
+    std::thread::sleep(POST);
+    let (r4, r6, end) = finish(clients)?;
+    monitor.signal(Signal::SIGTERM);
+    monitor.wait_exit(Duration::from_secs(1));
+    let events = std::fs::read_to_string(&monitor_log).unwrap_or_default();
+    let removed = removed_vips(&events);
+    let stale_list: Vec<&str> = [(stale.0, VIP4), (stale.1, VIP6)]
+        .iter()
+        .filter(|(held, _)| *held)
+        .map(|(_, v)| *v)
+        .collect();
+    let bound = super::clock::ms(takeover_bound(net));
+    let pass = [t4, t6].iter().all(|t| t.is_some_and(|t| t <= bound))
+        && stale == (true, true)
+        && removed == [VIP4, VIP6]
+        && b4.is_some()
+        && b6.is_some()
+        && gap_ms(&r4.conns, event, end).is_some()
+        && gap_ms(&r6.conns, event, end).is_some();
+    wait_steady(net, Duration::from_secs(10))?;
+    Ok((
+        pass,
+        figures(vec![
+            ("daemon killed: takeover_ms", per_family(t4, t6)),
+            (
+                "daemon killed: gap_ms",
+                per_family(
+                    gap_ms(&r4.conns, event, restart),
+                    gap_ms(&r6.conns, event, restart),
+                ),
+            ),
+            (
+                "daemon killed: failed connections",
+                per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
+            ),
+            ("stale VIPs on node1 before restart", json!(stale_list)),
+            ("removed by the restarted daemon first", json!(removed)),
+            ("restart -> node1 sole holder_ms", per_family(b4, b6)),
+            (
+                "restart: gap_ms",
+                per_family(
+                    gap_ms(&r4.conns, restart, end),
+                    gap_ms(&r6.conns, restart, end),
+                ),
+            ),
+        ]),
+    ))
+}
+
+/// The VIPs that `ip monitor address` saw deleted before it saw any VIP
+/// added, in that order (VIP4 first when both).
+pub fn removed_vips(events: &str) -> Vec<&'static str> {
+    let mut removed = Vec::new();
+    for line in events.lines() {
+        let vip = [VIP4, VIP6].into_iter().find(|v| {
+            line.split_whitespace()
+                .any(|w| w.split('/').next() == Some(*v))
+        });
+        let Some(vip) = vip else { continue };
+        if !line.starts_with("Deleted") {
+            break;
+        }
+        if !removed.contains(&vip) {
+            removed.push(vip);
+        }
+    }
+    removed.sort_by_key(|v| *v != VIP4);
+    removed
+}
+
+fn merge_4(died: Outcome, killed: Outcome) -> Outcome {
+    let mut all = Figures::default();
+    let mut pass = true;
+    for (label, outcome) in [("node1 dies", died), ("daemon killed", killed)] {
+        match outcome {
+            Ok((p, f)) => {
+                pass &= p;
+                all.0.extend(f.0);
+            }
+            Err(e) => {
+                pass = false;
+                all.push(format!("{label}: error"), json!(format!("{e:#}")));
+            }
+        }
+    }
+    Ok((pass, all))
+}
+
+fn row_6(net: &mut Net) -> Outcome {
+    let victim = "srv2";
+    let clients = clients_web(net);
+    std::thread::sleep(Duration::from_millis(600));
+    // From the moment the server is reaped: its sockets are closed then.
+    // A connection opened between the signal and that moment may still
+    // have been accepted by the dying server's kernel socket.
+    net.kill_server(victim);
+    let kill = now_ns();
+    let down = wait(Duration::from_secs(5), "node1 marks srv2 down", || {
+        server_state(net, 0, victim).as_deref() == Some("down")
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let (r4, r6, _) = finish(clients)?;
+    let conns: Vec<Conn> = r4.conns.into_iter().chain(r6.conns).collect();
+    let after = analysis::failed_since(&conns, kill);
+    let cut = analysis::failed_in_flight(&conns, kill);
+    let victim_after = conns
+        .iter()
+        .filter(|c| c.ok && c.start_ns > kill && c.server.as_deref() == Some(victim))
+        .count();
+    let node2_down = server_state(net, 1, victim);
+    net.start_server(victim);
+    let restored = wait_steady(net, Duration::from_secs(10));
+    let pass = after == 0 && down.is_ok() && victim_after == 0 && restored.is_ok();
+    Ok((
+        pass,
+        figures(vec![
+            ("killed", json!(victim)),
+            ("connections", json!(analysis::succeeded(&conns))),
+            ("failed, opened after the kill", json!(after)),
+            ("cut while in flight to the killed server", json!(cut)),
+            (
+                "marked down on node1 after_ms",
+                json!(down.ok().map(super::clock::ms)),
+            ),
+            ("state on node2", json!(node2_down)),
+            ("first error", json!(analysis::first_error(&conns))),
+        ]),
+    ))
+}
+
+fn server_state(net: &Net, node: usize, server: &str) -> Option<String> {
+    let s = net.status(node).ok()?;
+    s.backends
+        .iter()
+        .flat_map(|b| b.servers.iter())
+        .find(|srv| srv.name == server)
+        .map(|srv| srv.state.clone())
+}
+
+/// Row 7: node1 can no longer reach the servers of its tracked frontend
+/// (its back-segment link goes down); node2 still can.
+fn row_7(net: &Net) -> Outcome {
+    let clients = clients_web(net);
+    std::thread::sleep(PRE);
+    let down = now_ns();
+    net.set_link(0, "eth1", false);
+    let (t4, t6) = watch_vips(net, down, vrrp_limit(net), |n| {
+        let (a4, a6) = n.holds(1);
+        let (o4, o6) = n.holds(0);
+        (a4 && !o4, a6 && !o6)
+    });
+    let lowered = net.status(0).map(|s| {
+        s.vrrp
+            .iter()
+            .map(|v| v.effective_priority)
+            .collect::<Vec<_>>()
+    });
+    let node1_then = states(net, 0).unwrap_or_else(|e| format!("{e:#}"));
+    std::thread::sleep(Duration::from_millis(300));
+    let up = now_ns();
+    net.set_link(0, "eth1", true);
+    let (b4, b6) = watch_vips(net, up, vrrp_limit(net), |n| {
+        let (a4, a6) = n.holds(0);
+        let (o4, o6) = n.holds(1);
+        (a4 && !o4, a6 && !o6)
+    });
+    std::thread::sleep(POST);
+    let (r4, r6, end) = finish(clients)?;
+    let expected = PRIORITIES[0] - TRACK_WEIGHT;
+    let pass = t4.is_some()
+        && t6.is_some()
+        && b4.is_some()
+        && b6.is_some()
+        && lowered
+            .as_ref()
+            .is_ok_and(|p| p.len() == 2 && p.iter().all(|&p| p == expected))
+        && gap_ms(&r4.conns, down, end).is_some()
+        && gap_ms(&r6.conns, down, end).is_some();
+    wait_steady(net, Duration::from_secs(10))?;
+    Ok((
+        pass,
+        figures(vec![
+            ("link down -> node2 sole holder_ms", per_family(t4, t6)),
+            ("node1 while its servers are unreachable", json!(node1_then)),
+            (
+                "gap_ms",
+                per_family(gap_ms(&r4.conns, down, up), gap_ms(&r6.conns, down, up)),
+            ),
+            ("link up -> node1 sole holder_ms", per_family(b4, b6)),
+            (
+                "back: gap_ms",
+                per_family(gap_ms(&r4.conns, up, end), gap_ms(&r6.conns, up, end)),
+            ),
+            (
+                "failed connections",
+                per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
+            ),
+        ]),
+    ))
+}
+
+/// Row 8: both nodes reload a config with new weights (3:1:1) while the
+/// clients keep connecting.
+fn row_8(net: &Net) -> Outcome {
+    let clients = clients_web(net);
+    std::thread::sleep(Duration::from_millis(500));
+    let reload = now_ns();
+    for node in 0..2 {
+        net.write_config(node, &net.node_config(node, [3, 1, 1]))?;
+        net.signal_daemon(node, Signal::SIGHUP);
+    }
+    let mut applied = Vec::new();
+    for node in 0..2 {
+        let t = wait(Duration::from_secs(5), "the reload applied", || {
+            net.status(node).is_ok_and(|s| {
+                s.backends
+                    .iter()
+                    .flat_map(|b| b.servers.iter())
+                    .any(|srv| srv.name == "srv1" && srv.weight == 3)
+            })
+        })
+        .ok();
+        applied.push(t.map(|_| ms_between(reload, now_ns())));
+    }
+    let settled = now_ns();
+    std::thread::sleep(Duration::from_millis(800));
+    let (r4, r6, _) = finish(clients)?;
+    let conns: Vec<Conn> = r4.conns.into_iter().chain(r6.conns).collect();
+    let failed = analysis::failed(&conns);
+    let after: Vec<Conn> = conns
+        .iter()
+        .filter(|c| c.start_ns > settled)
+        .cloned()
+        .collect();
+    let share = analysis::per_server(&after);
+    let count = |s: &str| share.get(s).copied().unwrap_or(0) as f64;
+    let weighted = count("srv1") > 1.5 * count("srv2") && count("srv1") > 1.5 * count("srv3");
+    let master = net.holds(0) == (true, true) && net.holds(1) == (false, false);
+    let pass = failed == 0 && applied.iter().all(Option::is_some) && weighted && master;
+    Ok((
+        pass,
+        figures(vec![
+            ("connections", json!(analysis::succeeded(&conns))),
+            ("failed", json!(failed)),
+            (
+                "reload applied after_ms",
+                json!({ "node1": applied[0], "node2": applied[1] }),
+            ),
+            ("per server after reload (weights 3:1:1)", json!(share)),
+            ("node1 still sole VIP holder", json!(master)),
+            ("first error", json!(analysis::first_error(&conns))),
+        ]),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Input: `ip monitor address` lines of a restart: both VIPs deleted,
+    // then added again on takeover. Output: both, VIP4 first.
+    #[test]
+    fn removed_vips_are_the_deletions_before_any_addition() {
+        let events = "Deleted 2: eth0    inet6 fd00:231:1::10/64 scope global \n\
+                      \x20      valid_lft forever preferred_lft forever\n\
+                      Deleted 2: eth0    inet 10.231.1.10/24 scope global eth0\n\
+                      2: eth0    inet 10.231.1.10/24 scope global eth0\n\
+                      Deleted 2: eth0    inet 10.231.1.10/24 scope global eth0\n";
+        assert_eq!(removed_vips(events), vec![VIP4, VIP6]);
+    }
+
+    // Input: the VIP was added before anything was deleted (a daemon that
+    // did not clean up). Output: nothing counts as removed.
+    #[test]
+    fn an_addition_first_means_nothing_was_cleaned() {
+        let events = "2: eth0    inet 10.231.1.10/24 scope global eth0\n\
+                      Deleted 2: eth0    inet 10.231.1.10/24 scope global eth0\n";
+        assert!(removed_vips(events).is_empty());
+    }
+}

@@ -1,0 +1,187 @@
+//! The matrix's results: rows with named figures, printed as a table or
+//! as JSON (`{ "rows": [ { "id", "name", "pass", "figures" } ] }`).
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub id: u8,
+    pub name: String,
+    pub pass: bool,
+    pub figures: Figures,
+}
+
+/// Named figures in the order the row measured them (a JSON object).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Figures(pub Vec<(String, Value)>);
+
+impl Figures {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn push(&mut self, key: impl Into<String>, value: Value) {
+        self.0.push((key.into(), value));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(String, Value)> {
+        self.0.iter()
+    }
+}
+
+impl Serialize for Figures {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Figures {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Figures;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of figures")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Figures, A::Error> {
+                let mut figures = Figures::default();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    figures.push(k, v);
+                }
+                Ok(figures)
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub advert_interval_ms: u64,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        !self.rows.is_empty() && self.rows.iter().all(|r| r.pass)
+    }
+
+    pub fn row(&self, id: u8) -> Option<&Row> {
+        self.rows.iter().find(|r| r.id == id)
+    }
+
+    /// One line per row (id, name, PASS/FAIL), its figures indented below.
+    pub fn table(&self) -> String {
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(3)
+            .max(3);
+        let mut out = format!(
+            "coexist-lab: advert interval {} ms\n\n{:>2}  {:<width$}  pass\n",
+            self.advert_interval_ms, "id", "row"
+        );
+        for r in &self.rows {
+            let pad = width - r.name.chars().count();
+            out.push_str(&format!(
+                "{:>2}  {}{}  {}\n",
+                r.id,
+                r.name,
+                " ".repeat(pad),
+                if r.pass { "PASS" } else { "FAIL" }
+            ));
+            for (key, value) in r.figures.iter() {
+                out.push_str(&format!("      {key}: {}\n", render(value)));
+            }
+        }
+        let failed: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|r| !r.pass)
+            .map(|r| r.id.to_string())
+            .collect();
+        if failed.is_empty() {
+            out.push_str(&format!("\nall {} rows pass\n", self.rows.len()));
+        } else {
+            out.push_str(&format!("\nFAILED rows: {}\n", failed.join(", ")));
+        }
+        out
+    }
+}
+
+/// A figure as a reader wants it: numbers with at most one decimal,
+/// strings bare, objects as `a 1, b 2`.
+fn render(value: &Value) -> String {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.1}"),
+            _ => n.to_string(),
+        },
+        Value::String(s) => s.clone(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k} {}", render(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Array(items) => items.iter().map(render).collect::<Vec<_>>().join(", "),
+        Value::Null => "-".to_owned(),
+        Value::Bool(b) => b.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(pass: bool) -> Report {
+        let mut figures = Figures::default();
+        figures.push(
+            "takeover_ms",
+            serde_json::json!({"IPv4": 312.24, "IPv6": 320.0}),
+        );
+        figures.push("failed", serde_json::json!(0));
+        Report {
+            advert_interval_ms: 100,
+            rows: vec![Row {
+                id: 4,
+                name: "node1 dies".into(),
+                pass,
+                figures,
+            }],
+        }
+    }
+
+    #[test]
+    fn table_shows_rows_figures_and_verdict() {
+        let t = report(true).table();
+        assert!(t.contains(" 4  node1 dies  PASS"), "{t}");
+        assert!(t.contains("takeover_ms: IPv4 312.2, IPv6 320.0"), "{t}");
+        assert!(t.contains("failed: 0"), "{t}");
+        assert!(t.contains("all 1 rows pass"), "{t}");
+        assert!(report(false).table().contains("FAILED rows: 4"));
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let v = serde_json::to_value(report(false)).unwrap();
+        assert_eq!(v["rows"][0]["id"], 4);
+        assert_eq!(v["rows"][0]["pass"], false);
+        assert_eq!(v["rows"][0]["figures"]["failed"], 0);
+        assert!(!report(false).passed());
+        assert!(report(true).passed());
+        // Through text, not Value (whose objects sort their keys).
+        let text = serde_json::to_string(&report(false)).unwrap();
+        assert!(text.find("takeover_ms") < text.find("failed"), "{text}");
+        let back: Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, report(false), "figures keep their order");
+    }
+}

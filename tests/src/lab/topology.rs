@@ -1,0 +1,389 @@
+//! The lab's network: namespaces, segments, addresses, and the processes
+//! that run in them (two coexist nodes, five servers, clients).
+//!
+//! ```text
+//!  client4 (10.231.1.100)        client6 (fd00:231:1::100)
+//!           \                        /
+//!            -- front (dual-stack): VIP4 10.231.1.10, VIP6 fd00:231:1::10 --
+//!            |                                   |
+//!     node1 eth0 .1 / ::1                 node2 eth0 .2 / ::2
+//!       eth1 fd00:231:2::1                  eth1 fd00:231:2::2
+//!       eth2 10.231.3.1, fd00:231:3::1      eth2 10.231.3.2, fd00:231:3::2
+//!            |                                   |
+//!            -- back (IPv6 only) --------------------
+//!            |  srv1 ::11   srv2 ::12   srv3 ::13          frontend "web" :80
+//!            -- pool (dual-stack) ------------------
+//!               srv4 .14 / ::14   srv5 .15 / ::15          frontend "dual" :8080
+//! ```
+//!
+//! The addresses are private ranges, used only inside the namespaces.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::load::ClientRun;
+use crate::netns::{Lab, Ns, Process};
+
+pub const VIP4: &str = "10.231.1.10";
+pub const VIP6: &str = "fd00:231:1::10";
+pub const WEB_PORT: u16 = 80;
+pub const DUAL_PORT: u16 = 8080;
+/// The IPv6-only servers behind frontend "web".
+pub const WEB_SERVERS: [&str; 3] = ["srv1", "srv2", "srv3"];
+/// The dual-stack servers behind frontend "dual".
+pub const DUAL_SERVERS: [&str; 2] = ["srv4", "srv5"];
+/// node1 is the preferred master; a failed track takes it below node2.
+pub const PRIORITIES: [u8; 2] = [150, 100];
+pub const TRACK_WEIGHT: u8 = 60;
+/// The admin endpoint of each node, on its own loopback.
+pub const ADMIN: &str = "127.0.0.1:9100";
+
+pub fn vip4(port: u16) -> SocketAddr {
+    SocketAddr::new(VIP4.parse().expect("VIP4"), port)
+}
+
+pub fn vip6(port: u16) -> SocketAddr {
+    SocketAddr::new(VIP6.parse().expect("VIP6"), port)
+}
+
+/// A node's configuration; `web_weights` lets the reload row change it.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub priority: u8,
+    pub advert: Duration,
+    pub web_weights: [u32; 3],
+}
+
+/// The coexist config of a node: frontends on both VIPs (listening while
+/// backup, so a takeover serves at once), an IPv6-only backend and a
+/// dual-stack one, and one VRRP instance per family tracking "web".
+pub fn node_config(c: &NodeConfig) -> String {
+    let advert = format!("{}ms", c.advert.as_millis());
+    let web: Vec<String> = WEB_SERVERS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            format!(
+                "  {{ name = \"{name}\", address = \"[fd00:231:2::{}]:80\", weight = {} }},",
+                11 + i,
+                c.web_weights[i]
+            )
+        })
+        .collect();
+    let dual: Vec<String> = DUAL_SERVERS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, name)| {
+            let host = 14 + i;
+            [
+                format!("  {{ name = \"{name}-v4\", address = \"10.231.3.{host}:80\" }},"),
+                format!("  {{ name = \"{name}-v6\", address = \"[fd00:231:3::{host}]:80\" }},"),
+            ]
+        })
+        .collect();
+    let checks = "health_check = { kind = \"tcp\", interval = \"200ms\", timeout = \"150ms\", rise = 2, fall = 2 }";
+    let vrrp = |name: &str, vrid: u8, address: &str| {
+        format!(
+            "[[vrrp]]\nname = \"{name}\"\ninterface = \"eth0\"\nvrid = {vrid}\npriority = {}\n\
+             advert_interval = \"{advert}\"\nversion = 3\npreempt = true\naddresses = [\"{address}\"]\n\
+             track = [{{ frontend = \"web\", weight = {TRACK_WEIGHT} }}]\n",
+            c.priority
+        )
+    };
+    format!(
+        "[admin]\nlisten = \"{ADMIN}\"\n\n[tuning]\nshutdown_grace = \"2s\"\n\n\
+         [[frontend]]\nname = \"web\"\nlisten = [\"{VIP4}:{WEB_PORT}\", \"[{VIP6}]:{WEB_PORT}\"]\nbackend = \"web\"\n\n\
+         [[frontend]]\nname = \"dual\"\nlisten = [\"{VIP4}:{DUAL_PORT}\", \"[{VIP6}]:{DUAL_PORT}\"]\nbackend = \"dual\"\n\n\
+         [[backend]]\nname = \"web\"\nbalance = \"round-robin\"\nconnect_timeout = \"500ms\"\nretries = 2\n{checks}\nservers = [\n{}\n]\n\n\
+         [[backend]]\nname = \"dual\"\nbalance = \"round-robin\"\nconnect_timeout = \"500ms\"\nretries = 2\n{checks}\nservers = [\n{}\n]\n\n\
+         {}\n{}",
+        web.join("\n"),
+        dual.join("\n"),
+        vrrp("front-v4", 51, &format!("{VIP4}/24")),
+        vrrp("front-v6", 52, &format!("{VIP6}/64")),
+    )
+}
+
+/// Where the lab finds its programs.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// The `coexist` daemon.
+    pub coexist: PathBuf,
+    /// A binary that understands the hidden `serve` and `client`
+    /// subcommands (the `coexist-lab` binary).
+    pub helper: PathBuf,
+}
+
+/// The built network and everything running in it. Dropping it stops
+/// every process and deletes every namespace.
+pub struct Net {
+    pub programs: Programs,
+    pub dir: PathBuf,
+    pub advert: Duration,
+    pub client4: Ns,
+    pub client6: Ns,
+    pub nodes: [Ns; 2],
+    pub servers: BTreeMap<String, Ns>,
+    pub daemons: [Option<Process>; 2],
+    pub server_procs: BTreeMap<String, Process>,
+    starts: usize,
+    // Last: dropped after the processes above are gone.
+    pub lab: Lab,
+}
+
+impl Net {
+    /// Makes the namespaces and links and gives every interface its
+    /// addresses. Runs nothing yet.
+    pub fn build(programs: Programs, dir: &Path, advert: Duration) -> Net {
+        let mut lab = Lab::new("lab");
+        let front = lab.switch("front");
+        let back = lab.switch("back");
+        let pool = lab.switch("pool");
+
+        let client4 = lab.ns("client4");
+        // IPv4 only: no IPv6 at all, not even link-local.
+        lab.exec(
+            &client4,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        );
+        lab.plug(&client4, "eth0", &front, "f-c4");
+        lab.addr(&client4, "eth0", "10.231.1.100/24");
+
+        // IPv6 only: no IPv4 address.
+        let client6 = lab.ns("client6");
+        lab.plug(&client6, "eth0", &front, "f-c6");
+        lab.addr(&client6, "eth0", "fd00:231:1::100/64");
+
+        let mut nodes = Vec::new();
+        for n in 1..=2u8 {
+            let node = lab.ns(&format!("node{n}"));
+            // A link that goes down keeps its IPv6 addresses, as a
+            // configured machine does; the lab takes links down on purpose.
+            lab.exec(
+                &node,
+                &[
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.keep_addr_on_down=1",
+                    "net.ipv6.conf.default.keep_addr_on_down=1",
+                ],
+            );
+            lab.plug(&node, "eth0", &front, &format!("f-n{n}"));
+            lab.addr(&node, "eth0", &format!("10.231.1.{n}/24"));
+            lab.addr(&node, "eth0", &format!("fd00:231:1::{n}/64"));
+            lab.plug(&node, "eth1", &back, &format!("b-n{n}"));
+            lab.addr(&node, "eth1", &format!("fd00:231:2::{n}/64"));
+            lab.plug(&node, "eth2", &pool, &format!("p-n{n}"));
+            lab.addr(&node, "eth2", &format!("10.231.3.{n}/24"));
+            lab.addr(&node, "eth2", &format!("fd00:231:3::{n}/64"));
+            nodes.push(node);
+        }
+
+        let mut servers = BTreeMap::new();
+        for (i, name) in WEB_SERVERS.iter().enumerate() {
+            let ns = lab.ns(name);
+            lab.plug(&ns, "eth0", &back, &format!("b-{name}"));
+            lab.addr(&ns, "eth0", &format!("fd00:231:2::{}/64", 11 + i));
+            servers.insert((*name).to_owned(), ns);
+        }
+        for (i, name) in DUAL_SERVERS.iter().enumerate() {
+            let ns = lab.ns(name);
+            lab.plug(&ns, "eth0", &pool, &format!("p-{name}"));
+            lab.addr(&ns, "eth0", &format!("10.231.3.{}/24", 14 + i));
+            lab.addr(&ns, "eth0", &format!("fd00:231:3::{}/64", 14 + i));
+            servers.insert((*name).to_owned(), ns);
+        }
+        let [node1, node2]: [Ns; 2] = nodes.try_into().expect("two nodes");
+        Net {
+            programs,
+            dir: dir.to_owned(),
+            advert,
+            client4,
+            client6,
+            nodes: [node1, node2],
+            servers,
+            daemons: [None, None],
+            server_procs: BTreeMap::new(),
+            starts: 0,
+            lab,
+        }
+    }
+
+    fn helper(&self, ns: &Ns, args: &[&str], log: &str) -> Process {
+        let log = self.dir.join(log);
+        self.lab.spawn(ns, &self.programs.helper, args, &log)
+    }
+
+    /// Starts (or restarts) server `name`, listening on every address of
+    /// its namespace.
+    pub fn start_server(&mut self, name: &str) {
+        let ns = self.servers[name].clone();
+        let proc = self.helper(
+            &ns,
+            &["serve", "--name", name, "--listen", "[::]:80"],
+            &format!("{name}.log"),
+        );
+        self.server_procs.insert(name.to_owned(), proc);
+    }
+
+    pub fn kill_server(&mut self, name: &str) {
+        if let Some(mut p) = self.server_procs.remove(name) {
+            p.signal(nix::sys::signal::Signal::SIGKILL);
+            p.wait_exit(Duration::from_secs(2));
+        }
+    }
+
+    pub fn config_path(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("node{}.toml", node + 1))
+    }
+
+    pub fn node_config(&self, node: usize, web_weights: [u32; 3]) -> String {
+        node_config(&NodeConfig {
+            priority: PRIORITIES[node],
+            advert: self.advert,
+            web_weights,
+        })
+    }
+
+    /// Writes the node's config (write + rename, as an editor does).
+    pub fn write_config(&self, node: usize, text: &str) -> anyhow::Result<()> {
+        let path = self.config_path(node);
+        let tmp = path.with_extension("toml.new");
+        std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Starts `coexist run` on node `i` with its current config file; each
+    /// start logs to its own file (`node1-2.log` for the second).
+    pub fn start_daemon(&mut self, i: usize) -> PathBuf {
+        self.starts += 1;
+        let log = self.dir.join(format!("node{}-{}.log", i + 1, self.starts));
+        let config = self.config_path(i);
+        let config = config.to_str().expect("utf-8 path").to_owned();
+        let proc = self.lab.spawn(
+            &self.nodes[i],
+            &self.programs.coexist,
+            &["run", "--config", &config],
+            &log,
+        );
+        self.daemons[i] = Some(proc);
+        log
+    }
+
+    pub fn signal_daemon(&self, i: usize, signal: nix::sys::signal::Signal) {
+        if let Some(p) = &self.daemons[i] {
+            p.signal(signal);
+        }
+    }
+
+    /// SIGKILLs node `i`'s daemon and reaps it.
+    pub fn kill_daemon(&mut self, i: usize) {
+        if let Some(mut p) = self.daemons[i].take() {
+            p.signal(nix::sys::signal::Signal::SIGKILL);
+            p.wait_exit(Duration::from_secs(2));
+        }
+    }
+
+    pub fn set_link(&self, node: usize, ifname: &str, up: bool) {
+        self.lab.ip(
+            &self.nodes[node],
+            &["link", "set", ifname, if up { "up" } else { "down" }],
+        );
+    }
+
+    /// Which VIPs node `i` holds on its front interface: (VIP4, VIP6).
+    pub fn holds(&self, i: usize) -> (bool, bool) {
+        let addrs = self.lab.addresses(&self.nodes[i], "eth0");
+        let v4: IpAddr = VIP4.parse().expect("VIP4");
+        let v6: IpAddr = VIP6.parse().expect("VIP6");
+        (addrs.contains(&v4), addrs.contains(&v6))
+    }
+
+    /// The daemon's `/status` on node `i`, read with `coexist status`
+    /// inside the node (its admin endpoint is on the node's loopback).
+    pub fn status(&self, i: usize) -> anyhow::Result<lb::admin::status::Status> {
+        let coexist = self.programs.coexist.to_str().context("utf-8 path")?;
+        let out = self.lab.try_exec(
+            &self.nodes[i],
+            &[coexist, "status", "--admin", ADMIN, "--json"],
+        );
+        if !out.status.success() {
+            bail!(
+                "coexist status on node{}: {}",
+                i + 1,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("coexist status --json")
+    }
+
+    /// Starts a client in `ns` against `target`; it runs until
+    /// [`Client::finish`] or `limit`.
+    pub fn client(&self, ns: &Ns, target: SocketAddr, limit: Duration) -> Client {
+        let tag = format!("client-{}-{}", ns.name, super::clock::now_ns());
+        let out = self.dir.join(format!("{tag}.json"));
+        let args = [
+            "client".to_owned(),
+            "--target".to_owned(),
+            target.to_string(),
+            "--duration-ms".to_owned(),
+            limit.as_millis().to_string(),
+            "--out".to_owned(),
+            out.to_str().expect("utf-8 path").to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = self.helper(ns, &args, &format!("{tag}.log"));
+        Client {
+            process,
+            out,
+            log: self.dir.join(format!("{tag}.log")),
+            limit,
+        }
+    }
+}
+
+/// A running client process.
+pub struct Client {
+    process: Process,
+    out: PathBuf,
+    log: PathBuf,
+    limit: Duration,
+}
+
+impl Client {
+    /// Stops opening connections (SIGTERM), waits for the open ones and
+    /// reads the record.
+    pub fn finish(self) -> anyhow::Result<ClientRun> {
+        self.process.signal(nix::sys::signal::Signal::SIGTERM);
+        self.collect()
+    }
+
+    /// Waits for the client to end by itself and reads the record.
+    pub fn collect(mut self) -> anyhow::Result<ClientRun> {
+        // Open connections get their own timeouts (3 s at most) after the
+        // run ends.
+        let status = self.process.wait_exit(self.limit + Duration::from_secs(10));
+        match status {
+            Some(s) if s.success() => {}
+            other => bail!(
+                "client failed ({other:?}): {}",
+                std::fs::read_to_string(&self.log)
+                    .unwrap_or_default()
+                    .trim()
+            ),
+        }
+        let text = std::fs::read(&self.out)
+            .with_context(|| format!("client record {}", self.out.display()))?;
+        serde_json::from_slice(&text).context("client record")
+    }
+}

@@ -1,0 +1,100 @@
+//! The verification matrix of issue 7, run as `coexist-lab` runs it: two
+//! coexist nodes (load balancer + VRRPv3 for IPv4 and IPv6 at 100 ms)
+//! between an IPv4-only and an IPv6-only client and IPv6-only and
+//! dual-stack servers, all in network namespaces (see
+//! `coexist_tests::lab::topology`). The matrix runs once; every row is
+//! asserted on its verdict and on its key figures.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use coexist_tests::lab::{self, Report};
+use coexist_tests::netns::enter_or_skip;
+use serde_json::Value;
+
+fn figure<'a>(report: &'a Report, id: u8, key: &str) -> &'a Value {
+    report
+        .row(id)
+        .and_then(|r| r.figures.get(key))
+        .unwrap_or_else(|| panic!("row {id} has no figure {key:?}\n{}", report.table()))
+}
+
+#[test]
+fn lab_matrix_rows_1_to_8() {
+    if !enter_or_skip("lab_matrix_rows_1_to_8") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("coexist-lab-test-")
+        .tempdir()
+        .expect("temp dir");
+    let report = lab::run(&lab::Options {
+        advert: Duration::from_millis(100),
+        programs: lab::Programs {
+            coexist: coexist_tests::daemon::coexist_binary(),
+            helper: PathBuf::from(env!("CARGO_BIN_EXE_coexist-lab")),
+        },
+        dir: dir.path().to_owned(),
+        progress: true,
+    })
+    .expect("the lab runs");
+    let table = report.table();
+    println!("{table}");
+    let failed: Vec<u8> = report
+        .rows
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| r.id)
+        .collect();
+    if !failed.is_empty() {
+        let kept = dir.keep();
+        panic!(
+            "rows {failed:?} failed (logs in {}):\n{table}",
+            kept.display()
+        );
+    }
+    assert_eq!(
+        report.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<u8>>(),
+        "every row of the matrix, in order"
+    );
+
+    // Row 1: every IPv6-only server answered the IPv6 client.
+    let web6 = figure(&report, 1, "IPv6-only servers (VIP6:80)");
+    for server in ["srv1", "srv2", "srv3"] {
+        assert!(web6[server].as_u64() > Some(0), "{server}: {web6}");
+    }
+    // Row 2: every byte the IPv4 client sent came back through IPv6.
+    let connections = figure(&report, 2, "connections").as_u64().unwrap_or(0);
+    assert!(connections > 0);
+    assert_eq!(
+        figure(&report, 2, "bytes verified").as_u64(),
+        Some(connections * lab::load::BYTES as u64)
+    );
+    // Row 4: node2 took over both families, within the bound, and the
+    // restarted daemon removed both stale addresses.
+    let bound = figure(&report, 4, "takeover bound_ms")
+        .as_f64()
+        .unwrap_or(0.0);
+    for key in ["node1 dies: takeover_ms", "daemon killed: takeover_ms"] {
+        for family in ["IPv4", "IPv6"] {
+            let t = figure(&report, 4, key)[family].as_f64();
+            assert!(
+                t.is_some_and(|t| t <= bound),
+                "{key} {family}: {t:?} > {bound}"
+            );
+        }
+    }
+    assert_eq!(
+        figure(&report, 4, "removed by the restarted daemon first"),
+        &serde_json::json!([lab::topology::VIP4, lab::topology::VIP6])
+    );
+    // Rows 6 and 8: no client connection failed.
+    assert_eq!(figure(&report, 6, "failed, opened after the kill"), 0);
+    assert_eq!(figure(&report, 8, "failed"), 0);
+    // Row 7: node1's priority dropped by the track weight.
+    assert_eq!(
+        figure(&report, 7, "node1 while its servers are unreachable"),
+        "IPv4 backup (90), IPv6 backup (90)"
+    );
+}

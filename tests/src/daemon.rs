@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 /// The `coexist` binary of this build.
 ///
-/// `cargo test --workspace` builds it before running any test; a run
-/// limited to this package (`-p coexist-tests`) does not, so build it first
-/// with `cargo build -p lb` in that case.
+/// `cargo test` never builds another package's binary, so the test command
+/// is `cargo build -p lb && cargo test --workspace` (see README.md).
 pub fn coexist_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> → target/<profile>/coexist
@@ -21,7 +20,7 @@ pub fn coexist_binary() -> PathBuf {
     let binary = profile_dir.join("coexist");
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build -p lb`) first",
+        "{} is missing: run `cargo build -p lb` before the tests",
         binary.display()
     );
     binary

@@ -115,7 +115,15 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 }
 
 fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // On one CPU (a pinned or small machine) a work-stealing scheduler only
+    // adds cross-thread synchronisation to every wake-up.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -125,7 +133,15 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         let watch = watch
             .then(|| lb::watch::ConfigWatch::new(&path))
             .transpose()?;
-        tracing::info!("coexist running with {}", path.display());
+        tracing::info!(
+            "coexist running with {} on {cpus} CPU(s), {} scheduler",
+            path.display(),
+            if cpus == 1 {
+                "single-threaded"
+            } else {
+                "multi-threaded"
+            }
+        );
         // Type=notify units wait for this: listeners (and VRRP) are up.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let left = daemon.run_until_signalled(watch).await?;

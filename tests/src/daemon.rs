@@ -43,10 +43,35 @@ impl DaemonProcess {
 
     /// Like [`Self::start`], with extra arguments for `coexist run`.
     pub fn start_with_args(config: &str, args: &[&str]) -> Self {
+        Self::spawn(config, args, None)
+    }
+
+    /// Starts the daemon confined to one CPU (through `taskset`, which
+    /// execs it, so the PID is the daemon's): it then runs its
+    /// single-threaded scheduler.
+    pub fn start_ready_on_one_cpu(config: &str) -> Self {
+        let daemon = Self::spawn(config, &[], Some(0));
+        assert!(
+            daemon.wait_log(READY_LINE, 1),
+            "coexist did not start; log:\n{}",
+            daemon.log()
+        );
+        daemon
+    }
+
+    fn spawn(config: &str, args: &[&str], cpu: Option<u32>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("coexist.toml"), config).expect("write config");
         let log = std::fs::File::create(dir.path().join("coexist.log")).expect("log file");
-        let child = Command::new(coexist_binary())
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut taskset = Command::new("taskset");
+                taskset.arg("-c").arg(cpu.to_string()).arg(coexist_binary());
+                taskset
+            }
+            None => Command::new(coexist_binary()),
+        };
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(dir.path().join("coexist.toml"))

@@ -100,6 +100,14 @@ async fn echo_verified(stream: TcpStream, size: u64, seed: u64) {
 const MIB: u64 = 1024 * 1024;
 
 async fn cross_family(client_side: SocketAddr, server_side: SocketAddr) {
+    cross_family_with(client_side, server_side, DaemonProcess::start_ready).await;
+}
+
+async fn cross_family_with(
+    client_side: SocketAddr,
+    server_side: SocketAddr,
+    start: fn(&str) -> DaemonProcess,
+) {
     let server = TestServer::start(server_side, Behaviour::Echo { greeting: vec![] })
         .await
         .unwrap();
@@ -109,7 +117,7 @@ async fn cross_family(client_side: SocketAddr, server_side: SocketAddr) {
         "",
         &servers_toml(&[("s1", server.address, 1)]),
     );
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let _daemon = start(&cfg);
     let stream = TcpStream::connect(client_side).await.unwrap();
     echo_verified(stream, 64 * MIB, 42).await;
 }
@@ -122,6 +130,18 @@ async fn ipv4_client_reaches_ipv6_server_64_mib_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_client_reaches_ipv4_server_64_mib_both_ways() {
     cross_family(v6(free_port()), v4(0)).await;
+}
+
+/// On one CPU the daemon runs tokio's current-thread scheduler instead of
+/// the work-stealing one: the same traffic must pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_confined_to_one_cpu_forwards_both_ways() {
+    cross_family_with(
+        v6(free_port()),
+        v4(0),
+        DaemonProcess::start_ready_on_one_cpu,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -273,9 +273,7 @@ fn drain_backlog(listener: TcpListener, runtime: Arc<FrontendRuntime>, plane: &A
         let local = stream.local_addr().unwrap_or(peer);
         // Backlog connections bypass the limit: they are already accepted
         // by the kernel and the alternative is a reset.
-        let slot = crate::limit::ConnectionLimit::new(None)
-            .try_acquire()
-            .expect("an unbounded limit always has room");
+        let slot = runtime.limit.acquire_over_limit();
         plane.connections.spawn(proxy::serve(
             Arc::clone(&runtime),
             Accepted {

@@ -66,6 +66,16 @@ impl ConnectionLimit {
             })
     }
 
+    /// Takes a slot even above the limit, for clients the kernel already
+    /// accepted whose only alternative is a reset; they still count.
+    pub fn acquire_over_limit(self: &Arc<Self>) -> Slot {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Slot {
+            owner: Arc::clone(self),
+            serving: false,
+        }
+    }
+
     /// Waits for a free slot.
     pub async fn acquire(self: &Arc<Self>) -> Slot {
         loop {
@@ -126,6 +136,17 @@ mod tests {
         assert_eq!((limit.active(), limit.serving()), (2, 1));
         drop(carrying);
         assert_eq!((limit.active(), limit.serving()), (1, 0));
+    }
+
+    #[test]
+    fn over_limit_slots_count_and_are_returned() {
+        let limit = ConnectionLimit::new(Some(1));
+        let _held = limit.try_acquire().unwrap();
+        let extra = limit.acquire_over_limit();
+        assert_eq!(limit.active(), 2);
+        assert!(limit.try_acquire().is_none());
+        drop(extra);
+        assert_eq!(limit.active(), 1);
     }
 
     #[test]

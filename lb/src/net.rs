@@ -59,6 +59,16 @@ pub async fn connect(address: SocketAddr, timeout: Duration) -> io::Result<TcpSt
     }
 }
 
+/// The short reason shown in logs and `/status` for a failed connect, the
+/// same whether a client's connect or a health check failed.
+pub fn describe_connect_error(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connect refused".to_owned(),
+        io::ErrorKind::TimedOut => error.to_string(),
+        _ => format!("connect failed: {error}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

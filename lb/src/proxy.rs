@@ -153,7 +153,7 @@ async fn connect_with_retries(
                 return Some((server, stream, active));
             }
             Err(error) => {
-                let reason = describe_connect_error(&error);
+                let reason = crate::net::describe_connect_error(&error);
                 tracing::warn!(
                     backend = %backend.name(),
                     server = %server.name(),
@@ -169,15 +169,6 @@ async fn connect_with_retries(
         }
     }
     None
-}
-
-/// The short reason shown in logs and `/status` for a failed connect.
-pub fn describe_connect_error(error: &io::Error) -> String {
-    match error.kind() {
-        io::ErrorKind::ConnectionRefused => "connect refused".to_owned(),
-        io::ErrorKind::TimedOut => error.to_string(),
-        _ => format!("connect failed: {error}"),
-    }
 }
 
 /// Closes with a RST so the client sees a refusal at once rather than a

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// What a test server does with each connection.
@@ -62,7 +62,8 @@ impl TestServer {
     }
 
     async fn listen(&mut self) -> std::io::Result<()> {
-        let listener = bind(self.address)?;
+        // The daemon's own listener setup (v6-only, address reuse).
+        let listener = lb::net::bind_listener(self.address, 1024)?;
         self.address = listener.local_addr()?;
         let stats = Arc::clone(&self.stats);
         let behaviour = self.behaviour.clone();
@@ -111,22 +112,6 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(address),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if address.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
 }
 
 async fn handle(mut stream: TcpStream, behaviour: Behaviour, stats: Arc<Stats>) {

@@ -117,11 +117,15 @@ async fn tcp_check_takes_a_dead_server_out_and_back_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_expect_check_compares_the_reply_prefix() {
-    // The echo server greets "s1\n" and echoes: "PING" comes back after it.
-    let good = TestServer::named(v6(0), "+PONG").await.unwrap();
+    // `good` only echoes, so "+PONG" comes back only if the check really
+    // sent it; `bad` greets "-ERR" before echoing, so its reply never
+    // starts with the expected prefix.
+    let good = TestServer::start(v6(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
     let bad = TestServer::named(v6(0), "-ERR").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
-    let check = r#"health_check = { kind = "send-expect", send = "PING\r\n", expect = "+PONG", interval = "200ms", timeout = "200ms", rise = 1, fall = 1 }"#;
+    let check = r#"health_check = { kind = "send-expect", send = "+PONG\r\n", expect = "+PONG", interval = "200ms", timeout = "200ms", rise = 1, fall = 1 }"#;
     let _daemon = DaemonProcess::start_ready(&config(
         listen,
         admin,

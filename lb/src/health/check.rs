@@ -84,13 +84,9 @@ pub async fn run(check: &HealthCheck, address: SocketAddr) -> Result<(), String>
 }
 
 async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect(address).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            "connect refused".to_owned()
-        } else {
-            format!("connect failed: {e}")
-        }
-    })?;
+    let mut stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| crate::net::describe_connect_error(&e))?;
     match kind {
         CheckKind::Tcp => Ok(()),
         CheckKind::SendExpect { send, expect } => {

@@ -180,6 +180,11 @@ impl ServerRuntime {
             .map(str::to_owned)
     }
 
+    /// Maintenance suspends checks; drain does not (HAProxy does the same).
+    pub fn admin_allows_checks(&self) -> bool {
+        self.health.lock().expect("health lock").wants_checks()
+    }
+
     pub fn admin(&self) -> AdminState {
         self.health.lock().expect("health lock").admin()
     }
@@ -309,12 +314,5 @@ impl ServerRuntime {
         )
         .increment(1);
         self.changes.send_modify(|generation| *generation += 1);
-    }
-}
-
-impl ServerRuntime {
-    /// Maintenance suspends checks; drain does not (HAProxy does the same).
-    pub fn admin_allows_checks(&self) -> bool {
-        self.health.lock().expect("health lock").wants_checks()
     }
 }

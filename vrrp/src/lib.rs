@@ -34,8 +34,10 @@
 pub mod checksum;
 pub mod config;
 pub mod instance;
+#[cfg(feature = "net")]
 pub mod net;
 pub mod packet;
+#[cfg(feature = "net")]
 mod sys;
 
 pub use config::{Config, ConfigError, Track, VirtualAddress};

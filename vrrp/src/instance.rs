@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError, VirtualAddress};
+use crate::config::{Config, ConfigError, Problem, Setting, VirtualAddress};
 use crate::packet::{EncodeError, Family, Packet, Version};
 
 /// Protocol state (RFC 9568 §6.4; RFC 9568 calls Master "Active").
@@ -425,14 +425,15 @@ impl Instance {
     /// keep their state by name.
     pub fn update_config(&mut self, config: Config) -> Result<(), ConfigError> {
         config.validate()?;
+        let changed = |setting, problem| Err(ConfigError { setting, problem });
         if config.vrid != self.config.vrid {
-            return Err(ConfigError::IdentityChanged("vrid"));
+            return changed(Setting::Vrid, Problem::IdentityChanged);
         }
         if config.version != self.config.version {
-            return Err(ConfigError::IdentityChanged("version"));
+            return changed(Setting::Version, Problem::IdentityChanged);
         }
         if config.family() != self.config.family() {
-            return Err(ConfigError::IdentityChanged("address family"));
+            return changed(Setting::Addresses, Problem::FamilyChanged);
         }
         if self.state == State::Master {
             let removed: Vec<_> = self

@@ -89,6 +89,14 @@ impl Family {
         }
     }
 
+    /// `"IPv4"` or `"IPv6"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
     /// The VRRP multicast group adverts are sent to.
     pub fn multicast_group(self) -> IpAddr {
         match self {
@@ -97,11 +105,25 @@ impl Family {
         }
     }
 
+    /// The longest prefix of an address of the family: 32 or 128.
+    pub fn prefix_max(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
     fn address_len(self) -> usize {
         match self {
             Family::V4 => 4,
             Family::V6 => 16,
         }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`Config`] never re-checks names, addresses or ranges. Defaults are filled
 //! in, so no `Option` means "use the default" past this point.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A complete, checked configuration.
@@ -13,7 +13,8 @@ pub struct Config {
     pub admin: Admin,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
-    pub vrrp: Vec<VrrpInstance>,
+    /// `[[vrrp]]`: the vrrp crate's model of an instance, as is.
+    pub vrrp: Vec<vrrp::InstanceSpec>,
     pub tuning: Tuning,
 }
 
@@ -151,54 +152,4 @@ pub enum CheckKind {
         host: String,
         expect_status: std::ops::RangeInclusive<u16>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpFamily {
-    V4,
-    V6,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumMode {
-    /// IPv4 pseudo-header included (keepalived, FRR). The default.
-    PseudoHeader,
-    /// Over the VRRP message alone (RFC 9568 §5.2.8; Cisco, Juniper).
-    MessageOnly,
-}
-
-/// `[[vrrp]]`: one virtual router.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VrrpInstance {
-    pub name: String,
-    pub interface: String,
-    pub vrid: u8,
-    pub priority: u8,
-    pub advert_interval: Duration,
-    /// 2 or 3; 2 implies IPv4.
-    pub version: u8,
-    pub family: IpFamily,
-    pub preempt: bool,
-    pub preempt_delay: Duration,
-    pub accept_mode: bool,
-    /// Virtual addresses with their prefix length, all of `family`.
-    pub addresses: Vec<(IpAddr, u8)>,
-    pub track: Vec<Track>,
-    pub unicast_peers: Vec<IpAddr>,
-    pub virtual_mac: bool,
-    pub notify: Option<String>,
-    /// IPv4 v3 checksum form to send.
-    pub checksum_mode: ChecksumMode,
-    /// Gratuitous ARP / unsolicited NA: how many after becoming master, and spacing.
-    pub garp_count: u32,
-    pub garp_interval: Duration,
-    /// Periodic re-announcement while master; `None` disables it.
-    pub garp_refresh: Option<Duration>,
-}
-
-/// `track = [{ frontend = "web", weight = 60 }]`
-#[derive(Debug, Clone, PartialEq)]
-pub struct Track {
-    pub frontend: String,
-    pub weight: u8,
 }

@@ -24,7 +24,7 @@ mod socket;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -36,58 +36,11 @@ pub use observe::{
 };
 
 use crate::config::{Config, ConfigError};
+pub use crate::config::{Garp, InstanceSpec, Wire};
 use crate::instance::{Instance, State};
 use crate::packet::Family;
 use link::Links;
 use runner::{Command, Runner, Target};
-
-/// Gratuitous ARP / unsolicited NA after a takeover.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Garp {
-    /// How many rounds (0: none).
-    pub count: u32,
-    /// Spacing of the rounds.
-    pub interval: Duration,
-    /// Re-announce this often while master.
-    pub refresh: Option<Duration>,
-}
-
-impl Default for Garp {
-    fn default() -> Garp {
-        Garp {
-            count: 5,
-            interval: Duration::from_millis(100),
-            refresh: None,
-        }
-    }
-}
-
-/// Settings of the wire layer, beside the protocol's [`Config`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Wire {
-    pub interface: String,
-    /// Send adverts to these instead of the multicast group, and accept
-    /// adverts only from them.
-    pub unicast_peers: Vec<IpAddr>,
-    /// Carry the addresses on a macvlan with the virtual router MAC
-    /// (RFC 9568 §7.3).
-    pub virtual_mac: bool,
-    /// Run as `sh -c '<notify> "$@"' - <instance> <state> <priority>`.
-    pub notify: Option<String>,
-    pub garp: Garp,
-}
-
-/// One instance to run. `config.primary_address` only gives the family:
-/// the wire layer replaces it with the interface's primary IPv4 address
-/// or IPv6 link-local address (a global one when every unicast peer is
-/// global), as RFC 9568 §5.1 requires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceSpec {
-    /// Label of logs, metrics and notify calls.
-    pub name: String,
-    pub config: Config,
-    pub wire: Wire,
-}
 
 /// The last state change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +112,9 @@ impl Vrrp {
     /// behind, and starts the instance (Initialize → Backup, or Master for
     /// an address owner).
     pub async fn spawn(&self, spec: InstanceSpec) -> Result<InstanceHandle, NetError> {
+        if let Some(e) = spec.problems().into_iter().next() {
+            return Err(e.into());
+        }
         let InstanceSpec {
             name,
             mut config,

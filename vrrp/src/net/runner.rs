@@ -168,6 +168,9 @@ impl Runner {
     }
 
     fn update(&mut self, spec: InstanceSpec) -> Result<(), NetError> {
+        if let Some(e) = spec.problems().into_iter().next() {
+            return Err(e.into());
+        }
         let mut config = spec.config;
         config.primary_address = self.vr.config().primary_address;
         self.vr.update_config(config)?;

@@ -31,6 +31,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod checksum;
 pub mod config;
 pub mod instance;

@@ -22,14 +22,14 @@ const QUEUE: usize = 64;
 
 /// A decoded advert for one instance.
 #[derive(Debug, Clone)]
-pub struct Inbound {
+pub(super) struct Inbound {
     pub src: IpAddr,
     pub packet: Packet,
 }
 
 type Routes = Arc<Mutex<HashMap<u8, (String, mpsc::Sender<Inbound>)>>>;
 
-pub struct Link {
+pub(super) struct Link {
     pub index: u32,
     pub socket: Arc<AdvertSocket>,
     routes: Routes,
@@ -56,7 +56,7 @@ impl Link {
     }
 
     /// The queue of adverts for `vrid`; `None` if another instance has it.
-    pub fn register(&self, vrid: u8, instance: &str) -> Option<mpsc::Receiver<Inbound>> {
+    pub(super) fn register(&self, vrid: u8, instance: &str) -> Option<mpsc::Receiver<Inbound>> {
         let mut routes = self.routes.lock().expect("routes lock");
         if routes.contains_key(&vrid) {
             return None;
@@ -66,7 +66,7 @@ impl Link {
         Some(rx)
     }
 
-    pub fn unregister(&self, vrid: u8) {
+    pub(super) fn unregister(&self, vrid: u8) {
         self.routes.lock().expect("routes lock").remove(&vrid);
     }
 }
@@ -74,12 +74,17 @@ impl Link {
 /// The open links, so that instances on one interface share a socket;
 /// a link closes with its last instance.
 #[derive(Default)]
-pub struct Links {
+pub(super) struct Links {
     map: Mutex<HashMap<(String, Family), Weak<Link>>>,
 }
 
 impl Links {
-    pub fn get_or_open(&self, name: &str, index: u32, family: Family) -> io::Result<Arc<Link>> {
+    pub(super) fn get_or_open(
+        &self,
+        name: &str,
+        index: u32,
+        family: Family,
+    ) -> io::Result<Arc<Link>> {
         let mut map = self.map.lock().expect("links lock");
         let key = (name.to_owned(), family);
         if let Some(link) = map.get(&key).and_then(Weak::upgrade) {

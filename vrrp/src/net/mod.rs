@@ -45,44 +45,67 @@ use runner::{Command, Runner, Target};
 /// The last state change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastTransition {
+    /// When it happened.
     pub at: SystemTime,
+    /// Why, as [`crate::TransitionReason`] displays it.
     pub reason: String,
 }
 
 /// An instance as it runs, published on every change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// Protocol state.
     pub state: State,
+    /// Configured priority.
     pub priority: u8,
+    /// Priority less the weights of failed tracked objects.
     pub effective_priority: u8,
+    /// The master's primary address, when known.
     pub master: Option<IpAddr>,
     /// The source of our adverts.
     pub primary_address: IpAddr,
     /// The interface carrying the virtual addresses (a macvlan with
     /// `virtual_mac`).
     pub interface: String,
+    /// The last state change, if any.
     pub last_transition: Option<LastTransition>,
 }
 
+/// Why an instance could not be started or updated.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
+    /// Reading the interface or changing addresses failed.
     #[error("{0}")]
     Netlink(#[from] NetlinkError),
+    /// The instance breaks a rule of [`crate::config`].
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// The advertisement socket could not be opened.
     #[error("VRRP socket on {interface}: {source}")]
     Socket {
+        /// The interface it was for.
         interface: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The interface lacks the address adverts must come from.
     #[error("interface {interface} has no {what} to send adverts from")]
     NoPrimaryAddress {
+        /// The interface.
         interface: String,
+        /// Which kind of address is missing.
         what: &'static str,
     },
+    /// Another instance of this process runs the same virtual router.
     #[error("vrid {vrid} on {interface} is already run by another instance")]
-    VridInUse { interface: String, vrid: u8 },
+    VridInUse {
+        /// The interface.
+        interface: String,
+        /// The VRID.
+        vrid: u8,
+    },
+    /// The instance's task is gone.
     #[error("the instance task has stopped")]
     Stopped,
 }
@@ -224,10 +247,12 @@ pub struct InstanceHandle {
 }
 
 impl InstanceHandle {
+    /// The instance's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Its status, updated on every change.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.clone()
     }

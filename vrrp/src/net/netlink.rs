@@ -24,7 +24,9 @@ const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
 /// An address as the kernel lists it on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterfaceAddress {
+    /// The address.
     pub addr: IpAddr,
+    /// Its prefix length.
     pub prefix_len: u8,
     /// IPv4 secondary (not the primary address of its subnet).
     pub secondary: bool,
@@ -33,24 +35,33 @@ pub struct InterfaceAddress {
 /// What the wire layer needs to know about an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// The interface index.
     pub index: u32,
+    /// Its link-layer address.
     pub mac: [u8; 6],
+    /// The addresses on it.
     pub addresses: Vec<InterfaceAddress>,
 }
 
 /// Why a netlink request failed; names the interface or address.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
+    /// The netlink socket could not be opened.
     #[error("cannot open a route netlink socket: {0}")]
     Open(#[source] std::io::Error),
+    /// No interface of that name.
     #[error("no interface named {0:?}")]
     NoSuchLink(String),
+    /// The kernel refused a request.
     #[error("{what}: {source}")]
     Request {
+        /// What was asked, naming the interface or address.
         what: String,
+        /// The kernel's answer.
         #[source]
         source: rtnetlink::Error,
     },
+    /// The owner task is gone.
     #[error("the netlink task has stopped")]
     Stopped,
 }
@@ -104,6 +115,7 @@ impl Netlink {
         answer.await.map_err(|_| NetlinkError::Stopped)?
     }
 
+    /// The interface called `name`.
     pub async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
         let name = name.to_owned();
         self.ask(|r| Request::Link(name, r)).await
@@ -114,6 +126,7 @@ impl Netlink {
         self.ask(|r| Request::Add(index, addrs, r)).await
     }
 
+    /// Removes the addresses; those already gone are no error.
     pub async fn remove(&self, index: u32, addrs: Vec<VirtualAddress>) -> Result<(), NetlinkError> {
         self.ask(|r| Request::Remove(index, addrs, r)).await
     }
@@ -136,10 +149,12 @@ impl Netlink {
         .await
     }
 
+    /// Sets the interface up or down.
     pub async fn set_up(&self, index: u32, up: bool) -> Result<(), NetlinkError> {
         self.ask(|r| Request::SetUp(index, up, r)).await
     }
 
+    /// Deletes the interface (a macvlan this process made).
     pub async fn delete(&self, index: u32) -> Result<(), NetlinkError> {
         self.ask(|r| Request::Delete(index, r)).await
     }

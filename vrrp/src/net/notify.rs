@@ -8,22 +8,22 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// A hung script is killed after this long, so calls do not pile up.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct Notifier {
+pub(super) struct Notifier {
     tx: mpsc::UnboundedSender<(String, u8)>,
 }
 
 impl Notifier {
     /// `command` is run through `sh -c`, so it may carry its own
     /// arguments; the three values are appended as positional arguments.
-    pub fn spawn(command: String, instance: String, timeout: Duration) -> Notifier {
+    pub(super) fn spawn(command: String, instance: String, timeout: Duration) -> Notifier {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(command, instance, timeout, rx));
         Notifier { tx }
     }
 
-    pub fn notify(&self, state: &str, priority: u8) {
+    pub(super) fn notify(&self, state: &str, priority: u8) {
         // The queue ends only with the instance; nothing to report then.
         let _ = self.tx.send((state.to_owned(), priority));
     }

@@ -55,7 +55,7 @@ pub(crate) struct Runner {
 
 impl Runner {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(super) fn new(
         name: String,
         vr: Instance,
         wire: Wire,
@@ -87,7 +87,7 @@ impl Runner {
         }
     }
 
-    pub async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         observe::state(&self.name, State::Initialize);
         self.vr.start(Instant::now());
         self.act().await;

@@ -16,13 +16,13 @@ use crate::packet::{Family, MULTICAST_V4, MULTICAST_V6};
 use crate::sys;
 
 /// IANA protocol number of VRRP.
-pub const IPPROTO_VRRP: i32 = 112;
+pub(super) const IPPROTO_VRRP: i32 = 112;
 /// TTL / hop limit of every advert, and the only one accepted (RFC 9568 §5.1.1.3).
-pub const TTL: u8 = 255;
+pub(super) const TTL: u8 = 255;
 
 /// A received datagram with what the checks need from its IP header.
 #[derive(Debug, Clone)]
-pub struct Datagram {
+pub(super) struct Datagram {
     pub src: IpAddr,
     pub dst: IpAddr,
     /// TTL (IPv4 header) or hop limit (IPV6_HOPLIMIT); `None` if the
@@ -34,7 +34,7 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
-pub struct AdvertSocket {
+pub(super) struct AdvertSocket {
     fd: AsyncFd<Socket>,
     family: Family,
     ifindex: u32,
@@ -42,7 +42,7 @@ pub struct AdvertSocket {
 
 impl AdvertSocket {
     /// Opens, binds to `ifname` and joins the group. Needs CAP_NET_RAW.
-    pub fn open(ifname: &str, ifindex: u32, family: Family) -> io::Result<AdvertSocket> {
+    pub(super) fn open(ifname: &str, ifindex: u32, family: Family) -> io::Result<AdvertSocket> {
         let protocol = Some(Protocol::from(IPPROTO_VRRP));
         let socket = match family {
             Family::V4 => {
@@ -78,7 +78,7 @@ impl AdvertSocket {
 
     /// The next datagram; malformed IP headers come back as errors of
     /// kind InvalidData so the caller can count them.
-    pub async fn recv(&self) -> io::Result<Datagram> {
+    pub(super) async fn recv(&self) -> io::Result<Datagram> {
         let mut buf = vec![0u8; 2048];
         let got = loop {
             let mut guard = self.fd.readable().await?;
@@ -95,7 +95,7 @@ impl AdvertSocket {
     }
 
     /// Sends `bytes` from `src` to `dst` out of this interface.
-    pub fn send(&self, src: IpAddr, dst: IpAddr, bytes: &[u8]) -> io::Result<()> {
+    pub(super) fn send(&self, src: IpAddr, dst: IpAddr, bytes: &[u8]) -> io::Result<()> {
         let iov = [IoSlice::new(bytes)];
         let fd = self.fd.get_ref();
         match (src, dst) {

@@ -22,17 +22,16 @@ use crate::watch::ConfigWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("cannot listen on {address} for the admin endpoint: {source}")]
+    #[error("cannot listen on {address} for the admin endpoint: {error}")]
     Admin {
         address: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Vrrp(#[from] HaError),
 }
 
@@ -70,7 +69,7 @@ impl Daemon {
             Some(address) => Some(
                 admin::bind(address)
                     .await
-                    .map_err(|source| DaemonError::Admin { address, source })?,
+                    .map_err(|error| DaemonError::Admin { address, error })?,
             ),
             None => None,
         };

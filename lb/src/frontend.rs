@@ -44,12 +44,11 @@ pub struct Listeners {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {address} for frontend {frontend}: {source}")]
+#[error("cannot listen on {address} for frontend {frontend}: {error}")]
 pub struct BindError {
     pub address: SocketAddr,
     pub frontend: String,
-    #[source]
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
 impl Listeners {
@@ -63,13 +62,14 @@ impl Listeners {
                 if self.running.contains_key(&address) {
                     continue;
                 }
-                let listener = crate::net::bind_listener(address, config.tuning.backlog).map_err(
-                    |source| BindError {
-                        address,
-                        frontend: frontend.name.clone(),
-                        source,
-                    },
-                )?;
+                let listener =
+                    crate::net::bind_listener(address, config.tuning.backlog).map_err(|error| {
+                        BindError {
+                            address,
+                            frontend: frontend.name.clone(),
+                            error,
+                        }
+                    })?;
                 bound.push(Bound {
                     address,
                     frontend: frontend.name.clone(),

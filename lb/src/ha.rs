@@ -22,11 +22,10 @@ use crate::runtime::{Registry, Snapshot};
 
 /// An instance that could not be started; names it.
 #[derive(Debug, thiserror::Error)]
-#[error("vrrp instance {instance:?}: {source}")]
+#[error("vrrp instance {instance:?}: {error}")]
 pub struct HaError {
     pub instance: String,
-    #[source]
-    pub source: NetError,
+    pub error: NetError,
 }
 
 enum Message {
@@ -137,9 +136,9 @@ impl Manager {
     }
 
     async fn start_instance(&mut self, config: &InstanceSpec) -> Result<(), HaError> {
-        let error = |source| HaError {
+        let error = |error| HaError {
             instance: config.name.clone(),
-            source,
+            error,
         };
         let vrrp = match &self.vrrp {
             Some(v) => v.clone(),

@@ -83,6 +83,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // Every error names its object and says its cause once in its
+            // own message (see lb::config::ConfigError): the chain, joined,
+            // is one line.
             eprintln!("coexist: {error:#}");
             ExitCode::FAILURE
         }
@@ -175,22 +178,8 @@ fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::Pro
         .context("cannot install the metrics recorder")
 }
 
-fn admin_url(admin: &str, path: &str) -> String {
-    let base = if admin.starts_with("http://") {
-        admin.to_owned()
-    } else {
-        format!("http://{admin}")
-    };
-    format!("{}{path}", base.trim_end_matches('/'))
-}
-
 fn status(admin: &str, json: bool) -> anyhow::Result<()> {
-    let url = admin_url(admin, "/status");
-    let response = ureq::get(&url)
-        .call()
-        .with_context(|| format!("cannot reach the admin endpoint at {url}"))?;
-    let status: lb::admin::status::Status =
-        response.into_json().context("malformed /status document")?;
+    let status = lb::admin::client::status(admin)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -208,28 +197,15 @@ fn change_server(
     let (backend, name) = server
         .split_once('/')
         .with_context(|| format!("expected BACKEND/SERVER, got {server:?}"))?;
-    let url = admin_url(admin, &format!("/servers/{backend}/{name}"));
-    let body = lb::admin::ServerChange {
+    let change = lb::admin::ServerChange {
         state: Some(state.to_owned()),
         weight,
     };
-    match ureq::post(&url).send_json(&body) {
-        Ok(response) => {
-            let server: Option<lb::admin::status::ServerStatus> = response.into_json()?;
-            if let Some(s) = server {
-                println!(
-                    "{backend}/{}: {} (weight {}, {} active)",
-                    s.name, s.state, s.weight, s.active_connections
-                );
-            }
-            Ok(())
-        }
-        Err(ureq::Error::Status(code, response)) => {
-            let text = response.into_string().unwrap_or_default();
-            anyhow::bail!("{url}: HTTP {code}: {}", text.trim())
-        }
-        Err(error) => {
-            Err(error).with_context(|| format!("cannot reach the admin endpoint at {url}"))
-        }
+    if let Some(s) = lb::admin::client::change_server(admin, backend, name, &change)? {
+        println!(
+            "{backend}/{}: {} (weight {}, {} active)",
+            s.name, s.state, s.weight, s.active_connections
+        );
     }
+    Ok(())
 }

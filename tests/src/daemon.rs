@@ -178,21 +178,27 @@ impl Drop for DaemonProcess {
     }
 }
 
+/// Runs `coexist ARGS...` to completion: (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(coexist_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run coexist");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Runs `coexist check --config` on `config`; returns (success, stderr).
 pub fn check(config: &str) -> (bool, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("coexist.toml");
     std::fs::write(&path, config).expect("write config");
-    let output = Command::new(coexist_binary())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run coexist check");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (ok, _, stderr) = cli(&["check", "--config", path.to_str().expect("utf-8 path")]);
+    (ok, stderr)
 }
 
 /// GETs `path` from an admin endpoint and parses the JSON.

@@ -7,13 +7,10 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use coexist_tests::client::read_greeting;
-use coexist_tests::daemon::{
-    admin_get, admin_metrics, coexist_binary, metric_value, DaemonProcess,
-};
+use coexist_tests::daemon::{admin_get, admin_metrics, cli, metric_value, DaemonProcess};
 use coexist_tests::ports::{free_port, v4, v6};
 use coexist_tests::servers::TestServer;
 use lb::admin::status::Status;
@@ -69,18 +66,6 @@ async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(coexist_binary())
-        .args(args)
-        .output()
-        .expect("run coexist");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

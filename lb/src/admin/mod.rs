@@ -3,6 +3,7 @@
 //! It binds loopback by default; an operator must configure another
 //! address explicitly to expose it.
 
+pub mod client;
 pub mod status;
 
 use std::collections::BTreeMap;

@@ -75,19 +75,18 @@ pub struct Status {
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// Reading the interface or changing addresses failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Netlink(#[from] NetlinkError),
     /// The instance breaks a rule of [`crate::config`].
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// The advertisement socket could not be opened.
-    #[error("VRRP socket on {interface}: {source}")]
+    #[error("cannot open the VRRP socket on {interface}: {error}")]
     Socket {
         /// The interface it was for.
         interface: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The interface lacks the address adverts must come from.
     #[error("interface {interface} has no {what} to send adverts from")]
@@ -196,9 +195,9 @@ impl Vrrp {
         let link = self
             .links
             .get_or_open(&wire.interface, info.index, family)
-            .map_err(|source| NetError::Socket {
+            .map_err(|error| NetError::Socket {
                 interface: wire.interface.clone(),
-                source,
+                error,
             })?;
         let inbound = link
             .register(vrid, &name)

@@ -48,18 +48,17 @@ pub struct LinkInfo {
 pub enum NetlinkError {
     /// The netlink socket could not be opened.
     #[error("cannot open a route netlink socket: {0}")]
-    Open(#[source] std::io::Error),
+    Open(std::io::Error),
     /// No interface of that name.
     #[error("no interface named {0:?}")]
     NoSuchLink(String),
     /// The kernel refused a request.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Request {
         /// What was asked, naming the interface or address.
         what: String,
         /// The kernel's answer.
-        #[source]
-        source: rtnetlink::Error,
+        error: rtnetlink::Error,
     },
     /// The owner task is gone.
     #[error("the netlink task has stopped")]
@@ -186,9 +185,9 @@ async fn owner(handle: Handle, mut rx: mpsc::UnboundedReceiver<Request>) {
             }
             Request::Delete(index, reply) => {
                 let result = handle.link().del(index).execute().await;
-                let _ = reply.send(result.map_err(|source| NetlinkError::Request {
+                let _ = reply.send(result.map_err(|error| NetlinkError::Request {
                     what: format!("delete link {index}"),
-                    source,
+                    error,
                 }));
             }
         }
@@ -210,10 +209,10 @@ async fn link_info(handle: &Handle, name: &str) -> Result<LinkInfo, NetlinkError
         Err(e) if errno(&e) == Some(libc::ENODEV) => {
             return Err(NetlinkError::NoSuchLink(name.to_owned()))
         }
-        Err(source) => {
+        Err(error) => {
             return Err(NetlinkError::Request {
                 what: format!("read link {name}"),
-                source,
+                error,
             })
         }
     };
@@ -240,10 +239,10 @@ async fn link_of(handle: &Handle, link: LinkMessage) -> Result<LinkInfo, Netlink
         match stream.try_next().await {
             Ok(Some(msg)) => addresses.extend(address_of(&msg)),
             Ok(None) => break,
-            Err(source) => {
+            Err(error) => {
                 return Err(NetlinkError::Request {
                     what: format!("list addresses of link {index}"),
-                    source,
+                    error,
                 })
             }
         }
@@ -310,10 +309,10 @@ async fn add(handle: &Handle, index: u32, addrs: &[VirtualAddress]) -> Result<()
         match request.execute().await {
             Ok(()) => {}
             Err(e) if errno(&e) == Some(EEXIST) => {}
-            Err(source) => {
+            Err(error) => {
                 return Err(NetlinkError::Request {
                     what: format!("add {}/{} to link {index}", va.addr, va.prefix_len),
-                    source,
+                    error,
                 })
             }
         }
@@ -331,10 +330,10 @@ async fn remove(handle: &Handle, index: u32, addrs: &[VirtualAddress]) -> Result
         {
             Ok(()) => {}
             Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL) | Some(libc::ENODEV)) => {}
-            Err(source) => {
+            Err(error) => {
                 return Err(NetlinkError::Request {
                     what: format!("remove {}/{} from link {index}", va.addr, va.prefix_len),
-                    source,
+                    error,
                 })
             }
         }
@@ -350,9 +349,9 @@ async fn set_up(handle: &Handle, index: u32, up: bool) -> Result<(), NetlinkErro
         .set(msg)
         .execute()
         .await
-        .map_err(|source| NetlinkError::Request {
+        .map_err(|error| NetlinkError::Request {
             what: format!("set link {index} {}", if up { "up" } else { "down" }),
-            source,
+            error,
         })
 }
 
@@ -375,9 +374,9 @@ async fn macvlan(
         .add(msg)
         .execute()
         .await
-        .map_err(|source| NetlinkError::Request {
+        .map_err(|error| NetlinkError::Request {
             what: format!("create macvlan {name}"),
-            source,
+            error,
         })?;
     let info = link_info(handle, name).await?;
     // Random link-local: with EUI-64 both nodes' macvlans, sharing the
@@ -392,9 +391,9 @@ async fn macvlan(
         .set(set)
         .execute()
         .await
-        .map_err(|source| NetlinkError::Request {
+        .map_err(|error| NetlinkError::Request {
             what: format!("set addrgenmode random on {name}"),
-            source,
+            error,
         })?;
     Ok(info)
 }

@@ -54,9 +54,8 @@ enum Command {
     Server {
         /// The server, as BACKEND/SERVER.
         server: String,
-        /// ready, drain or maint.
-        #[arg(value_parser = ["ready", "drain", "maint"])]
-        state: String,
+        #[arg(value_enum)]
+        state: lb::health::AdminState,
         #[arg(long)]
         weight: Option<u32>,
         #[arg(long, default_value = DEFAULT_ADMIN)]
@@ -78,7 +77,7 @@ fn main() -> ExitCode {
             state,
             weight,
             admin,
-        } => change_server(&admin, &server, &state, weight),
+        } => change_server(&admin, &server, state, weight),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -191,14 +190,14 @@ fn status(admin: &str, json: bool) -> anyhow::Result<()> {
 fn change_server(
     admin: &str,
     server: &str,
-    state: &str,
+    state: lb::health::AdminState,
     weight: Option<u32>,
 ) -> anyhow::Result<()> {
     let (backend, name) = server
         .split_once('/')
         .with_context(|| format!("expected BACKEND/SERVER, got {server:?}"))?;
     let change = lb::admin::ServerChange {
-        state: Some(state.to_owned()),
+        state: Some(state),
         weight,
     };
     if let Some(s) = lb::admin::client::change_server(admin, backend, name, &change)? {

@@ -9,11 +9,10 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::config::ProxyProtocol;
 use crate::forward::{self, ByteCounter, ForwardOptions, PipePool};
 use crate::health::Observation;
 use crate::limit::Slot;
-use crate::proxy_protocol::{self, ProxyVersion};
+use crate::proxy_protocol;
 use crate::runtime::{BackendRuntime, FrontendRuntime, ServerRuntime};
 
 /// Process-wide resources the connection path shares.
@@ -100,7 +99,7 @@ async fn relay(
     local: SocketAddr,
     plane: &DataPlane,
 ) -> io::Result<()> {
-    if let Some(version) = proxy_version(frontend.proxy_protocol) {
+    if let Some(version) = frontend.proxy_protocol {
         let header = proxy_protocol::encode(version, peer, local);
         server_stream.write_all(&header).await?;
     }
@@ -118,14 +117,6 @@ async fn relay(
     .await
     .map(drop)
     .map_err(io::Error::other)
-}
-
-fn proxy_version(setting: ProxyProtocol) -> Option<ProxyVersion> {
-    match setting {
-        ProxyProtocol::None => None,
-        ProxyProtocol::V1 => Some(ProxyVersion::V1),
-        ProxyProtocol::V2 => Some(ProxyVersion::V2),
-    }
 }
 
 /// Tries up to `1 + retries` servers, each a different one when the pool

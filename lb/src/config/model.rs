@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::proxy_protocol::ProxyVersion;
+
 /// A complete, checked configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -49,13 +51,6 @@ pub struct Tuning {
     pub backlog: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyProtocol {
-    None,
-    V1,
-    V2,
-}
-
 /// `[[frontend]]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frontend {
@@ -65,7 +60,8 @@ pub struct Frontend {
     /// Name of a backend that exists in the same config.
     pub backend: String,
     pub max_connections: Option<usize>,
-    pub proxy_protocol: ProxyProtocol,
+    /// The PROXY protocol header sent to the servers; `None` sends none.
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -86,7 +86,10 @@ fn design_example_parses_with_defaults_filled() {
     let f = c.frontend("web").unwrap();
     assert_eq!(f.listen, [addr("0.0.0.0:8080"), addr("[::]:8080")]);
     assert_eq!(f.max_connections, Some(100_000));
-    assert_eq!(f.proxy_protocol, ProxyProtocol::V2);
+    assert_eq!(
+        f.proxy_protocol,
+        Some(crate::proxy_protocol::ProxyVersion::V2)
+    );
 
     let b = c.backend("web").unwrap();
     assert_eq!(b.balance, Balance::RoundRobin);
@@ -219,7 +222,7 @@ fn defaults_without_health_check_and_admin_disabled() {
     assert_eq!(c.admin.listen, None);
     let b = &c.backends[0];
     assert_eq!((b.health_check.as_ref(), b.rise, b.fall), (None, 2, 3));
-    assert_eq!(c.frontends[0].proxy_protocol, ProxyProtocol::None);
+    assert_eq!(c.frontends[0].proxy_protocol, None);
     assert_eq!(c.frontends[0].max_connections, None);
 }
 

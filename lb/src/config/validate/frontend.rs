@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use toml::Spanned;
 
 use super::Ctx;
-use crate::config::model::{Backend, Frontend, ProxyProtocol};
+use crate::config::model::{Backend, Frontend};
 use crate::config::raw::{RawFrontend, RawProxyProtocol};
+use crate::proxy_protocol::ProxyVersion;
 
 pub(super) fn frontends(
     ctx: &mut Ctx<'_>,
@@ -68,9 +69,9 @@ pub(super) fn frontends(
             backend: f.backend.get_ref().clone(),
             max_connections,
             proxy_protocol: match f.proxy_protocol {
-                None | Some(RawProxyProtocol::None) => ProxyProtocol::None,
-                Some(RawProxyProtocol::V1) => ProxyProtocol::V1,
-                Some(RawProxyProtocol::V2) => ProxyProtocol::V2,
+                None | Some(RawProxyProtocol::None) => None,
+                Some(RawProxyProtocol::V1) => Some(ProxyVersion::V1),
+                Some(RawProxyProtocol::V2) => Some(ProxyVersion::V2),
             },
         });
     }

@@ -10,11 +10,11 @@ use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::admin::{self, AdminContext, VrrpBoard};
+use crate::checker;
 use crate::config::{self, Config, ConfigError};
 use crate::forward::PipePool;
 use crate::frontend::{BindError, Listeners};
 use crate::ha::{Ha, HaError};
-use crate::health;
 use crate::metrics as m;
 use crate::proxy::DataPlane;
 use crate::runtime::{NewServers, Registry, Snapshot};
@@ -233,6 +233,6 @@ impl Daemon {
 
 fn start_checkers(new_servers: NewServers) {
     for server in new_servers.0 {
-        health::check::spawn(server);
+        checker::spawn(server);
     }
 }

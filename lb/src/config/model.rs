@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The algorithm a backend balances with, as the balancer defines it.
+pub use crate::balance::Balance;
 use crate::proxy_protocol::ProxyVersion;
 
 /// A complete, checked configuration.
@@ -62,25 +64,6 @@ pub struct Frontend {
     pub max_connections: Option<usize>,
     /// The PROXY protocol header sent to the servers; `None` sends none.
     pub proxy_protocol: Option<ProxyVersion>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Balance {
-    RoundRobin,
-    LeastConnections,
-    Maglev,
-    RandomTwo,
-}
-
-impl Balance {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Balance::RoundRobin => "round-robin",
-            Balance::LeastConnections => "least-connections",
-            Balance::Maglev => "maglev",
-            Balance::RandomTwo => "random-two",
-        }
-    }
 }
 
 /// `[[backend]]`

@@ -10,11 +10,13 @@
 //! and the model's own rules check the result. A new VRRP option is added
 //! to the vrrp crate and here, nowhere else in lb.
 
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
 use serde::Deserialize;
 use toml::Spanned;
 use vrrp::{InstanceSpec, Track};
-
-use super::validate::Ctx;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,13 +165,33 @@ pub struct RawTrack {
     pub weight: Spanned<i64>,
 }
 
+/// Reads raw values as the types of their settings, reporting at its
+/// location each value that does not read (validation provides it).
+pub(super) trait ReadValues {
+    /// An integer of the setting's type.
+    fn int<T: TryFrom<i64>>(&mut self, value: &Spanned<i64>) -> Option<T>;
+    /// A value converted with the type's `TryFrom`.
+    fn read<R, T>(&mut self, value: &Spanned<R>) -> Option<T>
+    where
+        R: Clone + Display,
+        T: TryFrom<R>,
+        T::Error: Display;
+    /// A string parsed with the type's `FromStr`.
+    fn parse<T>(&mut self, value: &Spanned<String>) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: Display;
+    /// A duration such as `"100ms"`.
+    fn read_duration(&mut self, value: &Spanned<String>) -> Option<Duration>;
+}
+
 impl RawVrrp {
     /// The instance this section describes: the vrrp crate's defaults
     /// ([`InstanceSpec::new`]) with each key the section sets laid over
     /// them. A value that cannot be read as its setting's type is reported
     /// through `ctx` and leaves the default; whether the instance is valid
     /// is [`InstanceSpec::problems`]' to say.
-    pub(super) fn instance(&self, ctx: &mut Ctx<'_>) -> InstanceSpec {
+    pub(super) fn instance(&self, ctx: &mut impl ReadValues) -> InstanceSpec {
         let addresses = self.addresses.get_ref().iter();
         let addresses = addresses.filter_map(|a| ctx.parse(a)).collect();
         // An unreadable VRID is reported; any valid one stands in.

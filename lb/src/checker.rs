@@ -1,4 +1,4 @@
-//! Active health checks: the IO shell around [`super::ServerHealth`].
+//! Active health checks: the IO shell around [`crate::health::ServerHealth`].
 //!
 //! One task per server probes it on its own address family and feeds the
 //! result to the server's state machine. Start times are jittered so a

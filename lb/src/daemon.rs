@@ -88,7 +88,7 @@ impl Daemon {
         };
         if let Some(listener) = admin_listener {
             if let Ok(address) = listener.local_addr() {
-                tracing::info!("admin endpoint on http://{address} (/metrics, /status)");
+                tracing::info!(%address, "admin endpoint listening (/metrics, /status)");
             }
             tokio::spawn(admin::serve(listener, admin.clone()));
         }
@@ -143,9 +143,11 @@ impl Daemon {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         counter!(m::CONFIG_RELOADS_TOTAL, "result" => outcome).increment(1);
         match &result {
-            Ok(()) => tracing::info!("configuration reloaded from {}", self.path.display()),
+            Ok(()) => tracing::info!(config = %self.path.display(), "configuration reloaded"),
             Err(error) => tracing::error!(
-                "reload rejected, still serving the previous configuration: {error}"
+                config = %self.path.display(),
+                %error,
+                "reload rejected, still serving the previous configuration"
             ),
         }
         result
@@ -184,15 +186,19 @@ impl Daemon {
         let open = tracker.len();
         if open > 0 {
             tracing::info!(
-                "draining {open} open connection(s) for up to {}",
-                humantime::format_duration(grace)
+                open,
+                grace = %humantime::format_duration(grace),
+                "draining open connections"
             );
         }
         match tokio::time::timeout(grace, tracker.wait()).await {
             Ok(()) => 0,
             Err(_) => {
                 let left = tracker.len();
-                tracing::warn!("grace period over; closing {left} connection(s)");
+                tracing::warn!(
+                    open = left,
+                    "grace period over; closing the open connections"
+                );
                 left
             }
         }
@@ -219,7 +225,7 @@ impl Daemon {
             tokio::select! {
                 _ = hangup.recv() => { let _ = self.reload(); }
                 _ = file_changed => {
-                    tracing::info!("{} changed on disk", self.path.display());
+                    tracing::info!(config = %self.path.display(), "configuration file changed");
                     let _ = self.reload();
                 }
                 _ = terminate.recv() => break,

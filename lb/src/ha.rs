@@ -190,14 +190,14 @@ impl Manager {
             .cloned()
             .collect();
         for name in removed {
-            tracing::info!(instance = name, "VRRP instance removed by reload");
+            tracing::info!(instance = %name, "VRRP instance removed by reload");
             self.stop_instance(&name).await;
         }
         for new in &config.vrrp {
             let Some(running) = self.instances.get_mut(&new.name) else {
-                tracing::info!(instance = new.name, "VRRP instance added by reload");
+                tracing::info!(instance = %new.name, "VRRP instance added by reload");
                 if let Err(e) = self.start_instance(new).await {
-                    tracing::error!("{e}");
+                    tracing::error!(instance = %new.name, error = %e.error, "VRRP instance not started");
                 }
                 continue;
             };
@@ -216,16 +216,20 @@ impl Manager {
                             Arc::clone(&self.board),
                         ));
                     }
-                    Err(e) => tracing::error!(instance = new.name, "reload not applied: {e}"),
+                    Err(e) => tracing::error!(
+                        instance = %new.name,
+                        error = %e,
+                        "VRRP reload not applied"
+                    ),
                 }
             } else {
                 tracing::info!(
-                    instance = new.name,
+                    instance = %new.name,
                     "interface, vrid, version, family or virtual_mac changed: restarting the instance"
                 );
                 self.stop_instance(&new.name).await;
                 if let Err(e) = self.start_instance(new).await {
-                    tracing::error!("{e}");
+                    tracing::error!(instance = %new.name, error = %e.error, "VRRP instance not started");
                 }
             }
         }

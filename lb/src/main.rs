@@ -136,19 +136,23 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
             .then(|| lb::watch::ConfigWatch::new(&path))
             .transpose()?;
         tracing::info!(
-            "coexist running with {} on {cpus} CPU(s), {} scheduler",
-            path.display(),
-            if cpus == 1 {
+            config = %path.display(),
+            cpus,
+            scheduler = if cpus == 1 {
                 "single-threaded"
             } else {
                 "multi-threaded"
-            }
+            },
+            "coexist running"
         );
         // Type=notify units wait for this: listeners (and VRRP) are up.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let left = daemon.run_until_signalled(watch).await?;
         if left > 0 {
-            tracing::warn!("exited with {left} connection(s) cut at the end of the grace period");
+            tracing::warn!(
+                cut = left,
+                "exited with connections cut at the end of the grace period"
+            );
         }
         Ok(())
     })

@@ -65,9 +65,8 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
                     backend = %backend.name(),
                     server = %server.name(),
                     client = %peer,
-                    "connection from {peer} via {}/{} ended: {error}",
-                    backend.name(),
-                    server.name()
+                    %error,
+                    "connection ended with an error"
                 );
             }
         }
@@ -76,8 +75,7 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
                 frontend = %frontend.config.name,
                 backend = %backend.name(),
                 client = %peer,
-                "no server of backend {} could take a connection from {peer}; refusing it",
-                backend.name()
+                "no server could take the connection; refusing it"
             );
             frontend.refused_no_server.increment(1);
             refuse(client);
@@ -149,10 +147,8 @@ async fn connect_with_retries(
                     backend = %backend.name(),
                     server = %server.name(),
                     address = %server.address,
-                    "connect to {}/{} ({}) failed: {reason}",
-                    backend.name(),
-                    server.name(),
-                    server.address
+                    %reason,
+                    "connect to server failed"
                 );
                 server.observe(Observation::ConnectFailed(reason));
                 tried.push(index);

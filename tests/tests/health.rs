@@ -107,7 +107,9 @@ async fn tcp_check_takes_a_dead_server_out_and_back_in() {
     assert!(
         daemon
             .log()
-            .contains("server pool/s1 is down (was up): connect refused"),
+            .lines()
+            .any(|l| l.contains("server state changed")
+                && l.contains("backend=pool server=s1 from=up to=down reason=connect refused")),
         "{}",
         daemon.log()
     );

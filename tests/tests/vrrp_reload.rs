@@ -44,10 +44,10 @@ fn config(v4_priority: u8, with_v6: bool) -> String {
     }
 }
 
-/// State changes logged by the wire layer ("VRRP backup -> master: ...").
+/// State changes logged by the wire layer ("VRRP state changed from=…").
 fn transitions(log: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains("VRRP ") && l.contains(" -> "))
+        .filter(|l| l.contains("VRRP state changed"))
         .count()
 }
 
@@ -127,5 +127,15 @@ fn vrrp_reload_changes_priority_without_spurious_transitions_and_releases_remove
         "VIP6 took {:.0} ms to move; a clean release allows {:.0} ms",
         ms(took),
         ms(bound)
+    );
+
+    // Every VRRP line names its instance: starts, transitions, reloads,
+    // the removal and the release.
+    let log = seg.log("n1");
+    assert!(transitions(&log) >= 4, "{log}");
+    let unnamed = vrrp_lines_without_instance(&log);
+    assert!(
+        unnamed.is_empty(),
+        "VRRP lines without instance: {unnamed:#?}"
     );
 }

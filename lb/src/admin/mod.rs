@@ -70,7 +70,7 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
 
 pub async fn serve(listener: tokio::net::TcpListener, context: AdminContext) {
     if let Err(error) = axum::serve(listener, router(context)).await {
-        tracing::error!("admin endpoint stopped: {error}");
+        tracing::error!(%error, "admin endpoint stopped");
     }
 }
 

@@ -281,12 +281,7 @@ impl ServerRuntime {
             from = %t.from,
             to = %t.to,
             reason = %t.reason,
-            "server {}/{} is {} (was {}): {}",
-            self.backend,
-            name,
-            t.to,
-            t.from,
-            t.reason
+            "server state changed"
         );
         counter!(
             m::SERVER_TRANSITIONS_TOTAL,

@@ -236,6 +236,20 @@ pub fn coexist_complaints(log: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Log lines of the vrrp crate or of lb's VRRP manager that do not say
+/// which instance (or, for the shared socket of an interface, which
+/// interface) they are about.
+pub fn vrrp_lines_without_instance(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(" vrrp::") || l.contains(" lb::ha:"))
+        .filter(|l| {
+            !(l.contains("vrrp{instance=")
+                || l.contains("vrrp_link{interface=")
+                || (l.contains(" lb::ha:") && l.contains(" instance=")))
+        })
+        .collect()
+}
+
 /// Lines where keepalived complains about a received packet's format or
 /// checksum.
 pub fn keepalived_complaints(log: &str) -> Vec<&str> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::observe;
 use super::socket::{AdvertSocket, Datagram, TTL};
@@ -46,7 +47,11 @@ impl Link {
     fn open(name: &str, index: u32, family: Family) -> io::Result<Link> {
         let socket = Arc::new(AdvertSocket::open(name, index, family)?);
         let routes: Routes = Arc::default();
-        let reader = tokio::spawn(read(Arc::clone(&socket), index, Arc::clone(&routes)));
+        // The link serves every instance on the interface: its lines are
+        // the interface's, not those of the instance that opened it.
+        let span = tracing::info_span!(parent: None, "vrrp_link", interface = name, %family);
+        let reader =
+            tokio::spawn(read(Arc::clone(&socket), index, Arc::clone(&routes)).instrument(span));
         Ok(Link {
             index,
             socket,
@@ -104,10 +109,10 @@ async fn read(socket: Arc<AdvertSocket>, index: u32, routes: Routes) {
         match socket.recv().await {
             Ok(d) => dispatch(d, index, &routes),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                observe::discard(None, "malformed_ip", &e);
+                observe::discard(None, "malformed_ip", None, &e);
             }
             Err(e) => {
-                tracing::warn!("VRRP socket receive error on interface {index}: {e}");
+                tracing::warn!(error = %e, "VRRP socket receive error");
                 // Do not spin on a persistent error.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -116,21 +121,19 @@ async fn read(socket: Arc<AdvertSocket>, index: u32, routes: Routes) {
 }
 
 fn dispatch(d: Datagram, index: u32, routes: &Routes) {
+    let from = Some(d.src);
     if d.ifindex != Some(index) {
-        let detail = format!(
-            "from {} arrived on interface {:?}, not {index}",
-            d.src, d.ifindex
-        );
-        return observe::discard(None, "interface", &detail);
+        let detail = format!("arrived on interface {:?}, not {index}", d.ifindex);
+        return observe::discard(None, "interface", from, &detail);
     }
     // RFC 9568 §7.1: only a packet that crossed no router can be an advert.
     if d.ttl != Some(TTL) {
-        let detail = format!("from {} with TTL/hop limit {:?}, not 255", d.src, d.ttl);
-        return observe::discard(None, "ttl", &detail);
+        let detail = format!("TTL/hop limit {:?}, not 255", d.ttl);
+        return observe::discard(None, "ttl", from, &detail);
     }
     let decoded = match decode(&d.payload, d.src, d.dst) {
         Ok(decoded) => decoded,
-        Err(e) => return observe::discard(None, e.reason(), &format!("from {}: {e}", d.src)),
+        Err(e) => return observe::discard(None, e.reason(), from, &e),
     };
     let vrid = decoded.packet.vrid;
     let routes = routes.lock().expect("routes lock");
@@ -140,7 +143,8 @@ fn dispatch(d: Datagram, index: u32, routes: &Routes) {
         return observe::discard(
             None,
             "vrid",
-            &format!("from {}: vrid {vrid} is not configured here", d.src),
+            from,
+            &format!("vrid {vrid} is not configured here"),
         );
     };
     let inbound = Inbound {
@@ -148,10 +152,9 @@ fn dispatch(d: Datagram, index: u32, routes: &Routes) {
         packet: decoded.packet,
     };
     if tx.try_send(inbound).is_err() {
-        observe::discard(
-            Some(instance),
-            "queue_full",
-            &format!("from {}: instance queue full", d.src),
-        );
+        // Logged as the instance's line, like those of its own task.
+        tracing::info_span!("vrrp", instance = %instance).in_scope(|| {
+            observe::discard(Some(instance), "queue_full", from, &"instance queue full")
+        });
     }
 }

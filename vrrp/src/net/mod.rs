@@ -28,6 +28,7 @@ use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 pub use announce::{garp_frame, na_message};
 pub use netlink::{InterfaceAddress, LinkInfo, Netlink, NetlinkError};
@@ -132,8 +133,14 @@ impl Vrrp {
 
     /// Resolves the interface, removes virtual addresses a dead run left
     /// behind, and starts the instance (Initialize → Backup, or Master for
-    /// an address owner).
+    /// an address owner). Every log line of the instance, from here on and
+    /// from its tasks, is in a `vrrp` span with its name as `instance`.
     pub async fn spawn(&self, spec: InstanceSpec) -> Result<InstanceHandle, NetError> {
+        let span = tracing::info_span!("vrrp", instance = %spec.name);
+        self.start(spec).instrument(span).await
+    }
+
+    async fn start(&self, spec: InstanceSpec) -> Result<InstanceHandle, NetError> {
         if let Some(e) = spec.problems().into_iter().next() {
             return Err(e.into());
         }
@@ -169,7 +176,12 @@ impl Vrrp {
                     if let Err(e) =
                         std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/{key}"), value)
                     {
-                        tracing::warn!(instance = name, "cannot set {key} on {dev}: {e}");
+                        tracing::warn!(
+                            device = dev,
+                            sysctl = key,
+                            error = %e,
+                            "cannot tie IPv4 addresses to their device's MAC"
+                        );
                     }
                 }
             }
@@ -226,7 +238,7 @@ impl Vrrp {
             target,
             status_tx,
         );
-        let task = tokio::spawn(runner.run());
+        let task = tokio::spawn(runner.run().instrument(tracing::Span::current()));
         Ok(InstanceHandle {
             name,
             commands: commands_tx,

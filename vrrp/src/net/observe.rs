@@ -1,6 +1,10 @@
 //! Metrics and rate-limited logs of the wire layer.
+//!
+//! Log lines have constant messages and carry their values as fields; the
+//! instance's name comes from the `vrrp` span its task runs in.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,9 +34,11 @@ type LogTimes = HashMap<(String, &'static str), (Instant, u64)>;
 static LAST_LOG: Mutex<Option<LogTimes>> = Mutex::new(None);
 
 /// Counts a discarded packet and logs it, rate-limited per reason.
+/// `instance` labels the counter (the log line has it from its span).
 pub(super) fn discard(
     instance: Option<&str>,
     reason: &'static str,
+    from: Option<IpAddr>,
     detail: &dyn std::fmt::Display,
 ) {
     match instance {
@@ -62,12 +68,16 @@ pub(super) fn discard(
             }
         }
     };
-    tracing::warn!(
-        instance = instance.unwrap_or("-"),
-        reason,
-        suppressed,
-        "VRRP packet discarded: {detail}"
-    );
+    match from {
+        Some(from) => tracing::warn!(
+            reason,
+            %from,
+            %detail,
+            suppressed,
+            "VRRP packet discarded"
+        ),
+        None => tracing::warn!(reason, %detail, suppressed, "VRRP packet discarded"),
+    }
 }
 
 pub(super) fn state(instance: &str, state: State) {

@@ -7,8 +7,9 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{admin_get, admin_metrics, cli, metric_value, DaemonProcess};
 use coexist_tests::ports::{free_port, v4, v6};
@@ -57,15 +58,10 @@ async fn metrics(admin: SocketAddr) -> String {
         .unwrap()
 }
 
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polls `done` for up to 5 s; panics naming `what` if it never holds.
+async fn assert_eventually(what: &str, done: impl AsyncFnMut() -> bool) {
+    let held = wait_until_async(Duration::from_secs(5), Duration::from_millis(20), done).await;
+    assert!(held.is_some(), "timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +70,7 @@ async fn metrics_are_named_as_documented_and_move() {
     let s2 = TestServer::named(v6(0), "s2").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
     let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
-    wait_until("both servers up", async || {
+    assert_eventually("both servers up", async || {
         status(admin).await.backends[0]
             .servers
             .iter()
@@ -132,7 +128,7 @@ async fn status_follows_a_server_going_down() {
     let mut s2 = TestServer::named(v6(0), "s2").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
     let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
-    wait_until("both up", async || {
+    assert_eventually("both up", async || {
         status(admin).await.backends[0]
             .servers
             .iter()
@@ -155,7 +151,7 @@ async fn status_follows_a_server_going_down() {
     assert_eq!(s2_status.last_check.as_deref(), Some("ok"));
 
     s2.stop();
-    wait_until("s2 down", async || {
+    assert_eventually("s2 down", async || {
         status(admin).await.backends[0]
             .servers
             .iter()
@@ -192,7 +188,7 @@ async fn drain_stops_new_connections_and_keeps_existing_ones() {
     let s2 = TestServer::named(v6(0), "s2").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
     let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
-    wait_until("both up", async || {
+    assert_eventually("both up", async || {
         status(admin).await.backends[0]
             .servers
             .iter()

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{admin_get, DaemonProcess};
 use coexist_tests::ports::{free_port, v4, v6};
@@ -68,20 +69,21 @@ async fn server_status(admin: SocketAddr, name: &str) -> ServerStatus {
 
 /// Polls `/status` until the server reaches `state`; returns how long it took.
 async fn wait_state(admin: SocketAddr, name: &str, state: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
+    let mut last = None;
+    let took = wait_until_async(limit, Duration::from_millis(10), async || {
         let s = server_status(admin, name).await;
-        if s.state == state {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
+        let reached = s.state == state;
+        last = Some(s);
+        reached
+    })
+    .await;
+    took.unwrap_or_else(|| {
+        let s = last.expect("polled at least once");
+        panic!(
             "{name} still {} (last check {:?}) after {limit:?}",
-            s.state,
-            s.last_check
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            s.state, s.last_check
+        )
+    })
 }
 
 const FAST_TCP: &str =
@@ -223,21 +225,15 @@ async fn a_server_dying_under_load_costs_no_client_connection() {
     // Back within rise × interval plus one interval (+ scheduling slack).
     let before = s2.connections();
     s2.restart().await.unwrap();
-    let restarted = Instant::now();
     let limit = Duration::from_millis(2 * 200 + 200 + 300);
-    loop {
+    let served = wait_until_async(limit, Duration::from_millis(5), async || {
         short_connection(listen)
             .await
             .expect("served while s2 returns");
-        if s2.connections() > before {
-            break;
-        }
-        assert!(
-            restarted.elapsed() < limit,
-            "s2 got no connection within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        s2.connections() > before
+    })
+    .await;
+    assert!(served.is_some(), "s2 got no connection within {limit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

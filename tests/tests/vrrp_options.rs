@@ -12,7 +12,8 @@ mod vrrp_common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use coexist_tests::netns::{enter_or_skip, wait_for, Ns};
+use coexist_support::wait_until;
+use coexist_tests::netns::{enter_or_skip, Ns};
 use nix::sys::signal::Signal;
 use vrrp_common::*;
 
@@ -95,7 +96,7 @@ fn vrrp_options_virtual_mac_unicast_and_notify() {
     );
     let logs = ["n1", "n2"];
 
-    let elected = wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+    let elected = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
         holds_on_macvlan(&seg, 0, "cx4.", VIP4) && holds_on_macvlan(&seg, 0, "cx6.", VIP6)
     });
     assert!(
@@ -149,7 +150,7 @@ fn vrrp_options_virtual_mac_unicast_and_notify() {
     // Takeover moves the VIPs (and the MACs) to node2's macvlans.
     let stopped = Instant::now();
     n1.signal(Signal::SIGTERM);
-    let took = wait_for(Duration::from_secs(3), Duration::from_millis(2), || {
+    let took = wait_until(Duration::from_secs(3), Duration::from_millis(2), || {
         holds_on_macvlan(&seg, 1, "cx4.", VIP4) && holds_on_macvlan(&seg, 1, "cx6.", VIP6)
     });
     assert!(
@@ -173,7 +174,7 @@ fn vrrp_options_virtual_mac_unicast_and_notify() {
 
     // notify ran for every transition, in order.
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    let seen = wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+    let seen = wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
         read(&n2_notify)
             .lines()
             .filter(|l| l.ends_with("master 100"))

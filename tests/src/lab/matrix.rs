@@ -120,7 +120,7 @@ fn figures(pairs: Vec<(&str, Value)>) -> Figures {
 /// Polls `cond` every 2 ms; the time it first held, or an error naming
 /// `what` after `limit`.
 fn wait(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<Duration> {
-    crate::netns::wait_for(limit, Duration::from_millis(2), &mut cond)
+    coexist_support::wait_until(limit, Duration::from_millis(2), &mut cond)
         .with_context(|| format!("{what}: not within {} ms", limit.as_millis()))
 }
 
@@ -155,7 +155,7 @@ fn setup(net: &mut Net) -> anyhow::Result<()> {
 /// node1 master holding both VIPs, node2 backup holding none, and every
 /// server up on both nodes.
 fn wait_steady(net: &Net, limit: Duration) -> anyhow::Result<()> {
-    let ok = crate::netns::wait_for(limit, Duration::from_millis(50), || {
+    let ok = coexist_support::wait_until(limit, Duration::from_millis(50), || {
         steady(net).unwrap_or(false)
     });
     if ok.is_none() {
@@ -326,7 +326,7 @@ fn watch_vips(
     mut cond: impl FnMut(&Net) -> (bool, bool),
 ) -> (Option<f64>, Option<f64>) {
     let (mut t4, mut t6) = (None, None);
-    let _ = crate::netns::wait_for(limit, Duration::from_millis(2), || {
+    let _ = coexist_support::wait_until(limit, Duration::from_millis(2), || {
         let (v4, v6) = cond(net);
         let now = ms_between(from_ns, now_ns());
         if v4 && t4.is_none() {

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use coexist_support::wait_until;
 use coexist_tests::netns::{Lab, Ns, Process};
 
 pub const VIP4: &str = "10.77.0.10";
@@ -143,24 +144,12 @@ impl Segment {
         from: Instant,
         limit: Duration,
     ) -> Option<Duration> {
-        while from.elapsed() < limit {
-            if self.holds(i, vip) {
-                return Some(from.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        None
+        let left = limit.saturating_sub(from.elapsed());
+        wait_until(left, Duration::from_millis(2), || self.holds(i, vip)).map(|_| from.elapsed())
     }
 
     pub fn wait_released(&self, i: usize, vip: &str, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if !self.holds(i, vip) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
+        wait_until(limit, Duration::from_millis(5), || !self.holds(i, vip)).is_some()
     }
 
     /// Asserts node `i` alone holds `vip`, continuously for `period`.

@@ -1,7 +1,8 @@
 //! What the integration tests, the lab and the benchmark share: one
-//! wrapper for the child processes they start, and one way to wait for a
-//! condition.
+//! wrapper for the child processes they start, one way to wait for a
+//! condition, and one typed builder of coexist configurations.
 
+pub mod config;
 pub mod process;
 mod wait;
 

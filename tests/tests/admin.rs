@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use coexist_support::config::{Backend, Config, Frontend, HealthCheck, Server};
 use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{admin_get, admin_metrics, cli, metric_value, DaemonProcess};
@@ -19,25 +20,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(listen: SocketAddr, admin: SocketAddr, s1: SocketAddr, s2: SocketAddr) -> String {
-    format!(
-        r#"
-[admin]
-listen = "{admin}"
-
-[[frontend]]
-name = "web"
-listen = ["{listen}"]
-backend = "pool"
-
-[[backend]]
-name = "pool"
-health_check = {{ kind = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 1 }}
-servers = [
-  {{ name = "s1", address = "{s1}" }},
-  {{ name = "s2", address = "{s2}" }},
-]
-"#
-    )
+    let ms = Duration::from_millis;
+    Config {
+        frontends: vec![Frontend::new("web", [listen], "pool")],
+        backends: vec![Backend {
+            health_check: Some(HealthCheck::every("tcp", ms(200), ms(100), 1, 1)),
+            ..Backend::new("pool", [Server::named("s1", s1), Server::named("s2", s2)])
+        }],
+        ..Config::with_admin(admin)
+    }
+    .to_toml()
 }
 
 async fn greeting(listen: SocketAddr) -> (TcpStream, String) {

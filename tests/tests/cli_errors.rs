@@ -8,8 +8,9 @@
 //!   coexist server web/nope ──► admin 127.0.0.1:A of a running daemon
 //! ```
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
+use coexist_support::config::{Backend, Config, Frontend, Server};
 use coexist_tests::daemon::{cli, DaemonProcess};
 use coexist_tests::ports::{free_port, v4};
 
@@ -20,11 +21,15 @@ fn fails_with(args: &[&str], line: &str) {
     assert_eq!(stderr, format!("{line}\n"), "coexist {args:?}");
 }
 
-fn config(listen: &str, admin: &str) -> String {
-    format!(
-        "[admin]\nlisten = \"{admin}\"\n\n[[frontend]]\nname = \"web\"\nlisten = [\"{listen}\"]\nbackend = \"web\"\n\n\
-         [[backend]]\nname = \"web\"\nservers = [{{ address = \"127.0.0.1:9\" }}]\n"
-    )
+/// Frontend `web` on `listen`, its backend with server `web1`.
+fn config(listen: SocketAddr, admin: Option<SocketAddr>) -> String {
+    let web1 = "127.0.0.1:9".parse().unwrap();
+    Config {
+        frontends: vec![Frontend::new("web", [listen], "web")],
+        backends: vec![Backend::new("web", [Server::named("web1", web1)])],
+        ..admin.map_or_else(Config::without_admin, Config::with_admin)
+    }
+    .to_toml()
 }
 
 #[test]
@@ -62,13 +67,13 @@ fn unbindable_addresses() {
     let path = dir.path().join("coexist.toml");
     let path_str = path.to_str().unwrap();
 
-    std::fs::write(&path, config(&taken.to_string(), "")).unwrap();
+    std::fs::write(&path, config(taken, None)).unwrap();
     let line = format!(
         "coexist: cannot listen on {taken} for frontend web: Address already in use (os error 98)"
     );
     fails_with(&["run", "--config", path_str], &line);
 
-    std::fs::write(&path, config("127.0.0.1:0", &taken.to_string())).unwrap();
+    std::fs::write(&path, config(v4(0), Some(taken))).unwrap();
     let line = format!(
         "coexist: cannot listen on {taken} for the admin endpoint: Address already in use (os error 98)"
     );
@@ -91,7 +96,7 @@ fn daemon_not_running() {
 #[test]
 fn unknown_server() {
     let admin = v4(free_port());
-    let _daemon = DaemonProcess::start_ready(&config("127.0.0.1:0", &admin.to_string()));
+    let _daemon = DaemonProcess::start_ready(&config(v4(0), Some(admin)));
     let admin = admin.to_string();
     fails_with(
         &["server", "web/nope", "drain", "--admin", &admin],

@@ -13,6 +13,7 @@ mod vrrp_common;
 
 use std::time::{Duration, Instant};
 
+use coexist_support::config::Vrrp;
 use coexist_tests::netns::{enter_or_skip, REQUIRE_ENV};
 use nix::sys::signal::Signal;
 use vrrp_common::*;
@@ -46,16 +47,11 @@ fn keepalived_config(case: &Case, priority: u8) -> String {
 }
 
 fn coexist(case: &Case, priority: u8) -> String {
-    let interval = format!("{}ms", case.interval_ms);
+    let interval = Duration::from_millis(case.interval_ms);
     let address = format!("{}/{}", case.vip, case.prefix);
-    coexist_config(&[Vr {
-        name: "vi",
-        vrid: 51,
-        priority,
-        interval: &interval,
-        version: case.version,
-        address: &address,
-        extra: "",
+    coexist_config(vec![Vrrp {
+        version: Some(case.version),
+        ..vr("vi", 51, priority, interval, &address)
     }])
 }
 

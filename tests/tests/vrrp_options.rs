@@ -12,6 +12,7 @@ mod vrrp_common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use coexist_support::config::Vrrp;
 use coexist_support::wait_until;
 use coexist_tests::netns::{enter_or_skip, Ns};
 use nix::sys::signal::Signal;
@@ -21,27 +22,18 @@ const VMAC4: &str = "00:00:5e:00:01:33";
 const VMAC6: &str = "00:00:5e:00:02:34";
 
 fn config(priority: u8, peer: &str, notify_file: &str) -> String {
-    let notify = format!("notify = \"echo >> {notify_file}\"\nvirtual_mac = true\n");
-    let v4_extra = format!("{notify}unicast_peers = [\"{peer}\"]\n");
-    coexist_config(&[
-        Vr {
-            name: "v4",
-            vrid: 51,
-            priority,
-            interval: "100ms",
-            version: 3,
-            address: "10.77.0.10/24",
-            extra: &v4_extra,
+    let interval = Duration::from_millis(100);
+    let options = |v: Vrrp| Vrrp {
+        notify: Some(format!("echo >> {notify_file}")),
+        virtual_mac: Some(true),
+        ..v
+    };
+    coexist_config(vec![
+        Vrrp {
+            unicast_peers: vec![peer.parse().expect("peer address")],
+            ..options(vr("v4", 51, priority, interval, "10.77.0.10/24"))
         },
-        Vr {
-            name: "v6",
-            vrid: 52,
-            priority,
-            interval: "100ms",
-            version: 3,
-            address: "fd77::10/64",
-            extra: &notify,
-        },
+        options(vr("v6", 52, priority, interval, "fd77::10/64")),
     ])
 }
 

@@ -18,25 +18,9 @@ use vrrp_common::*;
 const INTERVAL: Duration = Duration::from_millis(100);
 
 fn config(priority: u8) -> String {
-    coexist_config(&[
-        Vr {
-            name: "v4",
-            vrid: 51,
-            priority,
-            interval: "100ms",
-            version: 3,
-            address: "10.77.0.10/24",
-            extra: "",
-        },
-        Vr {
-            name: "v6",
-            vrid: 52,
-            priority,
-            interval: "100ms",
-            version: 3,
-            address: "fd77::10/64",
-            extra: "",
-        },
+    coexist_config(vec![
+        vr("v4", 51, priority, INTERVAL, "10.77.0.10/24"),
+        vr("v6", 52, priority, INTERVAL, "fd77::10/64"),
     ])
 }
 

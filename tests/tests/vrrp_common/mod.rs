@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use coexist_support::config::{Config, Vrrp};
 use coexist_support::wait_until;
 use coexist_tests::netns::{Lab, Ns, Process};
 
@@ -59,26 +60,23 @@ pub fn segment(tag: &str) -> Segment {
     }
 }
 
-/// One `[[vrrp]]` section on eth0.
-pub struct Vr<'a> {
-    pub name: &'a str,
-    pub vrid: u8,
-    pub priority: u8,
-    pub interval: &'a str,
-    pub version: u8,
-    pub address: &'a str,
-    pub extra: &'a str,
+/// One VRRPv3 `[[vrrp]]` section on eth0.
+pub fn vr(name: &str, vrid: u8, priority: u8, interval: Duration, address: &str) -> Vrrp {
+    Vrrp {
+        priority: Some(priority),
+        advert_interval: Some(interval),
+        version: Some(3),
+        ..Vrrp::new(name, "eth0", vrid, &[address])
+    }
 }
 
-pub fn coexist_config(instances: &[Vr<'_>]) -> String {
-    let mut text = String::from("[admin]\nlisten = \"127.0.0.1:9100\"\n");
-    for v in instances {
-        text.push_str(&format!(
-            "[[vrrp]]\nname = \"{}\"\ninterface = \"eth0\"\nvrid = {}\npriority = {}\nadvert_interval = \"{}\"\nversion = {}\naddresses = [\"{}\"]\n{}\n",
-            v.name, v.vrid, v.priority, v.interval, v.version, v.address, v.extra
-        ));
+/// A node's config: these instances, the admin endpoint on its loopback.
+pub fn coexist_config(instances: Vec<Vrrp>) -> String {
+    Config {
+        vrrp: instances,
+        ..Config::with_admin("127.0.0.1:9100".parse().expect("address"))
     }
-    text
+    .to_toml()
 }
 
 impl Segment {

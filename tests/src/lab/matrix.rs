@@ -8,6 +8,8 @@
 //! killed and restarted, then node1 dies, 5 node1 comes back, 6 a server
 //! dies, 7 node1 loses its servers, 8 reload.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -19,6 +21,7 @@ use super::clock::{ms_between, now_ns};
 use super::load::{ClientRun, Conn};
 use super::report::{Report, RowResult, Verdict};
 use super::topology::*;
+use crate::netns::Ns;
 
 /// How the lab runs.
 #[derive(Debug, Clone)]
@@ -204,62 +207,67 @@ fn finish(clients: (Client, Client)) -> anyhow::Result<(ClientRun, ClientRun, u6
     Ok((r4, r6, stop))
 }
 
-/// The dual-stack servers, each reached over both families.
-fn dual_keys() -> Vec<String> {
-    DUAL_SERVERS
-        .iter()
-        .flat_map(|s| [format!("{s}/IPv4"), format!("{s}/IPv6")])
-        .collect()
+/// What one client saw of both frontends, one after the other.
+struct Traffic {
+    web: ClientRun,
+    per_web: BTreeMap<String, u64>,
+    per_dual: BTreeMap<String, u64>,
+    dual_balanced: bool,
+    failed: usize,
+    first_error: Option<String>,
 }
 
 // One family at a time: two clients sharing a round-robin backend would
 // interleave, and each would see a skewed share.
-fn row_1(net: &mut Net) -> anyhow::Result<Verdict> {
+fn traffic(net: &Net, client: &Ns, vip: fn(u16) -> SocketAddr) -> anyhow::Result<Traffic> {
     let run = Duration::from_millis(1500);
-    let web = net.client(&net.client6, vip6(WEB_PORT), run);
-    let dual = net.client(&net.client6, vip6(DUAL_PORT), run);
+    let web = net.client(client, vip(WEB_PORT), run);
+    let dual = net.client(client, vip(DUAL_PORT), run);
     let (web, dual) = (web.collect()?, dual.collect()?);
-    let keys = dual_keys();
+    // The dual-stack servers, each reached over both families.
+    let keys: Vec<String> = DUAL_SERVERS
+        .iter()
+        .flat_map(|s| [format!("{s}/IPv4"), format!("{s}/IPv6")])
+        .collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let per_web = analysis::per_server(&web.conns);
     let per_dual = analysis::per_server_family(&dual.conns);
-    let failed = analysis::failed(&web.conns) + analysis::failed(&dual.conns);
+    Ok(Traffic {
+        per_web: analysis::per_server(&web.conns),
+        dual_balanced: analysis::balanced(&per_dual, &keys, 2.0),
+        per_dual,
+        failed: analysis::failed(&web.conns) + analysis::failed(&dual.conns),
+        first_error: analysis::first_error(&web.conns).or(analysis::first_error(&dual.conns)),
+        web,
+    })
+}
+
+fn row_1(net: &mut Net) -> anyhow::Result<Verdict> {
+    let t = traffic(net, &net.client6, vip6)?;
     let mut v = Verdict::default();
     v.check(
         "IPv6-only servers balanced within 1.5x",
-        analysis::balanced(&per_web, &WEB_SERVERS, 1.5),
+        analysis::balanced(&t.per_web, &WEB_SERVERS, 1.5),
     )
     .check(
         "dual-stack servers balanced over both families within 2x",
-        analysis::balanced(&per_dual, &keys, 2.0),
+        t.dual_balanced,
     )
-    .check("no failed connection", failed == 0)
-    .figure("IPv6-only servers (VIP6:80)", json!(per_web))
-    .figure("dual-stack servers (VIP6:8080)", json!(per_dual))
-    .figure("failed", json!(failed))
-    .figure(
-        "first error",
-        json!(analysis::first_error(&web.conns).or(analysis::first_error(&dual.conns))),
-    );
+    .check("no failed connection", t.failed == 0)
+    .figure("IPv6-only servers (VIP6:80)", json!(t.per_web))
+    .figure("dual-stack servers (VIP6:8080)", json!(t.per_dual))
+    .figure("failed", json!(t.failed))
+    .figure("first error", json!(t.first_error));
     Ok(v)
 }
 
 fn row_2(net: &mut Net) -> anyhow::Result<Verdict> {
-    let run = Duration::from_millis(1500);
-    let web = net.client(&net.client4, vip4(WEB_PORT), run);
-    let dual = net.client(&net.client4, vip4(DUAL_PORT), run);
-    let (web, dual) = (web.collect()?, dual.collect()?);
-    let keys = dual_keys();
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let per_web = analysis::per_server(&web.conns);
-    let per_dual = analysis::per_server_family(&dual.conns);
-    let ok = analysis::succeeded(&web.conns);
-    let bytes = analysis::bytes_verified(&web.conns);
-    let failed = analysis::failed(&web.conns) + analysis::failed(&dual.conns);
-    let only_web = per_web.keys().all(|k| WEB_SERVERS.contains(&k.as_str()));
+    let t = traffic(net, &net.client4, vip4)?;
+    let ok = analysis::succeeded(&t.web.conns);
+    let bytes = analysis::bytes_verified(&t.web.conns);
+    let only_web = t.per_web.keys().all(|k| WEB_SERVERS.contains(&k.as_str()));
     let mut v = Verdict::default();
     v.check("connections made", ok > 0)
-        .check("no failed connection", failed == 0)
+        .check("no failed connection", t.failed == 0)
         .check("VIP4:80 answered by the IPv6-only servers only", only_web)
         .check(
             "every byte came back",
@@ -267,17 +275,14 @@ fn row_2(net: &mut Net) -> anyhow::Result<Verdict> {
         )
         .check(
             "dual-stack servers balanced over both families within 2x",
-            analysis::balanced(&per_dual, &keys, 2.0),
+            t.dual_balanced,
         )
         .figure("connections", json!(ok))
         .figure("bytes verified", json!(bytes))
-        .figure("IPv6-only servers (VIP4:80)", json!(per_web))
-        .figure("dual-stack servers (VIP4:8080)", json!(per_dual))
-        .figure("failed", json!(failed))
-        .figure(
-            "first error",
-            json!(analysis::first_error(&web.conns).or(analysis::first_error(&dual.conns))),
-        );
+        .figure("IPv6-only servers (VIP4:80)", json!(t.per_web))
+        .figure("dual-stack servers (VIP4:8080)", json!(t.per_dual))
+        .figure("failed", json!(t.failed))
+        .figure("first error", json!(t.first_error));
     Ok(v)
 }
 
@@ -365,6 +370,29 @@ fn gap_ms(conns: &[Conn], from_ns: u64, to_ns: u64) -> Option<f64> {
     longest_gap(conns, from_ns, to_ns).map(|g| g.longest_ns as f64 / 1e6)
 }
 
+/// Checks that node2 took over each family within `bound` ms.
+fn takeover_within(v: &mut Verdict, t4: Option<f64>, t6: Option<f64>, bound: f64) {
+    v.check(
+        "takeover within the bound (IPv4)",
+        t4.is_some_and(|t| t <= bound),
+    )
+    .check(
+        "takeover within the bound (IPv6)",
+        t6.is_some_and(|t| t <= bound),
+    );
+}
+
+/// Checks that each client's longest gap could be measured.
+fn gaps_measured(v: &mut Verdict, g4: Option<f64>, g6: Option<f64>) {
+    v.check("clients' gap measured (IPv4)", g4.is_some())
+        .check("clients' gap measured (IPv6)", g6.is_some());
+}
+
+/// Failed connections of the IPv4 and the IPv6 client.
+fn failed_per_family(r4: &ClientRun, r6: &ClientRun) -> Value {
+    per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns))
+}
+
 fn per_family<T: serde::Serialize>(v4: T, v6: T) -> Value {
     json!({ "IPv4": v4, "IPv6": v6 })
 }
@@ -386,16 +414,8 @@ fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
     let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
     let bound = super::clock::ms(takeover_bound(net));
     let mut v = Verdict::default();
-    v.check(
-        "takeover within the bound (IPv4)",
-        t4.is_some_and(|t| t <= bound),
-    )
-    .check(
-        "takeover within the bound (IPv6)",
-        t6.is_some_and(|t| t <= bound),
-    )
-    .check("clients' gap measured (IPv4)", g4.is_some())
-    .check("clients' gap measured (IPv6)", g6.is_some());
+    takeover_within(&mut v, t4, t6, bound);
+    gaps_measured(&mut v, g4, g6);
     v.figures(vec![
         ("node1 dies: takeover_ms", per_family(t4, t6)),
         (
@@ -405,7 +425,7 @@ fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
         ("node1 dies: gap_ms", per_family(g4, g6)),
         (
             "node1 dies: failed connections",
-            per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
+            failed_per_family(&r4, &r6),
         ),
         ("takeover bound_ms", json!(bound)),
     ]);
@@ -443,17 +463,13 @@ fn row_5(net: &mut Net) -> anyhow::Result<Verdict> {
     let back = states(net, 0)?;
     let mut v = Verdict::default();
     v.check("node1 sole holder again (IPv4)", t4.is_some())
-        .check("node1 sole holder again (IPv6)", t6.is_some())
-        .check("clients' gap measured (IPv4)", g4.is_some())
-        .check("clients' gap measured (IPv6)", g6.is_some());
+        .check("node1 sole holder again (IPv6)", t6.is_some());
+    gaps_measured(&mut v, g4, g6);
     wait_steady(net, Duration::from_secs(10))?;
     v.figures(vec![
         ("daemon start -> node1 sole holder_ms", per_family(t4, t6)),
         ("gap_ms", per_family(g4, g6)),
-        (
-            "failed connections",
-            per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
-        ),
+        ("failed connections", failed_per_family(&r4, &r6)),
         ("node1", json!(back)),
     ]);
     Ok(v)
@@ -497,28 +513,18 @@ fn daemon_killed(net: &mut Net) -> anyhow::Result<Verdict> {
         .collect();
     let bound = super::clock::ms(takeover_bound(net));
     let mut v = Verdict::default();
-    v.check(
-        "takeover within the bound (IPv4)",
-        t4.is_some_and(|t| t <= bound),
-    )
-    .check(
-        "takeover within the bound (IPv6)",
-        t6.is_some_and(|t| t <= bound),
-    )
-    .check("the kernel kept both VIPs on node1", stale == (true, true))
-    .check(
-        "the restarted daemon removed both stale VIPs first",
-        removed == [VIP4, VIP6],
-    )
-    .check("restarted node1 sole holder again (IPv4)", b4.is_some())
-    .check("restarted node1 sole holder again (IPv6)", b6.is_some())
-    .check(
-        "clients' gap measured (IPv4)",
-        gap_ms(&r4.conns, event, end).is_some(),
-    )
-    .check(
-        "clients' gap measured (IPv6)",
-        gap_ms(&r6.conns, event, end).is_some(),
+    takeover_within(&mut v, t4, t6, bound);
+    v.check("the kernel kept both VIPs on node1", stale == (true, true))
+        .check(
+            "the restarted daemon removed both stale VIPs first",
+            removed == [VIP4, VIP6],
+        )
+        .check("restarted node1 sole holder again (IPv4)", b4.is_some())
+        .check("restarted node1 sole holder again (IPv6)", b6.is_some());
+    gaps_measured(
+        &mut v,
+        gap_ms(&r4.conns, event, end),
+        gap_ms(&r6.conns, event, end),
     );
     wait_steady(net, Duration::from_secs(10))?;
     v.figures(vec![
@@ -532,7 +538,7 @@ fn daemon_killed(net: &mut Net) -> anyhow::Result<Verdict> {
         ),
         (
             "daemon killed: failed connections",
-            per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
+            failed_per_family(&r4, &r6),
         ),
         ("stale VIPs on node1 before restart", json!(stale_list)),
         ("removed by the restarted daemon first", json!(removed)),
@@ -680,14 +686,11 @@ fn row_7(net: &mut Net) -> anyhow::Result<Verdict> {
             .is_ok_and(|p| p.len() == 2 && p.iter().all(|&p| p == expected)),
     )
     .check("node1 sole holder once reconnected (IPv4)", b4.is_some())
-    .check("node1 sole holder once reconnected (IPv6)", b6.is_some())
-    .check(
-        "clients' gap measured (IPv4)",
-        gap_ms(&r4.conns, down, end).is_some(),
-    )
-    .check(
-        "clients' gap measured (IPv6)",
-        gap_ms(&r6.conns, down, end).is_some(),
+    .check("node1 sole holder once reconnected (IPv6)", b6.is_some());
+    gaps_measured(
+        &mut v,
+        gap_ms(&r4.conns, down, end),
+        gap_ms(&r6.conns, down, end),
     );
     wait_steady(net, Duration::from_secs(10))?;
     v.figures(vec![
@@ -702,10 +705,7 @@ fn row_7(net: &mut Net) -> anyhow::Result<Verdict> {
             "back: gap_ms",
             per_family(gap_ms(&r4.conns, up, end), gap_ms(&r6.conns, up, end)),
         ),
-        (
-            "failed connections",
-            per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
-        ),
+        ("failed connections", failed_per_family(&r4, &r6)),
     ]);
     Ok(v)
 }

@@ -143,33 +143,26 @@ fn vrrp_every_key_reaches_the_model() {
         "t.toml",
     )
     .unwrap();
-    let expected = vrrp::InstanceSpec {
-        name: "v".into(),
-        config: vrrp::Config {
-            vrid: 7,
-            version: vrrp::Version::V3,
-            priority: 200,
-            advert_interval: Duration::from_millis(50),
-            preempt: false,
-            preempt_delay: Duration::from_secs(2),
-            accept_mode: true,
-            primary_address: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            addresses: vec![vrrp::VirtualAddress::new("192.0.2.10".parse().unwrap(), 24)],
-            checksum_mode: vrrp::ChecksumMode::MessageOnly,
-            tracks: vec![],
-        },
-        wire: vrrp::Wire {
-            interface: "eth1".into(),
-            unicast_peers: vec!["192.0.2.3".parse().unwrap()],
-            virtual_mac: true,
-            notify: Some("/bin/true".into()),
-            garp: vrrp::Garp {
-                count: 3,
-                interval: Duration::from_millis(20),
-                refresh: Some(Duration::from_secs(30)),
-            },
-        },
-    };
+    let mut expected = vrrp::InstanceSpec::new(
+        "v".into(),
+        "eth1".into(),
+        7,
+        vec!["192.0.2.10/24".parse().unwrap()],
+    );
+    let (config, wire) = (&mut expected.config, &mut expected.wire);
+    config.version = vrrp::Version::V3;
+    config.priority = 200;
+    config.advert_interval = Duration::from_millis(50);
+    config.preempt = false;
+    config.preempt_delay = Duration::from_secs(2);
+    config.accept_mode = true;
+    config.checksum_mode = vrrp::ChecksumMode::MessageOnly;
+    wire.unicast_peers = vec!["192.0.2.3".parse().unwrap()];
+    wire.virtual_mac = true;
+    wire.notify = Some("/bin/true".into());
+    wire.garp.count = 3;
+    wire.garp.interval = Duration::from_millis(20);
+    wire.garp.refresh = Some(Duration::from_secs(30));
     assert_eq!(c.vrrp, [expected]);
 }
 

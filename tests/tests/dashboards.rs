@@ -2,13 +2,11 @@
 //! metric names and labels a live daemon exposes.
 //!
 //! ```text
-//!   namespace cx-<pid>-dash-node (the test thread enters it)
-//!   ┌────────────────────────────────────────────────────────────────┐
-//!   │ lo: client ──► coexist web 127.0.0.1:P ──► up 127.0.0.1:A      │
-//!   │                                        └─► gone 127.0.0.1:B    │
-//!   │     test ──► admin 127.0.0.1:M /metrics                        │
-//!   │ eth0 10.79.0.1/24 ── br0 in "sw" (VRRP "front" alone: master)  │
-//!   └────────────────────────────────────────────────────────────────┘
+//!   namespace cx-<pid>-dash-node (see coexist_tests::lone_node)
+//!     client ──► coexist "web" 127.0.0.1:P ──► up 127.0.0.1:A (passes checks)
+//!                                          └─► gone 127.0.0.1:B (nothing listens)
+//!     test ──► admin 127.0.0.1:M /metrics
+//!     eth0 10.78.0.1/24 ── br0 in "sw": VRRP "front" alone, master
 //! ```
 //!
 //! The daemon runs frontends, a backend with active checks (one server
@@ -17,14 +15,13 @@
 //! the files and from `/metrics`, never from a list kept in this test.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use coexist_tests::client::read_greeting;
-use coexist_tests::daemon::{admin_metrics, DaemonProcess};
-use coexist_tests::netns::{enter_or_skip, Lab};
-use coexist_tests::netns_thread;
+use coexist_tests::daemon::admin_metrics;
+use coexist_tests::lone_node;
+use coexist_tests::netns::enter_or_skip;
 use coexist_tests::ports::{free_port, v4};
 use coexist_tests::servers::TestServer;
 
@@ -148,36 +145,6 @@ fn rule_exprs(rules: &str) -> Vec<String> {
         .collect()
 }
 
-fn config(listen: u16, admin: SocketAddr, up: SocketAddr, gone: SocketAddr) -> String {
-    format!(
-        r#"
-[admin]
-listen = "{admin}"
-
-[[frontend]]
-name = "web"
-listen = ["127.0.0.1:{listen}"]
-backend = "pool"
-
-[[backend]]
-name = "pool"
-health_check = {{ kind = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 1 }}
-servers = [
-  {{ name = "up", address = "{up}" }},
-  {{ name = "gone", address = "{gone}" }},
-]
-
-[[vrrp]]
-name = "front"
-interface = "eth0"
-vrid = 62
-priority = 150
-advert_interval = "100ms"
-addresses = ["10.79.0.10/24"]
-"#
-    )
-}
-
 #[test]
 fn dashboard_and_rules_use_only_metrics_a_live_daemon_exposes() {
     const TEST: &str = "dashboard_and_rules_use_only_metrics_a_live_daemon_exposes";
@@ -202,20 +169,7 @@ fn dashboard_and_rules_use_only_metrics_a_live_daemon_exposes() {
         return;
     }
 
-    let mut lab = Lab::new("dash");
-    let sw = lab.switch("sw");
-    let node = lab.ns("node");
-    lab.plug(&node, "eth0", &sw, "p1");
-    lab.addr(&node, "eth0", "10.79.0.1/24");
-    netns_thread::enter(&node);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let page = runtime.block_on(exercise_the_daemon(&used));
-    drop(runtime);
-    drop(lab);
+    let page = lone_node::run("dash", || exercise_the_daemon(&used));
 
     let exposed = exposed(&page);
     let missing: Vec<&String> = used.iter().filter(|n| !exposed.contains_key(*n)).collect();
@@ -243,11 +197,11 @@ fn dashboard_and_rules_use_only_metrics_a_live_daemon_exposes() {
 async fn exercise_the_daemon(wanted: &BTreeSet<String>) -> String {
     let up_server = TestServer::named(v4(0), "up").await.unwrap();
     let gone = v4(free_port());
-    let listen = free_port();
-    let admin = v4(free_port());
-    let daemon = tokio::task::block_in_place(|| {
-        DaemonProcess::start_ready(&config(listen, admin, up_server.address, gone))
-    });
+    let lone_node::Node {
+        daemon,
+        listen,
+        admin,
+    } = lone_node::start([("up", up_server.address), ("gone", gone)]);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut reloaded = false;
     loop {

@@ -2,16 +2,11 @@
 //! real browser (headless Chromium over WebDriver).
 //!
 //! ```text
-//!   namespace cx-<pid>-page-node (the test thread enters it)
-//!   ┌──────────────────────────────────────────────────────────────────┐
-//!   │ lo 127.0.0.1 / ::1                                               │
-//!   │   client ──► coexist web 127.0.0.1:P ──► s1 127.0.0.1:A          │
-//!   │                                      └─► s2 [::1]:B              │
-//!   │   chromium ◄── chromedriver 127.0.0.1:D ◄── test (WebDriver)     │
-//!   │      └──► admin 127.0.0.1:M  GET / , GET /status every 500 ms    │
-//!   │ eth0 10.78.0.1/24 ── br0 in "sw" (alone: VRRP "front" is master, │
-//!   │                                   VIP 10.78.0.10/24, vrid 61)    │
-//!   └──────────────────────────────────────────────────────────────────┘
+//!   namespace cx-<pid>-page-node (see coexist_tests::lone_node)
+//!     client ──► coexist "web" 127.0.0.1:P, [::1]:P ──► s1 127.0.0.1:A, s2 [::1]:B
+//!     chromium ◄── chromedriver 127.0.0.1:D ◄── test (WebDriver)
+//!        └──► admin 127.0.0.1:M: GET /, then GET /status every 500 ms
+//!     eth0 10.78.0.1/24 ── br0 in "sw": VRRP "front" alone, master of 10.78.0.10/24
 //! ```
 //!
 //! The page must show both servers up and the VRRP instance master, count
@@ -19,52 +14,20 @@
 //! down within 2 s without being reloaded. Its
 //! screenshots go to `target/tmp/status-page/` (the path is printed).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use coexist_tests::browser::{self, Browser};
 use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::DaemonProcess;
-use coexist_tests::netns::{enter_or_skip, Lab};
-use coexist_tests::netns_thread;
+use coexist_tests::lone_node::{self, MAX_CONNECTIONS, VIP};
+use coexist_tests::netns::enter_or_skip;
 use coexist_tests::ports::{free_port, v4, v6};
 use coexist_tests::servers::TestServer;
 use serde::Deserialize;
 
 /// Connections the test makes through the frontend while the page is open.
 const CLIENT_CONNECTIONS: u64 = 4;
-
-fn config(listen: u16, admin: SocketAddr, s1: SocketAddr, s2: SocketAddr) -> String {
-    format!(
-        r#"
-[admin]
-listen = "{admin}"
-
-[[frontend]]
-name = "web"
-listen = ["127.0.0.1:{listen}", "[::1]:{listen}"]
-backend = "pool"
-max_connections = 500
-
-[[backend]]
-name = "pool"
-health_check = {{ kind = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 1 }}
-servers = [
-  {{ name = "s1", address = "{s1}" }},
-  {{ name = "s2", address = "{s2}" }},
-]
-
-[[vrrp]]
-name = "front"
-interface = "eth0"
-vrid = 61
-priority = 150
-advert_interval = "100ms"
-addresses = ["10.78.0.10/24"]
-"#
-    )
-}
 
 /// What the page shows, read from its DOM in one WebDriver round trip.
 #[derive(Debug, Deserialize)]
@@ -167,31 +130,17 @@ fn the_page_shows_servers_and_vrrp_and_follows_a_server_going_down_without_reloa
         eprintln!("SKIP {TEST}: {why}");
         return;
     }
-    let mut lab = Lab::new("page");
-    let sw = lab.switch("sw");
-    let node = lab.ns("node");
-    lab.plug(&node, "eth0", &sw, "p1");
-    lab.addr(&node, "eth0", "10.78.0.1/24");
-    netns_thread::enter(&node);
-    // Built after entering: its worker threads live in the namespace too.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(look_at_the_page());
-    drop(runtime);
-    drop(lab);
+    lone_node::run("page", look_at_the_page);
 }
 
 async fn look_at_the_page() {
     let mut s1 = TestServer::named(v4(0), "s1").await.unwrap();
     let mut s2 = TestServer::named(v6(0), "s2").await.unwrap();
-    let listen = free_port();
-    let admin = v4(free_port());
-    let daemon = tokio::task::block_in_place(|| {
-        DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address))
-    });
+    let lone_node::Node {
+        daemon,
+        listen,
+        admin,
+    } = lone_node::start([("s1", s1.address), ("s2", s2.address)]);
     let browser = Browser::start(1280, 720).await.expect("start the browser");
     browser.open(admin, "/").await.expect("load the page");
     assert_eq!(
@@ -232,14 +181,14 @@ async fn look_at_the_page() {
         CLIENT_CONNECTIONS.to_string(),
         "total connections: {web:?}"
     );
-    assert_eq!(web[5], "500", "limit: {web:?}");
+    assert_eq!(web[5], MAX_CONNECTIONS.to_string(), "limit: {web:?}");
     assert!(
         shown.backends["pool"].contains("2/2 up"),
         "{:?}",
         shown.backends
     );
     let front = &shown.vrrp["front"].cells;
-    assert!(front.contains(&"10.78.0.10/24".to_owned()), "{front:?}");
+    assert!(front.contains(&VIP.to_owned()), "{front:?}");
     assert!(front.contains(&"150".to_owned()), "priority: {front:?}");
 
     // Mark this document: a reload would give the page a fresh window.

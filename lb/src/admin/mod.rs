@@ -3,11 +3,14 @@
 //! It binds loopback by default; an operator must configure another
 //! address explicitly to expose it.
 
+pub mod counters;
+mod page;
 pub mod status;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use axum::extract::{Path, State};
@@ -20,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::AdminState;
 use crate::runtime::Snapshot;
+use counters::Counters;
 use status::{ServerStatus, Status, VrrpStatus};
 
 /// VRRP instances publish their state here; the admin API only reads it.
@@ -41,7 +45,16 @@ impl AdminContext {
             .values()
             .cloned()
             .collect();
-        Status::from_snapshot(&self.snapshot.load(), vrrp)
+        let counters = self
+            .metrics
+            .as_ref()
+            .map(|handle| Counters::parse(&handle.render(), &status::COUNTER_NAMES));
+        Status::from_snapshot(
+            &self.snapshot.load(),
+            vrrp,
+            counters.as_ref(),
+            SystemTime::now(),
+        )
     }
 }
 
@@ -56,6 +69,7 @@ pub struct ServerChange {
 
 pub fn router(context: AdminContext) -> Router {
     Router::new()
+        .route("/", get(page::serve))
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
         .route("/servers/{backend}/{server}", post(change_server))
@@ -84,8 +98,12 @@ async fn metrics(State(context): State<AdminContext>) -> Response {
     }
 }
 
-async fn status_json(State(context): State<AdminContext>) -> Json<Status> {
-    Json(context.status())
+async fn status_json(State(context): State<AdminContext>) -> impl IntoResponse {
+    // The page polls it: never serve it from a cache.
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(context.status()),
+    )
 }
 
 async fn change_server(

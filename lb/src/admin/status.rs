@@ -2,15 +2,22 @@
 //!
 //! Fields may be added but never renamed: external tools parse it.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::Snapshot;
+use super::counters::Counters;
+use crate::metrics as m;
+use crate::runtime::{RecordedTransition, Snapshot};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub frontends: Vec<FrontendStatus>,
     pub backends: Vec<BackendStatus>,
     pub vrrp: Vec<VrrpStatus>,
+    /// Seconds since the Unix epoch when the document was made: the clock
+    /// that `last_transition` values are to be compared with.
+    pub generated_at: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,6 +26,11 @@ pub struct FrontendStatus {
     pub listen: Vec<String>,
     pub backend: String,
     pub active_connections: usize,
+    /// Connections accepted since the daemon started (`lb_connections_total`);
+    /// null when the daemon runs without its metrics recorder.
+    pub total_connections: Option<u64>,
+    /// The configured `max_connections`; null when unlimited.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,6 +54,17 @@ pub struct ServerStatus {
     pub total_connections: u64,
     /// "ok", the reason of the last failure, or null before any result.
     pub last_check: Option<String>,
+    /// Failed connects for clients (`lb_connect_errors_total`); this and
+    /// the byte counts are null without the metrics recorder.
+    pub connect_errors: Option<u64>,
+    /// Bytes delivered to the server and back (`lb_bytes_total`).
+    pub bytes_to_server: Option<u64>,
+    pub bytes_to_client: Option<u64>,
+    /// Seconds since the Unix epoch of the last state change, null before any.
+    pub last_transition: Option<f64>,
+    pub last_transition_reason: Option<String>,
+    /// The state before the last change.
+    pub previous_state: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,9 +85,28 @@ pub struct VrrpStatus {
     pub last_transition_reason: Option<String>,
 }
 
+/// The metric names whose samples [`Status::from_snapshot`] reads.
+pub const COUNTER_NAMES: [&str; 3] = [
+    m::CONNECTIONS_TOTAL,
+    m::BYTES_TOTAL,
+    m::CONNECT_ERRORS_TOTAL,
+];
+
+/// Seconds since the Unix epoch, as `/status` writes times.
+pub fn epoch_seconds(at: SystemTime) -> Option<f64> {
+    at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
+}
+
 impl Status {
-    /// The load balancer part of the status, read from a snapshot.
-    pub fn from_snapshot(snapshot: &Snapshot, vrrp: Vec<VrrpStatus>) -> Self {
+    /// The load balancer part of the status, read from a snapshot;
+    /// `counters` is `None` when no metrics recorder is installed.
+    pub fn from_snapshot(
+        snapshot: &Snapshot,
+        vrrp: Vec<VrrpStatus>,
+        counters: Option<&Counters>,
+        now: SystemTime,
+    ) -> Self {
+        let count = |name: &str, labels: &[(&str, &str)]| counters?.count(name, labels);
         let frontends = snapshot
             .config
             .frontends
@@ -75,6 +117,8 @@ impl Status {
                 listen: f.config.listen.iter().map(ToString::to_string).collect(),
                 backend: f.config.backend.clone(),
                 active_connections: f.limit.serving(),
+                total_connections: count(m::CONNECTIONS_TOTAL, &[("frontend", &f.config.name)]),
+                max_connections: f.config.max_connections,
             })
             .collect();
         let backends = snapshot
@@ -87,16 +131,37 @@ impl Status {
                     .servers
                     .iter()
                     .zip(&b.config.servers)
-                    .map(|(runtime, config)| ServerStatus {
-                        name: runtime.name().to_string(),
-                        address: runtime.address.to_string(),
-                        state: runtime.state().as_str().to_owned(),
-                        admin: runtime.admin().as_str().to_owned(),
-                        weight: runtime.weight(),
-                        backup: config.backup,
-                        active_connections: runtime.active(),
-                        total_connections: runtime.total(),
-                        last_check: runtime.last_check(),
+                    .map(|(runtime, config)| {
+                        let name = runtime.name();
+                        let server = [("backend", b.name()), ("server", name.as_str())];
+                        let bytes = |direction| {
+                            count(
+                                m::BYTES_TOTAL,
+                                &[server[0], server[1], ("direction", direction)],
+                            )
+                        };
+                        let last = runtime.last_transition();
+                        ServerStatus {
+                            name: name.to_string(),
+                            address: runtime.address.to_string(),
+                            state: runtime.state().as_str().to_owned(),
+                            admin: runtime.admin().as_str().to_owned(),
+                            weight: runtime.weight(),
+                            backup: config.backup,
+                            active_connections: runtime.active(),
+                            total_connections: runtime.total(),
+                            last_check: runtime.last_check(),
+                            connect_errors: count(m::CONNECT_ERRORS_TOTAL, &server),
+                            bytes_to_server: bytes("to_server"),
+                            bytes_to_client: bytes("to_client"),
+                            last_transition: last.as_ref().and_then(|l| epoch_seconds(l.at)),
+                            last_transition_reason: last
+                                .as_ref()
+                                .map(|l| l.transition.reason.clone()),
+                            previous_state: last.as_ref().map(|l: &RecordedTransition| {
+                                l.transition.from.as_str().to_owned()
+                            }),
+                        }
                     })
                     .collect(),
             })
@@ -105,6 +170,7 @@ impl Status {
             frontends,
             backends,
             vrrp,
+            generated_at: epoch_seconds(now),
         }
     }
 
@@ -126,7 +192,7 @@ impl Status {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "SERVER                         ADDRESS                   STATE  WEIGHT  ACTIVE     TOTAL  LAST CHECK"
+            "SERVER                         ADDRESS                   STATE  WEIGHT  ACTIVE     TOTAL  SINCE     LAST CHECK"
         );
         for b in &self.backends {
             for s in &b.servers {
@@ -138,13 +204,14 @@ impl Status {
                 );
                 let _ = writeln!(
                     out,
-                    "{:<30} {:<25} {:<6} {:>6}  {:>6} {:>9}  {}",
+                    "{:<30} {:<25} {:<6} {:>6}  {:>6} {:>9}  {:<8}  {}",
                     name,
                     s.address,
                     s.state,
                     s.weight,
                     s.active_connections,
                     s.total_connections,
+                    self.since(s.last_transition),
                     s.last_check.as_deref().unwrap_or("-")
                 );
             }
@@ -153,12 +220,12 @@ impl Status {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "VRRP             IFACE      VRID  STATE       PRIO  EFFECTIVE  MASTER                   LAST CHANGE"
+                "VRRP             IFACE      VRID  STATE       PRIO  EFFECTIVE  MASTER                   SINCE     LAST CHANGE"
             );
             for v in &self.vrrp {
                 let _ = writeln!(
                     out,
-                    "{:<16} {:<10} {:>4}  {:<10} {:>5}  {:>9}  {:<24} {}",
+                    "{:<16} {:<10} {:>4}  {:<10} {:>5}  {:>9}  {:<24} {:<8}  {}",
                     v.name,
                     v.interface,
                     v.vrid,
@@ -166,10 +233,22 @@ impl Status {
                     v.priority,
                     v.effective_priority,
                     v.master.as_deref().unwrap_or("-"),
+                    self.since(v.last_transition),
                     v.last_transition_reason.as_deref().unwrap_or("-")
                 );
             }
         }
         out
+    }
+
+    /// How long ago `then` was, in whole seconds, by the daemon's clock.
+    fn since(&self, then: Option<f64>) -> String {
+        match (self.generated_at, then) {
+            (Some(now), Some(then)) => {
+                let seconds = (now - then).max(0.0) as u64;
+                humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+            }
+            _ => "-".to_owned(),
+        }
     }
 }

@@ -15,4 +15,5 @@ pub mod net;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod runtime;
+pub mod udp;
 pub mod watch;

@@ -1,13 +1,22 @@
 //! `[[frontend]]` checks: names, listen addresses that could all be bound
-//! together, and the backend each one names.
+//! together, the backend each one names, and the keys of its protocol.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use toml::Spanned;
 
 use super::Ctx;
-use crate::config::model::{Backend, Frontend, ProxyProtocol};
-use crate::config::raw::{RawFrontend, RawProxyProtocol};
+use crate::config::model::{Backend, Frontend, Protocol, ProxyProtocol, UdpSettings};
+use crate::config::raw::{RawFrontend, RawProtocol, RawProxyProtocol};
+
+/// A DNS exchange is over in well under a second; a few tens of seconds
+/// also keep a slow request/response protocol's session between exchanges.
+const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// About 3 KiB each (a socket towards the server, its task and the table
+/// entry): 48 MiB at the limit.
+const DEFAULT_MAX_SESSIONS: usize = 16384;
+const MAX_MAX_SESSIONS: i64 = 1 << 24;
 
 pub(super) fn frontends(
     ctx: &mut Ctx<'_>,
@@ -15,8 +24,9 @@ pub(super) fn frontends(
     backends: &[Backend],
 ) -> Vec<Frontend> {
     let mut out: Vec<Frontend> = Vec::with_capacity(raw.len());
-    // Every listen address seen so far, with the key that declared it.
-    let mut bound: Vec<(SocketAddr, String)> = Vec::new();
+    // Every listen address seen so far, with its protocol and the key that
+    // declared it: TCP and UDP sockets on one port do not clash (DNS).
+    let mut bound: Vec<(SocketAddr, RawProtocol, String)> = Vec::new();
     for (i, f) in raw.iter().enumerate() {
         let f = f.get_ref();
         let at = format!("frontend[{i}]");
@@ -37,17 +47,21 @@ pub(super) fn frontends(
                 "needs at least one address",
             );
         }
+        let raw_protocol = f.protocol.as_ref().map_or(RawProtocol::Tcp, |p| *p.get_ref());
         let mut listen = Vec::new();
         for (k, addr) in f.listen.get_ref().iter().enumerate() {
             let key = format!("{at}.listen[{k}]");
             let Some(a) = ctx.socket_addr(addr, &key) else {
                 continue;
             };
-            if let Some((_, other)) = bound.iter().find(|(b, _)| conflicts(*b, a)) {
+            if let Some((_, _, other)) = bound
+                .iter()
+                .find(|(b, p, _)| *p == raw_protocol && conflicts(*b, a))
+            {
                 let msg = format!("{a} cannot be bound: it overlaps {other}");
                 ctx.error(addr.span(), &key, msg);
             }
-            bound.push((a, key));
+            bound.push((a, raw_protocol, key));
             listen.push(a);
         }
 
@@ -61,20 +75,95 @@ pub(super) fn frontends(
             .max_connections
             .as_ref()
             .map(|m| ctx.int_in(Some(m), &format!("{at}.max_connections"), 1, 1..=i64::MAX));
+        let proxy_protocol = match f.proxy_protocol.as_ref().map(Spanned::get_ref) {
+            None | Some(RawProxyProtocol::None) => ProxyProtocol::None,
+            Some(RawProxyProtocol::V1) => ProxyProtocol::V1,
+            Some(RawProxyProtocol::V2) => ProxyProtocol::V2,
+        };
+        let protocol = match raw_protocol {
+            RawProtocol::Tcp => {
+                udp_keys_absent(ctx, f, &at);
+                Protocol::Tcp
+            }
+            RawProtocol::Udp => Protocol::Udp(udp(ctx, f, &at)),
+        };
 
         out.push(Frontend {
             name: f.name.get_ref().clone(),
             listen,
             backend: f.backend.get_ref().clone(),
-            max_connections,
-            proxy_protocol: match f.proxy_protocol {
-                None | Some(RawProxyProtocol::None) => ProxyProtocol::None,
-                Some(RawProxyProtocol::V1) => ProxyProtocol::V1,
-                Some(RawProxyProtocol::V2) => ProxyProtocol::V2,
+            max_connections: max_connections.filter(|_| raw_protocol == RawProtocol::Tcp),
+            proxy_protocol: if raw_protocol == RawProtocol::Tcp {
+                proxy_protocol
+            } else {
+                ProxyProtocol::None
             },
+            protocol,
         });
     }
     out
+}
+
+/// A UDP key on a TCP frontend: the operator meant something else.
+fn udp_keys_absent(ctx: &mut Ctx<'_>, f: &RawFrontend, at: &str) {
+    let udp_keys = [
+        ("udp_idle_timeout", f.udp_idle_timeout.as_ref().map(Spanned::span)),
+        ("udp_responses", f.udp_responses.as_ref().map(Spanned::span)),
+        ("max_sessions", f.max_sessions.as_ref().map(Spanned::span)),
+    ];
+    for (name, span) in udp_keys {
+        if let Some(span) = span {
+            ctx.error(
+                span,
+                &format!("{at}.{name}"),
+                "only used with protocol = \"udp\"",
+            );
+        }
+    }
+}
+
+/// The UDP keys, and the TCP keys a UDP frontend cannot honour.
+fn udp(ctx: &mut Ctx<'_>, f: &RawFrontend, at: &str) -> UdpSettings {
+    if let Some(m) = &f.max_connections {
+        ctx.error(
+            m.span(),
+            &format!("{at}.max_connections"),
+            "TCP only; a UDP frontend is bounded by max_sessions",
+        );
+    }
+    if let Some(p) = f
+        .proxy_protocol
+        .as_ref()
+        .filter(|p| *p.get_ref() != RawProxyProtocol::None)
+    {
+        ctx.error(
+            p.span(),
+            &format!("{at}.proxy_protocol"),
+            "a PROXY header cannot be sent on a UDP frontend: servers would read it as part of the first datagram",
+        );
+    }
+    UdpSettings {
+        idle_timeout: ctx.duration_in(
+            f.udp_idle_timeout.as_ref(),
+            &format!("{at}.udp_idle_timeout"),
+            DEFAULT_UDP_IDLE_TIMEOUT,
+            Duration::from_millis(10)..=Duration::from_secs(24 * 3600),
+        ),
+        responses: f.udp_responses.as_ref().map(|r| {
+            ctx.int_in(
+                Some(r),
+                &format!("{at}.udp_responses"),
+                1,
+                1..=i64::from(u32::MAX),
+            )
+        }),
+        max_sessions: ctx.int_in(
+            f.max_sessions.as_ref(),
+            &format!("{at}.max_sessions"),
+            DEFAULT_MAX_SESSIONS,
+            1..=MAX_MAX_SESSIONS,
+        ),
+    }
 }
 
 /// Two listeners clash when the kernel would refuse to bind both: same port

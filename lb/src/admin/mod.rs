@@ -30,6 +30,8 @@ pub struct AdminContext {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Option<PrometheusHandle>,
     pub vrrp: VrrpBoard,
+    /// Session counters of the UDP frontends.
+    pub udp: crate::udp::StatsBoard,
 }
 
 impl AdminContext {
@@ -41,7 +43,9 @@ impl AdminContext {
             .values()
             .cloned()
             .collect();
-        Status::from_snapshot(&self.snapshot.load(), vrrp)
+        let mut status = Status::from_snapshot(&self.snapshot.load(), vrrp);
+        status.add_udp_sessions(&self.udp);
+        status
     }
 }
 

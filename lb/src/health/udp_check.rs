@@ -178,7 +178,10 @@ mod tests {
             bounded(dns(refused, "example.test.", 6, &[0, 3])).await,
             Err("expected RCODE NOERROR or NXDOMAIN, got REFUSED".to_owned())
         );
-        assert_eq!(bounded(dns(refused, "example.test.", 6, &[5])).await, Ok(()));
+        assert_eq!(
+            bounded(dns(refused, "example.test.", 6, &[5])).await,
+            Ok(())
+        );
     }
 
     #[tokio::test]
@@ -207,7 +210,10 @@ mod tests {
     #[tokio::test]
     async fn udp_send_expect_compares_the_reply_prefix() {
         let echo = responder(<[u8]>::to_vec).await;
-        assert_eq!(bounded(send_expect(echo, b"ping", Some(b"pi"))).await, Ok(()));
+        assert_eq!(
+            bounded(send_expect(echo, b"ping", Some(b"pi"))).await,
+            Ok(())
+        );
         assert_eq!(bounded(send_expect(echo, b"ping", None)).await, Ok(()));
         let error = bounded(send_expect(echo, b"ping", Some(b"pong")))
             .await

@@ -117,7 +117,9 @@ impl SessionGate {
         };
         self.state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                (s & CLOSED == 0).then(|| ((s & OUTSTANDING).saturating_add(u64::from(per_request))).min(OUTSTANDING))
+                (s & CLOSED == 0).then(|| {
+                    ((s & OUTSTANDING).saturating_add(u64::from(per_request))).min(OUTSTANDING)
+                })
             })
             .is_ok()
     }
@@ -309,7 +311,12 @@ impl<V> SessionTable<V> {
     /// Ends the session of `flow` if it is still the one `gate` belongs to
     /// (the reply path reports an end after a new session may have taken
     /// the flow).
-    pub fn end(&mut self, flow: &Flow, gate: &Arc<SessionGate>, reason: EndReason) -> Option<Ended<V>> {
+    pub fn end(
+        &mut self,
+        flow: &Flow,
+        gate: &Arc<SessionGate>,
+        reason: EndReason,
+    ) -> Option<Ended<V>> {
         let same = self
             .sessions
             .peek(flow)
@@ -466,7 +473,12 @@ mod tests {
 
         /// A client datagram of `flow` at `ms`: its session's server, and
         /// whether a session was opened for it (with what ended before).
-        fn datagram(&mut self, flow: Flow, server: &'static str, ms: u64) -> (&'static str, bool, Option<Ended<&'static str>>) {
+        fn datagram(
+            &mut self,
+            flow: Flow,
+            server: &'static str,
+            ms: u64,
+        ) -> (&'static str, bool, Option<Ended<&'static str>>) {
             let now = self.at(ms);
             match self.table.route(&flow, now) {
                 Route::Open(s) => (*s, false, None),
@@ -520,7 +532,13 @@ mod tests {
         let mut f = Fixture::new(limits(None, 10));
         f.datagram(flow(1), "s1", 0);
         let admitted = f.gate(flow(1)).admit_replies(3, f.at(20_000));
-        assert_eq!(admitted, Admitted { deliver: 3, last: false });
+        assert_eq!(
+            admitted,
+            Admitted {
+                deliver: 3,
+                last: false
+            }
+        );
         assert_eq!(f.expire(30_000), vec![]);
         assert_eq!(f.table.next_expiry(), Some(f.at(50_000)));
         assert_eq!(f.expire(50_000), vec![(flow(1), EndReason::Idle)]);
@@ -531,9 +549,21 @@ mod tests {
         let mut f = Fixture::new(limits(Some(1), 10));
         f.datagram(flow(1), "s1", 0);
         let gate = Arc::clone(f.gate(flow(1)));
-        assert_eq!(gate.admit_replies(1, f.at(1)), Admitted { deliver: 1, last: true });
+        assert_eq!(
+            gate.admit_replies(1, f.at(1)),
+            Admitted {
+                deliver: 1,
+                last: true
+            }
+        );
         // A second reply to the same query is not delivered.
-        assert_eq!(gate.admit_replies(1, f.at(2)), Admitted { deliver: 0, last: true });
+        assert_eq!(
+            gate.admit_replies(1, f.at(2)),
+            Admitted {
+                deliver: 0,
+                last: true
+            }
+        );
         // The client's next query opens a new session (maybe elsewhere).
         let (server, opened, ended) = f.datagram(flow(1), "s2", 3);
         assert_eq!((server, opened), ("s2", true));
@@ -547,9 +577,24 @@ mod tests {
             f.datagram(flow(1), "s1", ms);
         }
         let gate = Arc::clone(f.gate(flow(1)));
-        assert_eq!(gate.admit_replies(2, f.at(5)), Admitted { deliver: 2, last: false });
-        assert_eq!(gate.admit_replies(2, f.at(6)), Admitted { deliver: 1, last: true });
-        assert!(!gate.admit_request(), "a closed session takes no new request");
+        assert_eq!(
+            gate.admit_replies(2, f.at(5)),
+            Admitted {
+                deliver: 2,
+                last: false
+            }
+        );
+        assert_eq!(
+            gate.admit_replies(2, f.at(6)),
+            Admitted {
+                deliver: 1,
+                last: true
+            }
+        );
+        assert!(
+            !gate.admit_request(),
+            "a closed session takes no new request"
+        );
     }
 
     #[test]
@@ -557,8 +602,20 @@ mod tests {
         let mut f = Fixture::new(limits(Some(2), 10));
         f.datagram(flow(1), "s1", 0);
         let gate = Arc::clone(f.gate(flow(1)));
-        assert_eq!(gate.admit_replies(1, f.at(1)), Admitted { deliver: 1, last: false });
-        assert_eq!(gate.admit_replies(1, f.at(2)), Admitted { deliver: 1, last: true });
+        assert_eq!(
+            gate.admit_replies(1, f.at(1)),
+            Admitted {
+                deliver: 1,
+                last: false
+            }
+        );
+        assert_eq!(
+            gate.admit_replies(1, f.at(2)),
+            Admitted {
+                deliver: 1,
+                last: true
+            }
+        );
         assert_eq!(f.expire(3), vec![(flow(1), EndReason::Responses)]);
     }
 
@@ -567,9 +624,21 @@ mod tests {
         let mut f = Fixture::new(limits(None, 10));
         f.datagram(flow(1), "s1", 0);
         let gate = Arc::clone(f.gate(flow(1)));
-        assert_eq!(gate.admit_replies(5, f.at(1)), Admitted { deliver: 5, last: false });
+        assert_eq!(
+            gate.admit_replies(5, f.at(1)),
+            Admitted {
+                deliver: 5,
+                last: false
+            }
+        );
         gate.close();
-        assert_eq!(gate.admit_replies(1, f.at(2)), Admitted { deliver: 0, last: true });
+        assert_eq!(
+            gate.admit_replies(1, f.at(2)),
+            Admitted {
+                deliver: 0,
+                last: true
+            }
+        );
         let (_, opened, ended) = f.datagram(flow(1), "s1", 3);
         assert!(opened);
         assert_eq!(ended.map(|e| e.reason), Some(EndReason::Closed));
@@ -586,7 +655,10 @@ mod tests {
         f.gate(flow(1)).admit_replies(1, f.at(10));
         let (_, _, evicted) = f.datagram(flow(4), "s1", 11);
         let evicted = evicted.unwrap();
-        assert_eq!((evicted.flow, evicted.reason), (flow(2), EndReason::Evicted));
+        assert_eq!(
+            (evicted.flow, evicted.reason),
+            (flow(2), EndReason::Evicted)
+        );
         assert_eq!(f.table.len(), 3);
     }
 

@@ -256,7 +256,10 @@ fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) 
         }
         RawCheckKind::Udp => {
             let send = bytes(ctx, h.send.as_ref(), "send");
-            let expect = h.expect.is_some().then(|| bytes(ctx, h.expect.as_ref(), "expect"));
+            let expect = h
+                .expect
+                .is_some()
+                .then(|| bytes(ctx, h.expect.as_ref(), "expect"));
             CheckKind::Udp { send, expect }
         }
         RawCheckKind::Dns => dns_check::dns(ctx, h, &key),
@@ -295,10 +298,18 @@ fn unused_keys(
         ("expect", span(h.expect.as_ref()), &[SendExpect, Udp]),
         ("path", span(h.path.as_ref()), &[Http]),
         ("host", span(h.host.as_ref()), &[Http]),
-        ("expect_status", h.expect_status.as_ref().map(Spanned::span), &[Http]),
+        (
+            "expect_status",
+            h.expect_status.as_ref().map(Spanned::span),
+            &[Http],
+        ),
         ("query_name", span(h.query_name.as_ref()), &[Dns]),
         ("query_type", span(h.query_type.as_ref()), &[Dns]),
-        ("expect_rcode", h.expect_rcode.as_ref().map(Spanned::span), &[Dns]),
+        (
+            "expect_rcode",
+            h.expect_rcode.as_ref().map(Spanned::span),
+            &[Dns],
+        ),
     ];
     for (name, span, owners) in keys {
         let Some(span) = span else { continue };

@@ -69,16 +69,22 @@ fn query_type(ctx: &mut Ctx<'_>, value: Option<&Spanned<String>>, key: &str) -> 
 /// `"NOERROR"` or `["NOERROR", "NXDOMAIN"]`.
 fn rcodes(value: &toml::Value) -> Result<Vec<u16>, String> {
     let one = |v: &toml::Value| -> Result<u16, String> {
-        let text = v
-            .as_str()
-            .ok_or_else(|| format!("{} value: expected an RCODE name like \"NOERROR\"", v.type_str()))?;
+        let text = v.as_str().ok_or_else(|| {
+            format!(
+                "{} value: expected an RCODE name like \"NOERROR\"",
+                v.type_str()
+            )
+        })?;
         RCODES
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(text.trim()))
             .map(|(_, c)| *c)
             .ok_or_else(|| {
                 let names: Vec<&str> = RCODES.iter().map(|(n, _)| *n).collect();
-                format!("{text:?} is not an RCODE; expected one of {}", names.join(", "))
+                format!(
+                    "{text:?} is not an RCODE; expected one of {}",
+                    names.join(", ")
+                )
             })
     };
     match value {

@@ -47,7 +47,10 @@ pub(super) fn frontends(
                 "needs at least one address",
             );
         }
-        let raw_protocol = f.protocol.as_ref().map_or(RawProtocol::Tcp, |p| *p.get_ref());
+        let raw_protocol = f
+            .protocol
+            .as_ref()
+            .map_or(RawProtocol::Tcp, |p| *p.get_ref());
         let mut listen = Vec::new();
         for (k, addr) in f.listen.get_ref().iter().enumerate() {
             let key = format!("{at}.listen[{k}]");
@@ -107,7 +110,10 @@ pub(super) fn frontends(
 /// A UDP key on a TCP frontend: the operator meant something else.
 fn udp_keys_absent(ctx: &mut Ctx<'_>, f: &RawFrontend, at: &str) {
     let udp_keys = [
-        ("udp_idle_timeout", f.udp_idle_timeout.as_ref().map(Spanned::span)),
+        (
+            "udp_idle_timeout",
+            f.udp_idle_timeout.as_ref().map(Spanned::span),
+        ),
         ("udp_responses", f.udp_responses.as_ref().map(Spanned::span)),
         ("max_sessions", f.max_sessions.as_ref().map(Spanned::span)),
     ];

@@ -50,15 +50,18 @@ impl Default for Received {
 }
 
 /// Receives up to `BATCH` datagrams without blocking into consecutive
-/// `slot`-byte chunks of `buffer`; fills `received` and returns how many.
-/// `WouldBlock` when none is queued.
+/// `slot`-byte chunks of `buffer`; fills `received` and returns how many
+/// (at most as many as both have room for). `WouldBlock` when none is queued.
 pub fn recv_batch(
     fd: BorrowedFd<'_>,
     buffer: &mut [u8],
     slot: usize,
-    received: &mut [Received; BATCH],
+    received: &mut [Received],
 ) -> io::Result<usize> {
-    let count = (buffer.len() / slot.max(1)).min(BATCH);
+    let count = (buffer.len() / slot.max(1)).min(received.len()).min(BATCH);
+    if count == 0 {
+        return Ok(0);
+    }
     let mut iovecs = [libc::iovec {
         iov_base: ptr::null_mut(),
         iov_len: 0,
@@ -110,23 +113,26 @@ pub fn recv_batch(
     Ok(n)
 }
 
-/// Sends `datagrams` without blocking, each to `to` (`None` on a connected
-/// socket) and from `from` when given (a wildcard listener answering from
-/// the address the client used). Returns how many left; `WouldBlock` if
-/// none could.
-pub fn send_batch(
-    fd: BorrowedFd<'_>,
-    datagrams: &[&[u8]],
-    to: Option<SocketAddr>,
-    from: Option<IpAddr>,
-) -> io::Result<usize> {
+/// A datagram to send: to `to` (`None` on a connected socket), from
+/// `from` when given (a wildcard listener answering from the address the
+/// client used).
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub data: &'a [u8],
+    pub to: Option<SocketAddr>,
+    pub from: Option<IpAddr>,
+}
+
+/// Sends up to `BATCH` datagrams without blocking; returns how many left.
+/// An error means the first one could not (`WouldBlock` when the socket
+/// buffer is full).
+pub fn send_batch(fd: BorrowedFd<'_>, datagrams: &[Outgoing<'_>]) -> io::Result<usize> {
     let count = datagrams.len().min(BATCH);
     if count == 0 {
         return Ok(0);
     }
-    let to = to.map(SockAddr::from);
-    let mut control = ControlBuffer::default();
-    let control_len = from.map_or(0, |ip| write_packet_info(&mut control, ip));
+    let mut names: [Option<SockAddr>; BATCH] = [const { None }; BATCH];
+    let mut controls = [ControlBuffer::default(); BATCH];
     let mut iovecs = [libc::iovec {
         iov_base: ptr::null_mut(),
         iov_len: 0,
@@ -136,24 +142,25 @@ pub fn send_batch(
     for (i, datagram) in datagrams.iter().take(count).enumerate() {
         // The kernel only reads through iov_base on send.
         iovecs[i] = libc::iovec {
-            iov_base: datagram.as_ptr().cast_mut().cast(),
-            iov_len: datagram.len(),
+            iov_base: datagram.data.as_ptr().cast_mut().cast(),
+            iov_len: datagram.data.len(),
         };
         let header = &mut headers[i].msg_hdr;
-        if let Some(to) = &to {
-            header.msg_name = to.as_ptr().cast_mut().cast();
-            header.msg_namelen = to.len();
+        if let Some(to) = datagram.to {
+            let name = names[i].insert(SockAddr::from(to));
+            header.msg_name = name.as_ptr().cast_mut().cast();
+            header.msg_namelen = name.len();
         }
         header.msg_iov = ptr::addr_of_mut!(iovecs[i]);
         header.msg_iovlen = 1;
-        if control_len > 0 {
-            // One control message serves every datagram: the kernel only reads it.
-            header.msg_control = control.as_mut_ptr().cast();
-            header.msg_controllen = control_len as _;
+        if let Some(from) = datagram.from {
+            let len = write_packet_info(&mut controls[i], from);
+            header.msg_control = controls[i].as_mut_ptr().cast();
+            header.msg_controllen = len as _;
         }
     }
-    // SAFETY: every header points at live memory of the stated sizes (the
-    // destination, one iovec over a caller's datagram, the control buffer)
+    // SAFETY: every header points at live memory of the stated sizes (its
+    // destination, one iovec over a caller's datagram, its control buffer)
     // for the duration of the call; `count` <= BATCH.
     let n = unsafe {
         libc::sendmmsg(
@@ -168,6 +175,21 @@ pub fn send_batch(
     } else {
         Ok(n as usize)
     }
+}
+
+/// Registers `inner` with the tokio reactor for readability. Only for types
+/// that own their descriptor (a socket, an epoll set): this is what makes
+/// the registration sound.
+pub fn register_readable<T: std::os::fd::AsRawFd>(
+    inner: T,
+) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: the callers pass types that own their descriptor (std's
+    // UdpSocket, an epoll set over an OwnedFd) and return the same one from
+    // every as_raw_fd; the AsyncFd owns them until it is dropped, so the
+    // descriptor is neither closed nor replaced while registered.
+    Ok(unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+    }?)
 }
 
 fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
@@ -316,8 +338,15 @@ mod tests {
             let client = UdpSocket::bind(SocketAddr::new(loopback.parse().unwrap(), 0)).unwrap();
             client.connect(target).unwrap();
             let datagrams: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
-            let slices: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
-            assert_eq!(send_batch(client.as_fd(), &slices, None, None).unwrap(), 5);
+            let outgoing: Vec<Outgoing<'_>> = datagrams
+                .iter()
+                .map(|d| Outgoing {
+                    data: d,
+                    to: None,
+                    from: None,
+                })
+                .collect();
+            assert_eq!(send_batch(client.as_fd(), &outgoing).unwrap(), 5);
 
             wait_readable(&server);
             let mut buffer = vec![0u8; 4 * 1024 * BATCH];
@@ -332,15 +361,15 @@ mod tests {
             }
 
             // Replies from the address the client used.
-            let replies: Vec<&[u8]> = vec![b"one", b"two"];
-            let sent = send_batch(
-                server.as_fd(),
-                &replies,
-                received[0].peer,
-                received[0].local,
-            )
-            .unwrap();
-            assert_eq!(sent, 2);
+            let replies: Vec<Outgoing<'_>> = [&b"one"[..], &b"two"[..]]
+                .into_iter()
+                .map(|data| Outgoing {
+                    data,
+                    to: received[0].peer,
+                    from: received[0].local,
+                })
+                .collect();
+            assert_eq!(send_batch(server.as_fd(), &replies).unwrap(), 2);
             let mut reply = [0u8; 16];
             client
                 .set_read_timeout(Some(std::time::Duration::from_secs(2)))

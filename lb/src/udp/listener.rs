@@ -1,28 +1,34 @@
-//! One UDP listening address: the task that owns its session table and
-//! forwards client datagrams, and one reply task per session.
+//! One UDP listening address: a task that owns the listening socket, the
+//! session table and every session's socket.
 //!
 //! Each session has its own socket connected to its server. The kernel then
 //! sorts the servers' replies by session (no lookup on the way back), gives
 //! the server a distinct source port per client as with TCP, and reports
 //! an ICMP port unreachable on that socket, which is how a UDP server
-//! without an active check is observed passively. The cost is a descriptor
-//! and a small task per session, both bounded by `max_sessions`.
+//! without an active check is observed passively.
 //!
-//! Datagrams move in batches (`recvmmsg`/`sendmmsg`) through a per-thread
-//! scratch buffer, so nothing is allocated per datagram and a session holds
-//! no buffer of its own.
+//! The session sockets are not registered with the async runtime one by
+//! one: they sit in an epoll set of this listener, whose descriptor the
+//! runtime watches. When it turns readable, the task collects the ready
+//! sessions, reads each one's replies and sends all of them to their
+//! clients in one `sendmmsg`; client datagrams arrive by `recvmmsg`. So a
+//! session costs a descriptor and a table entry (no task, no buffer), and
+//! the system calls per datagram stay few: one `send` towards the server,
+//! one `recvmmsg` per ready session, the rest shared by a batch.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use smallvec::SmallVec;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
 
 use super::session::{EndReason, Ended, Flow, Limits, Route, SessionGate, SessionTable};
 use super::socket;
@@ -30,10 +36,15 @@ use super::stats::{DropReason, FrontendStats};
 use crate::config::UdpSettings;
 use crate::health::Observation;
 use crate::runtime::{ActiveConnection, FrontendRuntime, ServerRuntime};
-use crate::sys::{self, Received, BATCH};
+use crate::sys::{self, Outgoing, Received, BATCH};
 
 /// Room for the largest UDP payload, so no datagram is ever cut.
 const SLOT: usize = 1 << 16;
+/// Ready sessions taken per epoll_wait.
+const READY: usize = 64;
+/// Batches handled per wake-up before yielding, so a flood on one side
+/// cannot starve the other or the timers.
+const ROUNDS: usize = 8;
 
 /// What a listener serves; replaced as a whole on reload.
 #[derive(Debug, Clone)]
@@ -55,42 +66,40 @@ impl Serving {
 
 #[derive(Debug)]
 pub struct ListenerSocket {
-    pub socket: UdpSocket,
+    pub socket: AsyncFd<std::net::UdpSocket>,
     /// The configured address; its IP is the source of every reply unless
     /// the listener is a wildcard.
     pub address: SocketAddr,
 }
 
 impl ListenerSocket {
-    fn is_wildcard(&self) -> bool {
-        self.address.ip().is_unspecified()
+    /// Where replies to `flow` leave from: a wildcard listener names the
+    /// address the client used; a bound one needs no say.
+    fn reply_source(&self, flow: &Flow) -> Option<IpAddr> {
+        (self.address.ip().is_unspecified() && !flow.local.is_unspecified()).then_some(flow.local)
     }
 }
 
-/// A session's resources on this side: dropping it closes the socket
-/// towards the server and stops the reply task.
+/// The epoll set of a listener's session sockets.
+#[derive(Debug)]
+struct SessionPoll(Epoll);
+
+impl AsRawFd for SessionPoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0 .0.as_raw_fd()
+    }
+}
+
+/// A session's resources: dropping it closes the socket towards the
+/// server, which also takes it out of the epoll set.
 #[derive(Debug)]
 struct Session {
-    socket: Arc<UdpSocket>,
+    socket: socket2::Socket,
+    token: u64,
     gate: Arc<SessionGate>,
     server: Arc<ServerRuntime>,
-    replies: tokio::task::AbortHandle,
     /// Counts the session on its server (least-connections, /status).
     _active: ActiveConnection,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.replies.abort();
-    }
-}
-
-/// A reply task's report that its session is over.
-#[derive(Debug)]
-struct SessionEnd {
-    flow: Flow,
-    gate: Arc<SessionGate>,
-    reason: EndReason,
 }
 
 /// Serves `listener` until `stop` turns true, then keeps relaying replies
@@ -101,14 +110,26 @@ pub async fn run(
     mut serving: watch::Receiver<Serving>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let listener = Arc::new(listener);
-    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
+    let poll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+        .map_err(io::Error::from)
+        .and_then(|e| sys::register_readable(SessionPoll(e)))
+    {
+        Ok(poll) => poll,
+        Err(error) => {
+            tracing::error!(address = %listener.address, error = %error, "cannot create the udp session poll set");
+            return;
+        }
+    };
     let current = serving.borrow_and_update().clone();
     let mut owner = Owner {
         table: SessionTable::new(current.limits(), Instant::now()),
+        books: Books {
+            stats: Arc::clone(&current.stats),
+            tokens: HashMap::with_hasher(RandomState::new()),
+        },
         serving: current,
-        listener,
-        ended_tx,
+        next_token: 0,
+        ending: Vec::new(),
         throttle: Throttle::default(),
     };
     let mut stopping = *stop.borrow_and_update();
@@ -139,36 +160,70 @@ pub async fn run(
                 // The listener set is gone (shutdown): serve out what is open.
                 Err(_) => stopping = true,
             },
-            Some(end) = ended_rx.recv() => {
-                if let Some(ended) = owner.table.end(&end.flow, &end.gate, end.reason) {
-                    finish(&owner.serving.stats, ended);
+            ready = poll.readable() => match ready {
+                Ok(mut guard) => {
+                    if owner.relay_replies(poll.get_ref(), &listener) {
+                        guard.clear_ready();
+                    }
                 }
-            }
+                Err(error) => {
+                    tracing::error!(address = %listener.address, error = %error, "udp session poll set failed");
+                    break;
+                }
+            },
             () = &mut expiry, if armed.is_some() => {
                 armed = None;
                 let mut ended = Vec::new();
                 owner.table.expire(Instant::now(), &mut ended);
-                finish_all(&owner.serving.stats, ended);
+                owner.books.finish_all(ended);
             }
-            ready = owner.listener.socket.readable(), if !stopping => {
-                if let Err(error) = ready {
-                    tracing::error!(address = %owner.listener.address, error = %error, "udp listener failed");
-                    stopping = true;
-                    continue;
+            ready = listener.socket.readable(), if !stopping => match ready {
+                Ok(mut guard) => {
+                    if owner.receive_from_clients(poll.get_ref(), &listener) {
+                        guard.clear_ready();
+                    }
                 }
-                owner.receive_batches();
-            }
+                Err(error) => {
+                    tracing::error!(address = %listener.address, error = %error, "udp listener failed");
+                    stopping = true;
+                }
+            },
         }
     }
-    tracing::debug!(address = %owner.listener.address, "udp listener closed");
+    let mut ended = Vec::new();
+    owner.table.clear(&mut ended);
+    owner.books.finish_all(ended);
+    tracing::debug!(address = %listener.address, "udp listener closed");
 }
 
 struct Owner {
-    listener: Arc<ListenerSocket>,
     serving: Serving,
     table: SessionTable<Session>,
-    ended_tx: mpsc::UnboundedSender<SessionEnd>,
+    books: Books,
+    next_token: u64,
+    /// Sessions a batch of replies completed, ended after the batch.
+    ending: Vec<(Flow, Arc<SessionGate>, EndReason)>,
     throttle: Throttle,
+}
+
+/// What outlives a session in the table: its token in the epoll set and
+/// the counters of its end.
+struct Books {
+    stats: Arc<FrontendStats>,
+    tokens: HashMap<u64, Flow, RandomState>,
+}
+
+impl Books {
+    fn finish(&mut self, ended: Ended<Session>) {
+        self.tokens.remove(&ended.value.token);
+        self.stats.session_ended(ended.reason);
+    }
+
+    fn finish_all(&mut self, ended: Vec<Ended<Session>>) {
+        for e in ended {
+            self.finish(e);
+        }
+    }
 }
 
 /// Per-batch sums, added to the shared counters once per batch.
@@ -180,34 +235,31 @@ struct Tally {
 }
 
 impl Tally {
-    fn drop(&mut self, why: DropReason) {
+    fn drop(&mut self, why: DropReason, count: u64) {
         match self.dropped.iter_mut().find(|(r, _)| *r == why) {
-            Some((_, n)) => *n += 1,
-            None => self.dropped.push((why, 1)),
+            Some((_, n)) => *n += count,
+            None => self.dropped.push((why, count)),
         }
     }
 }
 
 impl Owner {
-    /// Reads what the socket holds, a batch at a time, up to a bound so
-    /// replies and timers get their turn under a flood.
-    fn receive_batches(&mut self) {
-        for _ in 0..8 {
+    /// Reads client datagrams a batch at a time, up to a bound. True when
+    /// the socket is drained (a short batch), so readiness may be cleared.
+    fn receive_from_clients(&mut self, poll: &SessionPoll, listener: &ListenerSocket) -> bool {
+        for _ in 0..ROUNDS {
             let result = with_scratch(|scratch| {
-                let socket = &self.listener.socket;
-                let n = socket.try_io(Interest::READABLE, || {
-                    sys::recv_batch(
-                        socket.as_fd(),
-                        &mut scratch.buffer,
-                        SLOT,
-                        &mut scratch.received,
-                    )
-                })?;
+                let n = sys::recv_batch(
+                    listener.socket.get_ref().as_fd(),
+                    &mut scratch.buffer,
+                    SLOT,
+                    &mut scratch.received,
+                )?;
                 let now = Instant::now();
                 let mut tally = Tally::default();
                 for (i, meta) in scratch.received.iter().take(n).enumerate() {
                     let datagram = &scratch.buffer[i * SLOT..i * SLOT + meta.len];
-                    self.forward(meta, datagram, now, &mut tally);
+                    self.forward(poll, listener, meta, datagram, now, &mut tally);
                 }
                 let stats = &self.serving.stats;
                 stats.datagrams_to_server.increment(tally.datagrams);
@@ -219,30 +271,40 @@ impl Owner {
             });
             match result {
                 Ok(n) if n == BATCH => continue,
-                Ok(_) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    // Errors of one datagram (an ICMP error queued on a
-                    // wildcard socket and the like): the next read goes on.
+                    // An error queued on the socket concerns one datagram;
+                    // reading it cleared it, and the next read goes on.
                     self.throttle.warn(|suppressed| {
-                        tracing::warn!(address = %self.listener.address, error = %error, suppressed, "udp receive failed");
+                        tracing::warn!(address = %listener.address, error = %error, suppressed, "udp receive failed");
                     });
-                    return;
+                    return false;
                 }
             }
         }
+        false
     }
 
     /// One client datagram: to its session, opening one if needed.
-    fn forward(&mut self, meta: &Received, datagram: &[u8], now: Instant, tally: &mut Tally) {
+    fn forward(
+        &mut self,
+        poll: &SessionPoll,
+        listener: &ListenerSocket,
+        meta: &Received,
+        datagram: &[u8],
+        now: Instant,
+        tally: &mut Tally,
+    ) {
         let Some(client) = meta.peer else { return };
         if meta.truncated {
-            tally.drop(DropReason::Truncated);
+            tally.drop(DropReason::Truncated, 1);
             return;
         }
         let local = match meta.local {
-            Some(ip) if self.listener.is_wildcard() => ip,
-            _ => self.listener.address.ip(),
+            Some(ip) if listener.address.ip().is_unspecified() => ip,
+            _ => listener.address.ip(),
         };
         let flow = Flow { client, local };
         let sent = match self.table.route(&flow, now) {
@@ -254,15 +316,15 @@ impl Owner {
             Route::Open(session) => {
                 let gate = Arc::clone(&session.gate);
                 if let Some(ended) = self.table.end(&flow, &gate, EndReason::Closed) {
-                    finish(&self.serving.stats, ended);
+                    self.books.finish(ended);
                 }
-                self.open_and_send(flow, datagram, now)
+                self.open_and_send(poll, flow, datagram, now)
             }
             Route::New(closed) => {
                 if let Some(ended) = closed {
-                    finish(&self.serving.stats, ended);
+                    self.books.finish(ended);
                 }
-                self.open_and_send(flow, datagram, now)
+                self.open_and_send(poll, flow, datagram, now)
             }
         };
         match sent {
@@ -270,34 +332,38 @@ impl Owner {
                 tally.datagrams += 1;
                 tally.bytes += datagram.len() as u64;
             }
-            Sent::Dropped(why) => tally.drop(why),
+            Sent::Dropped(why) => tally.drop(why, 1),
             Sent::Refused(server, gate) => {
                 server.observe(Observation::ConnectFailed("port unreachable".to_owned()));
                 if let Some(ended) = self.table.end(&flow, &gate, EndReason::Closed) {
-                    finish(&self.serving.stats, ended);
+                    self.books.finish(ended);
                 }
-                tally.drop(DropReason::Unreachable);
+                tally.drop(DropReason::Unreachable, 1);
             }
         }
     }
 
-    fn open_and_send(&mut self, flow: Flow, datagram: &[u8], now: Instant) -> Sent {
-        let stats = Arc::clone(&self.serving.stats);
+    fn open_and_send(
+        &mut self,
+        poll: &SessionPoll,
+        flow: Flow,
+        datagram: &[u8],
+        now: Instant,
+    ) -> Sent {
         // max_sessions bounds the frontend across all its listeners.
-        if stats.active() >= self.serving.settings.max_sessions {
+        if self.serving.stats.active() >= self.serving.settings.max_sessions {
             match self.table.evict_oldest() {
-                Some(ended) => finish(&stats, ended),
+                Some(ended) => self.books.finish(ended),
                 None => return Sent::Dropped(DropReason::Limit),
             }
         }
-        let gate = self.table.new_gate();
-        let session = match self.connect(flow, &gate) {
+        let session = match self.connect(poll, flow) {
             Ok(session) => session,
             // Out of descriptors: the session idle longest gives up its own.
             Err(DropReason::Socket) => match self.table.evict_oldest() {
                 Some(ended) => {
-                    finish(&stats, ended);
-                    match self.connect(flow, &gate) {
+                    self.books.finish(ended);
+                    match self.connect(poll, flow) {
                         Ok(session) => session,
                         Err(why) => return Sent::Dropped(why),
                     }
@@ -314,19 +380,21 @@ impl Owner {
                 return Sent::Dropped(why);
             }
         };
-        stats.session_opened();
+        self.serving.stats.session_opened();
+        self.books.tokens.insert(session.token, flow);
+        let gate = Arc::clone(&session.gate);
         let (session, evicted) = self.table.open(flow, gate, session, now);
         let sent = send_to_server(session, datagram);
         if let Some(ended) = evicted {
-            finish(&stats, ended);
+            self.books.finish(ended);
         }
         sent
     }
 
-    /// A socket towards a server picked by the backend's algorithm, and its
-    /// reply task. A server whose socket cannot be connected (no route) is
+    /// A socket towards a server picked by the backend's algorithm, in the
+    /// epoll set. A server whose socket cannot be connected (no route) is
     /// observed as failed and another one tried, up to `retries`.
-    fn connect(&mut self, flow: Flow, gate: &Arc<SessionGate>) -> Result<Session, DropReason> {
+    fn connect(&mut self, poll: &SessionPoll, flow: Flow) -> Result<Session, DropReason> {
         let backend = &self.serving.runtime.backend;
         let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         for _ in 0..=backend.config.retries {
@@ -334,25 +402,22 @@ impl Owner {
                 break;
             };
             let server = &backend.servers[index];
-            match socket::connect_session(server.address) {
+            let token = self.next_token;
+            let opened = socket::connect_session(server.address).and_then(|socket| {
+                poll.0
+                    .add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, token))
+                    .map_err(io::Error::from)?;
+                Ok(socket)
+            });
+            match opened {
                 Ok(socket) => {
-                    let socket = Arc::new(socket);
-                    let replies = tokio::spawn(relay_replies(ReplyPath {
-                        socket: Arc::clone(&socket),
-                        listener: Arc::clone(&self.listener),
-                        flow,
-                        gate: Arc::clone(gate),
-                        server: Arc::clone(server),
-                        stats: Arc::clone(&self.serving.stats),
-                        ended: self.ended_tx.clone(),
-                    }))
-                    .abort_handle();
+                    self.next_token += 1;
                     return Ok(Session {
                         socket,
-                        gate: Arc::clone(gate),
+                        token,
+                        gate: self.table.new_gate(),
                         _active: server.begin_connection(),
                         server: Arc::clone(server),
-                        replies,
                     });
                 }
                 Err(error) if socket::is_exhaustion(&error) => {
@@ -372,14 +437,187 @@ impl Owner {
         Err(DropReason::NoServer)
     }
 
+    /// Relays the replies of the sessions the epoll set reports, in batches
+    /// to the clients. True when nothing is left to read.
+    fn relay_replies(&mut self, poll: &SessionPoll, listener: &ListenerSocket) -> bool {
+        let mut events = [EpollEvent::empty(); READY];
+        for _ in 0..ROUNDS {
+            let ready = match poll.0.wait(&mut events, 0u8) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(error) => {
+                    tracing::error!(address = %listener.address, error = %error, "udp session poll failed");
+                    return false;
+                }
+            };
+            if ready == 0 {
+                return true;
+            }
+            let more =
+                with_scratch(|scratch| self.relay_ready(&events[..ready], listener, scratch));
+            for (flow, gate, reason) in std::mem::take(&mut self.ending) {
+                if let Some(ended) = self.table.end(&flow, &gate, reason) {
+                    self.books.finish(ended);
+                }
+            }
+            if ready < READY && !more {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Reads each ready session and sends what it may deliver; true if a
+    /// session may hold more than was read.
+    fn relay_ready(
+        &mut self,
+        events: &[EpollEvent],
+        listener: &ListenerSocket,
+        scratch: &mut Scratch,
+    ) -> bool {
+        let mut outbox = Outbox::default();
+        let mut more = false;
+        let now = Instant::now();
+        for event in events {
+            let Some(flow) = self.books.tokens.get(&event.data()).copied() else {
+                continue;
+            };
+            let Some(session) = self.table.peek(&flow) else {
+                continue;
+            };
+            if outbox.len == BATCH {
+                outbox.flush(listener, scratch, &self.serving.stats);
+            }
+            let free = BATCH - outbox.len;
+            let at = outbox.len;
+            let read = sys::recv_batch(
+                session.socket.as_fd(),
+                &mut scratch.buffer[at * SLOT..],
+                SLOT,
+                &mut scratch.received[at..],
+            );
+            match read {
+                Ok(n) => {
+                    more |= n == free;
+                    let admitted = session.gate.admit_replies(n, now);
+                    let from = listener.reply_source(&flow);
+                    let mut bytes = 0;
+                    for meta in &scratch.received[at..at + admitted.deliver] {
+                        outbox.push(meta.len, flow.client, from);
+                        bytes += meta.len as u64;
+                    }
+                    session.server.metrics().bytes_to_client.increment(bytes);
+                    session.server.observe(Observation::ConnectSucceeded);
+                    if n > admitted.deliver {
+                        let extra = (n - admitted.deliver) as u64;
+                        self.serving
+                            .stats
+                            .dropped(DropReason::UnexpectedReply, extra);
+                    }
+                    if admitted.last {
+                        self.ending
+                            .push((flow, Arc::clone(&session.gate), EndReason::Responses));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    session
+                        .server
+                        .observe(Observation::ConnectFailed("port unreachable".to_owned()));
+                    session.gate.close();
+                    self.ending
+                        .push((flow, Arc::clone(&session.gate), EndReason::Closed));
+                }
+                Err(error) => {
+                    tracing::debug!(server = %session.server.address, error = %error, "udp session receive failed");
+                    session.gate.close();
+                    self.ending
+                        .push((flow, Arc::clone(&session.gate), EndReason::Closed));
+                }
+            }
+        }
+        outbox.flush(listener, scratch, &self.serving.stats);
+        more
+    }
+
     /// A reload: new limits, and the sessions of servers it removed end.
     fn reconfigure(&mut self, serving: Serving) {
         let mut ended = Vec::new();
         self.table.set_limits(serving.limits(), &mut ended);
         self.table
             .end_where(|session| session.server.is_retired(), &mut ended);
-        finish_all(&self.serving.stats, ended);
+        self.books.finish_all(ended);
+        self.books.stats = Arc::clone(&serving.stats);
         self.serving = serving;
+    }
+}
+
+/// Replies read into the scratch slots `0..len`, waiting to be sent.
+#[derive(Default)]
+struct Outbox {
+    len: usize,
+    entries: [(usize, Option<SocketAddr>, Option<IpAddr>); BATCH],
+}
+
+impl Outbox {
+    fn push(&mut self, bytes: usize, to: SocketAddr, from: Option<IpAddr>) {
+        self.entries[self.len] = (bytes, Some(to), from);
+        self.len += 1;
+    }
+
+    /// Sends the batch; what the kernel refuses is counted and dropped, as
+    /// it would be on the wire.
+    fn flush(&mut self, listener: &ListenerSocket, scratch: &Scratch, stats: &FrontendStats) {
+        if self.len == 0 {
+            return;
+        }
+        let mut outgoing = [Outgoing {
+            data: &[],
+            to: None,
+            from: None,
+        }; BATCH];
+        for (i, (out, (bytes, to, from))) in outgoing
+            .iter_mut()
+            .zip(&self.entries)
+            .take(self.len)
+            .enumerate()
+        {
+            *out = Outgoing {
+                data: &scratch.buffer[i * SLOT..i * SLOT + bytes],
+                to: *to,
+                from: *from,
+            };
+        }
+        let outgoing = &outgoing[..self.len];
+        let fd = listener.socket.get_ref().as_fd();
+        let (mut next, mut sent, mut bytes, mut failed) = (0, 0u64, 0u64, 0u64);
+        while next < outgoing.len() {
+            match sys::send_batch(fd, &outgoing[next..]) {
+                Ok(k) => {
+                    sent += k as u64;
+                    bytes += outgoing[next..next + k]
+                        .iter()
+                        .map(|o| o.data.len() as u64)
+                        .sum::<u64>();
+                    next += k;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    failed += (outgoing.len() - next) as u64;
+                    next = outgoing.len();
+                }
+                // This datagram only (too large for the path, say).
+                Err(_) => {
+                    failed += 1;
+                    next += 1;
+                }
+            }
+        }
+        stats.datagrams_to_client.increment(sent);
+        stats.bytes_to_client.increment(bytes);
+        if failed > 0 {
+            stats.dropped(DropReason::Send, failed);
+        }
+        self.len = 0;
     }
 }
 
@@ -391,9 +629,7 @@ enum Sent {
 }
 
 fn send_to_server(session: &Session, datagram: &[u8]) -> Sent {
-    // Straight to the kernel: tokio's readiness of a socket opened a moment
-    // ago is not known yet, and a UDP send never waits anyway.
-    match socket2::SockRef::from(session.socket.as_ref()).send(datagram) {
+    match session.socket.send(datagram) {
         Ok(_) => {
             session
                 .server
@@ -409,133 +645,8 @@ fn send_to_server(session: &Session, datagram: &[u8]) -> Sent {
     }
 }
 
-fn finish(stats: &FrontendStats, ended: Ended<Session>) {
-    stats.session_ended(ended.reason);
-}
-
-fn finish_all(stats: &FrontendStats, ended: Vec<Ended<Session>>) {
-    for e in ended {
-        finish(stats, e);
-    }
-}
-
-/// Everything a reply task needs; it never touches the session table.
-struct ReplyPath {
-    socket: Arc<UdpSocket>,
-    listener: Arc<ListenerSocket>,
-    flow: Flow,
-    gate: Arc<SessionGate>,
-    server: Arc<ServerRuntime>,
-    stats: Arc<FrontendStats>,
-    ended: mpsc::UnboundedSender<SessionEnd>,
-}
-
-/// Relays the server's datagrams to the client until the session is
-/// complete (`udp_responses`), the server is unreachable, or the owner
-/// drops the session (which aborts this task).
-async fn relay_replies(path: ReplyPath) {
-    let mut answered = false;
-    let reason = loop {
-        if path.socket.readable().await.is_err() {
-            break EndReason::Closed;
-        }
-        match with_scratch(|scratch| path.relay_batch(scratch)) {
-            Ok(last) => {
-                if !answered {
-                    answered = true;
-                    path.server.observe(Observation::ConnectSucceeded);
-                }
-                if last {
-                    break EndReason::Responses;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                path.gate.close();
-                path.server
-                    .observe(Observation::ConnectFailed("port unreachable".to_owned()));
-                break EndReason::Closed;
-            }
-            Err(error) => {
-                tracing::debug!(server = %path.server.address, error = %error, "udp session receive failed");
-                path.gate.close();
-                break EndReason::Closed;
-            }
-        }
-    };
-    let _ = path.ended.send(SessionEnd {
-        flow: path.flow,
-        gate: path.gate,
-        reason,
-    });
-}
-
-impl ReplyPath {
-    /// One batch of replies to the client; true when it completed the session.
-    fn relay_batch(&self, scratch: &mut Scratch) -> io::Result<bool> {
-        let socket = &self.socket;
-        let n = socket.try_io(Interest::READABLE, || {
-            sys::recv_batch(
-                socket.as_fd(),
-                &mut scratch.buffer,
-                SLOT,
-                &mut scratch.received,
-            )
-        })?;
-        let admitted = self.gate.admit_replies(n, Instant::now());
-        let mut replies: [&[u8]; BATCH] = [&[]; BATCH];
-        for (i, (reply, meta)) in replies
-            .iter_mut()
-            .zip(&scratch.received)
-            .take(admitted.deliver)
-            .enumerate()
-        {
-            *reply = &scratch.buffer[i * SLOT..i * SLOT + meta.len];
-        }
-        let replies = &replies[..admitted.deliver];
-        let from = (self.listener.is_wildcard() && !self.flow.local.is_unspecified())
-            .then_some(self.flow.local);
-        let listener = self.listener.socket.as_fd();
-        let (mut next, mut sent, mut bytes, mut failed) = (0, 0u64, 0u64, 0u64);
-        while next < replies.len() {
-            match sys::send_batch(listener, &replies[next..], Some(self.flow.client), from) {
-                Ok(k) => {
-                    sent += k as u64;
-                    bytes += replies[next..next + k]
-                        .iter()
-                        .map(|r| r.len() as u64)
-                        .sum::<u64>();
-                    next += k;
-                }
-                // A full socket buffer: the rest of the batch is lost, as
-                // it would be on the wire.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    failed += (replies.len() - next) as u64;
-                    next = replies.len();
-                }
-                // This datagram only (too large for the path, say).
-                Err(_) => {
-                    failed += 1;
-                    next += 1;
-                }
-            }
-        }
-        let stats = &self.stats;
-        stats.datagrams_to_client.increment(sent);
-        stats.bytes_to_client.increment(bytes);
-        self.server.metrics().bytes_to_client.increment(bytes);
-        if failed > 0 {
-            stats.dropped(DropReason::Send, failed);
-        }
-        if n > admitted.deliver {
-            stats.dropped(DropReason::UnexpectedReply, (n - admitted.deliver) as u64);
-        }
-        Ok(admitted.last)
-    }
-}
-
-/// Receive buffers shared by every listener and reply task of a thread:
-/// used only between two awaits, so one set per thread serves them all.
+/// Receive buffers shared by every listener of a thread: used only between
+/// two awaits, so one set per thread serves them all.
 struct Scratch {
     buffer: Box<[u8]>,
     received: [Received; BATCH],

@@ -36,7 +36,7 @@ pub struct BindError {
 #[derive(Debug)]
 pub struct Bound {
     address: SocketAddr,
-    socket: tokio::net::UdpSocket,
+    socket: tokio::io::unix::AsyncFd<std::net::UdpSocket>,
 }
 
 #[derive(Debug)]

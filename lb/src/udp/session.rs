@@ -264,6 +264,11 @@ impl<V> SessionTable<V> {
         }
     }
 
+    /// The session of `flow`, without counting activity.
+    pub fn peek(&self, flow: &Flow) -> Option<&V> {
+        self.sessions.peek(flow).map(|e| &e.value)
+    }
+
     /// A gate for a session about to be opened; the reply path gets a clone.
     pub fn new_gate(&self) -> Arc<SessionGate> {
         Arc::new(SessionGate::new(self.epoch, self.limits.responses))

@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
 
 /// Kernel receive queue of a listener: room for a burst of datagrams while
 /// the listener task is busy (the kernel caps it at net.core.rmem_max).
@@ -16,7 +16,7 @@ const LISTENER_RECEIVE_BUFFER: usize = 4 << 20;
 /// and packet info on wildcard addresses so replies leave from the address
 /// each client sent to. No SO_REUSEADDR: for UDP it would let a second
 /// process bind the same port and take part of the traffic.
-pub fn bind_listener(address: SocketAddr) -> io::Result<UdpSocket> {
+pub fn bind_listener(address: SocketAddr) -> io::Result<AsyncFd<std::net::UdpSocket>> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM.nonblocking().cloexec(),
@@ -39,20 +39,20 @@ pub fn bind_listener(address: SocketAddr) -> io::Result<UdpSocket> {
     // Best effort: a smaller queue only means drops under bursts.
     let _ = socket.set_recv_buffer_size(LISTENER_RECEIVE_BUFFER);
     socket.bind(&address.into())?;
-    UdpSocket::from_std(socket.into())
+    crate::sys::register_readable(socket.into())
 }
 
 /// A socket connected to `server`: the kernel picks the source address and
 /// port, delivers only that server's datagrams to it, and reports an ICMP
 /// port unreachable as a refused receive or send.
-pub fn connect_session(server: SocketAddr) -> io::Result<UdpSocket> {
+pub fn connect_session(server: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(server),
         Type::DGRAM.nonblocking().cloexec(),
         Some(Protocol::UDP),
     )?;
     socket.connect(&server.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket)
 }
 
 /// Errors that mean the process or the host ran out of something, rather

@@ -26,7 +26,7 @@ pub const BATCH: usize = 32;
 type ControlBuffer = [u64; 8];
 
 /// One datagram of a received batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Received {
     pub len: usize,
     /// The sender; `None` if the kernel gave no usable address.
@@ -36,17 +36,6 @@ pub struct Received {
     pub local: Option<IpAddr>,
     /// Longer than its slot: the tail was cut off.
     pub truncated: bool,
-}
-
-impl Default for Received {
-    fn default() -> Self {
-        Self {
-            len: 0,
-            peer: None,
-            local: None,
-            truncated: false,
-        }
-    }
 }
 
 /// Receives up to `BATCH` datagrams without blocking into consecutive

@@ -293,7 +293,9 @@ fn unused_keys(
 ) {
     use RawCheckKind::{Dns, Http, SendExpect, Udp};
     let span = |v: Option<&Spanned<String>>| v.map(Spanned::span);
-    let keys: [(&str, Option<std::ops::Range<usize>>, &[RawCheckKind]); 8] = [
+    /// A key, where it is written (if it is), and the kinds that use it.
+    type KeyUse<'k> = (&'k str, Option<std::ops::Range<usize>>, &'k [RawCheckKind]);
+    let keys: [KeyUse<'_>; 8] = [
         ("send", span(h.send.as_ref()), &[SendExpect, Udp]),
         ("expect", span(h.expect.as_ref()), &[SendExpect, Udp]),
         ("path", span(h.path.as_ref()), &[Http]),

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod dns;
 pub mod lab;
 pub mod netns;
 pub mod pattern;

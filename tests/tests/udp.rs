@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coexist_tests::daemon::{admin_get, admin_metrics, metric_value, DaemonProcess};
-use coexist_tests::netns::REQUIRE_ENV;
+use coexist_tests::dns::{dnsmasq_args, tools_or_skip, UP_ADDRESS, UP_NAME};
 use coexist_tests::ports::free_port;
 use lb::admin::status::{FrontendStatus, ServerStatus, Status};
 use nix::sys::signal::Signal;
@@ -156,6 +156,32 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A config: the admin endpoint on `admin`, then `sections`.
+fn config(admin: SocketAddr, sections: &[String]) -> String {
+    format!("[admin]\nlisten = \"{admin}\"\n\n{}", sections.join("\n"))
+}
+
+/// A UDP `[[frontend]]` on `listen`; `extra` adds keys, one per line.
+fn udp_frontend(name: &str, listen: SocketAddr, backend: &str, extra: &str) -> String {
+    format!("[[frontend]]\nname = \"{name}\"\nprotocol = \"udp\"\nlisten = [\"{listen}\"]\nbackend = \"{backend}\"\n{extra}\n")
+}
+
+/// A `[[backend]]` of named servers; `extra` adds keys, one per line.
+fn backend(name: &str, servers: &[(&str, SocketAddr)], extra: &str) -> String {
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|(n, a)| format!("{{ name = \"{n}\", address = \"{a}\" }}"))
+        .collect();
+    format!(
+        "[[backend]]\nname = \"{name}\"\n{extra}\nservers = [{}]\n",
+        servers.join(", ")
+    )
+}
+
+fn v4(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// A datagram that names its sequence number and differs in size and
 /// content from its neighbours.
 fn datagram(flow: u64, sequence: u64) -> Vec<u8> {
@@ -183,33 +209,14 @@ fn ten_thousand_datagrams_each_way_across_families_arrive_unchanged() {
         SocketAddr::new("::1".parse().unwrap(), port),
     );
     let admin = admin_address();
-    let _daemon = DaemonProcess::start_ready(&format!(
-        r#"
-[admin]
-listen = "{admin}"
-
-[[frontend]]
-name = "to-six"
-protocol = "udp"
-listen = ["{to_six}"]
-backend = "six"
-
-[[frontend]]
-name = "to-four"
-protocol = "udp"
-listen = ["{to_four}"]
-backend = "four"
-
-[[backend]]
-name = "six"
-servers = [{{ address = "{six}" }}]
-
-[[backend]]
-name = "four"
-servers = [{{ address = "{four}" }}]
-"#,
-        six = echo6.address,
-        four = echo4.address
+    let _daemon = DaemonProcess::start_ready(&config(
+        admin,
+        &[
+            udp_frontend("to-six", to_six, "six", ""),
+            udp_frontend("to-four", to_four, "four", ""),
+            backend("six", &[("echo6", echo6.address)], ""),
+            backend("four", &[("echo4", echo4.address)], ""),
+        ],
     ));
     const FLOWS: u64 = 8;
     const PER_FLOW: u64 = 1250;
@@ -260,42 +267,15 @@ fn idle_sessions_expire_and_udp_responses_ends_a_session_per_answer() {
     let twice = Server::start("[::1]:0", Reply::Twice);
     let (idle, dns, double) = (free_udp_port(), free_udp_port(), free_udp_port());
     let admin = admin_address();
-    let _daemon = DaemonProcess::start_ready(&format!(
-        r#"
-[admin]
-listen = "{admin}"
-
-[[frontend]]
-name = "idle"
-protocol = "udp"
-listen = ["127.0.0.1:{idle}"]
-backend = "peer"
-udp_idle_timeout = "400ms"
-
-[[frontend]]
-name = "dns"
-protocol = "udp"
-listen = ["127.0.0.1:{dns}"]
-backend = "peer"
-udp_responses = 1
-
-[[frontend]]
-name = "double"
-protocol = "udp"
-listen = ["127.0.0.1:{double}"]
-backend = "twice"
-udp_responses = 1
-
-[[backend]]
-name = "peer"
-servers = [{{ address = "{peer}" }}]
-
-[[backend]]
-name = "twice"
-servers = [{{ address = "{twice}" }}]
-"#,
-        peer = peer.address,
-        twice = twice.address
+    let _daemon = DaemonProcess::start_ready(&config(
+        admin,
+        &[
+            udp_frontend("idle", v4(idle), "peer", "udp_idle_timeout = \"400ms\""),
+            udp_frontend("dns", v4(dns), "peer", "udp_responses = 1"),
+            udp_frontend("double", v4(double), "twice", "udp_responses = 1"),
+            backend("peer", &[("s1", peer.address)], ""),
+            backend("twice", &[("twice", twice.address)], ""),
+        ],
     ));
 
     // Within the idle timeout the client keeps its session (and source port
@@ -348,13 +328,13 @@ fn a_reload_keeps_sessions_and_removing_a_server_ends_only_its_own() {
     let port = free_udp_port();
     let admin = admin_address();
     let config = |idle: &str, servers: &[(&str, SocketAddr)]| {
-        let rows: Vec<String> = servers
-            .iter()
-            .map(|(n, s)| format!("{{ name = \"{n}\", address = \"{s}\" }}"))
-            .collect();
-        format!(
-            "[admin]\nlisten = \"{admin}\"\n\n[[frontend]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:{port}\"]\nbackend = \"pool\"\nudp_idle_timeout = \"{idle}\"\n\n[[backend]]\nname = \"pool\"\nservers = [{}]\n",
-            rows.join(", ")
+        let idle = format!("udp_idle_timeout = \"{idle}\"");
+        config(
+            admin,
+            &[
+                udp_frontend("u", v4(port), "pool", &idle),
+                backend("pool", servers, ""),
+            ],
         )
     };
     let daemon = DaemonProcess::start_ready(&config("60s", &[("a", a.address), ("b", b.address)]));
@@ -413,9 +393,13 @@ fn a_spoofed_source_flood_of_100000_clients_keeps_the_table_bounded_and_the_serv
     let echo = Server::start("127.0.0.1:0", Reply::Echo);
     let port = free_udp_port();
     let admin = admin_address();
-    let daemon = DaemonProcess::start_ready(&format!(
-        "[admin]\nlisten = \"{admin}\"\n\n[[frontend]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:{port}\"]\nbackend = \"echo\"\nmax_sessions = {MAX_SESSIONS}\n\n[[backend]]\nname = \"echo\"\nservers = [{{ address = \"{}\" }}]\n",
-        echo.address
+    let max = format!("max_sessions = {MAX_SESSIONS}");
+    let daemon = DaemonProcess::start_ready(&config(
+        admin,
+        &[
+            udp_frontend("u", v4(port), "echo", &max),
+            backend("echo", &[("echo", echo.address)], ""),
+        ],
     ));
     let frontend = SocketAddr::from(([127, 0, 0, 1], port));
     let busy = client(frontend);
@@ -478,9 +462,12 @@ fn a_server_answering_port_unreachable_is_taken_down_passively() {
     };
     let port = free_udp_port();
     let admin = admin_address();
-    let _daemon = DaemonProcess::start_ready(&format!(
-        "[admin]\nlisten = \"{admin}\"\n\n[[frontend]]\nname = \"u\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:{port}\"]\nbackend = \"pool\"\n\n[[backend]]\nname = \"pool\"\nservers = [{{ name = \"dead\", address = \"{dead}\" }}, {{ name = \"live\", address = \"{}\" }}]\n",
-        live.address
+    let _daemon = DaemonProcess::start_ready(&config(
+        admin,
+        &[
+            udp_frontend("u", v4(port), "pool", ""),
+            backend("pool", &[("dead", dead), ("live", live.address)], ""),
+        ],
     ));
     let frontend = SocketAddr::from(([127, 0, 0, 1], port));
     // Clients that landed on the dead server get no answer, send again and
@@ -499,37 +486,6 @@ fn a_server_answering_port_unreachable_is_taken_down_passively() {
     assert_eq!(server_status(admin, "pool", "live").state, "up");
 }
 
-/// dnsmasq answering `up.test A` with 192.0.2.1 (and REFUSED for other
-/// names: no upstream), on `listen`; `None` when it is not installed.
-fn dnsmasq(test: &str, listen: SocketAddr) -> Option<std::process::Child> {
-    let installed = Command::new("dnsmasq").arg("--version").output().is_ok();
-    if !installed {
-        assert!(
-            std::env::var(REQUIRE_ENV).as_deref() != Ok("1"),
-            "{test}: dnsmasq is required ({REQUIRE_ENV}=1) but is not installed"
-        );
-        eprintln!("SKIP {test}: dnsmasq is not installed");
-        return None;
-    }
-    let child = Command::new("dnsmasq")
-        .args([
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--pid-file=",
-            "--user=root",
-            "--address=/up.test/192.0.2.1",
-        ])
-        .arg(format!("--listen-address={}", listen.ip()))
-        .arg(format!("--port={}", listen.port()))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start dnsmasq");
-    Some(child)
-}
-
 struct Killed(std::process::Child);
 
 impl Drop for Killed {
@@ -541,11 +497,16 @@ impl Drop for Killed {
 
 #[test]
 fn dns_and_udp_checks_against_real_responders_and_dig_through_the_frontend() {
-    let test = "dns_and_udp_checks";
-    let dns_address = SocketAddr::new("::1".parse().unwrap(), free_udp_port());
-    let Some(dns) = dnsmasq(test, dns_address) else {
+    let test = "dns_and_udp_checks_against_real_responders_and_dig_through_the_frontend";
+    if !tools_or_skip(test, &["dnsmasq", "dig"]) {
         return;
-    };
+    }
+    let dns_address = SocketAddr::new("::1".parse().unwrap(), free_udp_port());
+    let dns = Command::new("dnsmasq")
+        .args(dnsmasq_args(dns_address))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dnsmasq");
     let _dns = Killed(dns);
     let echo = Server::start("127.0.0.1:0", Reply::Echo);
     let closed = UdpSocket::bind("127.0.0.1:0")
@@ -555,34 +516,27 @@ fn dns_and_udp_checks_against_real_responders_and_dig_through_the_frontend() {
     let port = free_udp_port();
     let admin = admin_address();
     let check = "interval = \"100ms\", timeout = \"90ms\", rise = 1, fall = 1";
-    let _daemon = DaemonProcess::start_ready(&format!(
-        r#"
-[admin]
-listen = "{admin}"
-
-[[frontend]]
-name = "dns"
-protocol = "udp"
-listen = ["127.0.0.1:{port}"]
-backend = "dns"
-udp_responses = 1
-
-[[backend]]
-name = "dns"
-health_check = {{ kind = "dns", query_name = "up.test", query_type = "A", {check} }}
-servers = [{{ name = "dnsmasq", address = "{dns_address}" }}]
-
-[[backend]]
-name = "refused"
-health_check = {{ kind = "dns", query_name = "other.test", query_type = "A", {check} }}
-servers = [{{ name = "dnsmasq", address = "{dns_address}" }}]
-
-[[backend]]
-name = "echo"
-health_check = {{ kind = "udp", send = "ping", expect = "ping", {check} }}
-servers = [{{ name = "echo", address = "{echo}" }}, {{ name = "closed", address = "{closed}" }}]
-"#,
-        echo = echo.address
+    let dns_check = |name: &str| {
+        format!("health_check = {{ kind = \"dns\", query_name = \"{name}\", query_type = \"A\", {check} }}")
+    };
+    let udp_check =
+        format!("health_check = {{ kind = \"udp\", send = \"ping\", expect = \"ping\", {check} }}");
+    let _daemon = DaemonProcess::start_ready(&config(
+        admin,
+        &[
+            udp_frontend("dns", v4(port), "dns", "udp_responses = 1"),
+            backend("dns", &[("dnsmasq", dns_address)], &dns_check(UP_NAME)),
+            backend(
+                "refused",
+                &[("dnsmasq", dns_address)],
+                &dns_check("other.test"),
+            ),
+            backend(
+                "echo",
+                &[("echo", echo.address), ("closed", closed)],
+                &udp_check,
+            ),
+        ],
     ));
     let state = |backend: &str, server: &str| {
         let s = server_status(admin, backend, server);
@@ -609,18 +563,10 @@ servers = [{{ name = "echo", address = "{echo}" }}, {{ name = "closed", address 
             "-p",
             &port.to_string(),
             "@127.0.0.1",
-            "up.test",
+            UP_NAME,
             "A",
         ])
-        .output();
-    match dig {
-        Ok(out) => assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "192.0.2.1"),
-        Err(_) => {
-            assert!(
-                std::env::var(REQUIRE_ENV).as_deref() != Ok("1"),
-                "{test}: dig is required ({REQUIRE_ENV}=1) but is not installed"
-            );
-            eprintln!("SKIP {test}: dig is not installed");
-        }
-    }
+        .output()
+        .expect("run dig");
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), UP_ADDRESS);
 }

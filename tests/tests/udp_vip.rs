@@ -11,32 +11,16 @@
 //!        └──► dnsmasq [::1]:5353 (up.test A 192.0.2.1)
 //! ```
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use coexist_tests::daemon::{coexist_binary, READY_LINE};
-use coexist_tests::netns::{enter_or_skip, Lab, REQUIRE_ENV};
-
-fn tools_available(test: &str) -> bool {
-    let missing: Vec<&str> = ["dnsmasq", "dig"]
-        .into_iter()
-        .filter(|tool| Command::new(tool).arg("-v").output().is_err())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var(REQUIRE_ENV).as_deref() != Ok("1"),
-        "{test}: {missing:?} required ({REQUIRE_ENV}=1) but not installed"
-    );
-    eprintln!("SKIP {test}: {missing:?} not installed");
-    false
-}
+use coexist_tests::dns::{dnsmasq_args, tools_or_skip, UP_ADDRESS, UP_NAME};
+use coexist_tests::netns::{enter_or_skip, Lab};
 
 #[test]
 fn replies_leave_from_a_late_virtual_address_and_from_each_wildcard_address() {
     let test = "replies_leave_from_a_late_virtual_address_and_from_each_wildcard_address";
-    if !enter_or_skip(test) || !tools_available(test) {
+    if !enter_or_skip(test) || !tools_or_skip(test, &["dnsmasq", "dig"]) {
         return;
     }
     let mut lab = Lab::new("udpvip");
@@ -49,21 +33,12 @@ fn replies_leave_from_a_late_virtual_address_and_from_each_wildcard_address() {
     lab.addr(&client, "eth0", "fd77:9::2/64");
     let dir = tempfile::tempdir().unwrap();
 
+    let dnsmasq = dnsmasq_args("[::1]:5353".parse().unwrap());
+    let dnsmasq: Vec<&str> = dnsmasq.iter().map(String::as_str).collect();
     let _dnsmasq = lab.spawn(
         &node,
         std::path::Path::new("dnsmasq"),
-        &[
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--pid-file=",
-            "--user=root",
-            "--listen-address=::1",
-            "--port=5353",
-            "--address=/up.test/192.0.2.1",
-        ],
+        &dnsmasq,
         &dir.path().join("dnsmasq.log"),
     );
     let config = dir.path().join("coexist.toml");
@@ -128,7 +103,7 @@ servers = [{ address = "[::1]:5353" }]
                 "-p",
                 port,
                 &format!("@{server}"),
-                "up.test",
+                UP_NAME,
                 "A",
             ],
         );
@@ -144,7 +119,7 @@ servers = [{ address = "[::1]:5353" }]
     ] {
         assert_eq!(
             dig(server, port),
-            "192.0.2.1",
+            UP_ADDRESS,
             "no answer from {server} port {port}; coexist log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );

@@ -455,6 +455,12 @@ mod tests {
         }
     }
 
+    /// What the gate lets through of `count` replies at `now`: (delivered, last).
+    fn replies(gate: &SessionGate, count: usize, now: Instant) -> (usize, bool) {
+        let admitted = gate.admit_replies(count, now);
+        (admitted.deliver, admitted.last)
+    }
+
     /// A table whose values name their server, and a clock.
     struct Fixture {
         table: SessionTable<&'static str>,
@@ -536,14 +542,7 @@ mod tests {
     fn replies_keep_a_session_alive() {
         let mut f = Fixture::new(limits(None, 10));
         f.datagram(flow(1), "s1", 0);
-        let admitted = f.gate(flow(1)).admit_replies(3, f.at(20_000));
-        assert_eq!(
-            admitted,
-            Admitted {
-                deliver: 3,
-                last: false
-            }
-        );
+        assert_eq!(replies(f.gate(flow(1)), 3, f.at(20_000)), (3, false));
         assert_eq!(f.expire(30_000), vec![]);
         assert_eq!(f.table.next_expiry(), Some(f.at(50_000)));
         assert_eq!(f.expire(50_000), vec![(flow(1), EndReason::Idle)]);
@@ -554,21 +553,9 @@ mod tests {
         let mut f = Fixture::new(limits(Some(1), 10));
         f.datagram(flow(1), "s1", 0);
         let gate = Arc::clone(f.gate(flow(1)));
-        assert_eq!(
-            gate.admit_replies(1, f.at(1)),
-            Admitted {
-                deliver: 1,
-                last: true
-            }
-        );
+        assert_eq!(replies(&gate, 1, f.at(1)), (1, true));
         // A second reply to the same query is not delivered.
-        assert_eq!(
-            gate.admit_replies(1, f.at(2)),
-            Admitted {
-                deliver: 0,
-                last: true
-            }
-        );
+        assert_eq!(replies(&gate, 1, f.at(2)), (0, true));
         // The client's next query opens a new session (maybe elsewhere).
         let (server, opened, ended) = f.datagram(flow(1), "s2", 3);
         assert_eq!((server, opened), ("s2", true));
@@ -582,20 +569,8 @@ mod tests {
             f.datagram(flow(1), "s1", ms);
         }
         let gate = Arc::clone(f.gate(flow(1)));
-        assert_eq!(
-            gate.admit_replies(2, f.at(5)),
-            Admitted {
-                deliver: 2,
-                last: false
-            }
-        );
-        assert_eq!(
-            gate.admit_replies(2, f.at(6)),
-            Admitted {
-                deliver: 1,
-                last: true
-            }
-        );
+        assert_eq!(replies(&gate, 2, f.at(5)), (2, false));
+        assert_eq!(replies(&gate, 2, f.at(6)), (1, true));
         assert!(
             !gate.admit_request(),
             "a closed session takes no new request"
@@ -607,20 +582,8 @@ mod tests {
         let mut f = Fixture::new(limits(Some(2), 10));
         f.datagram(flow(1), "s1", 0);
         let gate = Arc::clone(f.gate(flow(1)));
-        assert_eq!(
-            gate.admit_replies(1, f.at(1)),
-            Admitted {
-                deliver: 1,
-                last: false
-            }
-        );
-        assert_eq!(
-            gate.admit_replies(1, f.at(2)),
-            Admitted {
-                deliver: 1,
-                last: true
-            }
-        );
+        assert_eq!(replies(&gate, 1, f.at(1)), (1, false));
+        assert_eq!(replies(&gate, 1, f.at(2)), (1, true));
         assert_eq!(f.expire(3), vec![(flow(1), EndReason::Responses)]);
     }
 
@@ -629,21 +592,9 @@ mod tests {
         let mut f = Fixture::new(limits(None, 10));
         f.datagram(flow(1), "s1", 0);
         let gate = Arc::clone(f.gate(flow(1)));
-        assert_eq!(
-            gate.admit_replies(5, f.at(1)),
-            Admitted {
-                deliver: 5,
-                last: false
-            }
-        );
+        assert_eq!(replies(&gate, 5, f.at(1)), (5, false));
         gate.close();
-        assert_eq!(
-            gate.admit_replies(1, f.at(2)),
-            Admitted {
-                deliver: 0,
-                last: true
-            }
-        );
+        assert_eq!(replies(&gate, 1, f.at(2)), (0, true));
         let (_, opened, ended) = f.datagram(flow(1), "s1", 3);
         assert!(opened);
         assert_eq!(ended.map(|e| e.reason), Some(EndReason::Closed));

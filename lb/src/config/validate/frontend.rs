@@ -13,8 +13,8 @@ use crate::config::raw::{RawFrontend, RawProtocol, RawProxyProtocol};
 /// A DNS exchange is over in well under a second; a few tens of seconds
 /// also keep a slow request/response protocol's session between exchanges.
 const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// About 3 KiB each (a socket towards the server, its task and the table
-/// entry): 48 MiB at the limit.
+/// Each holds a descriptor and a socket towards its server (a few KiB in
+/// the kernel, idle) and a table entry: some tens of MiB at the limit.
 const DEFAULT_MAX_SESSIONS: usize = 16384;
 const MAX_MAX_SESSIONS: i64 = 1 << 24;
 

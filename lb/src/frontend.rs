@@ -58,7 +58,7 @@ impl Listeners {
     /// here is closed again, so a failed reload leaves no trace.
     pub fn bind_new(&self, config: &Config) -> Result<Vec<Bound>, BindError> {
         let mut bound = Vec::new();
-        for frontend in &config.frontends {
+        for frontend in config.frontends.iter().filter(|f| f.is_tcp()) {
             for &address in &frontend.listen {
                 if self.running.contains_key(&address) {
                     continue;
@@ -93,6 +93,7 @@ impl Listeners {
         let wanted: HashMap<SocketAddr, &str> = config
             .frontends
             .iter()
+            .filter(|f| f.is_tcp())
             .flat_map(|f| f.listen.iter().map(move |a| (*a, f.name.as_str())))
             .collect();
         self.running.retain(|address, running| match wanted.get(address) {

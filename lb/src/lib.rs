@@ -15,4 +15,6 @@ pub mod net;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod runtime;
+mod sys;
+pub mod udp;
 pub mod watch;

@@ -34,6 +34,8 @@ pub struct AdminContext {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Option<PrometheusHandle>,
     pub vrrp: VrrpBoard,
+    /// Session counters of the UDP frontends.
+    pub udp: crate::udp::StatsBoard,
 }
 
 impl AdminContext {
@@ -49,12 +51,14 @@ impl AdminContext {
             .metrics
             .as_ref()
             .map(|handle| Counters::parse(&handle.render(), &status::COUNTER_NAMES));
-        Status::from_snapshot(
+        let mut status = Status::from_snapshot(
             &self.snapshot.load(),
             vrrp,
             counters.as_ref(),
             SystemTime::now(),
-        )
+        );
+        status.add_udp_sessions(&self.udp);
+        status
     }
 }
 

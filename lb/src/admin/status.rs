@@ -25,12 +25,31 @@ pub struct FrontendStatus {
     pub name: String,
     pub listen: Vec<String>,
     pub backend: String,
+    /// Open connections; for a UDP frontend, open sessions.
     pub active_connections: usize,
     /// Connections accepted since the daemon started (`lb_connections_total`);
     /// null when the daemon runs without its metrics recorder.
     pub total_connections: Option<u64>,
     /// The configured `max_connections`; null when unlimited.
     pub max_connections: Option<usize>,
+    /// "tcp" or "udp".
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    /// Session counters of a UDP frontend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<UdpSessions>,
+}
+
+fn tcp() -> String {
+    "tcp".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UdpSessions {
+    pub active_sessions: usize,
+    pub total_sessions: u64,
+    pub evicted_sessions: u64,
+    pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,6 +138,13 @@ impl Status {
                 active_connections: f.limit.serving(),
                 total_connections: count(m::CONNECTIONS_TOTAL, &[("frontend", &f.config.name)]),
                 max_connections: f.config.max_connections,
+                protocol: f.config.protocol.as_str().to_owned(),
+                udp: f.config.udp().map(|u| UdpSessions {
+                    active_sessions: 0,
+                    total_sessions: 0,
+                    evicted_sessions: 0,
+                    max_sessions: u.max_sessions,
+                }),
             })
             .collect();
         let backends = snapshot
@@ -174,20 +200,57 @@ impl Status {
         }
     }
 
+    /// Fills in the session counters of the UDP frontends.
+    pub fn add_udp_sessions(&mut self, board: &crate::udp::StatsBoard) {
+        for frontend in &mut self.frontends {
+            let (Some(udp), Some(stats)) = (frontend.udp.as_mut(), board.get(&frontend.name))
+            else {
+                continue;
+            };
+            udp.active_sessions = stats.active();
+            udp.total_sessions = stats.total();
+            udp.evicted_sessions = stats.evicted();
+            frontend.active_connections = udp.active_sessions;
+        }
+    }
+
     /// The human table `coexist status` prints.
     pub fn render_table(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let _ = writeln!(out, "FRONTEND         ACTIVE  BACKEND          LISTEN");
+        let _ = writeln!(
+            out,
+            "FRONTEND         PROTO  ACTIVE  BACKEND          LISTEN"
+        );
         for f in &self.frontends {
             let _ = writeln!(
                 out,
-                "{:<16} {:>6}  {:<16} {}",
+                "{:<16} {:<5} {:>7}  {:<16} {}",
                 f.name,
+                f.protocol,
                 f.active_connections,
                 f.backend,
                 f.listen.join(", ")
             );
+        }
+        let udp: Vec<_> = self
+            .frontends
+            .iter()
+            .filter_map(|f| f.udp.as_ref().map(|u| (&f.name, u)))
+            .collect();
+        if !udp.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "UDP FRONTEND     SESSIONS       MAX      TOTAL  EVICTED"
+            );
+            for (name, u) in udp {
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:>8} {:>9} {:>10} {:>8}",
+                    name, u.active_sessions, u.max_sessions, u.total_sessions, u.evicted_sessions
+                );
+            }
         }
         let _ = writeln!(out);
         let _ = writeln!(

@@ -2,5 +2,6 @@
 
 pub mod check;
 mod state;
+mod udp_check;
 
 pub use state::{AdminState, Observation, Policy, ServerHealth, ServerState, Transition};

@@ -170,7 +170,7 @@ fn import(haproxy: &[PathBuf], keepalived: &[PathBuf]) -> anyhow::Result<()> {
     print!("{}", imported.toml);
     anyhow::ensure!(
         imported.runnable,
-        "nothing to run: no TCP proxy and no VRRP instance could be carried over (each directive is listed above)"
+        "nothing to run: no frontend and no VRRP instance could be carried over (each directive is listed above)"
     );
     lb::config::parse(&imported.toml, "the imported configuration")
         .context("the import is not a valid coexist configuration (a bug in the import: please report it with its input)")?;

@@ -610,3 +610,40 @@ fn unknown_or_broken_input_is_reported_not_fatal() {
     );
     has_note(&out, "k.conf:4:", "closing brace");
 }
+
+/// The text of the fenced block after the line `title` in README.md.
+fn readme_block(title: &str) -> String {
+    let readme = include_str!("../../../README.md");
+    let after = &readme[readme
+        .find(title)
+        .unwrap_or_else(|| panic!("{title} in README.md"))..];
+    let start = after.find("```").expect("a block") + 3;
+    let body = &after[start..];
+    let body = &body[body.find('\n').expect("fence line") + 1..];
+    body[..body.find("```").expect("closing fence")].to_owned()
+}
+
+#[test]
+fn the_readme_worked_example_imports_as_shown() {
+    // Input: README's haproxy.cfg and keepalived.conf. Output: every
+    // line README shows of coexist.toml (notes shortened there).
+    let haproxy = readme_block("`haproxy.cfg`:");
+    let keepalived = readme_block("`keepalived.conf`:");
+    let out = run(&[
+        (Dialect::Haproxy, "haproxy.cfg", &haproxy),
+        (Dialect::Keepalived, "keepalived.conf", &keepalived),
+    ]);
+    valid(&out);
+    let shown = readme_block("`coexist.toml` (the notes shortened):");
+    for line in shown.lines() {
+        if line.starts_with("#   ...") {
+            continue;
+        }
+        if let Some((start, _)) = line.split_once(" ...") {
+            // A shortened note: the note starts so.
+            assert!(out.toml.contains(start), "{start:?} not in\n{}", out.toml);
+        } else {
+            assert!(out.toml.contains(line), "{line:?} not in\n{}", out.toml);
+        }
+    }
+}

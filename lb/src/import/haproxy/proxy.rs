@@ -129,6 +129,16 @@ fn backend(p: &Proxy, clients: &[&Proxy], tally: &mut Tally, plan: &mut Plan) ->
             );
             continue;
         }
+        if let Some(socks) = &params.socks {
+            tally.not_carried(
+                line.at,
+                format!(
+                    "reached through a SOCKS proxy ({}), which coexist does not use",
+                    socks.value
+                ),
+            );
+            continue;
+        }
         let address = match server::address(line.word(2)) {
             Ok(a) => a,
             Err(reason) => {
@@ -172,7 +182,7 @@ fn backend(p: &Proxy, clients: &[&Proxy], tally: &mut Tally, plan: &mut Plan) ->
             p.header.keyword(),
             p.name
         );
-        tally.not_carried(p.header.at, reason);
+        whole(p, reason, tally);
         return None;
     }
     for line in &s.default_server {
@@ -364,6 +374,10 @@ fn frontend(
         return;
     };
     let Some(backend) = carried.get(to.value.as_str()) else {
+        if p.kind == Kind::Listen {
+            // Its own backend side is not carried, and says why.
+            return;
+        }
         let reason = format!(
             "{} {}: its backend {} is not carried over (see the notes about it)",
             p.header.keyword(),

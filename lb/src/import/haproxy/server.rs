@@ -26,6 +26,8 @@ pub(super) struct Params {
     pub check_ssl: Option<At<bool>>,
     /// `port N` or `addr A`: the check goes elsewhere than the service.
     pub check_elsewhere: Option<At<String>>,
+    /// `socks4 ADDR`: the server is reached through a SOCKS proxy.
+    pub socks: Option<At<String>>,
 }
 
 /// Options that take one argument; any other word is a flag.
@@ -176,6 +178,7 @@ impl Params {
                     _ => remarks.not_carried(at, &shown, "a count from 1 to 1000"),
                 },
                 "port" | "addr" => self.check_elsewhere = Some(At { at, value: shown }),
+                "socks4" => self.socks = Some(At { at, value: shown }),
                 "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => remarks.changed(at, &shown,
                     "sent as a plain PROXY v2 header, without the TLS details",
                 ),
@@ -229,6 +232,7 @@ impl Params {
             ssl: pick(self.ssl, &base.ssl),
             check_ssl: pick(self.check_ssl, &base.check_ssl),
             check_elsewhere: pick(self.check_elsewhere, &base.check_elsewhere),
+            socks: pick(self.socks, &base.socks),
         }
     }
 

@@ -148,7 +148,7 @@ pub(super) fn virtual_server(node: &Node, tally: &mut Tally, plan: &mut Plan) {
                 at,
                 "a failed server takes no new connections; open ones continue, as with weight 0",
             ),
-            _ => tally.not_carried(at, "no counterpart in coexist"),
+            _ => whole(c, "no counterpart in coexist", tally),
         }
     }
     let (balance, weighted) = balance(scheduler, tally);
@@ -334,7 +334,7 @@ fn real_server(
                 check = Some(k);
                 timing = t;
             }
-            _ => tally.not_carried(at, "no counterpart in coexist"),
+            _ => whole(c, "no counterpart in coexist", tally),
         }
     }
     tally.carried(r.at);
@@ -412,7 +412,12 @@ fn checker(
                 tally.carried(at);
             }
             "http_protocol" | "fast_recovery" | "log_all_failures" => tally.carried(at),
-            _ => tally.not_carried(at, "no counterpart in coexist's checks"),
+            "host" => whole(
+                c,
+                "coexist checks each server at its own address only; check other addresses as servers of their own",
+                tally,
+            ),
+            _ => whole(c, "no counterpart in coexist's checks", tally),
         }
     }
     let check = match kind {

@@ -132,13 +132,15 @@ fn global_defs(node: &Node, globals: &mut Globals, tally: &mut Tally) {
             | "vrrp_iptables" | "vrrp_ipsets" | "nftables" | "max_auto_priority"
             | "lvs_sync_daemon" | "lvs_flush" | "lvs_timeouts" | "snmp_socket"
             | "enable_snmp_vrrp" | "enable_snmp_checker" | "enable_traps"
-            | "vrrp_notify_fifo" | "notify_fifo" | "vrrp_startup_delay" => tally.not_carried(
-                at,
+            | "vrrp_notify_fifo" | "notify_fifo" | "vrrp_startup_delay" => whole(
+                child,
                 "a keepalived process setting with no counterpart in coexist",
+                tally,
             ),
-            other => tally.not_carried(
-                at,
-                format!("global setting `{other}` has no counterpart in coexist"),
+            other => whole(
+                child,
+                &format!("global setting `{other}` has no counterpart in coexist"),
+                tally,
             ),
         }
     }

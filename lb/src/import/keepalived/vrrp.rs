@@ -210,7 +210,7 @@ pub(super) fn instance(
                 v.accept_mode = Some(false);
                 tally.changed(at, "coexist follows the RFC in any case; accept_mode is off");
             }
-            other => tally.not_carried(at, format!("`{other}` has no counterpart in coexist")),
+            other => whole(c, &format!("`{other}` has no counterpart in coexist"), tally),
         }
     }
     if v6 {
@@ -346,7 +346,10 @@ fn track_scripts(block: &Node, scripts: &[&Node], tally: &mut Tally) {
         let script = scripts.iter().find(|s| s.word(1) == name);
         let command = script
             .and_then(|s| s.children.iter().find(|c| c.keyword() == "script"))
-            .map_or("?", |c| c.word(1));
+            .map_or_else(
+                || "its script".to_owned(),
+                |c| format!("script {:?}", c.word(1)),
+            );
         let weight = t
             .words
             .iter()
@@ -367,7 +370,7 @@ fn track_scripts(block: &Node, scripts: &[&Node], tally: &mut Tally) {
         tally.not_carried(
             t.at,
             format!(
-                "script {command:?} ({effect}) is not run: coexist is the proxy and the VRRP daemon in one process, so when it stops, its adverts stop and the peer takes over; to hand over while a frontend has no healthy server, add track = [{{ frontend = \"NAME\", weight = N }}]"
+                "{command} ({effect}) is not run: coexist is the proxy and the VRRP daemon in one process, so when it stops, its adverts stop and the peer takes over; to hand over while a frontend has no healthy server, add track = [{{ frontend = \"NAME\", weight = N }}]"
             ),
         );
     }

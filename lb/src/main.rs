@@ -141,7 +141,7 @@ fn import(haproxy: &[PathBuf], keepalived: &[PathBuf]) -> anyhow::Result<()> {
         !haproxy.is_empty() || !keepalived.is_empty(),
         "nothing to import: give --haproxy FILE and/or --keepalived FILE"
     );
-    let mut texts = Vec::new();
+    let mut sources = Vec::new();
     for (dialect, paths) in [
         (Dialect::Haproxy, haproxy),
         (Dialect::Keepalived, keepalived),
@@ -149,23 +149,20 @@ fn import(haproxy: &[PathBuf], keepalived: &[PathBuf]) -> anyhow::Result<()> {
         for path in paths {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            texts.push((dialect, path.display().to_string(), text));
+            let origin = path.display().to_string();
+            sources.push(Source {
+                dialect,
+                origin,
+                text,
+            });
         }
     }
-    let sources: Vec<Source<'_>> = texts
-        .iter()
-        .map(|(dialect, origin, text)| Source {
-            dialect: *dialect,
-            origin,
-            text,
-        })
-        .collect();
     let imported = lb::import::import(&sources);
     for note in &imported.notes {
         eprintln!("coexist: {note}");
     }
-    for (_, origin, _) in &texts {
-        eprintln!("coexist: {}", imported.summary(origin));
+    for source in &sources {
+        eprintln!("coexist: {}", imported.summary(&source.origin));
     }
     print!("{}", imported.toml);
     anyhow::ensure!(

@@ -34,12 +34,12 @@ pub enum Dialect {
 }
 
 /// One input text and the name its notes are reported under.
-#[derive(Debug, Clone, Copy)]
-pub struct Source<'a> {
+#[derive(Debug, Clone)]
+pub struct Source {
     pub dialect: Dialect,
     /// Usually the file name as the operator gave it.
-    pub origin: &'a str,
-    pub text: &'a str,
+    pub origin: String,
+    pub text: String,
 }
 
 /// The result of an import.
@@ -83,17 +83,19 @@ impl Imported {
 
 /// Translates `sources` (any mix of HAProxy and keepalived texts) into one
 /// coexist configuration.
-pub fn import(sources: &[Source<'_>]) -> Imported {
-    let mut tally = Tally::new(sources.iter().map(|s| s.origin.to_owned()).collect());
+pub fn import(sources: &[Source]) -> Imported {
+    let mut tally = Tally::new(sources.iter().map(|s| s.origin.clone()).collect());
     let mut plan = plan::Plan::default();
     for (index, source) in sources.iter().enumerate() {
         match source.dialect {
-            Dialect::Haproxy => haproxy::translate(index, source.text, &mut tally, &mut plan),
-            Dialect::Keepalived => keepalived::translate(index, source.text, &mut tally, &mut plan),
+            Dialect::Haproxy => haproxy::translate(index, &source.text, &mut tally, &mut plan),
+            Dialect::Keepalived => {
+                keepalived::translate(index, &source.text, &mut tally, &mut plan)
+            }
         }
     }
     let (notes, carried) = tally.finish();
-    let origins: Vec<&str> = sources.iter().map(|s| s.origin).collect();
+    let origins: Vec<&str> = sources.iter().map(|s| s.origin.as_str()).collect();
     Imported {
         toml: emit::render(&plan, &notes, &origins),
         runnable: plan.runnable(),

@@ -87,6 +87,38 @@ pub(super) struct HealthCheck {
     pub initially_up: bool,
 }
 
+impl HealthCheck {
+    /// A check within coexist's ranges: an interval of 10ms to 24h, a
+    /// timeout of 1ms up to the interval, rise and fall of 1 to 1000. With
+    /// it, why the interval had to move, if it did (the timeout follows the
+    /// interval silently: both daemons end a check by the next one).
+    pub fn within_ranges(
+        kind: CheckKind,
+        interval: Duration,
+        timeout: Duration,
+        rise: u32,
+        fall: u32,
+        initially_up: bool,
+    ) -> (HealthCheck, Option<String>) {
+        let fitted = interval.clamp(Duration::from_millis(10), Duration::from_secs(24 * 3600));
+        let moved = (fitted != interval).then(|| {
+            format!(
+                "coexist checks every 10ms to 24h: every {}",
+                super::values::duration(fitted)
+            )
+        });
+        let check = HealthCheck {
+            kind,
+            interval: fitted,
+            timeout: timeout.clamp(Duration::from_millis(1), fitted),
+            rise: rise.clamp(1, 1000),
+            fall: fall.clamp(1, 1000),
+            initially_up,
+        };
+        (check, moved)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Server {
     pub name: String,

@@ -9,15 +9,15 @@ use super::*;
 use crate::config::{self, Balance, CheckKind, Config, InitialState, ProxyProtocol};
 
 fn run(sources: &[(Dialect, &str, &str)]) -> Imported {
-    let sources: Vec<Source<'_>> = sources
+    let owned: Vec<Source> = sources
         .iter()
-        .map(|(dialect, origin, text)| Source {
-            dialect: *dialect,
-            origin,
-            text,
+        .map(|&(dialect, origin, text)| Source {
+            dialect,
+            origin: origin.to_owned(),
+            text: text.to_owned(),
         })
         .collect();
-    import(&sources)
+    import(&owned)
 }
 
 /// The output, validated as `coexist check` would.
@@ -644,6 +644,315 @@ fn the_readme_worked_example_imports_as_shown() {
             assert!(out.toml.contains(start), "{start:?} not in\n{}", out.toml);
         } else {
             assert!(out.toml.contains(line), "{line:?} not in\n{}", out.toml);
+        }
+    }
+}
+
+mod generated {
+    //! Configurations assembled at random from the directives both grammars
+    //! use, with values that coexist accepts and values it refuses, names
+    //! that refer to each other and addresses that clash: the import never
+    //! fails, and whatever it writes passes coexist's validation.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Picks from lists with a stream of random numbers.
+    struct Pick<'a>(std::slice::Iter<'a, u32>);
+
+    impl Pick<'_> {
+        fn one<'w>(&mut self, from: &[&'w str]) -> &'w str {
+            let n = self.0.next().copied().unwrap_or(0) as usize;
+            from[n % from.len()]
+        }
+
+        fn chance(&mut self, percent: u32) -> bool {
+            self.0.next().copied().unwrap_or(0) % 100 < percent
+        }
+    }
+
+    const NAMES: &[&str] = &["web", "db", "a/b", "web"];
+    const BINDS: &[&str] = &[
+        ":80",
+        ":::80",
+        "192.0.2.1:80",
+        "[2001:db8::1]:443",
+        "0.0.0.0:80",
+        "10.0.0.1:8000-8003",
+        "host:80",
+        "unix@x",
+        "192.0.2.1",
+        ":443 ssl crt x.pem",
+        ":80 v6only",
+        "[::]:80 v4v6",
+    ];
+    const SERVERS: &[&str] = &[
+        "10.0.0.1:80",
+        "10.0.0.1:80",
+        "[2001:db8::2]:80",
+        "10.0.0.3",
+        "name:80",
+        "0.0.0.0:80",
+        "10.0.0.4:+1",
+    ];
+    const SERVER_OPTIONS: &[&str] = &[
+        "",
+        "check",
+        "check inter 1",
+        "check inter 100000000",
+        "check rise 0 fall 2000",
+        "weight 0",
+        "weight 300",
+        "backup",
+        "disabled",
+        "maxconn 0",
+        "maxconn 5",
+        "send-proxy",
+        "send-proxy-v2",
+        "ssl",
+        "check port 81",
+        "check-ssl check",
+        "slowstart 3s",
+        "source 1.2.3.4",
+    ];
+    const PROXY_LINES: &[&str] = &[
+        "mode tcp",
+        "mode http",
+        "balance roundrobin",
+        "balance source",
+        "balance random(5)",
+        "balance uri",
+        "timeout connect 0",
+        "timeout connect 5s",
+        "timeout client 2d",
+        "timeout server 1m",
+        "timeout tunnel 1h",
+        "timeout check 3s",
+        "retries 500",
+        "retries 0",
+        "maxconn 0",
+        "maxconn 100",
+        "option tcp-check",
+        "option httpchk",
+        "option httpchk GET bad path",
+        "option redis-check",
+        "option mysql-check",
+        "tcp-check send PING\\r\\n",
+        "tcp-check expect string +PONG",
+        "tcp-check expect rstring ^\\+OK",
+        "tcp-check send-binary ff",
+        "http-check expect status 200",
+        "http-check expect rstatus ^9",
+        "http-check send meth HEAD uri /x hdr Host h",
+        "disabled",
+        "log global",
+        "acl a src 1.2.3.4",
+        "tcp-request content reject",
+        "option tcplog",
+        "no option redispatch",
+    ];
+    const KEEPALIVED_VRRP: &[&str] = &[
+        "interface eth0",
+        "interface eth1",
+        "virtual_router_id 51",
+        "virtual_router_id 52",
+        "virtual_router_id 0",
+        "priority 150",
+        "priority 0",
+        "advert_int 0.001",
+        "advert_int 0.5",
+        "advert_int 300",
+        "version 2",
+        "version 3",
+        "version 4",
+        "nopreempt",
+        "preempt_delay 5000",
+        "accept",
+        "use_vmac vrrp1",
+        "state MASTER",
+        "notify_master /bin/x",
+        "notify \"/bin/x a\" root",
+        "notify_fault /bin/y",
+        "garp_master_repeat 1000",
+        "garp_master_refresh 0.1",
+        "authentication {",
+        "}",
+        "track_script {",
+        "chk weight -20",
+        "}",
+        "smtp_alert",
+    ];
+    const VIPS: &[&str] = &[
+        "192.0.2.10/24",
+        "192.0.2.11",
+        "2001:db8::10/64",
+        "fe80::1",
+        "224.0.0.1",
+        "0.0.0.0",
+        "192.0.2.12/24 dev eth9",
+        "192.0.2.13/24 label eth0:1",
+        "bad",
+    ];
+    const IPVS_LINES: &[&str] = &[
+        "lb_algo rr",
+        "lb_algo wrr",
+        "lb_algo sh",
+        "lb_algo lblc",
+        "lb_kind DR",
+        "protocol UDP",
+        "delay_loop 0",
+        "delay_loop 100000",
+        "persistence_timeout 50",
+        "alpha",
+        "sorry_server 192.0.2.99 80",
+        "sorry_server 0.0.0.0 0",
+    ];
+    const CHECKS: &[&str] = &[
+        "TCP_CHECK {\n connect_timeout 300\n }",
+        "HTTP_GET {\n url {\n path /x\n status_code 200-299\n }\n }",
+        "SSL_GET {\n }",
+        "MISC_CHECK {\n misc_path /bin/true\n }",
+        "",
+    ];
+
+    fn haproxy(numbers: &[u32]) -> String {
+        let mut p = Pick(numbers.iter());
+        let mut out = String::new();
+        while p.0.len() > 0 {
+            let line = match p.one(&[
+                "section", "section", "bind", "bind", "server", "server", "server", "line", "route",
+            ]) {
+                "section" => {
+                    let kind = p.one(&[
+                        "listen", "listen", "frontend", "backend", "defaults", "global",
+                    ]);
+                    format!("{kind} {}", p.one(NAMES))
+                }
+                "bind" => format!("  bind {}", p.one(BINDS)),
+                "server" => format!(
+                    "  server {} {} {}",
+                    p.one(&["s1", "s2", "s1"]),
+                    p.one(SERVERS),
+                    p.one(SERVER_OPTIONS)
+                ),
+                "route" => format!(
+                    "  {} {}",
+                    p.one(&["default_backend", "use_backend"]),
+                    p.one(NAMES)
+                ),
+                _ => format!("  {}", p.one(PROXY_LINES)),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn keepalived(numbers: &[u32]) -> String {
+        let mut p = Pick(numbers.iter());
+        let mut out = String::new();
+        while p.0.len() > 0 {
+            if p.chance(60) {
+                out.push_str(&format!(
+                    "vrrp_instance {} {{\n",
+                    p.one(&["VI_1", "VI_2", "a b"])
+                ));
+                for _ in 0..(p.one(&["3", "6", "9"]).parse::<usize>().unwrap_or(3)) {
+                    out.push_str(p.one(KEEPALIVED_VRRP));
+                    out.push('\n');
+                }
+                if p.chance(90) {
+                    out.push_str("virtual_ipaddress {\n");
+                    for _ in 0..3 {
+                        out.push_str(p.one(VIPS));
+                        out.push('\n');
+                    }
+                    out.push_str("}\n");
+                }
+                if p.chance(30) {
+                    out.push_str("unicast_peer {\n192.0.2.3\n2001:db8::3\n}\n");
+                }
+                out.push_str("}\n");
+            } else {
+                out.push_str(&format!(
+                    "virtual_server {} {} {{\n",
+                    p.one(&["192.0.2.50", "2001:db8::50", "fwmark", "0.0.0.0"]),
+                    p.one(&["80", "80", "0", "443"])
+                ));
+                for _ in 0..3 {
+                    out.push_str(p.one(IPVS_LINES));
+                    out.push('\n');
+                }
+                for _ in 0..2 {
+                    out.push_str(&format!(
+                        "real_server {} 80 {{\nweight {}\n{}\n}}\n",
+                        p.one(&["192.0.2.51", "192.0.2.51", "2001:db8::51", "bad"]),
+                        p.one(&["0", "1", "3", "999"]),
+                        p.one(CHECKS)
+                    ));
+                }
+                out.push_str("}\n");
+            }
+        }
+        out
+    }
+
+    /// The properties below are only as strong as the share of generated
+    /// configurations that import to something runnable.
+    #[test]
+    fn generated_configurations_are_often_runnable() {
+        let mut seed = 0x2545_f491_u32;
+        let mut numbers = |n: usize| -> Vec<u32> {
+            (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed
+                })
+                .collect()
+        };
+        let cases = 200;
+        let mut runnable = [0; 2];
+        for _ in 0..cases {
+            let h = haproxy(&numbers(80));
+            runnable[0] += usize::from(run(&[(Dialect::Haproxy, "h", &h)]).runnable);
+            let k = keepalived(&numbers(80));
+            runnable[1] += usize::from(run(&[(Dialect::Keepalived, "k", &k)]).runnable);
+        }
+        assert!(
+            runnable.iter().all(|r| r * 4 >= cases),
+            "{runnable:?} of {cases}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_haproxy_configuration_imports_to_a_valid_one(
+            numbers in prop::collection::vec(any::<u32>(), 0..120)
+        ) {
+            let text = haproxy(&numbers);
+            let out = run(&[(Dialect::Haproxy, "h.cfg", &text)]);
+            if out.runnable {
+                config::parse(&out.toml, "imported.toml").map_err(|e| {
+                    TestCaseError::fail(format!("{e}\n--- input\n{text}--- output\n{}", out.toml))
+                })?;
+            }
+        }
+
+        #[test]
+        fn any_keepalived_configuration_imports_to_a_valid_one(
+            numbers in prop::collection::vec(any::<u32>(), 0..120)
+        ) {
+            let text = keepalived(&numbers);
+            let out = run(&[(Dialect::Keepalived, "k.conf", &text)]);
+            if out.runnable {
+                config::parse(&out.toml, "imported.toml").map_err(|e| {
+                    TestCaseError::fail(format!("{e}\n--- input\n{text}--- output\n{}", out.toml))
+                })?;
+            }
         }
     }
 }

@@ -57,19 +57,10 @@ pub(super) fn ip(text: &str) -> Option<IpAddr> {
     bare.parse().ok()
 }
 
-/// `ip[/prefix]`; without a prefix a host route, as keepalived does.
+/// `ip[/prefix]`; without a prefix a host route, as keepalived (and
+/// coexist's own addresses) read it.
 pub(super) fn ip_prefix(text: &str) -> Option<(IpAddr, u8)> {
-    let (address, prefix) = match text.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (text, None),
-    };
-    let ip: IpAddr = address.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        None => max,
-        Some(p) => p.parse().ok().filter(|p| *p <= max)?,
-    };
-    Some((ip, prefix))
+    crate::config::ip_prefix(text).ok()
 }
 
 #[cfg(test)]
@@ -107,17 +98,9 @@ mod tests {
     }
 
     #[test]
-    fn addresses_with_and_without_prefix() {
+    fn addresses_with_or_without_brackets() {
         assert_eq!(ip("[2001:db8::1]"), "2001:db8::1".parse().ok());
+        assert_eq!(ip("192.0.2.1"), "192.0.2.1".parse().ok());
         assert_eq!(ip("host"), None);
-        assert_eq!(
-            ip_prefix("192.0.2.10/24"),
-            Some(("192.0.2.10".parse().unwrap(), 24))
-        );
-        assert_eq!(
-            ip_prefix("2001:db8::10"),
-            Some(("2001:db8::10".parse().unwrap(), 128))
-        );
-        assert_eq!(ip_prefix("192.0.2.10/33"), None);
     }
 }

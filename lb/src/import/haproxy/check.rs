@@ -18,8 +18,6 @@ use crate::import::tally::{Loc, Tally};
 const INTER: Duration = Duration::from_secs(2);
 const RISE: u32 = 2;
 const FALL: u32 = 3;
-/// coexist's shortest check interval.
-const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub(super) fn health_check(
     s: &Settings,
@@ -47,7 +45,7 @@ pub(super) fn health_check(
         }
         chosen
     };
-    let mut interval = Duration::from_millis(pick(
+    let interval = Duration::from_millis(pick(
         |p| p.inter.as_ref().map(|i| i.value.as_millis() as u64),
         INTER.as_millis() as u64,
         "check interval",
@@ -65,12 +63,6 @@ pub(super) fn health_check(
         "fall",
         tally,
     ) as u32;
-    if interval < MIN_INTERVAL {
-        if let Some(i) = &first.inter {
-            tally.changed(i.at, "checks at most every 10ms in coexist");
-        }
-        interval = MIN_INTERVAL;
-    }
     // HAProxy: without `timeout check` the whole check has `inter`; with
     // it, connecting has min(timeout connect, inter) and reading `timeout
     // check` more. coexist's timeout may not exceed its interval.
@@ -86,14 +78,11 @@ pub(super) fn health_check(
         None => interval,
     };
     let kind = kind(s, &checked, tally);
-    Some(HealthCheck {
-        kind,
-        interval,
-        timeout: timeout.max(Duration::from_millis(1)),
-        rise,
-        fall,
-        initially_up: true,
-    })
+    let (check, moved) = HealthCheck::within_ranges(kind, interval, timeout, rise, fall, true);
+    if let (Some(why), Some(inter)) = (moved, &first.inter) {
+        tally.changed(inter.at, why);
+    }
+    Some(check)
 }
 
 fn kind(s: &Settings, checked: &[&(Params, Loc)], tally: &mut Tally) -> CheckKind {

@@ -114,6 +114,13 @@ pub(super) struct Proxy {
     settings: Settings,
 }
 
+impl Proxy {
+    /// `listen web`, `backend db`: how notes name it.
+    fn named(&self) -> String {
+        format!("{} {}", self.header.keyword(), self.name)
+    }
+}
+
 pub(super) fn translate(source: usize, text: &str, tally: &mut Tally, plan: &mut Plan) {
     let lines = read(source, text, tally);
     let sections = group(lines, tally);

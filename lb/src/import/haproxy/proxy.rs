@@ -178,9 +178,8 @@ fn backend(p: &Proxy, clients: &[&Proxy], tally: &mut Tally, plan: &mut Plan) ->
     }
     if servers.is_empty() {
         let reason = format!(
-            "{} {}: no server coexist can connect to (see its server lines)",
-            p.header.keyword(),
-            p.name
+            "{}: no server coexist can connect to (see its server lines)",
+            p.named()
         );
         whole(p, reason, tally);
         return None;
@@ -359,7 +358,7 @@ fn frontend(
     let old_style = p.kind == Kind::Listen && p.header.words.len() > 2;
     if s.binds.is_empty() && !old_style {
         if p.kind == Kind::Frontend {
-            let reason = format!("frontend {}: no bind line", p.name);
+            let reason = format!("{}: no bind line", p.named());
             drop_frontend(p, reason, tally);
         }
         // A listen without bind serves only as a backend.
@@ -367,8 +366,8 @@ fn frontend(
     }
     let Some(to) = to else {
         let reason = format!(
-            "frontend {}: no default_backend or unconditional use_backend",
-            p.name
+            "{}: no default_backend or unconditional use_backend",
+            p.named()
         );
         drop_frontend(p, reason, tally);
         return;
@@ -379,9 +378,8 @@ fn frontend(
             return;
         }
         let reason = format!(
-            "{} {}: its backend {} is not carried over (see the notes about it)",
-            p.header.keyword(),
-            p.name,
+            "{}: its backend {} is not carried over (see the notes about it)",
+            p.named(),
             to.value
         );
         drop_frontend(p, reason, tally);
@@ -406,11 +404,7 @@ fn frontend(
         m.value
     });
     if listen.is_empty() {
-        let reason = format!(
-            "{} {}: no address coexist can listen on",
-            p.header.keyword(),
-            p.name
-        );
+        let reason = format!("{}: no address coexist can listen on", p.named());
         drop_frontend(p, reason, tally);
         return;
     }
@@ -436,9 +430,8 @@ fn frontend(
         }
     } else {
         let reason = format!(
-            "{} {}: none of its addresses can be listened on beside those of other frontends",
-            p.header.keyword(),
-            p.name
+            "{}: none of its addresses can be listened on beside those of other frontends",
+            p.named()
         );
         drop_frontend(p, reason, tally);
     }

@@ -470,7 +470,7 @@ fn health_check(
     checks: &[(Option<CheckKind>, Timing, Loc)],
     tally: &mut Tally,
 ) -> Option<HealthCheck> {
-    let (kind, timing, _) = checks.iter().find(|(k, _, _)| k.is_some())?;
+    let (kind, timing, first) = checks.iter().find(|(k, _, _)| k.is_some())?;
     let kind = kind.clone()?;
     for (k, t, at) in checks {
         if k.is_none() {
@@ -489,18 +489,19 @@ fn health_check(
             );
         }
     }
-    let interval = timing.delay_loop.max(Duration::from_millis(10));
-    Some(HealthCheck {
+    let (check, moved) = HealthCheck::within_ranges(
         kind,
-        interval,
-        timeout: timing
-            .connect_timeout
-            .clamp(Duration::from_millis(1), interval),
-        rise: 1,
+        timing.delay_loop,
+        timing.connect_timeout,
+        1,
         // retry: further attempts after a failure before the server is down.
-        fall: (timing.retry.unwrap_or(RETRY) + 1).min(1000),
-        initially_up: !timing.alpha,
-    })
+        timing.retry.unwrap_or(RETRY).saturating_add(1),
+        !timing.alpha,
+    );
+    if let Some(why) = moved {
+        tally.changed(*first, why);
+    }
+    Some(check)
 }
 
 #[cfg(test)]

@@ -153,8 +153,8 @@ mod tests {
     fn notes(text: &str) -> Vec<String> {
         let out = import(&[Source {
             dialect: Dialect::Keepalived,
-            origin: "k.conf",
-            text,
+            origin: "k.conf".into(),
+            text: text.into(),
         }]);
         out.notes.iter().map(ToString::to_string).collect()
     }

@@ -309,7 +309,18 @@ fn addresses(node: &Node, interface: &str, tally: &mut Tally) -> Vec<(IpAddr, u8
             );
             continue;
         }
-        let problem = if ip.is_unspecified() || ip.is_multicast() {
+        // One advertisement carries them all: a 1500-byte frame, and a
+        // one-byte count (as coexist's validation says).
+        let most = if ip.is_ipv6() {
+            (1500 - 40 - 8) / 16
+        } else {
+            255
+        };
+        let problem = if out.len() >= most {
+            Some(format!(
+                "one advertisement carries at most {most} addresses: add another [[vrrp]] instance"
+            ))
+        } else if ip.is_unspecified() || ip.is_multicast() {
             Some("cannot be a virtual address".to_owned())
         } else if out
             .first()

@@ -15,6 +15,7 @@ mod tests;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::*;
+pub(crate) use validate::ip_prefix;
 
 /// Parse and validate config `text`; `origin` (usually the file name) starts
 /// every error message.

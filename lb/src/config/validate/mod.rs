@@ -10,6 +10,9 @@ mod frontend;
 mod values;
 mod vrrp;
 
+/// Also how `coexist import` reads keepalived's virtual addresses.
+pub(crate) use values::ip_prefix;
+
 use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
 use std::time::Duration;

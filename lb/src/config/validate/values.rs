@@ -61,7 +61,7 @@ pub(super) fn status_range(value: &toml::Value) -> Result<RangeInclusive<u16>, S
 
 /// `"192.0.2.10/24"`, `"2001:db8::10/64"`; without a prefix, a host route
 /// (/32 or /128) as keepalived does.
-pub(super) fn ip_prefix(text: &str) -> Result<(IpAddr, u8), String> {
+pub(crate) fn ip_prefix(text: &str) -> Result<(IpAddr, u8), String> {
     let (ip, prefix) = match text.split_once('/') {
         Some((ip, p)) => (ip, Some(p)),
         None => (text, None),

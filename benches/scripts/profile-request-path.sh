@@ -4,9 +4,11 @@
 # and kernel, per connection and per round trip.
 #
 #   cargo build --release -p lb -p coexist-benches
-#   benches/scripts/profile-request-path.sh [OUTDIR] [TARGETS]
+#   benches/scripts/profile-request-path.sh [OUTDIR] [TARGETS] [BENCH OPTIONS...]
 #
-# TARGETS defaults to coexist,haproxy,nginx-stream (coexist-bench --only).
+# TARGETS defaults to coexist,haproxy,nginx-stream (coexist-bench --only);
+# further options go to coexist-bench, e.g. `--compare base=PATH` with
+# TARGETS coexist,base,haproxy to profile a change beside its baseline.
 # Needs perf (Debian: linux-perf) and python3; run it as root, with nothing
 # else busy on the machine (on a shared machine: under `quiet`).
 #
@@ -21,9 +23,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-coexist-profile}
 targets=${2:-coexist,haproxy,nginx-stream}
+shift $(( $# < 2 ? $# : 2 ))
 mkdir -p "$out"
 target/release/coexist-bench --quick --only "$targets" --tests rate,echo \
-  --perf "$out" --json "$out/bench.json" > "$out/table.md"
+  --perf "$out" --json "$out/bench.json" "$@" > "$out/table.md"
 python3 - "$out" <<'PY'
 import json, subprocess, sys
 out = sys.argv[1]
@@ -33,14 +36,16 @@ for target in report["repetitions"][0]:
     if target.get("skipped") or target["name"] == "direct":
         continue
     name = target["name"]
+    exchanges = target.get("exchanges") or {}
     units = {
-        "rate": (target.get("connection_rate") or {}).get("connections"),
-        "echo": ((target.get("exchanges") or {}).get("round_trips") or {}).get("round_trips"),
+        "rate": ((target.get("connection_rate") or {}).get("connections"), "connections"),
+        "open": ((exchanges.get("opening") or {}).get("connections"), "connections opened"),
+        "echo": ((exchanges.get("round_trips") or {}).get("round_trips"), "round trips"),
     }
-    for test, n in units.items():
+    for test, (n, unit) in units.items():
         if not n:
             continue
-        print(f"\n=== {name}, {test} ({'connections' if test == 'rate' else 'round trips'})", flush=True)
+        print(f"\n=== {name}, {test} ({unit})", flush=True)
         subprocess.run([
             "python3", "benches/scripts/perf_breakdown.py", f"{out}/{name}-{test}-1.data",
             "--comm", comm.get(name, "coexist"), "--units", str(n), "--top", "15",

@@ -273,7 +273,8 @@ pub fn run_target(
     let mut exchanges = None;
     if plan.tests.echo {
         step("open + echo", &mut || {
-            let e = measure::exchanges(echo_addr, pid, s, dir, recording("echo"))?;
+            let perf = recording("open").zip(recording("echo"));
+            let e = measure::exchanges(echo_addr, pid, s, dir, perf)?;
             let summary = format!(
                 "opened {} at {:.0}/s; {:.0} round trips/s on {} active, {} per proxy core",
                 e.opening.connections,

@@ -53,8 +53,9 @@ struct Cli {
     /// Only these measurements, comma-separated (memory, bulk, rate, echo).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     tests: Vec<String>,
-    /// Record `perf` profiles of the proxy during the rate and echo
-    /// measurements into DIR (TARGET-TEST-REPETITION.data).
+    /// Record `perf` profiles of the proxy during the connection-rate run,
+    /// the opening of the echo test's connections and its round trips,
+    /// into DIR (TARGET-{rate,open,echo}-REPETITION.data).
     #[arg(long, value_name = "DIR")]
     perf: Option<PathBuf>,
     /// CPU the proxy is pinned to.
@@ -217,10 +218,12 @@ fn run_bench(cli: Cli) -> Result<()> {
     let dir = temp.path();
     coexist_benches::child::install_interrupt_handler(dir)?;
 
+    // Absolute: the proxies run in the temp dir.
+    let absolute = |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone());
     let coexist = match &cli.coexist {
         Some(path) => Coexist {
             name: "coexist".into(),
-            binary: path.clone(),
+            binary: absolute(path),
         },
         None => Coexist::beside_current_exe()?,
     };
@@ -229,7 +232,7 @@ fn run_bench(cli: Cli) -> Result<()> {
         .iter()
         .map(|(name, binary)| Coexist {
             name: name.clone(),
-            binary: binary.clone(),
+            binary: absolute(binary),
         })
         .collect();
     let tools = tool_versions(&coexist, dir);

@@ -602,12 +602,9 @@ async fn busy_directions_share_every_poll() {
     );
 }
 
-/// Input: "ping" up and "pong" down, delivered, then silence.
-/// Output: once the forward has seen both sources drained it holds neither a
-/// pipe nor a buffer, and is blocked, not spinning (no self wake-up).
-async fn a_drained_connection_holds_no_carrier(splice: bool) {
-    let (pool, counts) = (PipePool::new(0, 4), Counts::default());
-    let mut m = manual(&pool, &counts, splice).await;
+/// Sends "ping" up and "pong" down and polls `m` until both are delivered
+/// (not yet read by the test's ends).
+async fn ping_pong(m: &mut Manual<'_>, counts: &Counts) {
     m.client.write_all(b"ping").await.unwrap();
     m.server.write_all(b"pong").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -618,6 +615,15 @@ async fn a_drained_connection_holds_no_carrier(splice: bool) {
         assert!(m.poll(connection::BUDGET).is_pending());
         reactor_turn().await;
     }
+}
+
+/// Input: "ping" up and "pong" down, delivered, then silence.
+/// Output: once the forward has seen both sources drained it holds neither a
+/// pipe nor a buffer, and is blocked, not spinning (no self wake-up).
+async fn a_drained_connection_holds_no_carrier(splice: bool) {
+    let (pool, counts) = (PipePool::new(0, 4), Counts::default());
+    let mut m = manual(&pool, &counts, splice).await;
+    ping_pong(&mut m, &counts).await;
     let wakes = m.wakes.get();
     assert!(m.poll(connection::BUDGET).is_pending());
     assert!(
@@ -671,16 +677,7 @@ fn forward_future_stays_small() {
 async fn small_messages_copy_and_bulk_switches_to_splice() {
     let (pool, counts) = (PipePool::new(0, 4), Counts::default());
     let mut m = manual(&pool, &counts, true).await;
-    m.client.write_all(b"ping").await.unwrap();
-    m.server.write_all(b"pong").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while counts.to_server.load(Ordering::Relaxed) < 4
-        || counts.to_client.load(Ordering::Relaxed) < 4
-    {
-        assert!(Instant::now() < deadline, "ping/pong not delivered");
-        assert!(m.poll(connection::BUDGET).is_pending());
-        reactor_turn().await;
-    }
+    ping_pong(&mut m, &counts).await;
     assert_eq!(
         (pool.in_use(), pool.idle()),
         (0, 0),
@@ -690,6 +687,7 @@ async fn small_messages_copy_and_bulk_switches_to_splice() {
     let mut small = [0u8; 4];
     m.server.read_exact(&mut small).await.unwrap();
     m.client.read_exact(&mut small).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
     let (mut sent, mut got) = (0, 0);
     while got < MIB {
         assert!(Instant::now() < deadline, "1 MiB not delivered: {got}");

@@ -193,7 +193,9 @@ async fn accept_loop(
                 // A reload may have landed while we waited in accept: the
                 // client gets the config current now, not the one we had.
                 current.refresh(&snapshot, &frontend);
-                plane.connections.spawn(proxy::serve(
+                // Boxed: spawning moves the future several times, and a
+                // pointer is cheaper to move than the whole connection.
+                plane.connections.spawn(Box::pin(proxy::serve(
                     Arc::clone(&current.runtime),
                     Accepted {
                         stream,
@@ -202,7 +204,7 @@ async fn accept_loop(
                         slot,
                     },
                     Arc::clone(&plane),
-                ));
+                )));
             }
             Err(error) => {
                 drop(slot);

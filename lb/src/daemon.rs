@@ -18,6 +18,7 @@ use crate::ha::{Ha, HaError};
 use crate::metrics as m;
 use crate::proxy::DataPlane;
 use crate::runtime::{NewServers, Registry, Snapshot};
+use crate::udp;
 use crate::watch::ConfigWatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Vrrp(#[from] HaError),
+    #[error(transparent)]
+    UdpBind(#[from] udp::BindError),
 }
 
 /// A running load balancer.
@@ -41,6 +44,7 @@ pub struct Daemon {
     snapshot: Arc<ArcSwap<Snapshot>>,
     registry: Arc<Registry>,
     listeners: Listeners,
+    udp: udp::Listeners,
     plane: Arc<DataPlane>,
     admin: AdminContext,
     /// VRRP instances; `None` only once shut down.
@@ -65,6 +69,8 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let listeners = Listeners::default();
         let bound = listeners.bind_new(&config)?;
+        let udp = udp::Listeners::default();
+        let udp_bound = udp.bind_new(&config)?;
         let admin_listener = match config.admin.listen {
             Some(address) => Some(
                 admin::bind(address)
@@ -85,6 +91,7 @@ impl Daemon {
             snapshot: Arc::clone(&snapshot),
             metrics,
             vrrp: VrrpBoard::default(),
+            udp: udp.stats(),
         };
         if let Some(listener) = admin_listener {
             if let Ok(address) = listener.local_addr() {
@@ -97,14 +104,17 @@ impl Daemon {
             snapshot,
             registry,
             listeners,
+            udp,
             plane,
             admin,
             ha: None,
         };
-        let config = Arc::clone(&daemon.snapshot.load().config);
+        let snapshot = daemon.snapshot.load_full();
+        let config = Arc::clone(&snapshot.config);
         daemon
             .listeners
             .apply(&config, bound, &daemon.snapshot, &daemon.plane);
+        daemon.udp.apply(&snapshot, udp_bound);
         start_checkers(new_servers);
         // VRRP last: a node may become master only once it can serve.
         let ha = Ha::start(
@@ -159,11 +169,13 @@ impl Daemon {
             tracing::warn!("admin.listen changed; the admin endpoint moves at the next restart");
         }
         let bound = self.listeners.bind_new(&config)?;
+        let udp_bound = self.udp.bind_new(&config)?;
         let (snapshot, new_servers) = Snapshot::build(config, &self.registry);
         let snapshot = Arc::new(snapshot);
         self.snapshot.store(Arc::clone(&snapshot));
         self.listeners
             .apply(&snapshot.config, bound, &self.snapshot, &self.plane);
+        self.udp.apply(&snapshot, udp_bound);
         start_checkers(new_servers);
         if let Some(ha) = &self.ha {
             ha.reload(Arc::clone(&snapshot.config));
@@ -181,6 +193,8 @@ impl Daemon {
         }
         let grace = self.snapshot.load().config.tuning.shutdown_grace;
         self.listeners.stop_all().await;
+        // UDP listeners stop reading; their open sessions may finish.
+        let udp_sessions = self.udp.stop_all();
         let tracker = &self.plane.connections;
         tracker.close();
         let open = tracker.len();
@@ -191,7 +205,11 @@ impl Daemon {
                 "draining open connections"
             );
         }
-        match tokio::time::timeout(grace, tracker.wait()).await {
+        let all_done = async {
+            tracker.wait().await;
+            udp_sessions.wait().await;
+        };
+        match tokio::time::timeout(grace, all_done).await {
             Ok(()) => 0,
             Err(_) => {
                 let left = tracker.len();

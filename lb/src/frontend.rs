@@ -57,7 +57,7 @@ impl Listeners {
     /// here is closed again, so a failed reload leaves no trace.
     pub fn bind_new(&self, config: &Config) -> Result<Vec<Bound>, BindError> {
         let mut bound = Vec::new();
-        for frontend in &config.frontends {
+        for frontend in config.frontends.iter().filter(|f| f.is_tcp()) {
             for &address in &frontend.listen {
                 if self.running.contains_key(&address) {
                     continue;
@@ -93,6 +93,7 @@ impl Listeners {
         let wanted: HashMap<SocketAddr, &str> = config
             .frontends
             .iter()
+            .filter(|f| f.is_tcp())
             .flat_map(|f| f.listen.iter().map(move |a| (*a, f.name.as_str())))
             .collect();
         self.running
@@ -193,7 +194,9 @@ async fn accept_loop(
                 // A reload may have landed while we waited in accept: the
                 // client gets the config current now, not the one we had.
                 current.refresh(&snapshot, &frontend);
-                plane.connections.spawn(proxy::serve(
+                // Boxed: spawning moves the future several times, and a
+                // pointer is cheaper to move than the whole connection.
+                plane.connections.spawn(Box::pin(proxy::serve(
                     Arc::clone(&current.runtime),
                     Accepted {
                         stream,
@@ -202,7 +205,7 @@ async fn accept_loop(
                         slot,
                     },
                     Arc::clone(&plane),
-                ));
+                )));
             }
             Err(error) => {
                 drop(slot);

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use lb::locations::DEFAULT_CONFIG;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,22 +31,25 @@ enum LogFormat {
 enum Command {
     /// Run the daemon in the foreground; SIGHUP reloads, SIGTERM drains and exits.
     Run {
+        /// The configuration file [default: /etc/coexist/coexist.toml].
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Also reload when the config file changes (debounced).
         #[arg(long)]
         watch: bool,
     },
     /// Validate a configuration file and exit.
     Check {
+        /// The configuration file [default: /etc/coexist/coexist.toml].
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Show frontends, servers and VRRP instances of a running daemon.
     Status {
-        /// Address of the daemon's admin endpoint.
-        #[arg(long, default_value = DEFAULT_ADMIN)]
-        admin: String,
+        /// Address of the daemon's admin endpoint [default: the one
+        /// /etc/coexist/coexist.toml configures, else 127.0.0.1:9100].
+        #[arg(long)]
+        admin: Option<String>,
         /// Print the raw JSON document instead of a table.
         #[arg(long)]
         json: bool,
@@ -58,26 +62,52 @@ enum Command {
         state: lb::health::AdminState,
         #[arg(long)]
         weight: Option<u32>,
-        #[arg(long, default_value = DEFAULT_ADMIN)]
-        admin: String,
+        /// As for `coexist status`.
+        #[arg(long)]
+        admin: Option<String>,
     },
+    /// Print a coexist.toml equivalent to HAProxy and keepalived
+    /// configurations; what cannot be carried over is listed, with file
+    /// and line, in the output and on stderr.
+    Import {
+        /// An HAProxy configuration (repeatable).
+        #[arg(long, value_name = "FILE")]
+        haproxy: Vec<PathBuf>,
+        /// A keepalived configuration (repeatable, e.g. for included files).
+        #[arg(long, value_name = "FILE")]
+        keepalived: Vec<PathBuf>,
+    },
+    /// Write the man pages and shell completions a package installs.
+    #[command(hide = true)]
+    PackageAssets { dir: PathBuf },
 }
 
-const DEFAULT_ADMIN: &str = "127.0.0.1:9100";
+/// Every connection allocates a task and two socket registrations, aligned
+/// to cache lines; glibc's aligned allocation path cost more instructions
+/// than the rest of the connection's user-space work together.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Run { config, watch } => run(config, watch),
-        Command::Check { config } => check(config),
-        Command::Status { admin, json } => status(&admin, json),
+        Command::Run { config, watch } => run(config_file(config), watch),
+        Command::Check { config } => check(config_file(config)),
+        Command::Status { admin, json } => admin_endpoint(admin).and_then(|a| status(&a, json)),
         Command::Server {
             server,
             state,
             weight,
             admin,
-        } => change_server(&admin, &server, state, weight),
+        } => admin_endpoint(admin).and_then(|a| change_server(&a, &server, state, weight)),
+        Command::Import {
+            haproxy,
+            keepalived,
+        } => import(&haproxy, &keepalived),
+        Command::PackageAssets { dir } => lb::package::write_assets(Cli::command(), &dir)
+            .map(|_| ())
+            .with_context(|| format!("cannot write to {}", dir.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,6 +119,67 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--config`, or the conventional file, said on stderr.
+fn config_file(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        eprintln!("coexist: no --config: using {DEFAULT_CONFIG}");
+        PathBuf::from(DEFAULT_CONFIG)
+    })
+}
+
+/// `--admin`, or the endpoint the conventional config file sets up.
+fn admin_endpoint(given: Option<String>) -> anyhow::Result<String> {
+    if let Some(a) = given {
+        return Ok(a);
+    }
+    let path = std::path::Path::new(DEFAULT_CONFIG);
+    let found = lb::locations::admin_endpoint(path, std::fs::read_to_string(path))
+        .map_err(anyhow::Error::msg)?;
+    if let Some(remark) = found.remark {
+        eprintln!("coexist: {remark}");
+    }
+    Ok(found.address)
+}
+
+fn import(haproxy: &[PathBuf], keepalived: &[PathBuf]) -> anyhow::Result<()> {
+    use lb::import::{Dialect, Source};
+    anyhow::ensure!(
+        !haproxy.is_empty() || !keepalived.is_empty(),
+        "nothing to import: give --haproxy FILE and/or --keepalived FILE"
+    );
+    let mut sources = Vec::new();
+    for (dialect, paths) in [
+        (Dialect::Haproxy, haproxy),
+        (Dialect::Keepalived, keepalived),
+    ] {
+        for path in paths {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let origin = path.display().to_string();
+            sources.push(Source {
+                dialect,
+                origin,
+                text,
+            });
+        }
+    }
+    let imported = lb::import::import(&sources);
+    for note in &imported.notes {
+        eprintln!("coexist: {note}");
+    }
+    for source in &sources {
+        eprintln!("coexist: {}", imported.summary(&source.origin));
+    }
+    print!("{}", imported.toml);
+    anyhow::ensure!(
+        imported.runnable,
+        "nothing to run: no frontend and no VRRP instance could be carried over (each directive is listed above)"
+    );
+    lb::config::parse(&imported.toml, "the imported configuration")
+        .context("the import is not a valid coexist configuration (a bug in the import: please report it with its input)")?;
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -131,6 +222,10 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let metrics = install_metrics_recorder()?;
     runtime.block_on(async {
+        // Histogram samples pile up until something drains them; /metrics
+        // does, but nobody may scrape it (or the admin endpoint is off), and
+        // every connection records two samples.
+        tokio::spawn(drain_histograms(metrics.clone()));
         let daemon = lb::daemon::Daemon::start(&path, Some(metrics)).await?;
         let watch = watch
             .then(|| lb::watch::ConfigWatch::new(&path))
@@ -156,6 +251,18 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn drain_histograms(metrics: metrics_exporter_prometheus::PrometheusHandle) {
+    let mut every = tokio::time::interval(METRICS_UPKEEP);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        metrics.run_upkeep();
+    }
 }
 
 fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {

@@ -31,3 +31,19 @@ pub const ACCEPT_ERRORS_TOTAL: &str = "lb_accept_errors_total";
 pub const CONNECT_DURATION_SECONDS: &str = "lb_connect_duration_seconds";
 /// Seconds a proxied connection lasted, by `frontend`.
 pub const CONNECTION_DURATION_SECONDS: &str = "lb_connection_duration_seconds";
+/// UDP sessions open now, by `frontend`.
+pub const UDP_SESSIONS_ACTIVE: &str = "lb_udp_sessions_active";
+/// UDP sessions opened, by `frontend`.
+pub const UDP_SESSIONS_TOTAL: &str = "lb_udp_sessions_total";
+/// UDP sessions ended, by `frontend` and `reason` (`idle`, `responses`,
+/// `evicted`, `closed`).
+pub const UDP_SESSIONS_ENDED_TOTAL: &str = "lb_udp_sessions_ended_total";
+/// UDP sessions evicted to make room at `max_sessions`, by `frontend`.
+pub const UDP_EVICTIONS_TOTAL: &str = "lb_udp_evictions_total";
+/// Datagrams forwarded, by `frontend` and `direction` (`to_server` / `to_client`).
+pub const UDP_DATAGRAMS_TOTAL: &str = "lb_udp_datagrams_total";
+/// Payload bytes forwarded, by `frontend` and `direction`.
+pub const UDP_BYTES_TOTAL: &str = "lb_udp_bytes_total";
+/// Datagrams not forwarded, by `frontend` and `reason` (`no_server`,
+/// `socket`, `send`, `unreachable`, `unexpected_reply`, `limit`, `truncated`).
+pub const UDP_DROPPED_TOTAL: &str = "lb_udp_dropped_total";

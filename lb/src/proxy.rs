@@ -176,3 +176,43 @@ impl ByteCounter for ServerBytes<'_> {
         self.0.metrics().bytes_to_client.increment(n);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Registry, Snapshot};
+
+    /// The task of a connection holds this future for the connection's whole
+    /// life, so its size counts in the memory of every idle connection, and
+    /// spawning copies it several times.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let config = crate::config::parse(
+            "[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"web\"\n\
+             [[backend]]\nname = \"web\"\nservers = [{ address = \"127.0.0.1:2\" }]\n",
+            "test",
+        )
+        .unwrap();
+        let (snapshot, _) = Snapshot::build(config, &Registry::default());
+        let frontend = Arc::clone(&snapshot.frontends["web"]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let accepted = Accepted {
+            stream,
+            peer,
+            local: peer,
+            slot: frontend.limit.acquire_over_limit(),
+        };
+        let plane = Arc::new(DataPlane {
+            pipes: PipePool::new(0, 1),
+            splice: true,
+            connections: tokio_util::task::TaskTracker::new(),
+        });
+        let future = serve(frontend, accepted, plane);
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 1_152, "connection future is {size} bytes");
+    }
+}

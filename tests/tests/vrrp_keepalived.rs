@@ -14,20 +14,12 @@ mod vrrp_common;
 use std::time::{Duration, Instant};
 
 use coexist_support::config::Vrrp;
-use coexist_tests::netns::{enter_or_skip, REQUIRE_ENV};
+use coexist_tests::netns::enter_or_skip;
 use nix::sys::signal::Signal;
 use vrrp_common::*;
 
 fn keepalived_available(test: &str) -> bool {
-    if keepalived_installed() {
-        return true;
-    }
-    assert!(
-        std::env::var(REQUIRE_ENV).as_deref() != Ok("1"),
-        "{test}: keepalived is required ({REQUIRE_ENV}=1) but is not installed"
-    );
-    eprintln!("SKIP {test}: keepalived is not installed");
-    false
+    peer_available(test, "keepalived", keepalived_installed())
 }
 
 struct Case {

@@ -4,11 +4,14 @@
 //! address explicitly to expose it.
 
 pub mod client;
+pub mod counters;
+mod page;
 pub mod status;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use axum::extract::{Path, State};
@@ -21,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::AdminState;
 use crate::runtime::Snapshot;
+use counters::Counters;
 use status::{ServerStatus, Status, VrrpStatus};
 
 /// VRRP instances publish their state here; the admin API only reads it.
@@ -31,6 +35,8 @@ pub struct AdminContext {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Option<PrometheusHandle>,
     pub vrrp: VrrpBoard,
+    /// Session counters of the UDP frontends.
+    pub udp: crate::udp::StatsBoard,
 }
 
 impl AdminContext {
@@ -42,7 +48,18 @@ impl AdminContext {
             .values()
             .cloned()
             .collect();
-        Status::from_snapshot(&self.snapshot.load(), vrrp)
+        let counters = self
+            .metrics
+            .as_ref()
+            .map(|handle| Counters::parse(&handle.render(), &status::COUNTER_NAMES));
+        let mut status = Status::from_snapshot(
+            &self.snapshot.load(),
+            vrrp,
+            counters.as_ref(),
+            SystemTime::now(),
+        );
+        status.add_udp_sessions(&self.udp);
+        status
     }
 }
 
@@ -57,6 +74,7 @@ pub struct ServerChange {
 
 pub fn router(context: AdminContext) -> Router {
     Router::new()
+        .route("/", get(page::serve))
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
         .route("/servers/{backend}/{server}", post(change_server))
@@ -85,8 +103,12 @@ async fn metrics(State(context): State<AdminContext>) -> Response {
     }
 }
 
-async fn status_json(State(context): State<AdminContext>) -> Json<Status> {
-    Json(context.status())
+async fn status_json(State(context): State<AdminContext>) -> impl IntoResponse {
+    // The page polls it: never serve it from a cache.
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(context.status()),
+    )
 }
 
 async fn change_server(

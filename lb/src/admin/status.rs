@@ -2,15 +2,22 @@
 //!
 //! Fields may be added but never renamed: external tools parse it.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::Snapshot;
+use super::counters::Counters;
+use crate::metrics as m;
+use crate::runtime::{RecordedTransition, Snapshot};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub frontends: Vec<FrontendStatus>,
     pub backends: Vec<BackendStatus>,
     pub vrrp: Vec<VrrpStatus>,
+    /// Seconds since the Unix epoch when the document was made: the clock
+    /// that `last_transition` values are to be compared with.
+    pub generated_at: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -18,7 +25,31 @@ pub struct FrontendStatus {
     pub name: String,
     pub listen: Vec<String>,
     pub backend: String,
+    /// Open connections; for a UDP frontend, open sessions.
     pub active_connections: usize,
+    /// Connections accepted since the daemon started (`lb_connections_total`);
+    /// null when the daemon runs without its metrics recorder.
+    pub total_connections: Option<u64>,
+    /// The configured `max_connections`; null when unlimited.
+    pub max_connections: Option<usize>,
+    /// "tcp" or "udp".
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    /// Session counters of a UDP frontend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<UdpSessions>,
+}
+
+fn tcp() -> String {
+    "tcp".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UdpSessions {
+    pub active_sessions: usize,
+    pub total_sessions: u64,
+    pub evicted_sessions: u64,
+    pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,6 +73,17 @@ pub struct ServerStatus {
     pub total_connections: u64,
     /// "ok", the reason of the last failure, or null before any result.
     pub last_check: Option<String>,
+    /// Failed connects for clients (`lb_connect_errors_total`); this and
+    /// the byte counts are null without the metrics recorder.
+    pub connect_errors: Option<u64>,
+    /// Bytes delivered to the server and back (`lb_bytes_total`).
+    pub bytes_to_server: Option<u64>,
+    pub bytes_to_client: Option<u64>,
+    /// Seconds since the Unix epoch of the last state change, null before any.
+    pub last_transition: Option<f64>,
+    pub last_transition_reason: Option<String>,
+    /// The state before the last change.
+    pub previous_state: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,9 +104,28 @@ pub struct VrrpStatus {
     pub last_transition_reason: Option<String>,
 }
 
+/// The metric names whose samples [`Status::from_snapshot`] reads.
+pub const COUNTER_NAMES: [&str; 3] = [
+    m::CONNECTIONS_TOTAL,
+    m::BYTES_TOTAL,
+    m::CONNECT_ERRORS_TOTAL,
+];
+
+/// Seconds since the Unix epoch, as `/status` writes times.
+pub fn epoch_seconds(at: SystemTime) -> Option<f64> {
+    at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
+}
+
 impl Status {
-    /// The load balancer part of the status, read from a snapshot.
-    pub fn from_snapshot(snapshot: &Snapshot, vrrp: Vec<VrrpStatus>) -> Self {
+    /// The load balancer part of the status, read from a snapshot;
+    /// `counters` is `None` when no metrics recorder is installed.
+    pub fn from_snapshot(
+        snapshot: &Snapshot,
+        vrrp: Vec<VrrpStatus>,
+        counters: Option<&Counters>,
+        now: SystemTime,
+    ) -> Self {
+        let count = |name: &str, labels: &[(&str, &str)]| counters?.count(name, labels);
         let frontends = snapshot
             .config
             .frontends
@@ -75,6 +136,15 @@ impl Status {
                 listen: f.config.listen.iter().map(ToString::to_string).collect(),
                 backend: f.config.backend.clone(),
                 active_connections: f.limit.serving(),
+                total_connections: count(m::CONNECTIONS_TOTAL, &[("frontend", &f.config.name)]),
+                max_connections: f.config.max_connections,
+                protocol: f.config.protocol.as_str().to_owned(),
+                udp: f.config.udp().map(|u| UdpSessions {
+                    active_sessions: 0,
+                    total_sessions: 0,
+                    evicted_sessions: 0,
+                    max_sessions: u.max_sessions,
+                }),
             })
             .collect();
         let backends = snapshot
@@ -87,16 +157,37 @@ impl Status {
                     .servers
                     .iter()
                     .zip(&b.config.servers)
-                    .map(|(runtime, config)| ServerStatus {
-                        name: runtime.name().to_string(),
-                        address: runtime.address.to_string(),
-                        state: runtime.state().as_str().to_owned(),
-                        admin: runtime.admin().as_str().to_owned(),
-                        weight: runtime.weight(),
-                        backup: config.backup,
-                        active_connections: runtime.active(),
-                        total_connections: runtime.total(),
-                        last_check: runtime.last_check(),
+                    .map(|(runtime, config)| {
+                        let name = runtime.name();
+                        let server = [("backend", b.name()), ("server", name.as_str())];
+                        let bytes = |direction| {
+                            count(
+                                m::BYTES_TOTAL,
+                                &[server[0], server[1], ("direction", direction)],
+                            )
+                        };
+                        let last = runtime.last_transition();
+                        ServerStatus {
+                            name: name.to_string(),
+                            address: runtime.address.to_string(),
+                            state: runtime.state().as_str().to_owned(),
+                            admin: runtime.admin().as_str().to_owned(),
+                            weight: runtime.weight(),
+                            backup: config.backup,
+                            active_connections: runtime.active(),
+                            total_connections: runtime.total(),
+                            last_check: runtime.last_check(),
+                            connect_errors: count(m::CONNECT_ERRORS_TOTAL, &server),
+                            bytes_to_server: bytes("to_server"),
+                            bytes_to_client: bytes("to_client"),
+                            last_transition: last.as_ref().and_then(|l| epoch_seconds(l.at)),
+                            last_transition_reason: last
+                                .as_ref()
+                                .map(|l| l.transition.reason.clone()),
+                            previous_state: last.as_ref().map(|l: &RecordedTransition| {
+                                l.transition.from.as_str().to_owned()
+                            }),
+                        }
                     })
                     .collect(),
             })
@@ -105,6 +196,21 @@ impl Status {
             frontends,
             backends,
             vrrp,
+            generated_at: epoch_seconds(now),
+        }
+    }
+
+    /// Fills in the session counters of the UDP frontends.
+    pub fn add_udp_sessions(&mut self, board: &crate::udp::StatsBoard) {
+        for frontend in &mut self.frontends {
+            let (Some(udp), Some(stats)) = (frontend.udp.as_mut(), board.get(&frontend.name))
+            else {
+                continue;
+            };
+            udp.active_sessions = stats.active();
+            udp.total_sessions = stats.total();
+            udp.evicted_sessions = stats.evicted();
+            frontend.active_connections = udp.active_sessions;
         }
     }
 
@@ -112,21 +218,44 @@ impl Status {
     pub fn render_table(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let _ = writeln!(out, "FRONTEND         ACTIVE  BACKEND          LISTEN");
+        let _ = writeln!(
+            out,
+            "FRONTEND         PROTO  ACTIVE  BACKEND          LISTEN"
+        );
         for f in &self.frontends {
             let _ = writeln!(
                 out,
-                "{:<16} {:>6}  {:<16} {}",
+                "{:<16} {:<5} {:>7}  {:<16} {}",
                 f.name,
+                f.protocol,
                 f.active_connections,
                 f.backend,
                 f.listen.join(", ")
             );
         }
+        let udp: Vec<_> = self
+            .frontends
+            .iter()
+            .filter_map(|f| f.udp.as_ref().map(|u| (&f.name, u)))
+            .collect();
+        if !udp.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "UDP FRONTEND     SESSIONS       MAX      TOTAL  EVICTED"
+            );
+            for (name, u) in udp {
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:>8} {:>9} {:>10} {:>8}",
+                    name, u.active_sessions, u.max_sessions, u.total_sessions, u.evicted_sessions
+                );
+            }
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "SERVER                         ADDRESS                   STATE  WEIGHT  ACTIVE     TOTAL  LAST CHECK"
+            "SERVER                         ADDRESS                   STATE  WEIGHT  ACTIVE     TOTAL  SINCE     LAST CHECK"
         );
         for b in &self.backends {
             for s in &b.servers {
@@ -138,13 +267,14 @@ impl Status {
                 );
                 let _ = writeln!(
                     out,
-                    "{:<30} {:<25} {:<6} {:>6}  {:>6} {:>9}  {}",
+                    "{:<30} {:<25} {:<6} {:>6}  {:>6} {:>9}  {:<8}  {}",
                     name,
                     s.address,
                     s.state,
                     s.weight,
                     s.active_connections,
                     s.total_connections,
+                    self.since(s.last_transition),
                     s.last_check.as_deref().unwrap_or("-")
                 );
             }
@@ -153,12 +283,12 @@ impl Status {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "VRRP             IFACE      VRID  STATE       PRIO  EFFECTIVE  MASTER                   LAST CHANGE"
+                "VRRP             IFACE      VRID  STATE       PRIO  EFFECTIVE  MASTER                   SINCE     LAST CHANGE"
             );
             for v in &self.vrrp {
                 let _ = writeln!(
                     out,
-                    "{:<16} {:<10} {:>4}  {:<10} {:>5}  {:>9}  {:<24} {}",
+                    "{:<16} {:<10} {:>4}  {:<10} {:>5}  {:>9}  {:<24} {:<8}  {}",
                     v.name,
                     v.interface,
                     v.vrid,
@@ -166,10 +296,22 @@ impl Status {
                     v.priority,
                     v.effective_priority,
                     v.master.as_deref().unwrap_or("-"),
+                    self.since(v.last_transition),
                     v.last_transition_reason.as_deref().unwrap_or("-")
                 );
             }
         }
         out
+    }
+
+    /// How long ago `then` was, in whole seconds, by the daemon's clock.
+    fn since(&self, then: Option<f64>) -> String {
+        match (self.generated_at, then) {
+            (Some(now), Some(then)) => {
+                let seconds = (now - then).max(0.0) as u64;
+                humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+            }
+            _ => "-".to_owned(),
+        }
     }
 }

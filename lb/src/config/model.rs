@@ -61,9 +61,54 @@ pub struct Frontend {
     pub listen: Vec<SocketAddr>,
     /// Name of a backend that exists in the same config.
     pub backend: String,
+    /// TCP only (`None` on UDP frontends, whose bound is `max_sessions`).
     pub max_connections: Option<usize>,
-    /// The PROXY protocol header sent to the servers; `None` sends none.
+    /// The PROXY protocol header sent to the servers; `None` sends none
+    /// (always `None` on UDP frontends).
     pub proxy_protocol: Option<ProxyVersion>,
+    pub protocol: Protocol,
+}
+
+impl Frontend {
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.protocol, Protocol::Tcp)
+    }
+
+    /// The session settings of a UDP frontend; `None` for TCP.
+    pub fn udp(&self) -> Option<&UdpSettings> {
+        match &self.protocol {
+            Protocol::Tcp => None,
+            Protocol::Udp(settings) => Some(settings),
+        }
+    }
+}
+
+/// `protocol = "tcp" | "udp"`, with what only a UDP frontend has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp(UdpSettings),
+}
+
+impl Protocol {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp(_) => "udp",
+        }
+    }
+}
+
+/// How a UDP frontend keeps its client sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpSettings {
+    /// A session with no datagram either way for this long ends.
+    pub idle_timeout: Duration,
+    /// Datagrams back per datagram from the client after which the session
+    /// ends (nginx's `proxy_responses`; 1 for DNS); `None`: until idle.
+    pub responses: Option<u32>,
+    /// Sessions kept at once; at the limit the one idle longest is evicted.
+    pub max_sessions: usize,
 }
 
 /// `[[backend]]`
@@ -131,4 +176,49 @@ pub enum CheckKind {
         host: String,
         expect_status: std::ops::RangeInclusive<u16>,
     },
+    /// A DNS query over UDP; healthy on a well-formed reply whose RCODE is
+    /// one of `expect_rcodes`.
+    Dns {
+        /// Fully qualified, as written (`"example.org."`).
+        query_name: String,
+        /// Record type number (1 = A, 6 = SOA, 28 = AAAA, ...).
+        query_type: u16,
+        expect_rcodes: Vec<u16>,
+    },
+    /// Send one datagram; healthy on a reply that starts with `expect`
+    /// (any reply when `None`).
+    Udp {
+        send: Vec<u8>,
+        expect: Option<Vec<u8>>,
+    },
+}
+
+impl CheckKind {
+    /// Checks that talk UDP to the server rather than TCP.
+    pub fn is_udp(&self) -> bool {
+        matches!(self, CheckKind::Dns { .. } | CheckKind::Udp { .. })
+    }
+}
+
+/// RCODE names as `dig` prints them (RFC 1035 §4.1.1, RFC 2136 §2.2).
+pub const DNS_RCODES: [(&str, u16); 11] = [
+    ("NOERROR", 0),
+    ("FORMERR", 1),
+    ("SERVFAIL", 2),
+    ("NXDOMAIN", 3),
+    ("NOTIMP", 4),
+    ("REFUSED", 5),
+    ("YXDOMAIN", 6),
+    ("YXRRSET", 7),
+    ("NXRRSET", 8),
+    ("NOTAUTH", 9),
+    ("NOTZONE", 10),
+];
+
+/// The name of RCODE `code`, or its number when it has none here.
+pub fn dns_rcode_name(code: u16) -> String {
+    DNS_RCODES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map_or_else(|| code.to_string(), |(n, _)| (*n).to_owned())
 }

@@ -54,10 +54,21 @@ pub struct RawFrontend {
     pub listen: Spanned<Vec<Spanned<String>>>,
     pub backend: Spanned<String>,
     pub max_connections: Option<Spanned<i64>>,
-    pub proxy_protocol: Option<RawProxyProtocol>,
+    pub proxy_protocol: Option<Spanned<RawProxyProtocol>>,
+    pub protocol: Option<Spanned<RawProtocol>>,
+    pub udp_idle_timeout: Option<Spanned<String>>,
+    pub udp_responses: Option<Spanned<i64>>,
+    pub max_sessions: Option<Spanned<i64>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawProtocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RawProxyProtocol {
     None,
@@ -104,6 +115,11 @@ pub struct RawHealthCheck {
     /// `200`, `"2xx"` or `"200-399"`: an integer or a string, told apart in validation.
     pub expect_status: Option<Spanned<toml::Value>>,
     pub initial_state: Option<RawInitialState>,
+    /// `kind = "dns"`: the name and type asked, and the acceptable answer codes
+    /// (a name like `"NOERROR"` or a list of them).
+    pub query_name: Option<Spanned<String>>,
+    pub query_type: Option<Spanned<String>>,
+    pub expect_rcode: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -112,6 +128,8 @@ pub enum RawCheckKind {
     Tcp,
     SendExpect,
     Http,
+    Dns,
+    Udp,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

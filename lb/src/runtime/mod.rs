@@ -8,5 +8,7 @@ mod snapshot;
 
 pub use backend::BackendRuntime;
 pub use registry::Registry;
-pub use server::{ActiveConnection, ServerMetrics, ServerRuntime, PASSIVE_RETRY};
+pub use server::{
+    ActiveConnection, RecordedTransition, ServerMetrics, ServerRuntime, PASSIVE_RETRY,
+};
 pub use snapshot::{FrontendRuntime, NewServers, Snapshot};

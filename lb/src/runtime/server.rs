@@ -7,8 +7,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::{counter, gauge, Counter, Gauge};
@@ -82,6 +82,15 @@ pub struct ServerRuntime {
     retired: AtomicBool,
     pub retired_signal: Notify,
     changes: watch::Sender<u64>,
+    /// The last state change, for operators asking "since when, and why".
+    last_transition: Mutex<Option<RecordedTransition>>,
+}
+
+/// A [`Transition`] with the wall-clock time it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTransition {
+    pub transition: Transition,
+    pub at: SystemTime,
 }
 
 /// Counts a connection to the server for as long as it lives.
@@ -130,6 +139,7 @@ impl ServerRuntime {
             retired: AtomicBool::new(false),
             retired_signal: Notify::new(),
             changes,
+            last_transition: Mutex::new(None),
         });
         this.publish_state();
         this
@@ -164,6 +174,13 @@ impl ServerRuntime {
 
     pub fn state(&self) -> ServerState {
         self.health.read(ServerHealth::state)
+    }
+
+    pub fn last_transition(&self) -> Option<RecordedTransition> {
+        self.last_transition
+            .lock()
+            .expect("last transition lock")
+            .clone()
     }
 
     pub fn last_check(&self) -> Option<String> {
@@ -290,6 +307,10 @@ impl ServerRuntime {
             "state" => t.to.as_str()
         )
         .increment(1);
+        *self.last_transition.lock().expect("last transition lock") = Some(RecordedTransition {
+            transition: t,
+            at: SystemTime::now(),
+        });
         self.changes.send_modify(|generation| *generation += 1);
     }
 }

@@ -207,6 +207,22 @@ pub fn keepalived_installed() -> bool {
     keepalived_path().is_some()
 }
 
+/// Whether `program`, a peer `test` runs beside coexist, is `installed`;
+/// when not, the test is skipped (saying so), or fails under
+/// `COEXIST_REQUIRE_NETNS=1`, where every peer must be there.
+pub fn peer_available(test: &str, program: &str, installed: bool) -> bool {
+    if installed {
+        return true;
+    }
+    let require = coexist_tests::netns::REQUIRE_ENV;
+    assert!(
+        std::env::var(require).as_deref() != Ok("1"),
+        "{test}: {program} is required ({require}=1) but is not installed"
+    );
+    eprintln!("SKIP {test}: {program} is not installed");
+    false
+}
+
 /// Master_Down_Interval (RFC 9568 §6.1) for a v3 backup of `priority`.
 pub fn master_down_interval(interval: Duration, priority: u8) -> Duration {
     interval * 3 + skew_time(interval, priority)

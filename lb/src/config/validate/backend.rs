@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{values, Ctx};
+use super::{dns_check, values, Ctx};
 use crate::config::model::{Backend, Balance, CheckKind, HealthCheck, InitialState, Server};
 use crate::config::raw::{
     RawBackend, RawBalance, RawCheckKind, RawHealthCheck, RawInitialState, RawServer,
@@ -233,60 +233,36 @@ fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) 
     let kind_value = h.kind.as_ref().map_or(RawCheckKind::Tcp, |k| *k.get_ref());
     // Missing keys are reported at `kind`, the key that made them necessary.
     let kind_span = h.kind.as_ref().map_or(spanned.span(), Spanned::span);
-    let extra = |ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>, name: &str, owner: &str| {
-        if let Some(v) = v {
-            ctx.error(
-                v.span(),
-                &key(name),
-                format!("only used with kind = {owner:?}"),
-            );
+    unused_keys(ctx, h, kind_value, &key);
+    let bytes = |ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>, name: &str| match v {
+        Some(s) if !s.get_ref().is_empty() => s.get_ref().as_bytes().to_vec(),
+        Some(s) => {
+            ctx.error(s.span(), &key(name), "must not be empty");
+            Vec::new()
+        }
+        None => {
+            let msg = format!("kind = {:?} needs `{name}`", kind_name(kind_value));
+            ctx.error(kind_span.clone(), &key(name), msg);
+            Vec::new()
         }
     };
     let kind = match kind_value {
-        RawCheckKind::Tcp | RawCheckKind::Http => {
-            extra(ctx, h.send.as_ref(), "send", "send-expect");
-            extra(ctx, h.expect.as_ref(), "expect", "send-expect");
-            if kind_value == RawCheckKind::Tcp {
-                extra(ctx, h.path.as_ref(), "path", "http");
-                extra(ctx, h.host.as_ref(), "host", "http");
-                if let Some(s) = &h.expect_status {
-                    ctx.error(
-                        s.span(),
-                        &key("expect_status"),
-                        "only used with kind = \"http\"",
-                    );
-                }
-                CheckKind::Tcp
-            } else {
-                http(ctx, h, &key)
-            }
-        }
+        RawCheckKind::Tcp => CheckKind::Tcp,
+        RawCheckKind::Http => http(ctx, h, &key),
         RawCheckKind::SendExpect => {
-            extra(ctx, h.path.as_ref(), "path", "http");
-            extra(ctx, h.host.as_ref(), "host", "http");
-            if let Some(s) = &h.expect_status {
-                ctx.error(
-                    s.span(),
-                    &key("expect_status"),
-                    "only used with kind = \"http\"",
-                );
-            }
-            let mut bytes = |v: Option<&Spanned<String>>, name: &str| match v {
-                Some(s) if !s.get_ref().is_empty() => s.get_ref().as_bytes().to_vec(),
-                Some(s) => {
-                    ctx.error(s.span(), &key(name), "must not be empty");
-                    Vec::new()
-                }
-                None => {
-                    let msg = format!("kind = \"send-expect\" needs `{name}`");
-                    ctx.error(kind_span.clone(), &key(name), msg);
-                    Vec::new()
-                }
-            };
-            let send = bytes(h.send.as_ref(), "send");
-            let expect = bytes(h.expect.as_ref(), "expect");
+            let send = bytes(ctx, h.send.as_ref(), "send");
+            let expect = bytes(ctx, h.expect.as_ref(), "expect");
             CheckKind::SendExpect { send, expect }
         }
+        RawCheckKind::Udp => {
+            let send = bytes(ctx, h.send.as_ref(), "send");
+            let expect = h
+                .expect
+                .is_some()
+                .then(|| bytes(ctx, h.expect.as_ref(), "expect"));
+            CheckKind::Udp { send, expect }
+        }
+        RawCheckKind::Dns => dns_check::dns(ctx, h, &key),
     };
     HealthCheck {
         kind,
@@ -295,6 +271,59 @@ fn health_check(ctx: &mut Ctx<'_>, spanned: &Spanned<RawHealthCheck>, at: &str) 
         rise,
         fall,
         initial_state,
+    }
+}
+
+fn kind_name(kind: RawCheckKind) -> &'static str {
+    match kind {
+        RawCheckKind::Tcp => "tcp",
+        RawCheckKind::SendExpect => "send-expect",
+        RawCheckKind::Http => "http",
+        RawCheckKind::Dns => "dns",
+        RawCheckKind::Udp => "udp",
+    }
+}
+
+/// Reports keys that the check's kind does not use, naming the kinds that do.
+fn unused_keys(
+    ctx: &mut Ctx<'_>,
+    h: &RawHealthCheck,
+    kind: RawCheckKind,
+    key: &dyn Fn(&str) -> String,
+) {
+    use RawCheckKind::{Dns, Http, SendExpect, Udp};
+    let span = |v: Option<&Spanned<String>>| v.map(Spanned::span);
+    /// A key, where it is written (if it is), and the kinds that use it.
+    type KeyUse<'k> = (&'k str, Option<std::ops::Range<usize>>, &'k [RawCheckKind]);
+    let keys: [KeyUse<'_>; 8] = [
+        ("send", span(h.send.as_ref()), &[SendExpect, Udp]),
+        ("expect", span(h.expect.as_ref()), &[SendExpect, Udp]),
+        ("path", span(h.path.as_ref()), &[Http]),
+        ("host", span(h.host.as_ref()), &[Http]),
+        (
+            "expect_status",
+            h.expect_status.as_ref().map(Spanned::span),
+            &[Http],
+        ),
+        ("query_name", span(h.query_name.as_ref()), &[Dns]),
+        ("query_type", span(h.query_type.as_ref()), &[Dns]),
+        (
+            "expect_rcode",
+            h.expect_rcode.as_ref().map(Spanned::span),
+            &[Dns],
+        ),
+    ];
+    for (name, span, owners) in keys {
+        let Some(span) = span else { continue };
+        if owners.contains(&kind) {
+            continue;
+        }
+        let owners: Vec<String> = owners
+            .iter()
+            .map(|k| format!("{:?}", kind_name(*k)))
+            .collect();
+        let msg = format!("only used with kind = {}", owners.join(" or "));
+        ctx.error(span, &key(name), msg);
     }
 }
 

@@ -5,6 +5,7 @@
 //! value) so one `coexist check` run reports as much as possible.
 
 mod backend;
+mod dns_check;
 mod frontend;
 mod values;
 mod vrrp;

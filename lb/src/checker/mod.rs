@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod udp;
+
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -84,12 +86,10 @@ pub async fn run(check: &HealthCheck, address: SocketAddr) -> Result<(), String>
 }
 
 async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect(address)
-        .await
-        .map_err(|e| crate::net::describe_connect_error(&e))?;
     match kind {
-        CheckKind::Tcp => Ok(()),
+        CheckKind::Tcp => connect(address).await.map(drop),
         CheckKind::SendExpect { send, expect } => {
+            let mut stream = connect(address).await?;
             stream
                 .write_all(send)
                 .await
@@ -113,6 +113,7 @@ async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
             let request = format!(
                 "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: coexist-health-check\r\nConnection: close\r\n\r\n"
             );
+            let mut stream = connect(address).await?;
             stream
                 .write_all(request.as_bytes())
                 .await
@@ -128,7 +129,19 @@ async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
                 ))
             }
         }
+        CheckKind::Dns {
+            query_name,
+            query_type,
+            expect_rcodes,
+        } => udp::dns(address, query_name, *query_type, expect_rcodes).await,
+        CheckKind::Udp { send, expect } => udp::send_expect(address, send, expect.as_deref()).await,
     }
+}
+
+async fn connect(address: SocketAddr) -> Result<TcpStream, String> {
+    TcpStream::connect(address)
+        .await
+        .map_err(|e| crate::net::describe_connect_error(&e))
 }
 
 /// Reads until `enough` says the reply is complete, EOF, or 4 KiB.

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod checker;
 pub mod config;
 pub mod daemon;
 pub mod forward;

@@ -58,9 +58,8 @@ enum Command {
     Server {
         /// The server, as BACKEND/SERVER.
         server: String,
-        /// ready, drain or maint.
-        #[arg(value_parser = ["ready", "drain", "maint"])]
-        state: String,
+        #[arg(value_enum)]
+        state: lb::health::AdminState,
         #[arg(long)]
         weight: Option<u32>,
         /// As for `coexist status`.
@@ -101,7 +100,7 @@ fn main() -> ExitCode {
             state,
             weight,
             admin,
-        } => admin_endpoint(admin).and_then(|a| change_server(&a, &server, &state, weight)),
+        } => admin_endpoint(admin).and_then(|a| change_server(&a, &server, state, weight)),
         Command::Import {
             haproxy,
             keepalived,
@@ -113,6 +112,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // Every error names its object and says its cause once in its
+            // own message (see lb::config::ConfigError): the chain, joined,
+            // is one line.
             eprintln!("coexist: {error:#}");
             ExitCode::FAILURE
         }
@@ -229,19 +231,23 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
             .then(|| lb::watch::ConfigWatch::new(&path))
             .transpose()?;
         tracing::info!(
-            "coexist running with {} on {cpus} CPU(s), {} scheduler",
-            path.display(),
-            if cpus == 1 {
+            config = %path.display(),
+            cpus,
+            scheduler = if cpus == 1 {
                 "single-threaded"
             } else {
                 "multi-threaded"
-            }
+            },
+            "coexist running"
         );
         // Type=notify units wait for this: listeners (and VRRP) are up.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let left = daemon.run_until_signalled(watch).await?;
         if left > 0 {
-            tracing::warn!("exited with {left} connection(s) cut at the end of the grace period");
+            tracing::warn!(
+                cut = left,
+                "exited with connections cut at the end of the grace period"
+            );
         }
         Ok(())
     })
@@ -282,22 +288,8 @@ fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::Pro
         .context("cannot install the metrics recorder")
 }
 
-fn admin_url(admin: &str, path: &str) -> String {
-    let base = if admin.starts_with("http://") {
-        admin.to_owned()
-    } else {
-        format!("http://{admin}")
-    };
-    format!("{}{path}", base.trim_end_matches('/'))
-}
-
 fn status(admin: &str, json: bool) -> anyhow::Result<()> {
-    let url = admin_url(admin, "/status");
-    let response = ureq::get(&url)
-        .call()
-        .with_context(|| format!("cannot reach the admin endpoint at {url}"))?;
-    let status: lb::admin::status::Status =
-        response.into_json().context("malformed /status document")?;
+    let status = lb::admin::client::status(admin)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -309,34 +301,21 @@ fn status(admin: &str, json: bool) -> anyhow::Result<()> {
 fn change_server(
     admin: &str,
     server: &str,
-    state: &str,
+    state: lb::health::AdminState,
     weight: Option<u32>,
 ) -> anyhow::Result<()> {
     let (backend, name) = server
         .split_once('/')
         .with_context(|| format!("expected BACKEND/SERVER, got {server:?}"))?;
-    let url = admin_url(admin, &format!("/servers/{backend}/{name}"));
-    let body = lb::admin::ServerChange {
-        state: Some(state.to_owned()),
+    let change = lb::admin::ServerChange {
+        state: Some(state),
         weight,
     };
-    match ureq::post(&url).send_json(&body) {
-        Ok(response) => {
-            let server: Option<lb::admin::status::ServerStatus> = response.into_json()?;
-            if let Some(s) = server {
-                println!(
-                    "{backend}/{}: {} (weight {}, {} active)",
-                    s.name, s.state, s.weight, s.active_connections
-                );
-            }
-            Ok(())
-        }
-        Err(ureq::Error::Status(code, response)) => {
-            let text = response.into_string().unwrap_or_default();
-            anyhow::bail!("{url}: HTTP {code}: {}", text.trim())
-        }
-        Err(error) => {
-            Err(error).with_context(|| format!("cannot reach the admin endpoint at {url}"))
-        }
+    if let Some(s) = lb::admin::client::change_server(admin, backend, name, &change)? {
+        println!(
+            "{backend}/{}: {} (weight {}, {} active)",
+            s.name, s.state, s.weight, s.active_connections
+        );
     }
+    Ok(())
 }

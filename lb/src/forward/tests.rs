@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use coexist_support::wait_until_async;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -328,14 +329,6 @@ async fn traffic_in_either_direction_defers_the_idle_timeout() {
     assert_eq!(h.counts.to_client.load(Ordering::Relaxed), 6);
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Input: 4 MiB each way, read completely, then silence on an open connection.
 /// Output: no pipe stays lent (in_use() == 0) while the connection lives on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +346,12 @@ async fn an_idle_connection_holds_no_pipe() {
             tokio::join!(h.server.write_all(&payload), h.client.read_exact(&mut got));
         sent_down.unwrap();
         assert!(got == payload);
-        wait_until("pipes back in the pool", || pool.in_use() == 0).await;
+        let back = wait_until_async(
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            async || pool.in_use() == 0,
+        );
+        assert!(back.await.is_some(), "pipes not back in the pool");
         assert!(pool.idle() >= 1, "pipes were used and returned, not closed");
         assert!(!h.forward.is_finished(), "connection still open");
     }

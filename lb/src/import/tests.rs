@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::*;
-use crate::config::{self, Balance, CheckKind, Config, InitialState, ProxyProtocol};
+use crate::config::{self, Balance, CheckKind, Config, InitialState};
+use crate::proxy_protocol::ProxyVersion;
 
 fn run(sources: &[(Dialect, &str, &str)]) -> Imported {
     let owned: Vec<Source> = sources
@@ -83,7 +84,7 @@ fn a_tcp_listen_becomes_a_frontend_and_a_backend() {
         [addr("192.0.2.10:5432"), addr("[2001:db8::10]:5432")]
     );
     assert_eq!(f.max_connections, Some(500));
-    assert_eq!(f.proxy_protocol, ProxyProtocol::V2);
+    assert_eq!(f.proxy_protocol, Some(ProxyVersion::V2));
     let b = c.backend("db").expect("backend db");
     assert_eq!(b.balance, Balance::LeastConnections);
     assert_eq!(b.connect_timeout, Duration::from_secs(3));
@@ -369,25 +370,34 @@ fn vrrp_instances_carry_their_router_and_explain_scripts() {
     assert_eq!(c.vrrp.len(), 2);
     let v4 = &c.vrrp[0];
     assert_eq!(
-        (v4.name.as_str(), v4.vrid, v4.priority, v4.version),
-        ("VI_4", 51, 150, 2)
+        (
+            v4.name.as_str(),
+            v4.config.vrid,
+            v4.config.priority,
+            v4.config.version
+        ),
+        ("VI_4", 51, 150, vrrp::Version::V2)
     );
-    assert_eq!(v4.advert_interval, Duration::from_secs(1));
-    assert!(!v4.preempt && v4.virtual_mac && v4.accept_mode);
-    assert_eq!(v4.addresses, [("192.0.2.10".parse().unwrap(), 24)]);
+    assert_eq!(v4.config.advert_interval, Duration::from_secs(1));
+    assert!(!v4.config.preempt && v4.wire.virtual_mac && v4.config.accept_mode);
     assert_eq!(
-        v4.unicast_peers,
+        v4.config.addresses,
+        [vrrp::VirtualAddress::new("192.0.2.10".parse().unwrap(), 24)]
+    );
+    assert_eq!(
+        v4.wire.unicast_peers,
         ["192.0.2.3".parse::<std::net::IpAddr>().unwrap()]
     );
     assert!(v4
+        .wire
         .notify
         .as_deref()
         .unwrap()
         .contains("/etc/keepalived/master.sh"));
     let v6 = &c.vrrp[1];
     assert_eq!(
-        (v6.version, v6.advert_interval),
-        (3, Duration::from_millis(250))
+        (v6.config.version, v6.config.advert_interval),
+        (vrrp::Version::V3, Duration::from_millis(250))
     );
     has_note(
         &out,

@@ -60,7 +60,8 @@ pub(super) fn ip(text: &str) -> Option<IpAddr> {
 /// `ip[/prefix]`; without a prefix a host route, as keepalived (and
 /// coexist's own addresses) read it.
 pub(super) fn ip_prefix(text: &str) -> Option<(IpAddr, u8)> {
-    crate::config::ip_prefix(text).ok()
+    let address: vrrp::VirtualAddress = text.parse().ok()?;
+    Some((address.addr, address.prefix_len))
 }
 
 #[cfg(test)]

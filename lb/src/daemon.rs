@@ -59,6 +59,7 @@ impl Daemon {
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, DaemonError> {
         let config = config::load(path)?;
+        warn_if_idle(&config);
         Self::start_with(path.to_owned(), config, metrics).await
     }
 
@@ -165,6 +166,7 @@ impl Daemon {
 
     fn try_reload(&mut self) -> Result<(), DaemonError> {
         let config = config::load(&self.path)?;
+        warn_if_idle(&config);
         if config.admin.listen != self.snapshot.load().config.admin.listen {
             tracing::warn!("admin.listen changed; the admin endpoint moves at the next restart");
         }
@@ -252,6 +254,14 @@ impl Daemon {
         }
         tracing::info!("stopping: no new connections");
         Ok(self.shutdown().await)
+    }
+}
+
+/// A config with nothing to run is valid (a reload can add frontends), but
+/// an operator who meant otherwise must hear of it.
+fn warn_if_idle(config: &Config) {
+    if config.has_nothing_to_run() {
+        tracing::warn!("no frontend and no VRRP instance: serving only the admin endpoint");
     }
 }
 

@@ -173,10 +173,9 @@ fn import(haproxy: &[PathBuf], keepalived: &[PathBuf]) -> anyhow::Result<()> {
         eprintln!("coexist: {}", imported.summary(&source.origin));
     }
     print!("{}", imported.toml);
-    anyhow::ensure!(
-        imported.runnable,
-        "nothing to run: no frontend and no VRRP instance could be carried over (each directive is listed above)"
-    );
+    if !imported.runnable {
+        eprintln!("coexist: warning: {NOTHING_CARRIED}");
+    }
     lb::config::parse(&imported.toml, "the imported configuration")
         .context("the import is not a valid coexist configuration (a bug in the import: please report it with its input)")?;
     Ok(())
@@ -204,8 +203,18 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
         config.backends.len(),
         config.vrrp.len()
     );
+    if config.has_nothing_to_run() {
+        eprintln!(
+            "coexist: warning: {}: no [[frontend]] and no [[vrrp]]: {}",
+            path.display(),
+            "the daemon would serve only its admin endpoint"
+        );
+    }
     Ok(())
 }
+
+/// Why an import that carried nothing runnable still writes a config.
+const NOTHING_CARRIED: &str = "no frontend and no VRRP instance could be carried over (each directive is listed above): the configuration serves only the admin endpoint";
 
 fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     // On one CPU (a pinned or small machine) a work-stealing scheduler only

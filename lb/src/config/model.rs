@@ -23,6 +23,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// No frontend and no VRRP instance: the daemon would serve only its
+    /// admin endpoint (valid: a reload can add what to run).
+    pub fn has_nothing_to_run(&self) -> bool {
+        self.frontends.is_empty() && self.vrrp.is_empty()
+    }
+
     pub fn backend(&self, name: &str) -> Option<&Backend> {
         self.backends.iter().find(|b| b.name == name)
     }

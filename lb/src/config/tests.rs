@@ -419,8 +419,14 @@ fn name_with_slash_is_rejected() {
 }
 
 #[test]
-fn empty_config_has_nothing_to_run() {
-    assert_error("[admin]\n", 1, 1, "(top level)", "nothing to run");
+fn a_config_with_nothing_to_run_is_valid_and_says_so() {
+    // As keepalived runs with no instance and `haproxy -c` accepts a file
+    // of only `global` and `defaults`: a staged or imported config with
+    // nothing to serve yet is not an error, and a reload can fill it.
+    let config = parse("[admin]\n", "t.toml").unwrap();
+    assert!(config.has_nothing_to_run());
+    let config = parse(DESIGN_EXAMPLE, "t.toml").unwrap();
+    assert!(!config.has_nothing_to_run());
 }
 
 // --- validation: backends and servers --------------------------------------

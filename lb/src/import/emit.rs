@@ -4,7 +4,9 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::plan::{Backend, Balance, CheckKind, Frontend, Plan, ProxyVersion, Server, Vrrp};
+use super::plan::{
+    Backend, Balance, CheckKind, Frontend, Plan, Protocol, ProxyVersion, Server, Vrrp,
+};
 use super::tally::{Note, NoteKind};
 use super::values::duration;
 
@@ -90,6 +92,9 @@ fn frontend(out: &mut String, f: &Frontend, origins: &[&str]) {
         list(&f.listen, |(a, _)| string(&a.to_string()))
     );
     let _ = writeln!(out, "backend = {}", string(&f.backend));
+    if f.protocol == Protocol::Udp {
+        let _ = writeln!(out, "protocol = {}", string("udp"));
+    }
     if let Some(m) = f.max_connections {
         let _ = writeln!(out, "max_connections = {m}");
     }
@@ -146,6 +151,25 @@ fn backend(out: &mut String, b: &Backend, origins: &[&str]) {
                 }
                 if let Some(s) = expect_status {
                     fields.push(format!("expect_status = {}", string(s)));
+                }
+            }
+            CheckKind::Dns {
+                query_name,
+                query_type,
+            } => {
+                fields.push(format!("kind = {}", string("dns")));
+                if let Some(name) = query_name {
+                    fields.push(format!("query_name = {}", string(name)));
+                }
+                if let Some(t) = query_type {
+                    fields.push(format!("query_type = {}", string(t)));
+                }
+            }
+            CheckKind::Udp { send, expect } => {
+                fields.push(format!("kind = {}", string("udp")));
+                fields.push(format!("send = {}", string(send)));
+                if let Some(expect) = expect {
+                    fields.push(format!("expect = {}", string(expect)));
                 }
             }
         }

@@ -51,8 +51,8 @@ pub struct Imported {
     /// source order.
     pub notes: Vec<Note>,
     /// Whether the output has anything to run (a frontend or a VRRP
-    /// instance). When not, it is not a valid configuration: coexist
-    /// refuses a file with nothing to run.
+    /// instance). When not, it is still a valid configuration, serving only
+    /// the admin endpoint, and `coexist import` warns.
     pub runnable: bool,
     carried: Vec<(String, usize)>,
 }

@@ -38,6 +38,14 @@ pub(super) struct Frontend {
     pub backend: String,
     pub max_connections: Option<u64>,
     pub proxy_protocol: Option<ProxyVersion>,
+    pub protocol: Protocol,
+}
+
+/// What a frontend listens for: TCP connections or UDP datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    Tcp,
+    Udp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +80,16 @@ pub(super) enum CheckKind {
         host: Option<String>,
         /// `"2xx"`, `"200-399"` or `"200"`.
         expect_status: Option<String>,
+    },
+    /// A DNS query over UDP; coexist's defaults (".", SOA) are keepalived's.
+    Dns {
+        query_name: Option<String>,
+        query_type: Option<String>,
+    },
+    /// One datagram; healthy on a reply (starting with `expect`, if given).
+    Udp {
+        send: String,
+        expect: Option<String>,
     },
 }
 
@@ -201,6 +219,8 @@ impl Plan {
             let clash = self
                 .frontends
                 .iter()
+                // A TCP and a UDP socket on one port do not clash (DNS).
+                .filter(|f| f.protocol == frontend.protocol)
                 .flat_map(|f| f.listen.iter().map(move |(a, _)| (f.name.as_str(), *a)))
                 .chain(kept.iter().map(|(a, _)| (frontend.name.as_str(), *a)))
                 .find(|(_, other)| overlaps(*other, address));

@@ -478,10 +478,16 @@ virtual_server fwmark 7 {
 fn ipvs_virtual_servers_become_frontends() {
     // Input: IPVS. Output: a frontend on the virtual address, a weighted
     // round-robin backend with the sorry server as backup and the first
-    // server's HTTP check; UDP and fwmark services reported.
+    // server's HTTP check; the UDP service a UDP frontend on the same port
+    // number; the fwmark service reported.
     let out = run(&[(Dialect::Keepalived, "k.conf", IPVS)]);
     let c = valid(&out);
-    assert_eq!(c.frontends.len(), 1);
+    assert_eq!(c.frontends.len(), 2);
+    let udp = &c.frontends[1];
+    assert_eq!(
+        (udp.listen.as_slice(), udp.udp().is_some()),
+        ([addr("192.0.2.50:53")].as_slice(), true)
+    );
     let f = &c.frontends[0];
     assert_eq!(f.name, "vs-192.0.2.50:443");
     assert_eq!(f.listen, [addr("192.0.2.50:443")]);
@@ -523,11 +529,6 @@ fn ipvs_virtual_servers_become_frontends() {
         &out,
         "k.conf:19: changed: `real_server 192.0.2.52 443`",
         "differs",
-    );
-    has_note(
-        &out,
-        "k.conf:26: not carried: `virtual_server 192.0.2.50 53`",
-        "UDP",
     );
     has_note(
         &out,
@@ -965,4 +966,109 @@ mod generated {
             }
         }
     }
+}
+
+#[test]
+fn udp_virtual_server_becomes_a_udp_frontend() {
+    // Input: keepalived's UDP_CHECK sample shape, a DNS service on UDP with
+    // a text payload and require_reply. Output: a UDP frontend whose backend
+    // has a UDP check sending the payload.
+    let text = "virtual_server 192.0.2.53 53 {\n  protocol UDP\n  lb_algo rr\n  real_server 10.0.0.1 53 {\n    UDP_CHECK {\n      payload 70696e67\n      require_reply 706f6e67\n    }\n  }\n  real_server 10.0.0.2 53 {\n    UDP_CHECK {\n      payload 70696e67\n      require_reply 706f6e67\n    }\n  }\n}\n";
+    let out = run(&[(Dialect::Keepalived, "k.conf", text)]);
+    let config = valid(&out);
+    let frontend = &config.frontends[0];
+    assert!(frontend.udp().is_some(), "{}", out.toml);
+    assert_eq!(
+        frontend.listen,
+        ["192.0.2.53:53".parse::<SocketAddr>().unwrap()]
+    );
+    let check = config.backends[0].health_check.as_ref().unwrap();
+    assert_eq!(
+        check.kind,
+        CheckKind::Udp {
+            send: b"ping".to_vec(),
+            expect: Some(b"pong".to_vec()),
+        }
+    );
+}
+
+#[test]
+fn checks_coexist_cannot_match_on_udp_leave_servers_unchecked() {
+    // Input: a UDP service checked by PING_CHECK and a UDP_CHECK without
+    // require_reply (keepalived counts silence as success). Output: no
+    // check rather than one that would mark working servers down.
+    let text = "virtual_server 192.0.2.53 1358 {\n  protocol UDP\n  real_server 10.0.0.1 1358 {\n    PING_CHECK {\n      retry 2\n    }\n  }\n  real_server 10.0.0.2 1358 {\n    UDP_CHECK {\n      connect_timeout 3\n    }\n  }\n}\n";
+    let out = run(&[(Dialect::Keepalived, "k.conf", text)]);
+    let config = valid(&out);
+    assert!(config.frontends[0].udp().is_some());
+    assert!(config.backends[0].health_check.is_none(), "{}", out.toml);
+    has_note(&out, "k.conf:4: not carried: `PING_CHECK`", "no ICMP check");
+    has_note(&out, "k.conf:9: not carried: `UDP_CHECK`", "require_reply");
+}
+
+#[test]
+fn sctp_services_are_listed_not_carried() {
+    let text =
+        "virtual_server 192.0.2.1 9 {\n  protocol SCTP\n  real_server 10.0.0.1 9 {\n  }\n}\n";
+    let out = run(&[(Dialect::Keepalived, "k.conf", text)]);
+    assert!(!out.runnable);
+    has_note(&out, "k.conf:1: not carried:", "a SCTP service");
+}
+
+#[test]
+fn virtual_server_group_listens_on_every_member() {
+    // Input: keepalived's virtual_server_group sample shape: addresses, a
+    // range of the last byte, fwmarks. Output: one frontend listening on
+    // each address (the range expanded); fwmark members listed.
+    let text = "virtual_server_group VSG {\n  192.0.2.1 8080\n  192.0.2.3-5 80\n  2001:db8::a-c 80\n  fwmark 1\n}\nvirtual_server group VSG {\n  protocol TCP\n  real_server 10.0.0.1 80 {\n    TCP_CHECK {\n    }\n  }\n}\nvirtual_server_group UNUSED {\n  192.0.2.9 80\n}\n";
+    let out = run(&[(Dialect::Keepalived, "k.conf", text)]);
+    let config = valid(&out);
+    let listen: Vec<String> = config.frontends[0]
+        .listen
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        listen,
+        [
+            "192.0.2.1:8080",
+            "192.0.2.3:80",
+            "192.0.2.4:80",
+            "192.0.2.5:80",
+            "[2001:db8::a]:80",
+            "[2001:db8::b]:80",
+            "[2001:db8::c]:80"
+        ],
+        "{}",
+        out.toml
+    );
+    assert_eq!(config.frontends[0].name, "vsg-VSG");
+    has_note(&out, "k.conf:5: not carried: `fwmark 1`", "firewall-mark");
+    has_note(
+        &out,
+        "k.conf:14: not carried: `virtual_server_group UNUSED`",
+        "no virtual_server uses it",
+    );
+}
+
+#[test]
+fn a_virtual_server_naming_a_missing_group_is_listed() {
+    let text = "virtual_server group NOPE {\n  real_server 10.0.0.1 80 {\n  }\n}\n";
+    let out = run(&[(Dialect::Keepalived, "k.conf", text)]);
+    assert!(!out.runnable);
+    has_note(
+        &out,
+        "k.conf:1: not carried:",
+        "no virtual_server_group named \"NOPE\"",
+    );
+}
+
+#[test]
+fn an_import_with_nothing_runnable_is_still_a_valid_config() {
+    // Input: Debian's default haproxy.cfg shape (global and defaults only).
+    // Output: a config coexist accepts, serving only the admin endpoint.
+    let text = "global\n    daemon\ndefaults\n    mode http\n    timeout connect 5000\n";
+    let out = run(&[(Dialect::Haproxy, "h.cfg", text)]);
+    assert!(!out.runnable);
+    assert!(valid(&out).has_nothing_to_run(), "{}", out.toml);
 }

@@ -41,9 +41,6 @@ pub(super) fn validate(
     let backends = backend::backends(&mut ctx, &raw.backend);
     let frontends = frontend::frontends(&mut ctx, &raw.frontend, &backends);
     let vrrp = vrrp::instances(&mut ctx, &raw.vrrp, &frontends);
-    if frontends.is_empty() && vrrp.is_empty() && ctx.found.is_empty() {
-        ctx.error(0..0, "", "no [[frontend]] and no [[vrrp]]: nothing to run");
-    }
     if ctx.found.is_empty() {
         Ok(Config {
             admin,

@@ -419,6 +419,7 @@ fn frontend(
             backend: backend.name.clone(),
             max_connections: max_connections.filter(|m| *m > 0),
             proxy_protocol: backend.proxy_protocol,
+            protocol: plan::Protocol::Tcp,
         },
         tally,
     );

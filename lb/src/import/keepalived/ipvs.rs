@@ -6,12 +6,14 @@
 //! which every forwarding method's servers accept as long as their service
 //! listens on the real server's address.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::tree::Node;
 use super::whole;
-use crate::import::plan::{self, Backend, Balance, CheckKind, Frontend, HealthCheck, Origin, Plan};
+use crate::import::plan::{
+    self, Backend, Balance, CheckKind, Frontend, HealthCheck, Origin, Plan, Protocol,
+};
 use crate::import::tally::{Loc, Tally};
 use crate::import::values::{ip, keepalived_timer};
 
@@ -75,37 +77,31 @@ impl Timing {
     }
 }
 
-pub(super) fn virtual_server(node: &Node, tally: &mut Tally, plan: &mut Plan) {
+pub(super) fn virtual_server(node: &Node, groups: &[&Node], tally: &mut Tally, plan: &mut Plan) {
     let fail = |tally: &mut Tally, why: &str| whole(node, why, tally);
-    let (Some(vip), Ok(port)) = (ip(node.word(1)), node.word(2).parse::<u16>()) else {
-        let why = match node.word(1) {
-            "fwmark" => "a firewall-mark service: coexist listens on addresses and ports",
-            "group" => "a virtual_server_group: write one virtual_server per address",
-            _ => "coexist needs an address and a port to listen on",
-        };
-        fail(tally, why);
-        return;
-    };
-    if port == 0 {
-        fail(
-            tally,
-            "a service of every port: coexist listens on one port per address",
-        );
-        return;
-    }
-    let protocol = node
+    let protocol = match node
         .children
         .iter()
         .find(|c| c.keyword() == "protocol")
-        .map_or("TCP", |c| c.word(1));
-    if protocol != "TCP" {
-        fail(
-            tally,
-            &format!("a {protocol} service: coexist carries TCP services only so far"),
-        );
-        return;
-    }
-    let listen = SocketAddr::new(vip, port);
+        .map_or("TCP", |c| c.word(1))
+    {
+        "TCP" => Protocol::Tcp,
+        "UDP" => Protocol::Udp,
+        other => {
+            fail(
+                tally,
+                &format!("a {other} service: coexist carries TCP and UDP services"),
+            );
+            return;
+        }
+    };
+    let listen = match service_addresses(node, groups, tally) {
+        Ok(listen) => listen,
+        Err(why) => {
+            fail(tally, &why);
+            return;
+        }
+    };
     let mut timing = Timing {
         delay_loop: DELAY_LOOP,
         connect_timeout: CONNECT_TIMEOUT,
@@ -156,9 +152,12 @@ pub(super) fn virtual_server(node: &Node, tally: &mut Tally, plan: &mut Plan) {
     let mut servers: Vec<plan::Server> = Vec::new();
     let mut checks: Vec<(Option<CheckKind>, Timing, Loc)> = Vec::new();
     for r in real {
-        let Some((server, check)) =
-            real_server(r, timing, weighted, default_host.as_deref(), tally)
-        else {
+        let service = Service {
+            protocol,
+            weighted,
+            host: default_host.as_deref(),
+        };
+        let Some((server, check)) = real_server(r, timing, &service, tally) else {
             continue;
         };
         checks.push((check.0, check.1, r.at));
@@ -190,7 +189,10 @@ pub(super) fn virtual_server(node: &Node, tally: &mut Tally, plan: &mut Plan) {
         fail(tally, "no real server coexist can connect to");
         return;
     }
-    let name = plan::name(&format!("vs-{listen}"));
+    let name = match node.word(1) {
+        "group" => plan::name(&format!("vsg-{}", node.word(2))),
+        _ => plan::name(&format!("vs-{}", listen[0].0)),
+    };
     let origin = Origin {
         at: node.at,
         what: node.text(),
@@ -212,10 +214,11 @@ pub(super) fn virtual_server(node: &Node, tally: &mut Tally, plan: &mut Plan) {
         Frontend {
             name,
             origin,
-            listen: vec![(listen, node.at)],
+            listen,
             backend,
             max_connections: None,
             proxy_protocol: None,
+            protocol,
         },
         tally,
     );
@@ -271,13 +274,23 @@ fn balance(scheduler: Option<&Node>, tally: &mut Tally) -> (Balance, bool) {
 
 type CheckOf = (Option<CheckKind>, Timing);
 
+/// What the real servers of one virtual server share.
+struct Service<'a> {
+    protocol: Protocol,
+    /// Whether the scheduler counts weights.
+    weighted: bool,
+    /// The virtual server's `virtualhost`.
+    host: Option<&'a str>,
+}
+
 fn real_server(
     r: &Node,
     mut timing: Timing,
-    weighted: bool,
-    host: Option<&str>,
+    service: &Service<'_>,
     tally: &mut Tally,
 ) -> Option<(plan::Server, CheckOf)> {
+    let weighted = service.weighted;
+    let host = service.host;
     let address = match (ip(r.word(1)), r.word(2).parse::<u16>()) {
         (Some(a), Ok(p)) if p > 0 && !a.is_unspecified() => SocketAddr::new(a, p),
         _ => {
@@ -289,6 +302,7 @@ fn real_server(
     let mut weight = None;
     let mut max_connections = None;
     let mut check: Option<CheckKind> = None;
+    let mut checker_seen = false;
     for c in &r.children {
         if timing.read(c, tally) {
             continue;
@@ -322,7 +336,7 @@ fn real_server(
             "lthreshold" => tally.not_carried(at, "no lower connection threshold in coexist"),
             kind @ ("TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "SMTP_CHECK" | "MISC_CHECK"
             | "DNS_CHECK" | "PING_CHECK" | "UDP_CHECK" | "BFD_CHECK" | "FILE_CHECK") => {
-                if check.is_some() {
+                if checker_seen {
                     whole(
                         c,
                         "coexist runs one check per server: the first checker's",
@@ -330,8 +344,14 @@ fn real_server(
                     );
                     continue;
                 }
-                let (k, t) = checker(c, kind, address.port(), host.as_deref(), timing, tally);
-                check = Some(k);
+                checker_seen = true;
+                let on = Target {
+                    port: address.port(),
+                    host: host.as_deref(),
+                    protocol: service.protocol,
+                };
+                let (k, t) = checker(c, kind, &on, timing, tally);
+                check = k;
                 timing = t;
             }
             _ => whole(c, "no counterpart in coexist", tally),
@@ -349,19 +369,29 @@ fn real_server(
     Some((server, (check, timing)))
 }
 
-/// One checker block → the check coexist runs, and its timing.
+/// The server a checker checks.
+struct Target<'a> {
+    port: u16,
+    host: Option<&'a str>,
+    protocol: Protocol,
+}
+
+/// One checker block → the check coexist runs (none when coexist has no
+/// counterpart that would not mark a working server down), and its timing.
 fn checker(
     block: &Node,
     kind: &str,
-    port: u16,
-    host: Option<&str>,
+    on: &Target<'_>,
     mut timing: Timing,
     tally: &mut Tally,
-) -> (CheckKind, Timing) {
+) -> (Option<CheckKind>, Timing) {
     tally.carried(block.at);
+    let port = on.port;
     let mut path = None;
     let mut status = None;
-    let mut host = host.map(str::to_owned);
+    let mut host = on.host.map(str::to_owned);
+    let mut datagram = Datagram::default();
+    let mut query = (None, None);
     for c in &block.children {
         if timing.read(c, tally) {
             continue;
@@ -411,6 +441,16 @@ fn checker(
                 host = Some(c.word(1).to_owned());
                 tally.carried(at);
             }
+            "payload" if kind == "UDP_CHECK" => datagram.payload = Some(c),
+            "require_reply" if kind == "UDP_CHECK" => datagram.require_reply = Some(c),
+            "name" if kind == "DNS_CHECK" => {
+                query.0 = Some(c.word(1).to_owned());
+                tally.carried(at);
+            }
+            "type" if kind == "DNS_CHECK" => {
+                query.1 = Some(c.word(1).to_owned());
+                tally.carried(at);
+            }
             "http_protocol" | "fast_recovery" | "log_all_failures" => tally.carried(at),
             "host" => whole(
                 c,
@@ -421,15 +461,34 @@ fn checker(
         }
     }
     let check = match kind {
-        "TCP_CHECK" => CheckKind::Tcp,
-        "HTTP_GET" => CheckKind::Http {
+        "TCP_CHECK" => Some(CheckKind::Tcp),
+        "HTTP_GET" => Some(CheckKind::Http {
             path: path
                 .filter(|p| p.starts_with('/') && !p.contains(|c: char| c.is_whitespace()))
                 .unwrap_or_else(|| "/".into()),
             host: host.filter(|h| !h.is_empty() && !h.contains(char::is_whitespace)),
             // keepalived accepts 200-299 unless told otherwise.
             expect_status: Some(status.unwrap_or_else(|| "2xx".into())),
-        },
+        }),
+        "DNS_CHECK" => Some(CheckKind::Dns {
+            query_name: query.0,
+            query_type: query.1,
+        }),
+        "UDP_CHECK" => datagram.check(block, tally),
+        "PING_CHECK" => {
+            tally.not_carried(
+                block.at,
+                "coexist has no ICMP check: the server is not checked",
+            );
+            None
+        }
+        other if on.protocol == Protocol::Udp => {
+            tally.not_carried(
+                block.at,
+                format!("coexist has no {other}: the server is not checked"),
+            );
+            None
+        }
         other => {
             let what = match other {
                 "SSL_GET" => "coexist's checks do not speak TLS",
@@ -441,10 +500,178 @@ fn checker(
                 block.at,
                 format!("{what}: a TCP connect check takes its place"),
             );
-            CheckKind::Tcp
+            Some(CheckKind::Tcp)
         }
     };
     (check, timing)
+}
+
+/// A `UDP_CHECK`'s `payload` and `require_reply` lines.
+#[derive(Default)]
+struct Datagram<'n> {
+    payload: Option<&'n Node>,
+    require_reply: Option<&'n Node>,
+}
+
+impl Datagram<'_> {
+    /// coexist's UDP check needs a reply and sends a payload written as
+    /// text; keepalived's counts silence as success unless `require_reply`.
+    fn check(&self, block: &Node, tally: &mut Tally) -> Option<CheckKind> {
+        let Some(reply) = self.require_reply else {
+            tally.not_carried(
+                block.at,
+                "without require_reply keepalived counts silence as success; coexist's UDP check needs a reply: the server is not checked",
+            );
+            return None;
+        };
+        let Some(payload) = self.payload else {
+            tally.not_carried(
+                reply.at,
+                "coexist's UDP check sends a payload and there is none: the server is not checked",
+            );
+            return None;
+        };
+        let Some(send) = hex_text(payload.word(1)) else {
+            tally.not_carried(
+                payload.at,
+                "coexist's UDP check sends text (UTF-8), and this payload is not: the server is not checked",
+            );
+            return None;
+        };
+        tally.carried(payload.at);
+        let expect = match reply.words.get(1) {
+            None => None,
+            Some(hex) => match hex_text(hex) {
+                Some(text) => Some(text),
+                None => {
+                    tally.changed(
+                        reply.at,
+                        "the expected reply is not text (UTF-8): any reply passes",
+                    );
+                    None
+                }
+            },
+        };
+        tally.carried(reply.at);
+        Some(CheckKind::Udp { send, expect })
+    }
+}
+
+/// Hex digits → the text they spell, when it is non-empty UTF-8.
+fn hex_text(hex: &str) -> Option<String> {
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Whether a `virtual_server` names the group `name`.
+pub(super) fn group_used(nodes: &[Node], name: &str) -> bool {
+    nodes
+        .iter()
+        .any(|n| n.keyword() == "virtual_server" && n.word(1) == "group" && n.word(2) == name)
+}
+
+/// The addresses a `virtual_server` serves: its own, or those of the
+/// `virtual_server_group` it names; why none, when none.
+fn service_addresses(
+    node: &Node,
+    groups: &[&Node],
+    tally: &mut Tally,
+) -> Result<Vec<(SocketAddr, Loc)>, String> {
+    match node.word(1) {
+        "fwmark" => Err("a firewall-mark service: coexist listens on addresses and ports".into()),
+        "group" => {
+            let name = node.word(2);
+            let group = groups
+                .iter()
+                .find(|g| g.word(1) == name)
+                .ok_or_else(|| format!("no virtual_server_group named {name:?}"))?;
+            let listen = group_members(group, tally);
+            if listen.is_empty() {
+                Err(format!(
+                    "group {name:?} has no address and port coexist can listen on"
+                ))
+            } else {
+                Ok(listen)
+            }
+        }
+        _ => match (ip(node.word(1)), node.word(2).parse::<u16>()) {
+            (Some(_), Ok(0)) => {
+                Err("a service of every port: coexist listens on one port per address".into())
+            }
+            (Some(vip), Ok(port)) => Ok(vec![(SocketAddr::new(vip, port), node.at)]),
+            _ => Err("coexist needs an address and a port to listen on".into()),
+        },
+    }
+}
+
+/// keepalived expands no more than a /24 (or one IPv6 block of 256).
+const MAX_RANGE: u16 = 256;
+
+/// A group's `address port` and `first-last port` lines as listeners;
+/// `fwmark` lines and what cannot be listened on, reported.
+fn group_members(group: &Node, tally: &mut Tally) -> Vec<(SocketAddr, Loc)> {
+    tally.carried(group.at);
+    let mut listen = Vec::new();
+    for member in &group.children {
+        let port = member.word(1).parse::<u16>().ok().filter(|p| *p > 0);
+        let members = match (member.keyword(), port) {
+            ("fwmark", _) => Err("a firewall-mark member: coexist listens on addresses and ports"),
+            (_, None) => Err("coexist needs a port other than 0 to listen on"),
+            (text, Some(port)) => range(text)
+                .map(|ips| (ips, port))
+                .ok_or("not an address or a range of addresses"),
+        };
+        match members {
+            Ok((ips, port)) => {
+                tally.carried(member.at);
+                listen.extend(
+                    ips.into_iter()
+                        .map(|ip| (SocketAddr::new(ip, port), member.at)),
+                );
+            }
+            Err(why) => whole(member, why, tally),
+        }
+    }
+    listen
+}
+
+/// `192.0.2.3`, or keepalived's `192.0.2.3-10` (the last byte of an IPv4
+/// address, the last group of an IPv6 one, counting up to the number after
+/// the dash).
+fn range(text: &str) -> Option<Vec<IpAddr>> {
+    let Some((first, last)) = text.split_once('-') else {
+        return ip(text).map(|a| vec![a]);
+    };
+    match ip(first)? {
+        IpAddr::V4(a) => {
+            let [w, x, y, start] = a.octets();
+            let end: u8 = last.parse().ok()?;
+            (start <= end).then(|| {
+                (start..=end)
+                    .map(|z| IpAddr::V4(Ipv4Addr::new(w, x, y, z)))
+                    .collect()
+            })
+        }
+        IpAddr::V6(a) => {
+            let mut groups = a.segments();
+            let start = groups[7];
+            let end = u16::from_str_radix(last, 16).ok()?;
+            (start <= end && end - start < MAX_RANGE).then(|| {
+                (start..=end)
+                    .map(|g| {
+                        groups[7] = g;
+                        IpAddr::V6(Ipv6Addr::from(groups))
+                    })
+                    .collect()
+            })
+        }
+    }
 }
 
 /// `status_code 200`, `200-299` or several → one expect_status, when one

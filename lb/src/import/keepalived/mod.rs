@@ -34,6 +34,10 @@ pub(super) fn translate(source: usize, text: &str, tally: &mut Tally, plan: &mut
         .iter()
         .filter(|n| n.keyword() == "vrrp_script")
         .collect();
+    let groups: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.keyword() == "virtual_server_group")
+        .collect();
     for node in nodes.iter().filter(|n| n.keyword() == "global_defs") {
         global_defs(node, &mut globals, tally);
     }
@@ -48,17 +52,16 @@ pub(super) fn translate(source: usize, text: &str, tally: &mut Tally, plan: &mut
             }
             "vrrp_script" => whole(node, "no vrrp_instance tracks it", tally),
             "vrrp_instance" => vrrp::instance(node, &globals, &scripts, tally, plan),
-            "virtual_server" => ipvs::virtual_server(node, tally, plan),
+            "virtual_server" => ipvs::virtual_server(node, &groups, tally, plan),
             "vrrp_sync_group" => whole(
                 node,
                 "coexist's instances fail over one by one: to move several together, track the same frontends in each (track = [{ frontend, weight }])",
                 tally,
             ),
-            "virtual_server_group" => whole(
-                node,
-                "groups of virtual servers are not carried: write one virtual_server per address",
-                tally,
-            ),
+            "virtual_server_group" if ipvs::group_used(&nodes, node.word(1)) => {
+                // Carried where a virtual_server names it.
+            }
+            "virtual_server_group" => whole(node, "no virtual_server uses it", tally),
             "static_ipaddress" | "static_routes" | "static_rules" => whole(
                 node,
                 "not VRRP state: configure them with the system's network configuration",

@@ -205,9 +205,8 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     );
     if config.has_nothing_to_run() {
         eprintln!(
-            "coexist: warning: {}: no [[frontend]] and no [[vrrp]]: {}",
-            path.display(),
-            "the daemon would serve only its admin endpoint"
+            "coexist: warning: {}: no [[frontend]] and no [[vrrp]]: the daemon would serve only its admin endpoint",
+            path.display()
         );
     }
     Ok(())

@@ -107,3 +107,23 @@ fn unknown_server() {
         "coexist: no server nope/web1",
     );
 }
+
+/// Nothing to run is not an error (a staged or imported config, as
+/// keepalived runs with no instance), but `check` says it, on stderr.
+#[test]
+fn check_warns_about_a_config_with_nothing_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coexist.toml");
+    std::fs::write(&path, "[admin]\nlisten = \"\"\n").unwrap();
+    let path = path.to_str().unwrap();
+    let (ok, stdout, stderr) = cli(&["check", "--config", path]);
+    assert!(ok, "coexist check refused an admin-only config: {stderr}");
+    assert_eq!(
+        stdout,
+        format!("{path}: ok (0 frontend(s), 0 backend(s), 0 VRRP instance(s))\n")
+    );
+    assert_eq!(
+        stderr,
+        format!("coexist: warning: {path}: no [[frontend]] and no [[vrrp]]: the daemon would serve only its admin endpoint\n")
+    );
+}

@@ -12,9 +12,12 @@
 //! bounded in time; figures are medians of the repetitions with min–max.
 //!
 //! ```sh
-//! cargo build --release -p lb -p coexist-tests --examples
+//! cargo build --release -p lb && cargo build --release -p coexist-tests --examples
 //! quiet taskset -c 1 target/release/examples/udp_measure [SECONDS] [REPETITIONS]
 //! ```
+//!
+//! `UDP_MEASURE_ONLY=coexist,DNS` (a target, then a word of the scenario
+//! name) runs one case alone, e.g. to profile it.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
@@ -48,10 +51,14 @@ fn main() {
     println!(
         "UDP echo through a proxy pinned to CPU 0; {FLOWS} flows x 1 outstanding, {PAYLOAD}-byte datagrams, IPv4 client -> IPv6 servers; {seconds} s x {repetitions} runs"
     );
+    let only = std::env::var("UDP_MEASURE_ONLY").unwrap_or_default();
     for (scenario, responses) in [
         ("long sessions", None),
         ("one response per session (DNS-like)", Some(1)),
     ] {
+        if !only.is_empty() && !scenario.contains(only.split(',').nth(1).unwrap_or("")) {
+            continue;
+        }
         let coexist_port = free_port();
         let nginx_port = free_port();
         let mut coexist = start_coexist(dir.path(), coexist_port, &echoes, responses);
@@ -63,7 +70,10 @@ fn main() {
         ];
         let mut results: Vec<Vec<Outcome>> = targets.iter().map(|_| Vec::new()).collect();
         for _ in 0..repetitions {
-            for (i, (_, pid, port)) in targets.iter().enumerate() {
+            for (i, (name, pid, port)) in targets.iter().enumerate() {
+                if !only.is_empty() && !only.starts_with(name) {
+                    continue;
+                }
                 let target: SocketAddr = ([127, 0, 0, 1], *port).into();
                 load(target, Duration::from_millis(500), None);
                 results[i].push(load(target, Duration::from_secs(seconds), Some(*pid)));
@@ -91,6 +101,11 @@ fn main() {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
+        if results.iter().any(Vec::is_empty) {
+            stop(&mut coexist);
+            stop(&mut nginx);
+            continue;
+        }
         println!(
             "coexist/nginx: per proxy core {:.2}x, p99 {:.2}x",
             median(0, |o| o.per_core) / median(1, |o| o.per_core),
@@ -105,6 +120,9 @@ fn main() {
 fn spread(runs: &[Outcome], f: impl Fn(&Outcome) -> f64, decimals: usize) -> String {
     let mut v: Vec<f64> = runs.iter().map(f).collect();
     v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return "-".to_owned();
+    }
     format!(
         "{:.*} [{:.*}-{:.*}]",
         decimals,

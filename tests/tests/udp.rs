@@ -7,7 +7,8 @@
 //!
 //! The servers are threads of the test: an echo, one that answers with the
 //! address it saw (to tell sessions apart by their source port), one that
-//! answers twice, and dnsmasq for DNS.
+//! answers twice, one that answers again a little later, and dnsmasq for
+//! DNS.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
@@ -29,6 +30,8 @@ enum Reply {
     Peer(&'static str),
     /// The datagram back, twice.
     Twice,
+    /// The datagram back, and once more after a delay.
+    Again(Duration),
 }
 
 /// A UDP server thread; stops when dropped.
@@ -62,6 +65,14 @@ impl Server {
                     Reply::Twice => {
                         let _ = socket.send_to(&buffer[..n], peer);
                         let _ = socket.send_to(&buffer[..n], peer);
+                    }
+                    Reply::Again(delay) => {
+                        let _ = socket.send_to(&buffer[..n], peer);
+                        let (late, data) = (socket.try_clone().unwrap(), buffer[..n].to_vec());
+                        std::thread::spawn(move || {
+                            std::thread::sleep(delay);
+                            let _ = late.send_to(&data, peer);
+                        });
                     }
                 }
             }
@@ -317,6 +328,63 @@ fn idle_sessions_expire_and_udp_responses_ends_a_session_per_answer() {
     assert!(
         c.recv(&mut buffer).is_err(),
         "the second answer reached the client"
+    );
+}
+
+/// With `udp_responses = 1` a session ends at its first reply and its
+/// socket serves later sessions. The server answers every query a second
+/// time 5 ms later, while the socket may already serve another client:
+/// that late reply must reach nobody, as with a closed socket.
+#[test]
+fn a_late_extra_reply_never_reaches_the_next_client_of_a_reused_socket() {
+    const CLIENTS: usize = 8;
+    const QUERIES: usize = 100;
+    let server = Server::start("[::1]:0", Reply::Again(Duration::from_millis(5)));
+    let port = free_udp_port();
+    let admin = admin_address();
+    let _daemon = DaemonProcess::start_ready(&config(
+        admin,
+        &[
+            udp_frontend("dns", v4(port), "dns", "udp_responses = 1"),
+            backend("dns", &[("late", server.address)], ""),
+        ],
+    ));
+    let frontend = v4(port);
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 64];
+                for q in 0..QUERIES {
+                    // A new client (source port) per query: a new session.
+                    let socket = client(frontend);
+                    let query = format!("client {c} query {q}");
+                    assert_eq!(ask_text(&socket, &query), query);
+                    socket
+                        .set_read_timeout(Some(Duration::from_millis(15)))
+                        .unwrap();
+                    if let Ok(n) = socket.recv(&mut buffer) {
+                        panic!(
+                            "{query}: a second datagram reached the client: {}",
+                            String::from_utf8_lossy(&buffer[..n])
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .expect("a client saw a reply not meant for it");
+    }
+    let ended = metric(
+        admin,
+        "lb_udp_sessions_ended_total",
+        &["frontend=\"dns\"", "reason=\"responses\""],
+    );
+    assert!(
+        ended >= (CLIENTS * QUERIES) as f64,
+        "{ended} sessions ended by their reply"
     );
 }
 

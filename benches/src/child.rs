@@ -1,56 +1,25 @@
 //! Child processes of the bench: started pinned to a CPU, logged to files in
-//! the run's temp dir, always ended by PID.
+//! the run's temp dir, always ended by PID (the shared
+//! [`coexist_support::Process`]).
 //!
-//! Every child is recorded in a process-wide registry so that Ctrl-C (or
-//! SIGTERM) ends exactly the processes this bench started, and removes its
-//! temp dir, before the bench exits.
+//! Ctrl-C (or SIGTERM) ends exactly the processes this bench started, and
+//! removes its temp dir, before the bench exits.
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use coexist_support::Process;
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    pids: Vec::new(),
-    temp_dir: None,
-});
-
-struct Registry {
-    pids: Vec<u32>,
-    temp_dir: Option<PathBuf>,
-}
-
-fn registry() -> std::sync::MutexGuard<'static, Registry> {
-    // A panic while holding the lock leaves plain data behind; keep going so
-    // the children still get killed.
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// On SIGINT/SIGTERM: kill every registered child, remove the temp dir, exit.
+/// On SIGINT/SIGTERM: kill every child, remove the temp dir, exit.
 pub fn install_interrupt_handler(temp_dir: &Path) -> Result<()> {
-    registry().temp_dir = Some(temp_dir.to_path_buf());
-    ctrlc::set_handler(|| {
-        let reg = registry();
-        for &pid in &reg.pids {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-        // Reap them: once this process exits, nobody else may.
-        for &pid in &reg.pids {
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
-        }
-        if let Some(dir) = &reg.temp_dir {
-            let _ = fs::remove_dir_all(dir);
-        }
-        eprintln!(
-            "coexist-bench: interrupted; {} child(ren) killed",
-            reg.pids.len()
-        );
+    let temp_dir = temp_dir.to_path_buf();
+    ctrlc::set_handler(move || {
+        let killed = coexist_support::process::kill_all();
+        let _ = std::fs::remove_dir_all(&temp_dir);
+        eprintln!("coexist-bench: interrupted; {killed} child(ren) killed");
         std::process::exit(130);
     })
     .context("installing the Ctrl-C handler")
@@ -90,12 +59,10 @@ impl Spec {
     }
 }
 
-/// A running child; killed (TERM, then KILL) and reaped when dropped.
+/// A running child; ended (TERM, then KILL after 3 s) and reaped when dropped.
 pub struct Child {
     pub name: String,
-    inner: std::process::Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
+    process: Process,
 }
 
 impl Child {
@@ -103,44 +70,34 @@ impl Child {
         let stdout = log_dir.join(format!("{}.out", spec.name));
         let stderr = log_dir.join(format!("{}.err", spec.name));
         let argv = spec.argv();
-        let inner = Command::new(&argv[0])
-            .args(&argv[1..])
-            .current_dir(log_dir)
-            .stdin(Stdio::null())
-            .stdout(
-                File::create(&stdout).with_context(|| format!("creating {}", stdout.display()))?,
-            )
-            .stderr(
-                File::create(&stderr).with_context(|| format!("creating {}", stderr.display()))?,
-            )
-            .spawn()
-            .with_context(|| format!("starting {} ({})", spec.name, argv.join(" ")))?;
-        registry().pids.push(inner.id());
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]).current_dir(log_dir);
+        let process = Process::spawn_split(&spec.name, &mut command, &stdout, &stderr)
+            .with_context(|| format!("starting {} ({})", spec.name, argv.join(" ")))?
+            .with_stop_grace(Duration::from_secs(3));
         Ok(Child {
             name: spec.name.clone(),
-            inner,
-            stdout,
-            stderr,
+            process,
         })
     }
 
     pub fn pid(&self) -> u32 {
-        self.inner.id()
+        self.process.pid()
     }
 
     /// `Some(status)` once the child has exited.
     pub fn exited(&mut self) -> Result<Option<ExitStatus>> {
-        self.inner
-            .try_wait()
+        self.process
+            .exited()
             .with_context(|| format!("waiting for {}", self.name))
     }
 
     pub fn stdout(&self) -> String {
-        fs::read_to_string(&self.stdout).unwrap_or_default()
+        self.process.stdout()
     }
 
     pub fn stderr(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.process.stderr()
     }
 
     /// The last lines of stderr (then stdout), for error messages.
@@ -205,24 +162,6 @@ impl Child {
             }
             sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let pid = self.inner.id();
-        if matches!(self.inner.try_wait(), Ok(None)) {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while matches!(self.inner.try_wait(), Ok(None)) && Instant::now() < deadline {
-                sleep(Duration::from_millis(20));
-            }
-            if matches!(self.inner.try_wait(), Ok(None)) {
-                let _ = self.inner.kill();
-                let _ = self.inner.wait();
-            }
-        }
-        registry().pids.retain(|&p| p != pid);
     }
 }
 

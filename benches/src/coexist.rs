@@ -11,6 +11,9 @@ use crate::child::{Child, Spec};
 use crate::proxy::{Proxy, Route};
 
 pub struct Coexist {
+    /// The target's name in the table: `coexist`, or another build of it
+    /// compared in the same run.
+    pub name: String,
     pub binary: PathBuf,
 }
 
@@ -22,23 +25,29 @@ impl Coexist {
             .parent()
             .context("coexist-bench binary has no parent directory")?;
         Ok(Coexist {
+            name: "coexist".into(),
             binary: dir.join("coexist"),
         })
     }
 }
 
-/// One frontend and one single-server backend per route; no admin endpoint,
-/// no health checks (the server is up from the start), 64 KiB splice pipes.
+/// One frontend and one round-robin backend per route; no admin endpoint,
+/// no health checks (the servers are up from the start), 64 KiB splice pipes.
 pub fn config(routes: &[Route]) -> String {
     let mut c = String::from("[admin]\nlisten = \"\"\n\n[tuning]\npipe_size = 65536\n");
     for r in routes {
+        let servers: Vec<String> = r
+            .servers
+            .iter()
+            .map(|s| format!("{{ address = \"{s}\" }}"))
+            .collect();
         let _ = write!(
             c,
             "\n[[frontend]]\nname = \"{name}\"\nlisten = [\"{listen}\"]\nbackend = \"{name}\"\n\n\
-             [[backend]]\nname = \"{name}\"\nservers = [{{ address = \"{server}\" }}]\n",
+             [[backend]]\nname = \"{name}\"\nbalance = \"round-robin\"\nservers = [{servers}]\n",
             name = r.name,
             listen = r.listen,
-            server = r.server
+            servers = servers.join(", ")
         );
     }
     c
@@ -49,7 +58,7 @@ pub const READY_LINE: &str = "coexist running";
 
 impl Proxy for Coexist {
     fn name(&self) -> &str {
-        "coexist"
+        &self.name
     }
 
     fn unavailable(&self) -> Option<String> {
@@ -62,11 +71,11 @@ impl Proxy for Coexist {
     }
 
     fn start(&self, routes: &[Route], dir: &Path, cpu: Option<usize>) -> Result<Child> {
-        let path = dir.join("coexist.toml");
+        let path = dir.join(format!("{}.toml", self.name));
         fs::write(&path, config(routes)).with_context(|| format!("writing {}", path.display()))?;
         let binary = self.binary.to_string_lossy();
         let path = path.to_string_lossy();
-        let spec = Spec::new("coexist", &binary, &["run", "--config", &path], cpu);
+        let spec = Spec::new(&self.name, &binary, &["run", "--config", &path], cpu);
         let mut child = Child::spawn(&spec, dir)?;
         let ports: Vec<u16> = routes.iter().map(|r| r.listen.port()).collect();
         child.wait_ready(&ports, Some(READY_LINE), Duration::from_secs(10))?;
@@ -84,12 +93,15 @@ mod tests {
             Route {
                 name: "bulk",
                 listen: "127.0.0.1:23011".parse().unwrap(),
-                server: "127.0.0.1:23001".parse().unwrap(),
+                servers: vec!["127.0.0.1:23001".parse().unwrap()],
             },
             Route {
                 name: "web",
                 listen: "127.0.0.1:23012".parse().unwrap(),
-                server: "127.0.0.1:23002".parse().unwrap(),
+                servers: vec![
+                    "127.0.0.1:23002".parse().unwrap(),
+                    "127.0.0.1:23003".parse().unwrap(),
+                ],
             },
         ];
         let c = config(&routes);
@@ -99,5 +111,9 @@ mod tests {
         assert_eq!(c.matches("[[backend]]").count(), 2);
         assert!(c.contains("name = \"web\"\nlisten = [\"127.0.0.1:23012\"]\nbackend = \"web\""));
         assert!(c.contains("servers = [{ address = \"127.0.0.1:23001\" }]"));
+        assert!(c.contains(
+            "balance = \"round-robin\"\nservers = [{ address = \"127.0.0.1:23002\" }, \
+             { address = \"127.0.0.1:23003\" }]"
+        ));
     }
 }

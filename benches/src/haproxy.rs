@@ -26,13 +26,19 @@ impl Haproxy {
     }
 }
 
-/// The configuration: 2 threads (both end up on the proxy's one CPU), default
-/// buffers, no logging, long client/server timeouts so idle connections stay.
+/// Pipes HAProxy may hold for splicing (its default, a quarter of maxconn,
+/// would push its descriptors past the bench's limit); only the active
+/// connections of a test need one.
+pub const MAX_PIPES: u32 = 1_000;
+
+/// The configuration: HAProxy's own thread count (one per CPU it may run on,
+/// so one when pinned), default buffers, no logging, long client/server
+/// timeouts so idle connections stay, round robin over each route's servers.
 pub fn config(routes: &[Route], splice: bool) -> String {
     let mut c = String::new();
     let _ = write!(
         c,
-        "global\n    nbthread 2\n    maxconn {max}\n\n\
+        "global\n    maxconn {max}\n    maxpipes {MAX_PIPES}\n\n\
          defaults\n    mode tcp\n    maxconn {max}\n    timeout connect 5s\n    \
          timeout client 10m\n    timeout server 10m\n",
         max = PROXY_MAX_CONNECTIONS
@@ -44,11 +50,13 @@ pub fn config(routes: &[Route], splice: bool) -> String {
         let _ = write!(
             c,
             "\nfrontend fe_{name}\n    bind {listen}\n    default_backend be_{name}\n\n\
-             backend be_{name}\n    server s1 {server}\n",
+             backend be_{name}\n    balance roundrobin\n",
             name = r.name,
             listen = r.listen,
-            server = r.server
         );
+        for (i, server) in r.servers.iter().enumerate() {
+            let _ = writeln!(c, "    server s{} {server}", i + 1);
+        }
     }
     c
 }
@@ -85,17 +93,22 @@ mod tests {
         vec![Route {
             name: "web",
             listen: "127.0.0.1:23010".parse().unwrap(),
-            server: "127.0.0.1:23002".parse().unwrap(),
+            servers: vec![
+                "127.0.0.1:23002".parse().unwrap(),
+                "127.0.0.1:23003".parse().unwrap(),
+            ],
         }]
     }
 
     #[test]
-    fn plain_config_is_tcp_mode_two_threads_without_splice() {
+    fn plain_config_is_tcp_mode_round_robin_without_splice() {
         let c = config(&routes(), false);
-        assert!(c.contains("nbthread 2"));
+        assert!(!c.contains("nbthread"), "HAProxy picks its thread count");
         assert!(c.contains("mode tcp"));
         assert!(c.contains("bind 127.0.0.1:23010"));
-        assert!(c.contains("server s1 127.0.0.1:23002"));
+        assert!(c.contains(
+            "balance roundrobin\n    server s1 127.0.0.1:23002\n    server s2 127.0.0.1:23003\n"
+        ));
         assert!(!c.contains("splice"));
     }
 

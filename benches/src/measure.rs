@@ -1,5 +1,6 @@
 //! The measurements, each against one target (a proxy, or the backends
-//! directly): bulk throughput, connection rate, latency, idle memory.
+//! directly): bulk throughput, connection rate with its latency, opening
+//! many connections and small round trips over them, idle memory.
 //!
 //! Each returns plain data; the arithmetic on it is in pure functions at the
 //! bottom so it can be checked without running anything.
@@ -14,6 +15,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::child::run_bounded;
+use crate::echo::{EchoClient, EchoSettings, Opening, RoundTrips};
+use crate::perf::Recording;
 use crate::{iperf, procfs, wrk};
 
 /// How long and how hard each measurement runs.
@@ -23,7 +26,7 @@ pub struct Settings {
     pub rate_seconds: u32,
     /// Concurrent short connections wrk keeps in flight.
     pub rate_connections: u32,
-    pub latency_seconds: u32,
+    pub echo: EchoSettings,
     pub idle_connections: usize,
     /// CPU of every client and server; the proxy gets another one.
     pub client_cpu: Option<usize>,
@@ -31,14 +34,14 @@ pub struct Settings {
 }
 
 /// CPU time a process spends over an interval.
-struct CpuMeter {
+pub struct CpuMeter {
     pid: Option<u32>,
     cpu_start: f64,
     started: Instant,
 }
 
 impl CpuMeter {
-    fn start(pid: Option<u32>) -> Result<CpuMeter> {
+    pub fn start(pid: Option<u32>) -> Result<CpuMeter> {
         let cpu_start = match pid {
             Some(pid) => procfs::cpu_seconds(pid)?,
             None => 0.0,
@@ -51,7 +54,7 @@ impl CpuMeter {
     }
 
     /// (CPU seconds of the process, wall seconds) since `start`.
-    fn stop(self) -> Result<(Option<f64>, f64)> {
+    pub fn stop(self) -> Result<(Option<f64>, f64)> {
         let wall = self.started.elapsed().as_secs_f64();
         let cpu = match self.pid {
             Some(pid) => Some(procfs::cpu_seconds(pid)? - self.cpu_start),
@@ -108,6 +111,9 @@ pub struct ConnectionRate {
     pub connections: u64,
     pub seconds: f64,
     pub per_second: f64,
+    /// Latency of the requests under this load (connect to last byte).
+    pub p50_us: f64,
+    pub p99_us: f64,
     pub socket_errors: u64,
     pub non_2xx: u64,
     pub proxy_cpu_seconds: Option<f64>,
@@ -121,6 +127,7 @@ pub fn connection_rate(
     proxy: Option<u32>,
     s: &Settings,
     dir: &Path,
+    perf: Option<Recording>,
 ) -> Result<ConnectionRate> {
     let spec = wrk::client(
         "wrk-rate",
@@ -130,6 +137,7 @@ pub fn connection_rate(
         wrk::Mode::ShortConnections,
         s.client_cpu,
     );
+    let recording = perf.map(|p| p.start(dir, s.rate_seconds)).transpose()?;
     let meter = CpuMeter::start(proxy)?;
     let done = run_bounded(
         &spec,
@@ -137,12 +145,17 @@ pub fn connection_rate(
         Duration::from_secs(u64::from(s.rate_seconds) + 15),
     )?;
     let (cpu, wall) = meter.stop()?;
+    if let Some(recording) = recording {
+        recording.finish()?;
+    }
     let r = wrk::parse_output(&done.stdout)
         .with_context(|| format!("wrk exited {}: {}", done.status, done.stderr))?;
     Ok(ConnectionRate {
         connections: r.requests,
         seconds: r.seconds,
         per_second: r.requests_per_second,
+        p50_us: r.p50_us,
+        p99_us: r.p99_us,
         socket_errors: r.socket_errors,
         non_2xx: r.non_2xx,
         proxy_cpu_seconds: cpu,
@@ -150,40 +163,70 @@ pub fn connection_rate(
     })
 }
 
+/// Opening many connections, then small round trips on some of them.
 #[derive(Debug, Clone, Serialize)]
-pub struct Latency {
-    pub requests: u64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub socket_errors: u64,
-    pub non_2xx: u64,
+pub struct Exchanges {
+    pub opening: Opening,
+    pub round_trips: RoundTrips,
+    /// Proxy CPU over the round-trip phase.
+    pub proxy_cpu_seconds: Option<f64>,
+    /// Round trips per second per fully busy proxy core.
+    pub per_proxy_core: Option<f64>,
 }
 
-/// One keep-alive connection, one request at a time: the time a small
-/// request/response takes with nothing else queued.
-pub fn latency(target: SocketAddr, s: &Settings, dir: &Path) -> Result<Latency> {
-    let spec = wrk::client(
-        "wrk-latency",
-        target,
-        1,
-        s.latency_seconds,
-        wrk::Mode::KeepAlive,
-        s.client_cpu,
-    );
-    let done = run_bounded(
-        &spec,
-        dir,
-        Duration::from_secs(u64::from(s.latency_seconds) + 15),
-    )?;
-    let r = wrk::parse_output(&done.stdout)
-        .with_context(|| format!("wrk exited {}: {}", done.status, done.stderr))?;
-    Ok(Latency {
-        requests: r.requests,
-        p50_us: r.p50_us,
-        p99_us: r.p99_us,
-        socket_errors: r.socket_errors,
-        non_2xx: r.non_2xx,
+/// Opens `s.echo.open` connections to the echo servers through `target`,
+/// then runs round trips on `s.echo.active` of them.
+/// How long a profile of the opening phase records: the opening takes well
+/// under a second at the rates seen.
+const OPENING_PROFILE_SECONDS: u32 = 2;
+
+/// `perf` gets one recording of the opening phase and one of the round
+/// trips (`open` and `echo` in its output name).
+pub fn exchanges(
+    target: SocketAddr,
+    proxy: Option<u32>,
+    s: &Settings,
+    dir: &Path,
+    perf: Option<(Recording, Recording)>,
+) -> Result<Exchanges> {
+    let fds_before = proxy.map(procfs::open_fds).transpose()?;
+    let (perf_open, perf_echo) = perf.unzip();
+    let recording = perf_open
+        .map(|p| p.start(dir, OPENING_PROFILE_SECONDS))
+        .transpose()?;
+    let (mut client, opening) = EchoClient::open(target, &s.echo)?;
+    if let Some(recording) = recording {
+        recording.finish()?;
+    }
+    let recording = perf_echo
+        .map(|p| p.start(dir, s.echo.seconds))
+        .transpose()?;
+    let meter = CpuMeter::start(proxy)?;
+    let round_trips = client.exchange()?;
+    let (cpu, wall) = meter.stop()?;
+    if let Some(recording) = recording {
+        recording.finish()?;
+    }
+    drop(client);
+    if let (Some(pid), Some(before)) = (proxy, fds_before) {
+        wait_for_fds_below(pid, before + 16, Duration::from_secs(10))?;
+    }
+    Ok(Exchanges {
+        per_proxy_core: cpu.and_then(|cpu| per_core_rate(round_trips.per_second, cpu, wall)),
+        opening,
+        round_trips,
+        proxy_cpu_seconds: cpu,
     })
+}
+
+/// Lets the proxy close its side of connections the client closed, so the
+/// next measurement starts from a quiet proxy.
+fn wait_for_fds_below(pid: u32, limit: usize, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while procfs::open_fds(pid)? > limit && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -227,11 +270,7 @@ pub fn idle_memory(target: SocketAddr, proxy: u32, count: usize) -> Result<IdleM
     let rss_after_kib = procfs::rss_kib(proxy)?;
     let proxy_fds_after = procfs::open_fds(proxy)?;
     drop(held);
-    // Let the proxy close its side before the next test uses it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while procfs::open_fds(proxy)? > proxy_fds_before + 16 && Instant::now() < deadline {
-        sleep(Duration::from_millis(50));
-    }
+    wait_for_fds_below(proxy, proxy_fds_before + 16, Duration::from_secs(10))?;
     Ok(IdleMemory {
         connections: count,
         rss_before_kib,

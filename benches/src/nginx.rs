@@ -18,9 +18,9 @@ use crate::proxy::{Proxy, Route};
 /// Where Debian's libnginx-mod-stream installs the module.
 pub const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
-/// Size of the static page: like nginx's default welcome page, small enough
-/// that connection setup dominates the request.
-pub const PAGE_BYTES: usize = 612;
+/// Size of the static page: a small response (1 KiB), so that connection
+/// setup dominates the request.
+pub const PAGE_BYTES: usize = 1024;
 
 /// Settings shared by both roles: a single foreground process that may hold
 /// the idle-memory test's connections (one descriptor each for the backend,
@@ -28,18 +28,23 @@ pub const PAGE_BYTES: usize = 612;
 fn common(prefix: &Path) -> String {
     let p = prefix.display();
     format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\nworker_rlimit_nofile 20000;\n\
+        "daemon off;\nmaster_process off;\nworker_processes 1;\nworker_rlimit_nofile 50000;\n\
          pid {p}/nginx.pid;\nerror_log {p}/error.log warn;\n\
-         events {{\n    worker_connections 16000;\n}}\n"
+         events {{\n    worker_connections 20000;\n}}\n"
     )
 }
 
-/// The HTTP backend. Idle connections that never send a request must stay
-/// open through the memory test, hence the long header timeout; keep-alive
-/// has no request cap so the latency run keeps one connection.
-pub fn backend_config(listen: SocketAddr, prefix: &Path) -> String {
+/// The HTTP backend, one server block listening on every address in
+/// `listen` (each is one server of the proxies' round robin). Idle
+/// connections that never send a request must stay open through the memory
+/// test, hence the long header timeout; keep-alive has no request cap.
+pub fn backend_config(listen: &[SocketAddr], prefix: &Path) -> String {
     let p = prefix.display();
     let mut c = common(prefix);
+    let listen: String = listen
+        .iter()
+        .map(|a| format!("        listen {a} backlog=4096;\n"))
+        .collect();
     let _ = write!(
         c,
         "http {{\n    access_log off;\n    default_type text/html;\n    \
@@ -47,24 +52,29 @@ pub fn backend_config(listen: SocketAddr, prefix: &Path) -> String {
          client_body_temp_path {p}/tmp/body;\n    proxy_temp_path {p}/tmp/proxy;\n    \
          fastcgi_temp_path {p}/tmp/fastcgi;\n    uwsgi_temp_path {p}/tmp/uwsgi;\n    \
          scgi_temp_path {p}/tmp/scgi;\n    \
-         server {{\n        listen {listen} backlog=4096;\n        root {p}/www;\n        \
+         server {{\n{listen}        root {p}/www;\n        \
          location / {{\n            index index.html;\n        }}\n    }}\n}}\n"
     );
     c
 }
 
-/// The `stream` proxy under test: one server block per route, defaults
-/// otherwise (16 KiB proxy buffer, no splice: nginx stream has none).
+/// The `stream` proxy under test: an upstream (round robin, nginx's
+/// default) and a server block per route, defaults otherwise (16 KiB proxy
+/// buffer, no splice: nginx stream has none).
 pub fn stream_config(routes: &[Route], prefix: &Path) -> String {
     let mut c = format!("load_module {STREAM_MODULE};\n");
     c.push_str(&common(prefix));
     c.push_str("stream {\n");
     for r in routes {
+        let _ = writeln!(c, "    upstream {} {{", r.name);
+        for server in &r.servers {
+            let _ = writeln!(c, "        server {server};");
+        }
         let _ = write!(
             c,
-            "    server {{\n        listen {} backlog=4096;\n        proxy_pass {};\n        \
+            "    }}\n    server {{\n        listen {} backlog=4096;\n        proxy_pass {};\n        \
              proxy_timeout 10m;\n    }}\n",
-            r.listen, r.server
+            r.listen, r.name
         );
     }
     c.push_str("}\n");
@@ -103,15 +113,16 @@ fn start(
 }
 
 /// Starts the HTTP backend with its page under `prefix`.
-pub fn start_backend(listen: SocketAddr, prefix: &Path, cpu: Option<usize>) -> Result<Child> {
+pub fn start_backend(listen: &[SocketAddr], prefix: &Path, cpu: Option<usize>) -> Result<Child> {
     fs::create_dir_all(prefix.join("www"))
         .with_context(|| format!("creating {}", prefix.display()))?;
     fs::write(prefix.join("www/index.html"), page()).context("writing the static page")?;
+    let ports: Vec<u16> = listen.iter().map(|a| a.port()).collect();
     start(
         "nginx-backend",
         &backend_config(listen, prefix),
         prefix,
-        &[listen.port()],
+        &ports,
         cpu,
     )
 }
@@ -171,8 +182,14 @@ mod tests {
 
     #[test]
     fn backend_keeps_idle_connections_and_stays_in_its_prefix() {
-        let c = backend_config("127.0.0.1:23002".parse().unwrap(), Path::new("/x/nb"));
-        assert!(c.contains("listen 127.0.0.1:23002 backlog=4096;"));
+        let listen = [
+            "127.0.0.1:23002".parse().unwrap(),
+            "127.0.0.1:23003".parse().unwrap(),
+        ];
+        let c = backend_config(&listen, Path::new("/x/nb"));
+        assert!(c.contains(
+            "listen 127.0.0.1:23002 backlog=4096;\n        listen 127.0.0.1:23003 backlog=4096;\n"
+        ));
         assert!(c.contains("client_header_timeout 600s;"));
         assert!(c.contains("master_process off;"));
         assert!(c.contains("root /x/nb/www;"));
@@ -183,15 +200,19 @@ mod tests {
     #[test]
     fn stream_config_loads_the_module_and_proxies_each_route() {
         let routes = [Route {
-            name: "bulk",
+            name: "web",
             listen: "127.0.0.1:23013".parse().unwrap(),
-            server: "127.0.0.1:23001".parse().unwrap(),
+            servers: vec![
+                "127.0.0.1:23002".parse().unwrap(),
+                "127.0.0.1:23003".parse().unwrap(),
+            ],
         }];
         let c = stream_config(&routes, Path::new("/x/ns"));
         assert!(c.starts_with(&format!("load_module {STREAM_MODULE};\n")));
-        assert!(
-            c.contains("listen 127.0.0.1:23013 backlog=4096;\n        proxy_pass 127.0.0.1:23001;")
-        );
+        assert!(c.contains(
+            "upstream web {\n        server 127.0.0.1:23002;\n        server 127.0.0.1:23003;\n    }"
+        ));
+        assert!(c.contains("listen 127.0.0.1:23013 backlog=4096;\n        proxy_pass web;"));
         assert!(!c.contains("http {"));
         assert_eq!(c.matches('{').count(), c.matches('}').count());
     }

@@ -1,17 +1,21 @@
-//! The results as a Markdown table (with ratios to a direct connection and to
-//! HAProxy) and as JSON; plus the performance criteria of the data-plane
-//! issue, checked against the figures.
+//! The results as a Markdown table (median and spread over the
+//! repetitions, with the ratio to HAProxy) and as JSON; plus the acceptance
+//! criteria of the request-path issue, checked against the figures.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::measure::Settings;
 use crate::run::TargetResult;
+use crate::stats::Spread;
 
-/// Target names the ratios refer to.
+/// Target names the ratios and criteria refer to.
 pub const DIRECT: &str = "direct";
 pub const HAPROXY: &str = "haproxy";
+pub const HAPROXY_SPLICE: &str = "haproxy-splice";
+pub const NGINX_STREAM: &str = "nginx-stream";
 pub const COEXIST: &str = "coexist";
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,8 +32,19 @@ pub struct Report {
     pub load_average: [Option<f64>; 2],
     pub tools: Vec<Tool>,
     pub settings: Settings,
-    pub targets: Vec<TargetResult>,
+    /// Every repetition's results, target by target.
+    pub repetitions: Vec<Vec<TargetResult>>,
+    /// Median and spread of every figure, by target then metric key.
+    pub summary: Vec<TargetSummary>,
     pub criteria: Vec<Criterion>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetSummary {
+    pub name: String,
+    /// Why the target did not run, when it never did.
+    pub skipped: Option<String>,
+    pub figures: BTreeMap<&'static str, Spread>,
 }
 
 impl Report {
@@ -38,15 +53,17 @@ impl Report {
         load_average: [Option<f64>; 2],
         tools: Vec<Tool>,
         settings: Settings,
-        targets: Vec<TargetResult>,
+        repetitions: Vec<Vec<TargetResult>>,
     ) -> Report {
-        let criteria = criteria(&targets);
+        let summary = summarise(&repetitions);
+        let criteria = criteria(&summary);
         Report {
             machine,
             load_average,
             tools,
             settings,
-            targets,
+            repetitions,
+            summary,
             criteria,
         }
     }
@@ -54,51 +71,109 @@ impl Report {
 
 /// One row of the table.
 struct Metric {
-    label: &'static str,
+    /// Stable name in the JSON summary.
+    key: &'static str,
+    label: fn(&Settings) -> String,
     higher_is_better: bool,
     decimals: usize,
     value: fn(&TargetResult) -> Option<f64>,
 }
 
+const BULK_1: &str = "bulk_1_gbit_per_second";
+const BULK_8: &str = "bulk_8_gbit_per_second";
+const RATE: &str = "connections_per_second";
+const RATE_PER_CORE: &str = "connections_per_second_per_proxy_core";
+const P50: &str = "latency_p50_us";
+const P99: &str = "latency_p99_us";
+const OPENING: &str = "opening_connections_per_second";
+const ECHO: &str = "echo_round_trips_per_second";
+const ECHO_PER_CORE: &str = "echo_round_trips_per_second_per_proxy_core";
+const MEMORY: &str = "memory_per_idle_connection_kib";
+const CPU_PER_GIB: &str = "proxy_cpu_seconds_per_gib";
+
 const METRICS: &[Metric] = &[
     Metric {
-        label: "Bulk, 1 stream (Gbit/s)",
+        key: BULK_1,
+        label: |_| "Bulk, 1 stream (Gbit/s)".into(),
         higher_is_better: true,
         decimals: 2,
         value: |t| t.bulk_1.as_ref().map(|b| b.gbit_per_second),
     },
     Metric {
-        label: "Bulk, 8 streams (Gbit/s)",
+        key: BULK_8,
+        label: |_| "Bulk, 8 streams (Gbit/s)".into(),
         higher_is_better: true,
         decimals: 2,
         value: |t| t.bulk_8.as_ref().map(|b| b.gbit_per_second),
     },
     Metric {
-        label: "New connections/s",
+        key: RATE,
+        label: |s| {
+            format!(
+                "New connections/s ({} concurrent, Connection: close, {} B responses)",
+                s.rate_connections,
+                crate::nginx::PAGE_BYTES
+            )
+        },
         higher_is_better: true,
         decimals: 0,
         value: |t| t.connection_rate.as_ref().map(|r| r.per_second),
     },
     Metric {
-        label: "New connections/s per proxy core",
+        key: RATE_PER_CORE,
+        label: |_| "New connections/s per proxy core".into(),
         higher_is_better: true,
         decimals: 0,
         value: |t| t.connection_rate.as_ref().and_then(|r| r.per_proxy_core),
     },
     Metric {
-        label: "Latency p50 (µs)",
+        key: P50,
+        label: |_| "Latency p50 under that load (µs)".into(),
         higher_is_better: false,
         decimals: 0,
-        value: |t| t.latency.as_ref().map(|l| l.p50_us),
+        value: |t| t.connection_rate.as_ref().map(|r| r.p50_us),
     },
     Metric {
-        label: "Latency p99 (µs)",
+        key: P99,
+        label: |_| "Latency p99 under that load (µs)".into(),
         higher_is_better: false,
         decimals: 0,
-        value: |t| t.latency.as_ref().map(|l| l.p99_us),
+        value: |t| t.connection_rate.as_ref().map(|r| r.p99_us),
     },
     Metric {
-        label: "Memory per idle connection (KiB)",
+        key: OPENING,
+        label: |s| {
+            format!(
+                "Opening {} connections ({} at a time), connections/s",
+                s.echo.open, s.echo.open_in_flight
+            )
+        },
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| t.exchanges.as_ref().map(|e| e.opening.per_second),
+    },
+    Metric {
+        key: ECHO,
+        label: |s| {
+            format!(
+                "{} B echo round trips/s, {} active of {} open",
+                s.echo.message_bytes, s.echo.active, s.echo.open
+            )
+        },
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| t.exchanges.as_ref().map(|e| e.round_trips.per_second),
+    },
+    Metric {
+        key: ECHO_PER_CORE,
+        label: |_| "Echo round trips/s per proxy core".into(),
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| t.exchanges.as_ref().and_then(|e| e.per_proxy_core),
+    },
+    Metric {
+        key: MEMORY,
+        label: |_| "Memory per idle connection (KiB)".into(),
         higher_is_better: false,
         decimals: 2,
         value: |t| {
@@ -108,50 +183,79 @@ const METRICS: &[Metric] = &[
         },
     },
     Metric {
-        label: "Proxy CPU per GiB of bulk (s)",
+        key: CPU_PER_GIB,
+        label: |_| "Proxy CPU per GiB of bulk (s)".into(),
         higher_is_better: false,
         decimals: 3,
         value: |t| t.cpu_seconds_per_gib,
     },
 ];
 
-fn find<'a>(targets: &'a [TargetResult], name: &str) -> Option<&'a TargetResult> {
-    targets
+/// Targets in the order they ran, each with the spread of every figure.
+fn summarise(repetitions: &[Vec<TargetResult>]) -> Vec<TargetSummary> {
+    let mut names: Vec<&str> = Vec::new();
+    for result in repetitions.iter().flatten() {
+        if !names.contains(&result.name.as_str()) {
+            names.push(&result.name);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let runs: Vec<&TargetResult> = repetitions
+                .iter()
+                .flatten()
+                .filter(|t| t.name == name)
+                .collect();
+            let ran: Vec<&TargetResult> = runs
+                .iter()
+                .copied()
+                .filter(|t| t.skipped.is_none())
+                .collect();
+            let figures = METRICS
+                .iter()
+                .filter_map(|m| {
+                    let values: Vec<f64> = ran.iter().filter_map(|t| (m.value)(t)).collect();
+                    Spread::of(&values).map(|s| (m.key, s))
+                })
+                .collect();
+            TargetSummary {
+                name: name.to_owned(),
+                skipped: ran
+                    .is_empty()
+                    .then(|| runs.iter().find_map(|t| t.skipped.clone()))
+                    .flatten(),
+                figures,
+            }
+        })
+        .collect()
+}
+
+fn find<'a>(summary: &'a [TargetSummary], name: &str) -> Option<&'a TargetSummary> {
+    summary
         .iter()
         .find(|t| t.name == name && t.skipped.is_none())
 }
 
-fn ratio(value: f64, reference: Option<f64>) -> Option<f64> {
-    reference.filter(|r| *r != 0.0).map(|r| value / r)
+fn figure(summary: &[TargetSummary], target: &str, key: &str) -> Option<Spread> {
+    find(summary, target).and_then(|t| t.figures.get(key).copied())
 }
 
-/// A cell: the value, then its ratio to direct (d) and to HAProxy (h) where
-/// both exist and the target is not that reference itself.
-fn cell(
-    metric: &Metric,
-    target: &TargetResult,
-    direct: Option<f64>,
-    haproxy: Option<f64>,
-) -> String {
-    let Some(value) = (metric.value)(target) else {
+/// A cell: the median, the spread over the repetitions, and the ratio of
+/// the medians to HAProxy (not on HAProxy's own column nor on direct).
+fn cell(metric: &Metric, target: &TargetSummary, haproxy: Option<Spread>) -> String {
+    let Some(spread) = target.figures.get(metric.key) else {
         return "–".into();
     };
-    let mut cell = format!("{value:.*}", metric.decimals);
-    let mut ratios = Vec::new();
-    // The direct column is the reference itself: its figures stand alone.
-    if target.name == DIRECT {
-        return cell;
+    let d = metric.decimals;
+    let mut cell = format!("{:.d$}", spread.median);
+    if spread.runs > 1 {
+        let _ = write!(cell, " ({:.d$}–{:.d$})", spread.min, spread.max);
     }
-    if let Some(r) = ratio(value, direct) {
-        ratios.push(format!("{r:.2}× d"));
-    }
-    if target.name != HAPROXY {
-        if let Some(r) = ratio(value, haproxy) {
-            ratios.push(format!("{r:.2}× h"));
+    if target.name != HAPROXY && target.name != DIRECT {
+        if let Some(h) = haproxy.filter(|h| h.median != 0.0) {
+            let _ = write!(cell, " {:.2}× h", spread.median / h.median);
         }
-    }
-    if !ratios.is_empty() {
-        let _ = write!(cell, " ({})", ratios.join(", "));
     }
     cell
 }
@@ -173,19 +277,19 @@ pub fn markdown(report: &Report) -> String {
     let cpu = |c: Option<usize>| c.map_or("unpinned".to_string(), |c| format!("CPU {c}"));
     let _ = writeln!(
         out,
-        "- proxy on {}, clients and servers on {}; bulk {} s per run, connection rate {} s with {} \
-         concurrent, latency {} s on one connection, {} idle connections\n",
+        "- proxy on {}, clients and servers on {}; {} repetition(s), targets interleaved; bulk {} s \
+         per run, connection rate {} s, echo {} s, {} idle connections\n",
         cpu(s.proxy_cpu),
         cpu(s.client_cpu),
+        report.repetitions.len(),
         s.bulk_seconds,
         s.rate_seconds,
-        s.rate_connections,
-        s.latency_seconds,
+        s.echo.seconds,
         s.idle_connections
     );
 
-    let shown: Vec<&TargetResult> = report
-        .targets
+    let shown: Vec<&TargetSummary> = report
+        .summary
         .iter()
         .filter(|t| t.skipped.is_none())
         .collect();
@@ -198,97 +302,231 @@ pub fn markdown(report: &Report) -> String {
         out.push_str("---|");
     }
     out.push('\n');
-    let direct = find(&report.targets, DIRECT);
-    let haproxy = find(&report.targets, HAPROXY);
     for metric in METRICS {
-        let d = direct.and_then(metric.value);
-        let h = haproxy.and_then(metric.value);
+        if shown.iter().all(|t| !t.figures.contains_key(metric.key)) {
+            continue;
+        }
+        let h = figure(&report.summary, HAPROXY, metric.key);
         let better = if metric.higher_is_better {
             "higher"
         } else {
             "lower"
         };
-        let _ = write!(out, "| {} | {better} |", metric.label);
+        let _ = write!(out, "| {} | {better} |", (metric.label)(s));
         for t in &shown {
-            let _ = write!(out, " {} |", cell(metric, t, d, h));
+            let _ = write!(out, " {} |", cell(metric, t, h));
         }
         out.push('\n');
     }
     out.push_str(
-        "\n(x× d) is the ratio to the direct connection, (x× h) to HAProxy without splice; \
-         \"better\" says which way is good. Per-core rate = connections/s divided by the proxy's \
-         busy fraction of a core over the run. Memory = proxy RSS growth / idle connections.\n",
+        "\nEach cell: median (min–max over the repetitions), then the ratio of the medians to \
+         HAProxy without splice (× h); \"better\" says which way is good. Per-core figures divide \
+         by the proxy's busy fraction of a core over the measurement. Latency is wrk's, connect \
+         to last byte, during the connection-rate run. Memory = proxy RSS growth / idle \
+         connections.\n",
     );
-    for t in &report.targets {
-        if let Some(reason) = &t.skipped {
-            let _ = writeln!(out, "- {}: skipped: {reason}", t.name);
-        }
-        for e in &t.errors {
-            let _ = writeln!(out, "- {}: {e}", t.name);
+    for t in report.summary.iter().filter(|t| t.skipped.is_some()) {
+        let _ = writeln!(
+            out,
+            "- {}: skipped: {}",
+            t.name,
+            t.skipped.as_deref().unwrap_or("")
+        );
+    }
+    for (i, run) in report.repetitions.iter().enumerate() {
+        for t in run {
+            for e in &t.errors {
+                let _ = writeln!(out, "- {} (repetition {}): {e}", t.name, i + 1);
+            }
         }
     }
     if !report.criteria.is_empty() {
-        out.push_str("\n| criterion (issue 2) | coexist | haproxy | result |\n|---|---|---|---|\n");
+        out.push_str(
+            "\n| criterion (issue 13) | coexist | reference | result |\n|---|---|---|---|\n",
+        );
         for c in &report.criteria {
-            let fmt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
-            let result = match c.pass {
-                Some(true) => "pass",
-                Some(false) => "FAIL",
-                None => "not measured",
+            let fmt = |v: Option<Spread>| {
+                v.map_or("–".into(), |v| {
+                    if v.runs > 1 {
+                        format!("{:.2} ({:.2}–{:.2})", v.median, v.min, v.max)
+                    } else {
+                        format!("{:.2}", v.median)
+                    }
+                })
+            };
+            let reference = match (&c.reference, c.threshold) {
+                (Some(r), _) => format!("{}: {}", r.target, fmt(Some(r.spread))),
+                (None, Some(t)) => format!("{t:.2}"),
+                (None, None) => "–".into(),
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {result} |",
+                "| {} | {} | {reference} | {} |",
                 c.name,
                 fmt(c.coexist),
-                fmt(c.haproxy)
+                c.verdict.as_str()
             );
         }
+        out.push_str(
+            "\n\"pass\": the medians meet the criterion and so does every repetition against \
+             every other (coexist's worst against the reference's best); \"within noise\": the \
+             medians meet it but the spreads overlap the bound, so it is not met.\n",
+        );
     }
     out
 }
 
-/// A performance requirement of coexist relative to HAProxy (plain).
+/// What coexist is compared with in a criterion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reference {
+    pub target: String,
+    pub spread: Spread,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Met by the medians and beyond the run-to-run spread.
+    Pass,
+    /// Met by the medians only: not met.
+    WithinNoise,
+    Fail,
+    NotMeasured,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::WithinNoise => "within noise",
+            Verdict::Fail => "FAIL",
+            Verdict::NotMeasured => "not measured",
+        }
+    }
+}
+
+/// A performance requirement on coexist: relative to a peer (`factor` ×
+/// the peer's figure) or to an absolute `threshold`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Criterion {
     pub name: String,
-    pub coexist: Option<f64>,
-    pub haproxy: Option<f64>,
-    /// `None` when either side was not measured.
-    pub pass: Option<bool>,
+    pub coexist: Option<Spread>,
+    pub reference: Option<Reference>,
+    pub threshold: Option<f64>,
+    pub verdict: Verdict,
 }
 
-/// The data-plane issue's acceptance figures: bulk at 8 streams ≥ 1.3× HAProxy,
-/// connection rate per proxy core ≥ HAProxy, idle memory per connection ≤ HAProxy.
-pub fn criteria(targets: &[TargetResult]) -> Vec<Criterion> {
-    let c = find(targets, COEXIST);
-    let h = find(targets, HAPROXY);
-    let row = |name: &str, metric: usize, holds: fn(f64, f64) -> bool| {
-        let coexist = c.and_then(METRICS[metric].value);
-        let haproxy = h.and_then(METRICS[metric].value);
+/// How a criterion's bound is set.
+enum Bound<'a> {
+    /// `factor` × the figure of target `peer`.
+    Peer(&'a str, f64),
+    Absolute(f64),
+}
+
+/// The request-path issue's acceptance figures.
+pub fn criteria(summary: &[TargetSummary]) -> Vec<Criterion> {
+    let row = |name: &str, key: &str, bound: Bound<'_>| {
+        let metric = METRICS
+            .iter()
+            .find(|m| m.key == key)
+            .expect("criteria name known metrics");
+        let coexist = figure(summary, COEXIST, key);
+        let (reference, threshold, bounds) = match bound {
+            Bound::Peer(peer, factor) => {
+                let r = figure(summary, peer, key);
+                let bounds = r.map(|r| (factor * r.median, factor * r.min, factor * r.max));
+                let reference = r.map(|spread| Reference {
+                    target: peer.to_owned(),
+                    spread,
+                });
+                (reference, None, bounds)
+            }
+            Bound::Absolute(t) => (None, Some(t), Some((t, t, t))),
+        };
+        let verdict = match (coexist, bounds) {
+            (Some(c), Some(b)) => verdict(c, b, metric.higher_is_better),
+            _ => Verdict::NotMeasured,
+        };
         Criterion {
             name: name.into(),
             coexist,
-            haproxy,
-            pass: coexist.zip(haproxy).map(|(c, h)| holds(c, h)),
+            reference,
+            threshold,
+            verdict,
         }
     };
     vec![
-        row("bulk 8 streams (Gbit/s) ≥ 1.3 × HAProxy", 1, |c, h| {
-            c >= 1.3 * h
-        }),
-        row("new connections/s per proxy core ≥ HAProxy", 3, |c, h| {
-            c >= h
-        }),
-        row("memory per idle connection (KiB) ≤ HAProxy", 6, |c, h| {
-            c <= h
-        }),
+        row(
+            "new connections/s per proxy core ≥ 1.25 × HAProxy",
+            RATE_PER_CORE,
+            Bound::Peer(HAPROXY, 1.25),
+        ),
+        row(
+            "new connections/s per proxy core ≥ 1.15 × nginx stream",
+            RATE_PER_CORE,
+            Bound::Peer(NGINX_STREAM, 1.15),
+        ),
+        row(
+            "echo round trips/s ≥ 1.10 × HAProxy",
+            ECHO,
+            Bound::Peer(HAPROXY, 1.10),
+        ),
+        row(
+            "echo round trips/s ≥ HAProxy with forced splice",
+            ECHO,
+            Bound::Peer(HAPROXY_SPLICE, 1.0),
+        ),
+        row(
+            "opening connections/s ≥ HAProxy",
+            OPENING,
+            Bound::Peer(HAPROXY, 1.0),
+        ),
+        row(
+            "latency p50 under load ≤ HAProxy",
+            P50,
+            Bound::Peer(HAPROXY, 1.0),
+        ),
+        row(
+            "latency p99 under load ≤ HAProxy",
+            P99,
+            Bound::Peer(HAPROXY, 1.0),
+        ),
+        row(
+            "bulk 1 stream ≥ 1.2 × HAProxy",
+            BULK_1,
+            Bound::Peer(HAPROXY, 1.2),
+        ),
+        row(
+            "bulk 8 streams ≥ 1.2 × HAProxy",
+            BULK_8,
+            Bound::Peer(HAPROXY, 1.2),
+        ),
+        row(
+            "memory per idle connection ≤ 2.1 KiB",
+            MEMORY,
+            Bound::Absolute(2.1),
+        ),
     ]
+}
+
+/// `bound` is (median, min, max) of the bound itself.
+fn verdict(c: Spread, (median, min, max): (f64, f64, f64), higher_is_better: bool) -> Verdict {
+    let (met, clear) = if higher_is_better {
+        (c.median >= median, c.min >= max)
+    } else {
+        (c.median <= median, c.max <= min)
+    };
+    match (met, clear) {
+        (true, true) => Verdict::Pass,
+        (true, false) => Verdict::WithinNoise,
+        (false, _) => Verdict::Fail,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::echo::EchoSettings;
     use crate::measure::{Bulk, ConnectionRate, IdleMemory};
 
     fn target(
@@ -310,6 +548,8 @@ mod tests {
                 connections: 1000,
                 seconds: 1.0,
                 per_second: 1000.0,
+                p50_us: 4000.0,
+                p99_us: 9000.0,
                 socket_errors: 0,
                 non_2xx: 0,
                 proxy_cpu_seconds: None,
@@ -331,51 +571,124 @@ mod tests {
         Settings {
             bulk_seconds: 3,
             rate_seconds: 3,
-            rate_connections: 32,
-            latency_seconds: 2,
+            rate_connections: 50,
+            echo: EchoSettings {
+                open: 7500,
+                open_in_flight: 100,
+                active: 750,
+                message_bytes: 512,
+                seconds: 5,
+            },
             idle_connections: 5000,
             client_cpu: Some(0),
             proxy_cpu: Some(1),
         }
     }
 
+    fn criterion<'a>(report: &'a [Criterion], prefix: &str) -> &'a Criterion {
+        report.iter().find(|c| c.name.starts_with(prefix)).unwrap()
+    }
+
     #[test]
-    fn criteria_compare_coexist_with_plain_haproxy() {
-        // Input: coexist 26 vs HAProxy 20 Gbit/s (1.3×), 9,000 vs 10,000
-        // conn/s per core, 3,000 vs 3,400 bytes per idle connection.
-        let targets = vec![
-            target("direct", 40.0, None, None),
-            target("coexist", 26.0, Some(9_000.0), Some(3_000.0)),
-            target("haproxy", 20.0, Some(10_000.0), Some(3_400.0)),
-        ];
-        let c = criteria(&targets);
-        // Output: bulk passes (exactly 1.3×), rate fails, memory passes.
+    fn verdicts_need_the_medians_and_the_spreads() {
+        let spread = |median, min, max| Spread {
+            median,
+            min,
+            max,
+            runs: 3,
+        };
+        // Higher is better; bound 100 (90–110).
+        let bound = (100.0, 90.0, 110.0);
         assert_eq!(
-            c.iter().map(|c| c.pass).collect::<Vec<_>>(),
-            [Some(true), Some(false), Some(true)]
+            verdict(spread(120.0, 111.0, 130.0), bound, true),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(spread(105.0, 95.0, 130.0), bound, true),
+            Verdict::WithinNoise
+        );
+        assert_eq!(
+            verdict(spread(99.0, 95.0, 130.0), bound, true),
+            Verdict::Fail
+        );
+        // Lower is better: coexist's worst run must beat the bound's best.
+        assert_eq!(
+            verdict(spread(80.0, 70.0, 89.0), bound, false),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(spread(80.0, 70.0, 95.0), bound, false),
+            Verdict::WithinNoise
+        );
+        assert_eq!(
+            verdict(spread(101.0, 70.0, 95.0), bound, false),
+            Verdict::Fail
         );
     }
 
     #[test]
-    fn criteria_unmeasured_without_haproxy() {
-        let targets = vec![target("coexist", 26.0, Some(9_000.0), Some(3_000.0))];
-        assert!(criteria(&targets).iter().all(|c| c.pass.is_none()));
+    fn criteria_over_repetitions() {
+        // Input: three repetitions; coexist's per-core rate 13,000–13,400
+        // against HAProxy's 10,000–10,200 and nginx's 11,900–12,000.
+        let run = |c: f64, h: f64, n: f64| {
+            vec![
+                target("coexist", 26.0, Some(c), Some(2000.0)),
+                target("haproxy", 20.0, Some(h), Some(3000.0)),
+                target("nginx-stream", 18.0, Some(n), Some(2500.0)),
+            ]
+        };
+        let reps = vec![
+            run(13_000.0, 10_000.0, 11_900.0),
+            run(13_200.0, 10_200.0, 12_000.0),
+            run(13_400.0, 10_100.0, 11_950.0),
+        ];
+        let report = Report::new("m".into(), [None, None], vec![], settings(), reps);
+        let c = &report.criteria;
+        // Output: ≥ 1.25 × HAProxy holds for every pair of runs (13,000 ≥
+        // 12,750); ≥ 1.15 × nginx only by the medians (13,200 ≥ 13,743 fails).
+        assert_eq!(
+            criterion(c, "new connections/s per proxy core ≥ 1.25").verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            criterion(c, "new connections/s per proxy core ≥ 1.15").verdict,
+            Verdict::Fail
+        );
+        // Bulk 8: 26 vs 1.2 × 20 = 24, identical runs: pass.
+        assert_eq!(criterion(c, "bulk 8").verdict, Verdict::Pass);
+        // 2000 B = 1.95 KiB ≤ 2.1.
+        assert_eq!(criterion(c, "memory").verdict, Verdict::Pass);
+        // Latency: equal medians meet "≤" and, with no spread, clearly.
+        assert_eq!(criterion(c, "latency p50").verdict, Verdict::Pass);
+        // No echo figures, no HAProxy with splice: not measured.
+        assert_eq!(
+            criterion(c, "echo round trips/s ≥ HAProxy with").verdict,
+            Verdict::NotMeasured
+        );
     }
 
     #[test]
-    fn table_shows_ratios_to_direct_and_haproxy() {
-        let targets = vec![
-            target("direct", 40.0, None, None),
-            target("coexist", 30.0, Some(12_000.0), Some(2048.0)),
-            target("haproxy", 20.0, Some(10_000.0), Some(3072.0)),
-            TargetResult::skipped("nginx-stream", "nginx is not installed".into()),
+    fn table_shows_median_spread_and_ratio_to_haproxy() {
+        let reps = vec![
+            vec![
+                target("direct", 40.0, None, None),
+                target("coexist", 30.0, Some(12_000.0), Some(2048.0)),
+                target("haproxy", 20.0, Some(10_000.0), Some(3072.0)),
+                TargetResult::skipped("nginx-stream", "nginx is not installed".into()),
+            ],
+            vec![
+                target("direct", 42.0, None, None),
+                target("coexist", 32.0, Some(12_400.0), Some(2048.0)),
+                target("haproxy", 20.0, Some(10_000.0), Some(3072.0)),
+                TargetResult::skipped("nginx-stream", "nginx is not installed".into()),
+            ],
         ];
         let report = Report::new(
             "test machine".into(),
             [Some(0.1), None],
             vec![],
             settings(),
-            targets,
+            reps,
         );
         let md = markdown(&report);
         // Columns only for targets that ran.
@@ -383,18 +696,23 @@ mod tests {
             md.contains("| metric | better | direct | coexist | haproxy |\n"),
             "{md}"
         );
-        // Bulk 8: coexist is 0.75× direct and 1.50× HAProxy; HAProxy 0.50× direct.
+        // Bulk 8: coexist median 31 (30–32), 1.55× HAProxy's 20; direct has no ratio.
         assert!(
-            md.contains("| Bulk, 8 streams (Gbit/s) | higher | 40.00 | 30.00 (0.75× d, 1.50× h) | 20.00 (0.50× d) |"),
+            md.contains("| Bulk, 8 streams (Gbit/s) | higher | 41.00 (40.00–42.00) | 31.00 (30.00–32.00) 1.55× h | 20.00 (20.00–20.00) |"),
             "{md}"
         );
-        // Memory has no direct figure: only the HAProxy ratio.
-        assert!(md.contains("| – | 2.00 (0.67× h) | 3.00 |"), "{md}");
+        // Rows without any figure (bulk 1, echo) are left out.
+        assert!(!md.contains("Bulk, 1 stream"), "{md}");
+        assert!(
+            md.contains("| – | 2.00 (2.00–2.00) 0.67× h | 3.00 (3.00–3.00) |"),
+            "{md}"
+        );
         assert!(md.contains("- nginx-stream: skipped: nginx is not installed"));
         assert!(md.contains("- load average 0.10 at start, ? at end"));
+        assert!(md.contains("2 repetition(s)"));
         assert!(md.contains(
-            "| new connections/s per proxy core ≥ HAProxy | 12000.00 | 10000.00 | pass |"
-        ));
+            "| new connections/s per proxy core ≥ 1.25 × HAProxy | 12200.00 (12000.00–12400.00) | haproxy: 10000.00 (10000.00–10000.00) | FAIL |"
+        ), "{md}");
     }
 
     #[test]
@@ -404,11 +722,15 @@ mod tests {
             [None, None],
             vec![],
             settings(),
-            vec![target("direct", 1.0, None, None)],
+            vec![vec![target("direct", 1.0, None, None)]],
         );
         let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["targets"][0]["name"], "direct");
-        assert_eq!(json["targets"][0]["bulk_8"]["gbit_per_second"], 1.0);
-        assert_eq!(json["settings"]["idle_connections"], 5000);
+        assert_eq!(json["repetitions"][0][0]["name"], "direct");
+        assert_eq!(json["repetitions"][0][0]["bulk_8"]["gbit_per_second"], 1.0);
+        assert_eq!(
+            json["summary"][0]["figures"]["bulk_8_gbit_per_second"]["median"],
+            1.0
+        );
+        assert_eq!(json["settings"]["echo"]["open"], 7500);
     }
 }

@@ -10,11 +10,11 @@ use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::admin::{self, AdminContext, VrrpBoard};
+use crate::checker;
 use crate::config::{self, Config, ConfigError};
 use crate::forward::PipePool;
 use crate::frontend::{BindError, Listeners};
 use crate::ha::{Ha, HaError};
-use crate::health;
 use crate::metrics as m;
 use crate::proxy::DataPlane;
 use crate::runtime::{NewServers, Registry, Snapshot};
@@ -23,17 +23,16 @@ use crate::watch::ConfigWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("cannot listen on {address} for the admin endpoint: {source}")]
+    #[error("cannot listen on {address} for the admin endpoint: {error}")]
     Admin {
         address: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Vrrp(#[from] HaError),
     #[error(transparent)]
     UdpBind(#[from] udp::BindError),
@@ -76,7 +75,7 @@ impl Daemon {
             Some(address) => Some(
                 admin::bind(address)
                     .await
-                    .map_err(|source| DaemonError::Admin { address, source })?,
+                    .map_err(|error| DaemonError::Admin { address, error })?,
             ),
             None => None,
         };
@@ -96,7 +95,7 @@ impl Daemon {
         };
         if let Some(listener) = admin_listener {
             if let Ok(address) = listener.local_addr() {
-                tracing::info!("admin endpoint on http://{address} (/metrics, /status)");
+                tracing::info!(%address, "admin endpoint listening (/metrics, /status)");
             }
             tokio::spawn(admin::serve(listener, admin.clone()));
         }
@@ -154,9 +153,11 @@ impl Daemon {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         counter!(m::CONFIG_RELOADS_TOTAL, "result" => outcome).increment(1);
         match &result {
-            Ok(()) => tracing::info!("configuration reloaded from {}", self.path.display()),
+            Ok(()) => tracing::info!(config = %self.path.display(), "configuration reloaded"),
             Err(error) => tracing::error!(
-                "reload rejected, still serving the previous configuration: {error}"
+                config = %self.path.display(),
+                %error,
+                "reload rejected, still serving the previous configuration"
             ),
         }
         result
@@ -199,8 +200,9 @@ impl Daemon {
         let open = tracker.len();
         if open > 0 {
             tracing::info!(
-                "draining {open} open connection(s) for up to {}",
-                humantime::format_duration(grace)
+                open,
+                grace = %humantime::format_duration(grace),
+                "draining open connections"
             );
         }
         let all_done = async {
@@ -211,7 +213,10 @@ impl Daemon {
             Ok(()) => 0,
             Err(_) => {
                 let left = tracker.len();
-                tracing::warn!("grace period over; closing {left} connection(s)");
+                tracing::warn!(
+                    open = left,
+                    "grace period over; closing the open connections"
+                );
                 left
             }
         }
@@ -238,7 +243,7 @@ impl Daemon {
             tokio::select! {
                 _ = hangup.recv() => { let _ = self.reload(); }
                 _ = file_changed => {
-                    tracing::info!("{} changed on disk", self.path.display());
+                    tracing::info!(config = %self.path.display(), "configuration file changed");
                     let _ = self.reload();
                 }
                 _ = terminate.recv() => break,
@@ -252,6 +257,6 @@ impl Daemon {
 
 fn start_checkers(new_servers: NewServers) {
     for server in new_servers.0 {
-        health::check::spawn(server);
+        checker::spawn(server);
     }
 }

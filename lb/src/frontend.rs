@@ -44,12 +44,11 @@ pub struct Listeners {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {address} for frontend {frontend}: {source}")]
+#[error("cannot listen on {address} for frontend {frontend}: {error}")]
 pub struct BindError {
     pub address: SocketAddr,
     pub frontend: String,
-    #[source]
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
 impl Listeners {
@@ -63,13 +62,14 @@ impl Listeners {
                 if self.running.contains_key(&address) {
                     continue;
                 }
-                let listener = crate::net::bind_listener(address, config.tuning.backlog).map_err(
-                    |source| BindError {
-                        address,
-                        frontend: frontend.name.clone(),
-                        source,
-                    },
-                )?;
+                let listener =
+                    crate::net::bind_listener(address, config.tuning.backlog).map_err(|error| {
+                        BindError {
+                            address,
+                            frontend: frontend.name.clone(),
+                            error,
+                        }
+                    })?;
                 bound.push(Bound {
                     address,
                     frontend: frontend.name.clone(),
@@ -96,30 +96,31 @@ impl Listeners {
             .filter(|f| f.is_tcp())
             .flat_map(|f| f.listen.iter().map(move |a| (*a, f.name.as_str())))
             .collect();
-        self.running.retain(|address, running| match wanted.get(address) {
-            Some(frontend) => {
-                running.frontend.send_if_modified(|current| {
-                    let changed = current != frontend;
-                    if changed {
-                        *current = (*frontend).to_owned();
-                    }
-                    changed
-                });
-                true
-            }
-            None => {
-                tracing::info!(%address, "listener {address} removed; closing after its backlog");
-                let _ = running.stop.send(true);
-                false
-            }
-        });
+        self.running
+            .retain(|address, running| match wanted.get(address) {
+                Some(frontend) => {
+                    running.frontend.send_if_modified(|current| {
+                        let changed = current != frontend;
+                        if changed {
+                            *current = (*frontend).to_owned();
+                        }
+                        changed
+                    });
+                    true
+                }
+                None => {
+                    tracing::info!(%address, "listener removed; closing after its backlog");
+                    let _ = running.stop.send(true);
+                    false
+                }
+            });
         for Bound {
             address,
             frontend,
             listener,
         } in bound
         {
-            tracing::info!(%address, frontend = %frontend, "listening on {address} for frontend {frontend}");
+            tracing::info!(%address, %frontend, "listening");
             let (frontend_tx, frontend_rx) = watch::channel(frontend);
             let (stop_tx, stop_rx) = watch::channel(false);
             let task = tokio::spawn(accept_loop(
@@ -193,7 +194,9 @@ async fn accept_loop(
                 // A reload may have landed while we waited in accept: the
                 // client gets the config current now, not the one we had.
                 current.refresh(&snapshot, &frontend);
-                plane.connections.spawn(proxy::serve(
+                // Boxed: spawning moves the future several times, and a
+                // pointer is cheaper to move than the whole connection.
+                plane.connections.spawn(Box::pin(proxy::serve(
                     Arc::clone(&current.runtime),
                     Accepted {
                         stream,
@@ -202,7 +205,7 @@ async fn accept_loop(
                         slot,
                     },
                     Arc::clone(&plane),
-                ));
+                )));
             }
             Err(error) => {
                 drop(slot);
@@ -316,9 +319,10 @@ impl AcceptBackoff {
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
         {
             tracing::warn!(
+                %error,
+                pausing = exhausted,
                 suppressed = self.suppressed,
-                "accept failed: {error}{}",
-                if exhausted { "; pausing accepts" } else { "" }
+                "accept failed"
             );
             self.last_log = Some(now);
             self.suppressed = 0;

@@ -6,27 +6,26 @@
 //! One manager task owns the instances; [`Ha`] is its handle.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use vrrp::net::{Garp, InstanceHandle, InstanceSpec, NetError, Status, Vrrp, Wire};
+use vrrp::net::{InstanceHandle, NetError, Status, Vrrp};
+use vrrp::InstanceSpec;
 
 use crate::admin::status::VrrpStatus;
 use crate::admin::VrrpBoard;
-use crate::config::{ChecksumMode, Config, IpFamily, VrrpInstance};
+use crate::config::Config;
 use crate::runtime::{Registry, Snapshot};
 
 /// An instance that could not be started; names it.
 #[derive(Debug, thiserror::Error)]
-#[error("vrrp instance {instance:?}: {source}")]
+#[error("vrrp instance {instance:?}: {error}")]
 pub struct HaError {
     pub instance: String,
-    #[source]
-    pub source: NetError,
+    pub error: NetError,
 }
 
 enum Message {
@@ -88,7 +87,7 @@ impl Ha {
 }
 
 struct Running {
-    config: VrrpInstance,
+    config: InstanceSpec,
     handle: InstanceHandle,
     publisher: JoinHandle<()>,
 }
@@ -136,10 +135,10 @@ impl Manager {
         }
     }
 
-    async fn start_instance(&mut self, config: &VrrpInstance) -> Result<(), HaError> {
-        let error = |source| HaError {
+    async fn start_instance(&mut self, config: &InstanceSpec) -> Result<(), HaError> {
+        let error = |error| HaError {
             instance: config.name.clone(),
-            source,
+            error,
         };
         let vrrp = match &self.vrrp {
             Some(v) => v.clone(),
@@ -149,7 +148,7 @@ impl Manager {
                 v
             }
         };
-        let handle = vrrp.spawn(spec(config)).await.map_err(error)?;
+        let handle = vrrp.spawn(config.clone()).await.map_err(error)?;
         let publisher = tokio::spawn(publish(
             config.clone(),
             handle.status(),
@@ -191,22 +190,22 @@ impl Manager {
             .cloned()
             .collect();
         for name in removed {
-            tracing::info!(instance = name, "VRRP instance removed by reload");
+            tracing::info!(instance = %name, "VRRP instance removed by reload");
             self.stop_instance(&name).await;
         }
         for new in &config.vrrp {
             let Some(running) = self.instances.get_mut(&new.name) else {
-                tracing::info!(instance = new.name, "VRRP instance added by reload");
+                tracing::info!(instance = %new.name, "VRRP instance added by reload");
                 if let Err(e) = self.start_instance(new).await {
-                    tracing::error!("{e}");
+                    tracing::error!(instance = %new.name, error = %e.error, "VRRP instance not started");
                 }
                 continue;
             };
             if running.config == *new {
                 continue;
             }
-            if same_identity(&running.config, new) {
-                match running.handle.update(spec(new)).await {
+            if running.config.same_identity(new) {
+                match running.handle.update(new.clone()).await {
                     Ok(()) => {
                         running.config = new.clone();
                         // The board shows configured fields too.
@@ -217,16 +216,20 @@ impl Manager {
                             Arc::clone(&self.board),
                         ));
                     }
-                    Err(e) => tracing::error!(instance = new.name, "reload not applied: {e}"),
+                    Err(e) => tracing::error!(
+                        instance = %new.name,
+                        error = %e,
+                        "VRRP reload not applied"
+                    ),
                 }
             } else {
                 tracing::info!(
-                    instance = new.name,
+                    instance = %new.name,
                     "interface, vrid, version, family or virtual_mac changed: restarting the instance"
                 );
                 self.stop_instance(&new.name).await;
                 if let Err(e) = self.start_instance(new).await {
-                    tracing::error!("{e}");
+                    tracing::error!(instance = %new.name, error = %e.error, "VRRP instance not started");
                 }
             }
         }
@@ -236,93 +239,31 @@ impl Manager {
     fn track(&self) {
         let snapshot = self.snapshot.load();
         for running in self.instances.values() {
-            for t in &running.config.track {
+            // Tracked objects are named after the frontend they watch.
+            for t in &running.config.config.tracks {
                 let up = snapshot
                     .frontends
-                    .get(&t.frontend)
+                    .get(&t.name)
                     .is_some_and(|f| f.backend.has_healthy_server());
-                running.handle.set_track(&t.frontend, up);
+                running.handle.set_track(&t.name, up);
             }
         }
     }
 }
 
-/// Whether two versions of an instance can be one running instance.
-fn same_identity(a: &VrrpInstance, b: &VrrpInstance) -> bool {
-    (&a.interface, a.vrid, a.version, a.family, a.virtual_mac)
-        == (&b.interface, b.vrid, b.version, b.family, b.virtual_mac)
-}
-
-/// The wire layer's view of a `[[vrrp]]` section.
-pub fn spec(v: &VrrpInstance) -> InstanceSpec {
-    let placeholder: IpAddr = match v.family {
-        IpFamily::V4 => Ipv4Addr::UNSPECIFIED.into(),
-        IpFamily::V6 => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    let config = vrrp::Config {
-        vrid: v.vrid,
-        version: if v.version == 2 {
-            vrrp::Version::V2
-        } else {
-            vrrp::Version::V3
-        },
-        priority: v.priority,
-        advert_interval: v.advert_interval,
-        preempt: v.preempt,
-        preempt_delay: v.preempt_delay,
-        accept_mode: v.accept_mode,
-        primary_address: placeholder,
-        addresses: v
-            .addresses
-            .iter()
-            .map(|&(addr, prefix_len)| vrrp::VirtualAddress::new(addr, prefix_len))
-            .collect(),
-        checksum_mode: match v.checksum_mode {
-            ChecksumMode::PseudoHeader => vrrp::ChecksumMode::PseudoHeader,
-            ChecksumMode::MessageOnly => vrrp::ChecksumMode::MessageOnly,
-        },
-        tracks: v
-            .track
-            .iter()
-            .map(|t| vrrp::Track {
-                name: t.frontend.clone(),
-                weight: t.weight,
-            })
-            .collect(),
-    };
-    InstanceSpec {
-        name: v.name.clone(),
-        config,
-        wire: Wire {
-            interface: v.interface.clone(),
-            unicast_peers: v.unicast_peers.clone(),
-            virtual_mac: v.virtual_mac,
-            notify: v.notify.clone(),
-            garp: Garp {
-                count: v.garp_count,
-                interval: v.garp_interval,
-                refresh: v.garp_refresh,
-            },
-        },
-    }
-}
-
 /// The `/status` entry of an instance.
-pub fn status_entry(config: &VrrpInstance, status: &Status) -> VrrpStatus {
+pub fn status_entry(spec: &InstanceSpec, status: &Status) -> VrrpStatus {
+    let config = &spec.config;
     VrrpStatus {
-        name: config.name.clone(),
+        name: spec.name.clone(),
         interface: status.interface.clone(),
         vrid: config.vrid,
-        version: config.version,
+        version: config.version.number(),
         state: status.state.as_str().to_owned(),
         priority: config.priority,
         effective_priority: status.effective_priority,
         master: status.master.map(|m| m.to_string()),
-        addresses: config
-            .addresses
-            .iter()
-            .map(|(a, p)| format!("{a}/{p}"))
-            .collect(),
+        addresses: config.addresses.iter().map(ToString::to_string).collect(),
         last_transition: status
             .last_transition
             .as_ref()
@@ -332,7 +273,7 @@ pub fn status_entry(config: &VrrpInstance, status: &Status) -> VrrpStatus {
     }
 }
 
-async fn publish(config: VrrpInstance, mut status: watch::Receiver<Status>, board: VrrpBoard) {
+async fn publish(config: InstanceSpec, mut status: watch::Receiver<Status>, board: VrrpBoard) {
     loop {
         let entry = status_entry(&config, &status.borrow_and_update());
         board
@@ -352,79 +293,6 @@ mod tests {
 
     fn parse(text: &str) -> Config {
         config::parse(text, "t.toml").expect("valid config")
-    }
-
-    // Input: a VRRP-only config with every key. Output: the wire layer's
-    // spec carries each value across, with the family as placeholder.
-    #[test]
-    fn spec_carries_every_setting() {
-        let c = parse(
-            "[[vrrp]]\nname = \"v\"\ninterface = \"eth1\"\nvrid = 7\npriority = 200\nadvert_interval = \"50ms\"\n\
-             preempt = false\npreempt_delay = \"2s\"\naccept_mode = true\naddresses = [\"192.0.2.10/24\"]\n\
-             unicast_peers = [\"192.0.2.3\"]\nvirtual_mac = true\nnotify = \"/bin/true\"\nchecksum = \"message-only\"\n\
-             garp_count = 3\ngarp_interval = \"20ms\"\ngarp_refresh = \"30s\"\n",
-        );
-        let s = spec(&c.vrrp[0]);
-        assert_eq!(s.name, "v");
-        assert_eq!(s.config.vrid, 7);
-        assert_eq!(s.config.priority, 200);
-        assert_eq!(
-            s.config.advert_interval,
-            std::time::Duration::from_millis(50)
-        );
-        assert!(!s.config.preempt && s.config.accept_mode);
-        assert_eq!(s.config.preempt_delay, std::time::Duration::from_secs(2));
-        assert_eq!(
-            s.config.primary_address,
-            IpAddr::from(Ipv4Addr::UNSPECIFIED)
-        );
-        assert_eq!(s.config.checksum_mode, vrrp::ChecksumMode::MessageOnly);
-        assert_eq!(
-            s.config.addresses,
-            vec![vrrp::VirtualAddress::new("192.0.2.10".parse().unwrap(), 24)]
-        );
-        assert_eq!(s.wire.interface, "eth1");
-        assert_eq!(
-            s.wire.unicast_peers,
-            vec!["192.0.2.3".parse::<IpAddr>().unwrap()]
-        );
-        assert!(s.wire.virtual_mac);
-        assert_eq!(s.wire.notify.as_deref(), Some("/bin/true"));
-        assert_eq!(s.wire.garp.count, 3);
-        assert_eq!(
-            s.wire.garp.refresh,
-            Some(std::time::Duration::from_secs(30))
-        );
-        assert!(s.config.validate().is_ok());
-    }
-
-    #[test]
-    fn spec_of_v2_and_ipv6_instances() {
-        let c = parse(
-            "[[vrrp]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nversion = 2\naddresses = [\"192.0.2.10/24\"]\n\
-             [[vrrp]]\nname = \"b\"\ninterface = \"eth0\"\nvrid = 1\naddresses = [\"2001:db8::10/64\"]\n",
-        );
-        assert_eq!(spec(&c.vrrp[0]).config.version, vrrp::Version::V2);
-        let b = spec(&c.vrrp[1]);
-        assert_eq!(b.config.family(), vrrp::Family::V6);
-        assert!(b.config.validate().is_ok());
-    }
-
-    // Reload rule: a priority change is an update, a VRID change a new
-    // instance.
-    #[test]
-    fn identity_is_interface_vrid_version_family_and_virtual_mac() {
-        let c = parse("[[vrrp]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 1\naddresses = [\"192.0.2.10/24\"]\n");
-        let a = c.vrrp[0].clone();
-        let mut b = a.clone();
-        b.priority = 200;
-        b.addresses.push(("192.0.2.11".parse().unwrap(), 24));
-        assert!(same_identity(&a, &b));
-        b.vrid = 2;
-        assert!(!same_identity(&a, &b));
-        let mut m = a.clone();
-        m.virtual_mac = true;
-        assert!(!same_identity(&a, &m));
     }
 
     #[test]

@@ -3,15 +3,19 @@
 
 pub mod admin;
 pub mod balance;
+pub mod checker;
 pub mod config;
 pub mod daemon;
 pub mod forward;
 pub mod frontend;
 pub mod ha;
 pub mod health;
+pub mod import;
 pub mod limit;
+pub mod locations;
 pub mod metrics;
 pub mod net;
+pub mod package;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod runtime;

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use lb::locations::DEFAULT_CONFIG;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,22 +31,25 @@ enum LogFormat {
 enum Command {
     /// Run the daemon in the foreground; SIGHUP reloads, SIGTERM drains and exits.
     Run {
+        /// The configuration file [default: /etc/coexist/coexist.toml].
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Also reload when the config file changes (debounced).
         #[arg(long)]
         watch: bool,
     },
     /// Validate a configuration file and exit.
     Check {
+        /// The configuration file [default: /etc/coexist/coexist.toml].
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Show frontends, servers and VRRP instances of a running daemon.
     Status {
-        /// Address of the daemon's admin endpoint.
-        #[arg(long, default_value = DEFAULT_ADMIN)]
-        admin: String,
+        /// Address of the daemon's admin endpoint [default: the one
+        /// /etc/coexist/coexist.toml configures, else 127.0.0.1:9100].
+        #[arg(long)]
+        admin: Option<String>,
         /// Print the raw JSON document instead of a table.
         #[arg(long)]
         json: bool,
@@ -54,39 +58,128 @@ enum Command {
     Server {
         /// The server, as BACKEND/SERVER.
         server: String,
-        /// ready, drain or maint.
-        #[arg(value_parser = ["ready", "drain", "maint"])]
-        state: String,
+        #[arg(value_enum)]
+        state: lb::health::AdminState,
         #[arg(long)]
         weight: Option<u32>,
-        #[arg(long, default_value = DEFAULT_ADMIN)]
-        admin: String,
+        /// As for `coexist status`.
+        #[arg(long)]
+        admin: Option<String>,
     },
+    /// Print a coexist.toml equivalent to HAProxy and keepalived
+    /// configurations; what cannot be carried over is listed, with file
+    /// and line, in the output and on stderr.
+    Import {
+        /// An HAProxy configuration (repeatable).
+        #[arg(long, value_name = "FILE")]
+        haproxy: Vec<PathBuf>,
+        /// A keepalived configuration (repeatable, e.g. for included files).
+        #[arg(long, value_name = "FILE")]
+        keepalived: Vec<PathBuf>,
+    },
+    /// Write the man pages and shell completions a package installs.
+    #[command(hide = true)]
+    PackageAssets { dir: PathBuf },
 }
 
-const DEFAULT_ADMIN: &str = "127.0.0.1:9100";
+/// Every connection allocates a task and two socket registrations, aligned
+/// to cache lines; glibc's aligned allocation path cost more instructions
+/// than the rest of the connection's user-space work together.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Run { config, watch } => run(config, watch),
-        Command::Check { config } => check(config),
-        Command::Status { admin, json } => status(&admin, json),
+        Command::Run { config, watch } => run(config_file(config), watch),
+        Command::Check { config } => check(config_file(config)),
+        Command::Status { admin, json } => admin_endpoint(admin).and_then(|a| status(&a, json)),
         Command::Server {
             server,
             state,
             weight,
             admin,
-        } => change_server(&admin, &server, &state, weight),
+        } => admin_endpoint(admin).and_then(|a| change_server(&a, &server, state, weight)),
+        Command::Import {
+            haproxy,
+            keepalived,
+        } => import(&haproxy, &keepalived),
+        Command::PackageAssets { dir } => lb::package::write_assets(Cli::command(), &dir)
+            .map(|_| ())
+            .with_context(|| format!("cannot write to {}", dir.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // Every error names its object and says its cause once in its
+            // own message (see lb::config::ConfigError): the chain, joined,
+            // is one line.
             eprintln!("coexist: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--config`, or the conventional file, said on stderr.
+fn config_file(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        eprintln!("coexist: no --config: using {DEFAULT_CONFIG}");
+        PathBuf::from(DEFAULT_CONFIG)
+    })
+}
+
+/// `--admin`, or the endpoint the conventional config file sets up.
+fn admin_endpoint(given: Option<String>) -> anyhow::Result<String> {
+    if let Some(a) = given {
+        return Ok(a);
+    }
+    let path = std::path::Path::new(DEFAULT_CONFIG);
+    let found = lb::locations::admin_endpoint(path, std::fs::read_to_string(path))
+        .map_err(anyhow::Error::msg)?;
+    if let Some(remark) = found.remark {
+        eprintln!("coexist: {remark}");
+    }
+    Ok(found.address)
+}
+
+fn import(haproxy: &[PathBuf], keepalived: &[PathBuf]) -> anyhow::Result<()> {
+    use lb::import::{Dialect, Source};
+    anyhow::ensure!(
+        !haproxy.is_empty() || !keepalived.is_empty(),
+        "nothing to import: give --haproxy FILE and/or --keepalived FILE"
+    );
+    let mut sources = Vec::new();
+    for (dialect, paths) in [
+        (Dialect::Haproxy, haproxy),
+        (Dialect::Keepalived, keepalived),
+    ] {
+        for path in paths {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let origin = path.display().to_string();
+            sources.push(Source {
+                dialect,
+                origin,
+                text,
+            });
+        }
+    }
+    let imported = lb::import::import(&sources);
+    for note in &imported.notes {
+        eprintln!("coexist: {note}");
+    }
+    for source in &sources {
+        eprintln!("coexist: {}", imported.summary(&source.origin));
+    }
+    print!("{}", imported.toml);
+    anyhow::ensure!(
+        imported.runnable,
+        "nothing to run: no frontend and no VRRP instance could be carried over (each directive is listed above)"
+    );
+    lb::config::parse(&imported.toml, "the imported configuration")
+        .context("the import is not a valid coexist configuration (a bug in the import: please report it with its input)")?;
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -129,27 +222,47 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let metrics = install_metrics_recorder()?;
     runtime.block_on(async {
+        // Histogram samples pile up until something drains them; /metrics
+        // does, but nobody may scrape it (or the admin endpoint is off), and
+        // every connection records two samples.
+        tokio::spawn(drain_histograms(metrics.clone()));
         let daemon = lb::daemon::Daemon::start(&path, Some(metrics)).await?;
         let watch = watch
             .then(|| lb::watch::ConfigWatch::new(&path))
             .transpose()?;
         tracing::info!(
-            "coexist running with {} on {cpus} CPU(s), {} scheduler",
-            path.display(),
-            if cpus == 1 {
+            config = %path.display(),
+            cpus,
+            scheduler = if cpus == 1 {
                 "single-threaded"
             } else {
                 "multi-threaded"
-            }
+            },
+            "coexist running"
         );
         // Type=notify units wait for this: listeners (and VRRP) are up.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let left = daemon.run_until_signalled(watch).await?;
         if left > 0 {
-            tracing::warn!("exited with {left} connection(s) cut at the end of the grace period");
+            tracing::warn!(
+                cut = left,
+                "exited with connections cut at the end of the grace period"
+            );
         }
         Ok(())
     })
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn drain_histograms(metrics: metrics_exporter_prometheus::PrometheusHandle) {
+    let mut every = tokio::time::interval(METRICS_UPKEEP);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        metrics.run_upkeep();
+    }
 }
 
 fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
@@ -175,22 +288,8 @@ fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::Pro
         .context("cannot install the metrics recorder")
 }
 
-fn admin_url(admin: &str, path: &str) -> String {
-    let base = if admin.starts_with("http://") {
-        admin.to_owned()
-    } else {
-        format!("http://{admin}")
-    };
-    format!("{}{path}", base.trim_end_matches('/'))
-}
-
 fn status(admin: &str, json: bool) -> anyhow::Result<()> {
-    let url = admin_url(admin, "/status");
-    let response = ureq::get(&url)
-        .call()
-        .with_context(|| format!("cannot reach the admin endpoint at {url}"))?;
-    let status: lb::admin::status::Status =
-        response.into_json().context("malformed /status document")?;
+    let status = lb::admin::client::status(admin)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -202,34 +301,21 @@ fn status(admin: &str, json: bool) -> anyhow::Result<()> {
 fn change_server(
     admin: &str,
     server: &str,
-    state: &str,
+    state: lb::health::AdminState,
     weight: Option<u32>,
 ) -> anyhow::Result<()> {
     let (backend, name) = server
         .split_once('/')
         .with_context(|| format!("expected BACKEND/SERVER, got {server:?}"))?;
-    let url = admin_url(admin, &format!("/servers/{backend}/{name}"));
-    let body = lb::admin::ServerChange {
-        state: Some(state.to_owned()),
+    let change = lb::admin::ServerChange {
+        state: Some(state),
         weight,
     };
-    match ureq::post(&url).send_json(&body) {
-        Ok(response) => {
-            let server: Option<lb::admin::status::ServerStatus> = response.into_json()?;
-            if let Some(s) = server {
-                println!(
-                    "{backend}/{}: {} (weight {}, {} active)",
-                    s.name, s.state, s.weight, s.active_connections
-                );
-            }
-            Ok(())
-        }
-        Err(ureq::Error::Status(code, response)) => {
-            let text = response.into_string().unwrap_or_default();
-            anyhow::bail!("{url}: HTTP {code}: {}", text.trim())
-        }
-        Err(error) => {
-            Err(error).with_context(|| format!("cannot reach the admin endpoint at {url}"))
-        }
+    if let Some(s) = lb::admin::client::change_server(admin, backend, name, &change)? {
+        println!(
+            "{backend}/{}: {} (weight {}, {} active)",
+            s.name, s.state, s.weight, s.active_connections
+        );
     }
+    Ok(())
 }

@@ -9,11 +9,10 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::config::ProxyProtocol;
 use crate::forward::{self, ByteCounter, ForwardOptions, PipePool};
 use crate::health::Observation;
 use crate::limit::Slot;
-use crate::proxy_protocol::{self, ProxyVersion};
+use crate::proxy_protocol;
 use crate::runtime::{BackendRuntime, FrontendRuntime, ServerRuntime};
 
 /// Process-wide resources the connection path shares.
@@ -66,9 +65,8 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
                     backend = %backend.name(),
                     server = %server.name(),
                     client = %peer,
-                    "connection from {peer} via {}/{} ended: {error}",
-                    backend.name(),
-                    server.name()
+                    %error,
+                    "connection ended with an error"
                 );
             }
         }
@@ -77,8 +75,7 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
                 frontend = %frontend.config.name,
                 backend = %backend.name(),
                 client = %peer,
-                "no server of backend {} could take a connection from {peer}; refusing it",
-                backend.name()
+                "no server could take the connection; refusing it"
             );
             frontend.refused_no_server.increment(1);
             refuse(client);
@@ -100,7 +97,7 @@ async fn relay(
     local: SocketAddr,
     plane: &DataPlane,
 ) -> io::Result<()> {
-    if let Some(version) = proxy_version(frontend.proxy_protocol) {
+    if let Some(version) = frontend.proxy_protocol {
         let header = proxy_protocol::encode(version, peer, local);
         server_stream.write_all(&header).await?;
     }
@@ -118,14 +115,6 @@ async fn relay(
     .await
     .map(drop)
     .map_err(io::Error::other)
-}
-
-fn proxy_version(setting: ProxyProtocol) -> Option<ProxyVersion> {
-    match setting {
-        ProxyProtocol::None => None,
-        ProxyProtocol::V1 => Some(ProxyVersion::V1),
-        ProxyProtocol::V2 => Some(ProxyVersion::V2),
-    }
 }
 
 /// Tries up to `1 + retries` servers, each a different one when the pool
@@ -158,10 +147,8 @@ async fn connect_with_retries(
                     backend = %backend.name(),
                     server = %server.name(),
                     address = %server.address,
-                    "connect to {}/{} ({}) failed: {reason}",
-                    backend.name(),
-                    server.name(),
-                    server.address
+                    %reason,
+                    "connect to server failed"
                 );
                 server.observe(Observation::ConnectFailed(reason));
                 tried.push(index);
@@ -187,5 +174,45 @@ impl ByteCounter for ServerBytes<'_> {
     }
     fn to_client(&self, n: u64) {
         self.0.metrics().bytes_to_client.increment(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Registry, Snapshot};
+
+    /// The task of a connection holds this future for the connection's whole
+    /// life, so its size counts in the memory of every idle connection, and
+    /// spawning copies it several times.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let config = crate::config::parse(
+            "[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"web\"\n\
+             [[backend]]\nname = \"web\"\nservers = [{ address = \"127.0.0.1:2\" }]\n",
+            "test",
+        )
+        .unwrap();
+        let (snapshot, _) = Snapshot::build(config, &Registry::default());
+        let frontend = Arc::clone(&snapshot.frontends["web"]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let accepted = Accepted {
+            stream,
+            peer,
+            local: peer,
+            slot: frontend.limit.acquire_over_limit(),
+        };
+        let plane = Arc::new(DataPlane {
+            pipes: PipePool::new(0, 1),
+            splice: true,
+            connections: tokio_util::task::TaskTracker::new(),
+        });
+        let future = serve(frontend, accepted, plane);
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 1_152, "connection future is {size} bytes");
     }
 }

@@ -8,8 +8,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::config::ProxyProtocol;
-
 /// The v2 signature, section 2.2.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest v1 header including CRLF, section 2.1.
@@ -22,21 +20,12 @@ const V2_TCP6: u8 = 0x21;
 const V2_IPV4_BLOCK: usize = 12;
 const V2_IPV6_BLOCK: usize = 36;
 
+/// The protocol version: what a frontend's `proxy_protocol` sends, what
+/// [`encode`] writes and what [`decode`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyVersion {
     V1,
     V2,
-}
-
-impl ProxyVersion {
-    /// The version a frontend sends; `None` for `proxy_protocol = "none"`.
-    pub fn from_config(setting: ProxyProtocol) -> Option<Self> {
-        match setting {
-            ProxyProtocol::None => None,
-            ProxyProtocol::V1 => Some(ProxyVersion::V1),
-            ProxyProtocol::V2 => Some(ProxyVersion::V2),
-        }
-    }
 }
 
 /// A decoded header.
@@ -547,19 +536,6 @@ mod tests {
         assert_eq!(
             decode(b"\r\n\r\n\0\r\nQUIX"),
             Err(ProxyDecodeError::NotProxyProtocol)
-        );
-    }
-
-    #[test]
-    fn config_setting_maps_to_a_version() {
-        assert_eq!(ProxyVersion::from_config(ProxyProtocol::None), None);
-        assert_eq!(
-            ProxyVersion::from_config(ProxyProtocol::V1),
-            Some(ProxyVersion::V1)
-        );
-        assert_eq!(
-            ProxyVersion::from_config(ProxyProtocol::V2),
-            Some(ProxyVersion::V2)
         );
     }
 }

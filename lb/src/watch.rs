@@ -22,11 +22,10 @@ pub struct ConfigWatch {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot watch {path} for changes: {source}")]
+#[error("cannot watch {} for changes: {error}", path.display())]
 pub struct WatchError {
     path: PathBuf,
-    #[source]
-    source: notify::Error,
+    error: notify::Error,
 }
 
 impl ConfigWatch {
@@ -49,15 +48,15 @@ impl ConfigWatch {
                     let _ = tx.try_send(());
                 }
             })
-            .map_err(|source| WatchError {
+            .map_err(|error| WatchError {
                 path: directory.clone(),
-                source,
+                error,
             })?;
         watcher
             .watch(&directory, RecursiveMode::NonRecursive)
-            .map_err(|source| WatchError {
+            .map_err(|error| WatchError {
                 path: directory.clone(),
-                source,
+                error,
             })?;
         Ok(Self {
             _watcher: watcher,

@@ -1,10 +1,11 @@
 //! Runs the `coexist` binary as a child process, as an operator would.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use coexist_support::{wait_until, Process};
 
 /// The `coexist` binary of this build.
 ///
@@ -31,7 +32,7 @@ pub const READY_LINE: &str = "coexist running";
 
 /// A `coexist run` child with its config file and captured log.
 pub struct DaemonProcess {
-    child: Child,
+    process: Process,
     dir: tempfile::TempDir,
 }
 
@@ -62,7 +63,6 @@ impl DaemonProcess {
     fn spawn(config: &str, args: &[&str], cpu: Option<u32>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("coexist.toml"), config).expect("write config");
-        let log = std::fs::File::create(dir.path().join("coexist.log")).expect("log file");
         let mut command = match cpu {
             Some(cpu) => {
                 let mut taskset = Command::new("taskset");
@@ -71,18 +71,15 @@ impl DaemonProcess {
             }
             None => Command::new(coexist_binary()),
         };
-        let child = command
+        command
             .arg("run")
             .arg("--config")
             .arg(dir.path().join("coexist.toml"))
             .args(args)
-            .env("COEXIST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
+            .env("COEXIST_LOG", "info");
+        let process = Process::spawn("coexist", &mut command, &dir.path().join("coexist.log"))
             .expect("spawn coexist");
-        Self { child, dir }
+        Self { process, dir }
     }
 
     /// Starts the daemon and waits until it says it runs (all listeners
@@ -102,7 +99,7 @@ impl DaemonProcess {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -117,65 +114,50 @@ impl DaemonProcess {
     }
 
     pub fn log(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(self.dir.path().join("coexist.log")) {
-            let _ = file.read_to_string(&mut text);
-        }
-        text
+        self.process.stdout()
     }
 
     /// Polls until `address` accepts a TCP connection; panics with the
     /// daemon's log after 10 s.
     pub fn wait_listening(&self, address: SocketAddr) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let listening = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+        });
+        if listening.is_none() {
+            panic!("coexist never listened on {address}; log:\n{}", self.log());
         }
-        panic!("coexist never listened on {address}; log:\n{}", self.log());
     }
 
     /// Polls the log until `needle` appears `count` times or 10 s pass.
     pub fn wait_log(&self, needle: &str, count: usize) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.log().matches(needle).count() >= count {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            self.log().matches(needle).count() >= count
+        })
+        .is_some()
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, signal).expect("signal coexist");
+        self.process.signal(signal);
     }
 
     /// Waits for exit up to `limit`; `None` if it is still running.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.process.wait_exit(limit)
     }
 }
 
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Runs `coexist ARGS...` to completion: (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(coexist_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run coexist");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Runs `coexist check --config` on `config`; returns (success, stderr).
@@ -183,16 +165,8 @@ pub fn check(config: &str) -> (bool, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("coexist.toml");
     std::fs::write(&path, config).expect("write config");
-    let output = Command::new(coexist_binary())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run coexist check");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (ok, _, stderr) = cli(&["check", "--config", path.to_str().expect("utf-8 path")]);
+    (ok, stderr)
 }
 
 /// GETs `path` from an admin endpoint and parses the JSON.

@@ -8,10 +8,8 @@
 //! Needs CAP_NET_ADMIN: root, or a re-exec under `unshare -rnm` (see
 //! [`enter_or_skip`]).
 
-use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 /// Set in the child that [`enter_or_skip`] re-executes under `unshare`.
 const CHILD_ENV: &str = "COEXIST_NETNS_CHILD";
@@ -92,44 +90,7 @@ pub struct Ns {
 }
 
 /// A process started inside a namespace.
-pub struct Process {
-    child: Child,
-}
-
-impl Process {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        // Already gone is fine: the caller wanted it stopped.
-        let _ = nix::sys::signal::kill(pid, signal);
-    }
-
-    /// Waits for exit up to `limit`; `None` if still running.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+pub use coexist_support::Process;
 
 /// Namespaces created by this process, removed on drop.
 pub struct Lab {
@@ -247,17 +208,17 @@ impl Lab {
     /// Starts `program args...` inside `ns` with stdout and stderr to
     /// `log`. `ip netns exec` execs the program, so the PID is its own.
     pub fn spawn(&self, ns: &Ns, program: &Path, args: &[&str], log: &Path) -> Process {
-        let file = File::create(log).expect("create log file");
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        command
             .args(["netns", "exec", &ns.name])
             .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log handle"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {} in {}: {e}", program.display(), ns.name));
-        Process { child }
+            .args(args);
+        let name = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Process::spawn(&name, &mut command, log)
+            .unwrap_or_else(|e| panic!("spawn {} in {}: {e}", program.display(), ns.name))
     }
 
     /// Sends `signal` to every process inside `ns` (as a machine crash
@@ -376,23 +337,4 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     out
-}
-
-/// Polls `cond` every `step` until it holds or `limit` passes; returns
-/// the time it took, or `None`.
-pub fn wait_for(
-    limit: Duration,
-    step: Duration,
-    mut cond: impl FnMut() -> bool,
-) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() >= limit {
-            return None;
-        }
-        std::thread::sleep(step);
-    }
 }

@@ -7,13 +7,12 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use coexist_support::config::{Backend, Config, Frontend, HealthCheck, Server};
+use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
-use coexist_tests::daemon::{
-    admin_get, admin_metrics, coexist_binary, metric_value, DaemonProcess,
-};
+use coexist_tests::daemon::{admin_get, admin_metrics, cli, metric_value, DaemonProcess};
 use coexist_tests::ports::{free_port, v4, v6};
 use coexist_tests::servers::TestServer;
 use lb::admin::status::Status;
@@ -21,25 +20,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(listen: SocketAddr, admin: SocketAddr, s1: SocketAddr, s2: SocketAddr) -> String {
-    format!(
-        r#"
-[admin]
-listen = "{admin}"
-
-[[frontend]]
-name = "web"
-listen = ["{listen}"]
-backend = "pool"
-
-[[backend]]
-name = "pool"
-health_check = {{ kind = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 1 }}
-servers = [
-  {{ name = "s1", address = "{s1}" }},
-  {{ name = "s2", address = "{s2}" }},
-]
-"#
-    )
+    let ms = Duration::from_millis;
+    Config {
+        frontends: vec![Frontend::new("web", [listen], "pool")],
+        backends: vec![Backend {
+            health_check: Some(HealthCheck::every("tcp", ms(200), ms(100), 1, 1)),
+            ..Backend::new("pool", [Server::named("s1", s1), Server::named("s2", s2)])
+        }],
+        ..Config::with_admin(admin)
+    }
+    .to_toml()
 }
 
 async fn greeting(listen: SocketAddr) -> (TcpStream, String) {
@@ -60,27 +50,10 @@ async fn metrics(admin: SocketAddr) -> String {
         .unwrap()
 }
 
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(coexist_binary())
-        .args(args)
-        .output()
-        .expect("run coexist");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+/// Polls `done` for up to 5 s; panics naming `what` if it never holds.
+async fn assert_eventually(what: &str, done: impl AsyncFnMut() -> bool) {
+    let held = wait_until_async(Duration::from_secs(5), Duration::from_millis(20), done).await;
+    assert!(held.is_some(), "timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +62,7 @@ async fn metrics_are_named_as_documented_and_move() {
     let s2 = TestServer::named(v6(0), "s2").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
     let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
-    wait_until("both servers up", async || {
+    assert_eventually("both servers up", async || {
         status(admin).await.backends[0]
             .servers
             .iter()
@@ -147,7 +120,7 @@ async fn status_follows_a_server_going_down() {
     let mut s2 = TestServer::named(v6(0), "s2").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
     let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
-    wait_until("both up", async || {
+    assert_eventually("both up", async || {
         status(admin).await.backends[0]
             .servers
             .iter()
@@ -170,7 +143,7 @@ async fn status_follows_a_server_going_down() {
     assert_eq!(s2_status.last_check.as_deref(), Some("ok"));
 
     s2.stop();
-    wait_until("s2 down", async || {
+    assert_eventually("s2 down", async || {
         status(admin).await.backends[0]
             .servers
             .iter()
@@ -207,7 +180,7 @@ async fn drain_stops_new_connections_and_keeps_existing_ones() {
     let s2 = TestServer::named(v6(0), "s2").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
     let _daemon = DaemonProcess::start_ready(&config(listen, admin, s1.address, s2.address));
-    wait_until("both up", async || {
+    assert_eventually("both up", async || {
         status(admin).await.backends[0]
             .servers
             .iter()

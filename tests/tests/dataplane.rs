@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use coexist_support::config::{Backend, Config, Frontend, Server, Tuning};
 use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{check, DaemonProcess};
 use coexist_tests::pattern;
@@ -18,46 +19,27 @@ use lb::proxy_protocol::{ProxyHeader, ProxyVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn servers_toml(servers: &[(&str, SocketAddr, u32)]) -> String {
-    let rows: Vec<String> = servers
-        .iter()
-        .map(|(name, address, weight)| {
-            format!(r#"  {{ name = "{name}", address = "{address}", weight = {weight} }},"#)
-        })
-        .collect();
-    format!("servers = [\n{}\n]", rows.join("\n"))
+fn weighted(rows: &[(&str, SocketAddr, u32)]) -> Vec<Server> {
+    let server = |(name, address, weight): &(&str, SocketAddr, u32)| {
+        Server::named(name, *address).weight(*weight)
+    };
+    rows.iter().map(server).collect()
 }
 
-/// One frontend listening on `listen`, one backend of `servers`.
-fn config(
-    listen: &[SocketAddr],
-    backend_extra: &str,
-    frontend_extra: &str,
-    servers: &str,
-) -> String {
-    let listen: Vec<String> = listen.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"
-[admin]
-listen = ""
-
-[tuning]
-shutdown_grace = "5s"
-
-[[frontend]]
-name = "web"
-listen = [{listen}]
-backend = "pool"
-{frontend_extra}
-
-[[backend]]
-name = "pool"
-connect_timeout = "500ms"
-{backend_extra}
-{servers}
-"#,
-        listen = listen.join(", ")
-    )
+/// One frontend `web` listening on `listen`, one backend `pool` of `servers`.
+fn config(listen: &[SocketAddr], servers: Vec<Server>) -> Config {
+    Config {
+        tuning: Some(Tuning {
+            shutdown_grace: Some(Duration::from_secs(5)),
+            ..Tuning::default()
+        }),
+        frontends: vec![Frontend::new("web", listen.iter().copied(), "pool")],
+        backends: vec![Backend {
+            connect_timeout: Some(Duration::from_millis(500)),
+            ..Backend::new("pool", servers)
+        }],
+        ..Config::without_admin()
+    }
 }
 
 /// Reads the server's greeting line ("name\n").
@@ -111,13 +93,8 @@ async fn cross_family_with(
     let server = TestServer::start(server_side, Behaviour::Echo { greeting: vec![] })
         .await
         .unwrap();
-    let cfg = config(
-        &[client_side],
-        "",
-        "",
-        &servers_toml(&[("s1", server.address, 1)]),
-    );
-    let _daemon = start(&cfg);
+    let cfg = config(&[client_side], weighted(&[("s1", server.address, 1)]));
+    let _daemon = start(&cfg.to_toml());
     let stream = TcpStream::connect(client_side).await.unwrap();
     echo_verified(stream, 64 * MIB, 42).await;
 }
@@ -150,13 +127,8 @@ async fn half_close_propagates_both_ways() {
         .await
         .unwrap();
     let listen = v4(free_port());
-    let cfg = config(
-        &[listen],
-        "",
-        "",
-        &servers_toml(&[("s1", server.address, 1)]),
-    );
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
 
     // Client → server FIN: the client stops writing but still reads the
     // echo, and then sees the server's own FIN (the echo server closes its
@@ -188,13 +160,8 @@ async fn server_fin_reaches_client_while_client_keeps_sending() {
         got
     });
     let listen = v4(free_port());
-    let cfg = config(
-        &[listen],
-        "",
-        "",
-        &servers_toml(&[("s1", server_address, 1)]),
-    );
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let cfg = config(&[listen], weighted(&[("s1", server_address, 1)]));
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
 
     let mut stream = TcpStream::connect(listen).await.unwrap();
     let mut got = Vec::new();
@@ -242,13 +209,9 @@ async fn balance_spread(balance: &str) -> HashMap<String, usize> {
         ("s2", servers[1].address, 1),
         ("s3", servers[2].address, 1),
     ];
-    let cfg = config(
-        &[listen],
-        &format!("balance = \"{balance}\""),
-        "",
-        &servers_toml(&rows),
-    );
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut cfg = config(&[listen], weighted(&rows));
+    cfg.backends[0].balance = Some(balance.to_owned());
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
     spread(listen, 60).await
 }
 
@@ -286,8 +249,9 @@ async fn maglev_spreads_clients_and_pins_each_client_to_one_server() {
         ("s2", servers[1].address, 1),
         ("s3", servers[2].address, 1),
     ];
-    let cfg = config(&[listen], "balance = \"maglev\"", "", &servers_toml(&rows));
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut cfg = config(&[listen], weighted(&rows));
+    cfg.backends[0].balance = Some("maglev".to_owned());
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for i in 0..90u32 {
         let client = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
@@ -314,8 +278,8 @@ async fn weight_zero_receives_no_new_connections() {
         ("s2", servers[1].address, 0),
         ("s3", servers[2].address, 2),
     ];
-    let cfg = config(&[listen], "", "", &servers_toml(&rows));
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let cfg = config(&[listen], weighted(&rows));
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
     let seen = spread(listen, 30).await;
     assert_eq!(seen.get("s2"), None, "{seen:?}");
     assert_eq!(seen.get("s1"), Some(&10), "{seen:?}");
@@ -332,8 +296,9 @@ async fn a_failed_connect_is_retried_on_another_server_unseen_by_the_client() {
     let listen = v4(free_port());
     let rows = vec![("dead", dead, 1), ("live", live.address, 1)];
     // No health check: the only way to avoid the dead server is the retry.
-    let cfg = config(&[listen], "retries = 2", "", &servers_toml(&rows));
-    let daemon = DaemonProcess::start_ready(&cfg);
+    let mut cfg = config(&[listen], weighted(&rows));
+    cfg.backends[0].retries = Some(2);
+    let daemon = DaemonProcess::start_ready(&cfg.to_toml());
     for _ in 0..10 {
         let mut stream = TcpStream::connect(listen).await.unwrap();
         assert_eq!(greeting(&mut stream).await, "live");
@@ -349,13 +314,9 @@ async fn proxy_header_through(
     let server = TestServer::start(server_side, Behaviour::ProxyHeader)
         .await
         .unwrap();
-    let cfg = config(
-        &[listen],
-        "",
-        &format!("proxy_protocol = \"{version}\""),
-        &servers_toml(&[("s1", server.address, 1)]),
-    );
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.frontends[0].proxy_protocol = Some(version.to_owned());
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
     let mut stream = TcpStream::connect(listen).await.unwrap();
     let client = stream.local_addr().unwrap();
     stream.write_all(b"after the header").await.unwrap();
@@ -422,13 +383,9 @@ async fn proxy_v2_ipv6_client_ipv4_server_says_af_inet6() {
 async fn max_connections_holds_further_clients_in_the_backlog() {
     let server = TestServer::named(v4(0), "s1").await.unwrap();
     let listen = v4(free_port());
-    let cfg = config(
-        &[listen],
-        "",
-        "max_connections = 2",
-        &servers_toml(&[("s1", server.address, 1)]),
-    );
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.frontends[0].max_connections = Some(2);
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
     let mut first = TcpStream::connect(listen).await.unwrap();
     let mut second = TcpStream::connect(listen).await.unwrap();
     assert_eq!(greeting(&mut first).await, "s1");
@@ -453,13 +410,9 @@ async fn idle_timeout_closes_a_silent_connection() {
         .await
         .unwrap();
     let listen = v4(free_port());
-    let cfg = config(
-        &[listen],
-        "idle_timeout = \"300ms\"",
-        "",
-        &servers_toml(&[("s1", server.address, 1)]),
-    );
-    let _daemon = DaemonProcess::start_ready(&cfg);
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.backends[0].idle_timeout = Some(Duration::from_millis(300));
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
     let mut stream = TcpStream::connect(listen).await.unwrap();
     stream.write_all(b"ping").await.unwrap();
     let mut buf = [0u8; 4];
@@ -480,13 +433,8 @@ async fn sigterm_stops_accepting_and_lets_open_connections_finish() {
         .await
         .unwrap();
     let listen = v6(free_port());
-    let cfg = config(
-        &[listen],
-        "",
-        "",
-        &servers_toml(&[("s1", server.address, 1)]),
-    );
-    let mut daemon = DaemonProcess::start_ready(&cfg);
+    let cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    let mut daemon = DaemonProcess::start_ready(&cfg.to_toml());
     let mut open = TcpStream::connect(listen).await.unwrap();
     open.write_all(b"before").await.unwrap();
     let mut buf = [0u8; 6];

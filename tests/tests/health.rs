@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use coexist_support::config::{Backend, Config, Frontend, HealthCheck, Server};
+use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{admin_get, DaemonProcess};
 use coexist_tests::ports::{free_port, v4, v6};
@@ -19,36 +21,24 @@ use tokio::net::TcpStream;
 fn config(
     listen: SocketAddr,
     admin: SocketAddr,
-    check: &str,
+    check: HealthCheck,
     servers: &[(&str, SocketAddr, bool)],
 ) -> String {
-    let rows: Vec<String> = servers
-        .iter()
-        .map(|(name, address, backup)| {
-            format!(r#"  {{ name = "{name}", address = "{address}", backup = {backup} }},"#)
-        })
-        .collect();
-    format!(
-        r#"
-[admin]
-listen = "{admin}"
-
-[[frontend]]
-name = "web"
-listen = ["{listen}"]
-backend = "pool"
-
-[[backend]]
-name = "pool"
-connect_timeout = "500ms"
-retries = 2
-{check}
-servers = [
-{rows}
-]
-"#,
-        rows = rows.join("\n")
-    )
+    let server = |(name, address, backup): &(&str, SocketAddr, bool)| Server {
+        backup: Some(*backup),
+        ..Server::named(name, *address)
+    };
+    Config {
+        frontends: vec![Frontend::new("web", [listen], "pool")],
+        backends: vec![Backend {
+            connect_timeout: Some(Duration::from_millis(500)),
+            retries: Some(2),
+            health_check: Some(check),
+            ..Backend::new("pool", servers.iter().map(server))
+        }],
+        ..Config::with_admin(admin)
+    }
+    .to_toml()
 }
 
 async fn server_status(admin: SocketAddr, name: &str) -> ServerStatus {
@@ -68,24 +58,30 @@ async fn server_status(admin: SocketAddr, name: &str) -> ServerStatus {
 
 /// Polls `/status` until the server reaches `state`; returns how long it took.
 async fn wait_state(admin: SocketAddr, name: &str, state: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
+    let mut last = None;
+    let took = wait_until_async(limit, Duration::from_millis(10), async || {
         let s = server_status(admin, name).await;
-        if s.state == state {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
+        let reached = s.state == state;
+        last = Some(s);
+        reached
+    })
+    .await;
+    took.unwrap_or_else(|| {
+        let s = last.expect("polled at least once");
+        panic!(
             "{name} still {} (last check {:?}) after {limit:?}",
-            s.state,
-            s.last_check
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            s.state, s.last_check
+        )
+    })
 }
 
-const FAST_TCP: &str =
-    r#"health_check = { kind = "tcp", interval = "200ms", timeout = "100ms", rise = 2, fall = 2 }"#;
+fn fast_tcp() -> HealthCheck {
+    HealthCheck::every("tcp", ms(200), ms(100), 2, 2)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_check_takes_a_dead_server_out_and_back_in() {
@@ -94,7 +90,7 @@ async fn tcp_check_takes_a_dead_server_out_and_back_in() {
     let daemon = DaemonProcess::start_ready(&config(
         listen,
         admin,
-        FAST_TCP,
+        fast_tcp(),
         &[("s1", s1.address, false)],
     ));
     wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
@@ -107,7 +103,9 @@ async fn tcp_check_takes_a_dead_server_out_and_back_in() {
     assert!(
         daemon
             .log()
-            .contains("server pool/s1 is down (was up): connect refused"),
+            .lines()
+            .any(|l| l.contains("server state changed")
+                && l.contains("backend=pool server=s1 from=up to=down reason=connect refused")),
         "{}",
         daemon.log()
     );
@@ -125,7 +123,11 @@ async fn send_expect_check_compares_the_reply_prefix() {
         .unwrap();
     let bad = TestServer::named(v6(0), "-ERR").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
-    let check = r#"health_check = { kind = "send-expect", send = "+PONG\r\n", expect = "+PONG", interval = "200ms", timeout = "200ms", rise = 1, fall = 1 }"#;
+    let check = HealthCheck {
+        send: Some("+PONG\r\n".into()),
+        expect: Some("+PONG".into()),
+        ..HealthCheck::every("send-expect", ms(200), ms(200), 1, 1)
+    };
     let _daemon = DaemonProcess::start_ready(&config(
         listen,
         admin,
@@ -149,7 +151,12 @@ async fn http_check_expects_a_status_range() {
         .await
         .unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
-    let check = r#"health_check = { kind = "http", path = "/healthz", host = "example.test", expect_status = "2xx", interval = "200ms", timeout = "200ms", rise = 1, fall = 1 }"#;
+    let check = HealthCheck {
+        path: Some("/healthz".into()),
+        host: Some("example.test".into()),
+        expect_status: Some("2xx".into()),
+        ..HealthCheck::every("http", ms(200), ms(200), 1, 1)
+    };
     let _daemon = DaemonProcess::start_ready(&config(
         listen,
         admin,
@@ -189,7 +196,7 @@ async fn a_server_dying_under_load_costs_no_client_connection() {
     let _daemon = DaemonProcess::start_ready(&config(
         listen,
         admin,
-        FAST_TCP,
+        fast_tcp(),
         &[
             ("s1", s1.address, false),
             ("s2", s2.address, false),
@@ -221,21 +228,15 @@ async fn a_server_dying_under_load_costs_no_client_connection() {
     // Back within rise × interval plus one interval (+ scheduling slack).
     let before = s2.connections();
     s2.restart().await.unwrap();
-    let restarted = Instant::now();
     let limit = Duration::from_millis(2 * 200 + 200 + 300);
-    loop {
+    let served = wait_until_async(limit, Duration::from_millis(5), async || {
         short_connection(listen)
             .await
             .expect("served while s2 returns");
-        if s2.connections() > before {
-            break;
-        }
-        assert!(
-            restarted.elapsed() < limit,
-            "s2 got no connection within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        s2.connections() > before
+    })
+    .await;
+    assert!(served.is_some(), "s2 got no connection within {limit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +246,7 @@ async fn with_every_server_down_clients_are_refused_at_once_then_served_again() 
     let _daemon = DaemonProcess::start_ready(&config(
         listen,
         admin,
-        FAST_TCP,
+        fast_tcp(),
         &[("s1", s1.address, false)],
     ));
     wait_state(admin, "s1", "up", Duration::from_secs(2)).await;
@@ -277,7 +278,7 @@ async fn backup_serves_only_while_no_primary_is_up() {
     let _daemon = DaemonProcess::start_ready(&config(
         listen,
         admin,
-        FAST_TCP,
+        fast_tcp(),
         &[
             ("primary", primary.address, false),
             ("backup", backup.address, true),

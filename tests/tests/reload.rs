@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use coexist_support::config::{Backend, Config, Frontend, Server};
+use coexist_support::wait_until_async;
 use coexist_tests::daemon::{admin_metrics, metric_value, DaemonProcess};
 use coexist_tests::pattern;
 use coexist_tests::ports::{free_port, v4, v6};
@@ -26,39 +28,26 @@ struct Variant<'a> {
     extra_listener: Option<SocketAddr>,
 }
 
-fn render(stay: SocketAddr, admin: SocketAddr, v: &Variant<'_>) -> String {
-    let servers: Vec<String> = v
-        .servers
-        .iter()
-        .map(|(n, a, w)| format!(r#"  {{ name = "{n}", address = "{a}", weight = {w} }},"#))
-        .collect();
-    let extra = v
-        .extra_listener
-        .map(|a| {
-            format!("\n[[frontend]]\nname = \"extra\"\nlisten = [\"{a}\"]\nbackend = \"pool\"\n")
-        })
-        .unwrap_or_default();
-    format!(
-        r#"
-[admin]
-listen = "{admin}"
+fn config(stay: SocketAddr, admin: SocketAddr, v: &Variant<'_>) -> Config {
+    let server = |(n, a, w): &(&str, SocketAddr, u32)| Server::named(n, *a).weight(*w);
+    let mut frontends = vec![Frontend::new("stay", [stay], "pool")];
+    frontends.extend(
+        v.extra_listener
+            .map(|a| Frontend::new("extra", [a], "pool")),
+    );
+    Config {
+        frontends,
+        backends: vec![Backend {
+            balance: Some(v.balance.to_owned()),
+            connect_timeout: Some(Duration::from_millis(500)),
+            ..Backend::new("pool", v.servers.iter().map(server))
+        }],
+        ..Config::with_admin(admin)
+    }
+}
 
-[[frontend]]
-name = "stay"
-listen = ["{stay}"]
-backend = "pool"
-{extra}
-[[backend]]
-name = "pool"
-balance = "{balance}"
-connect_timeout = "500ms"
-servers = [
-{servers}
-]
-"#,
-        balance = v.balance,
-        servers = servers.join("\n")
-    )
+fn render(stay: SocketAddr, admin: SocketAddr, v: &Variant<'_>) -> String {
+    config(stay, admin, v).to_toml()
 }
 
 async fn one_exchange(address: SocketAddr) -> Result<(), String> {
@@ -94,13 +83,17 @@ async fn reload_and_wait(daemon: &DaemonProcess, admin: SocketAddr, config: &str
     let before = reloads_seen(daemon, admin, result).await;
     daemon.write_config(config);
     daemon.signal(Signal::SIGHUP);
-    for _ in 0..500 {
-        if reloads_seen(daemon, admin, result).await > before {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("reload ({result}) not seen; log:\n{}", daemon.log());
+    let seen = wait_until_async(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        async || reloads_seen(daemon, admin, result).await > before,
+    )
+    .await;
+    assert!(
+        seen.is_some(),
+        "reload ({result}) not seen; log:\n{}",
+        daemon.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,16 +160,13 @@ async fn fifty_reloads_under_load_fail_no_connection() {
             }),
             None => {
                 // The removed listener closes after serving its backlog.
-                let mut refused = false;
-                for _ in 0..100 {
-                    if TcpStream::connect(extra).await.is_err() {
-                        refused = true;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+                let refused = wait_until_async(
+                    Duration::from_millis(500),
+                    Duration::from_millis(5),
+                    async || TcpStream::connect(extra).await.is_err(),
+                );
                 assert!(
-                    refused,
+                    refused.await.is_some(),
                     "removed listener still accepts after reload {round}"
                 );
             }
@@ -284,29 +274,34 @@ async fn invalid_reloads_change_nothing_and_are_counted() {
         .await
         .unwrap();
     let (stay, admin) = (v4(free_port()), v4(free_port()));
-    let good = render(
-        stay,
-        admin,
-        &Variant {
-            balance: "round-robin",
-            servers: vec![("s1", s1.address, 1)],
-            extra_listener: None,
-        },
-    );
+    let variant = Variant {
+        balance: "round-robin",
+        servers: vec![("s1", s1.address, 1)],
+        extra_listener: None,
+    };
+    let good = render(stay, admin, &variant);
     let daemon = DaemonProcess::start_ready(&good);
     // 192.0.2.1 is TEST-NET-1 with no free bind for this port range: use an
     // address no interface has and free bind cannot cover — a port already
     // taken by another socket is the portable unbindable case.
     let taken = std::net::TcpListener::bind(v4(0)).unwrap();
     let taken_address = taken.local_addr().unwrap();
+    let mut clash = config(stay, admin, &variant);
+    clash
+        .frontends
+        .push(Frontend::new("clash", [taken_address], "pool"));
+    // The first three are the good file's text, broken by hand.
     let cases = [
         ("syntax error", good.replace("[[backend]]", "[[backend]")),
-        ("unknown key", good.replace("balance =", "bogus = 1\nbalance =")),
-        ("missing backend", good.replace("backend = \"pool\"", "backend = \"nowhere\"")),
         (
-            "unbindable address",
-            format!("{good}\n[[frontend]]\nname = \"clash\"\nlisten = [\"{taken_address}\"]\nbackend = \"pool\"\n"),
+            "unknown key",
+            good.replace("balance =", "bogus = 1\nbalance ="),
         ),
+        (
+            "missing backend",
+            good.replace("backend = \"pool\"", "backend = \"nowhere\""),
+        ),
+        ("unbindable address", clash.to_toml()),
     ];
     let expected_fragments = [
         "coexist.toml:",
@@ -361,16 +356,13 @@ async fn watch_reloads_when_an_editor_replaces_the_file() {
     for (round, server) in [(1.0, &second), (2.0, &first)] {
         let before = server.connections();
         daemon.write_config(&config_for(server.address));
-        let mut reloaded = false;
-        for _ in 0..300 {
-            if reloads_seen(&daemon, admin, "ok").await >= round {
-                reloaded = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let reloaded = wait_until_async(
+            Duration::from_secs(3),
+            Duration::from_millis(10),
+            async || reloads_seen(&daemon, admin, "ok").await >= round,
+        );
         assert!(
-            reloaded,
+            reloaded.await.is_some(),
             "no reload after save {round}; log:\n{}",
             daemon.log()
         );

@@ -159,12 +159,10 @@ fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 {
     metric_value(&admin_metrics(admin), name, labels).unwrap_or(0.0)
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Polls `done` until it holds, failing the test after `limit`.
+fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    let held = coexist_support::wait_until(limit, Duration::from_millis(20), done);
+    assert!(held.is_some(), "timed out waiting for {what}");
 }
 
 /// A config: the admin endpoint on `admin`, then `sections`.

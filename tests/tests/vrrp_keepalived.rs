@@ -13,20 +13,13 @@ mod vrrp_common;
 
 use std::time::{Duration, Instant};
 
-use coexist_tests::netns::{enter_or_skip, REQUIRE_ENV};
+use coexist_support::config::Vrrp;
+use coexist_tests::netns::enter_or_skip;
 use nix::sys::signal::Signal;
 use vrrp_common::*;
 
 fn keepalived_available(test: &str) -> bool {
-    if keepalived_installed() {
-        return true;
-    }
-    assert!(
-        std::env::var(REQUIRE_ENV).as_deref() != Ok("1"),
-        "{test}: keepalived is required ({REQUIRE_ENV}=1) but is not installed"
-    );
-    eprintln!("SKIP {test}: keepalived is not installed");
-    false
+    peer_available(test, "keepalived", keepalived_installed())
 }
 
 struct Case {
@@ -46,16 +39,11 @@ fn keepalived_config(case: &Case, priority: u8) -> String {
 }
 
 fn coexist(case: &Case, priority: u8) -> String {
-    let interval = format!("{}ms", case.interval_ms);
+    let interval = Duration::from_millis(case.interval_ms);
     let address = format!("{}/{}", case.vip, case.prefix);
-    coexist_config(&[Vr {
-        name: "vi",
-        vrid: 51,
-        priority,
-        interval: &interval,
-        version: case.version,
-        address: &address,
-        extra: "",
+    coexist_config(vec![Vrrp {
+        version: Some(case.version),
+        ..vr("vi", 51, priority, interval, &address)
     }])
 }
 
@@ -156,7 +144,8 @@ fn interop(test: &str, case: Case) {
             "{name} discarded keepalived's packets: {complaints:#?}\n{log}"
         );
         assert!(
-            log.contains("backup -> master"),
+            log.lines()
+                .any(|l| l.contains("VRRP state changed from=backup to=master")),
             "{name} never became master:\n{log}"
         );
     }

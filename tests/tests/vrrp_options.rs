@@ -12,7 +12,9 @@ mod vrrp_common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use coexist_tests::netns::{enter_or_skip, wait_for, Ns};
+use coexist_support::config::Vrrp;
+use coexist_support::wait_until;
+use coexist_tests::netns::{enter_or_skip, Ns};
 use nix::sys::signal::Signal;
 use vrrp_common::*;
 
@@ -20,27 +22,18 @@ const VMAC4: &str = "00:00:5e:00:01:33";
 const VMAC6: &str = "00:00:5e:00:02:34";
 
 fn config(priority: u8, peer: &str, notify_file: &str) -> String {
-    let notify = format!("notify = \"echo >> {notify_file}\"\nvirtual_mac = true\n");
-    let v4_extra = format!("{notify}unicast_peers = [\"{peer}\"]\n");
-    coexist_config(&[
-        Vr {
-            name: "v4",
-            vrid: 51,
-            priority,
-            interval: "100ms",
-            version: 3,
-            address: "10.77.0.10/24",
-            extra: &v4_extra,
+    let interval = Duration::from_millis(100);
+    let options = |v: Vrrp| Vrrp {
+        notify: Some(format!("echo >> {notify_file}")),
+        virtual_mac: Some(true),
+        ..v
+    };
+    coexist_config(vec![
+        Vrrp {
+            unicast_peers: vec![peer.parse().expect("peer address")],
+            ..options(vr("v4", 51, priority, interval, "10.77.0.10/24"))
         },
-        Vr {
-            name: "v6",
-            vrid: 52,
-            priority,
-            interval: "100ms",
-            version: 3,
-            address: "fd77::10/64",
-            extra: &notify,
-        },
+        options(vr("v6", 52, priority, interval, "fd77::10/64")),
     ])
 }
 
@@ -95,7 +88,7 @@ fn vrrp_options_virtual_mac_unicast_and_notify() {
     );
     let logs = ["n1", "n2"];
 
-    let elected = wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+    let elected = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
         holds_on_macvlan(&seg, 0, "cx4.", VIP4) && holds_on_macvlan(&seg, 0, "cx6.", VIP6)
     });
     assert!(
@@ -149,7 +142,7 @@ fn vrrp_options_virtual_mac_unicast_and_notify() {
     // Takeover moves the VIPs (and the MACs) to node2's macvlans.
     let stopped = Instant::now();
     n1.signal(Signal::SIGTERM);
-    let took = wait_for(Duration::from_secs(3), Duration::from_millis(2), || {
+    let took = wait_until(Duration::from_secs(3), Duration::from_millis(2), || {
         holds_on_macvlan(&seg, 1, "cx4.", VIP4) && holds_on_macvlan(&seg, 1, "cx6.", VIP6)
     });
     assert!(
@@ -173,7 +166,7 @@ fn vrrp_options_virtual_mac_unicast_and_notify() {
 
     // notify ran for every transition, in order.
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    let seen = wait_for(Duration::from_secs(3), Duration::from_millis(20), || {
+    let seen = wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
         read(&n2_notify)
             .lines()
             .filter(|l| l.ends_with("master 100"))

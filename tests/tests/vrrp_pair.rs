@@ -18,25 +18,9 @@ use vrrp_common::*;
 const INTERVAL: Duration = Duration::from_millis(100);
 
 fn config(priority: u8) -> String {
-    coexist_config(&[
-        Vr {
-            name: "v4",
-            vrid: 51,
-            priority,
-            interval: "100ms",
-            version: 3,
-            address: "10.77.0.10/24",
-            extra: "",
-        },
-        Vr {
-            name: "v6",
-            vrid: 52,
-            priority,
-            interval: "100ms",
-            version: 3,
-            address: "fd77::10/64",
-            extra: "",
-        },
+    coexist_config(vec![
+        vr("v4", 51, priority, INTERVAL, "10.77.0.10/24"),
+        vr("v6", 52, priority, INTERVAL, "fd77::10/64"),
     ])
 }
 
@@ -102,11 +86,10 @@ fn vrrp_pair_elects_takes_over_and_announces() {
 
     // The gratuitous ARP / NA moved the client's entries to node2.
     for vip in [VIP4, VIP6] {
-        let moved = coexist_tests::netns::wait_for(
-            Duration::from_secs(2),
-            Duration::from_millis(10),
-            || seg.lab.neighbour(&seg.client, vip).as_deref() == Some(mac2.as_str()),
-        );
+        let moved =
+            coexist_support::wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
+                seg.lab.neighbour(&seg.client, vip).as_deref() == Some(mac2.as_str())
+            });
         assert!(
             moved.is_some(),
             "client's neighbour entry for {vip} is {:?}, expected node2's {mac2}",
@@ -213,14 +196,10 @@ fn vrrp_pair_status_shows_instances() {
     };
     // The board is published by its own task after the addresses are in
     // place: poll briefly rather than race it.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
+    coexist_support::wait_until(Duration::from_secs(2), Duration::from_millis(20), || {
         let s = status(0);
-        if find(&s, "v4")["state"] == "master" && find(&s, "v6")["state"] == "master" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        find(&s, "v4")["state"] == "master" && find(&s, "v6")["state"] == "master"
+    });
     let s1 = status(0);
     let s2 = status(1);
     assert_eq!(

@@ -18,36 +18,18 @@ use coexist_tests::netns::enter_or_skip;
 use nix::sys::signal::Signal;
 use vrrp_common::*;
 
-fn config(v4_priority: u8, with_v6: bool) -> String {
-    let v4 = Vr {
-        name: "v4",
-        vrid: 51,
-        priority: v4_priority,
-        interval: "100ms",
-        version: 3,
-        address: "10.77.0.10/24",
-        extra: "",
-    };
-    let v6 = Vr {
-        name: "v6",
-        vrid: 52,
-        priority: 200,
-        interval: "100ms",
-        version: 3,
-        address: "fd77::10/64",
-        extra: "",
-    };
-    if with_v6 {
-        coexist_config(&[v4, v6])
-    } else {
-        coexist_config(&[v4])
-    }
+/// `v4` at `v4_priority`, and `v6` (if `v6_priority` is given).
+fn config(v4_priority: u8, v6_priority: Option<u8>) -> String {
+    let interval = Duration::from_millis(100);
+    let mut instances = vec![vr("v4", 51, v4_priority, interval, "10.77.0.10/24")];
+    instances.extend(v6_priority.map(|p| vr("v6", 52, p, interval, "fd77::10/64")));
+    coexist_config(instances)
 }
 
-/// State changes logged by the wire layer ("VRRP backup -> master: ...").
+/// State changes logged by the wire layer ("VRRP state changed from=…").
 fn transitions(log: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains("VRRP ") && l.contains(" -> "))
+        .filter(|l| l.contains("VRRP state changed"))
         .count()
 }
 
@@ -58,12 +40,8 @@ fn vrrp_reload_changes_priority_without_spurious_transitions_and_releases_remove
     }
     let _serial = serial();
     let seg = segment("reload");
-    let n1 = seg.coexist(0, "n1", &config(200, true));
-    let _n2 = seg.coexist(
-        1,
-        "n2",
-        &config(100, true).replace("priority = 200", "priority = 100"),
-    );
+    let n1 = seg.coexist(0, "n1", &config(200, Some(200)));
+    let _n2 = seg.coexist(1, "n2", &config(100, Some(100)));
     for vip in [VIP4, VIP6] {
         assert!(
             seg.wait_holds(0, vip, Instant::now(), Duration::from_secs(5))
@@ -80,7 +58,7 @@ fn vrrp_reload_changes_priority_without_spurious_transitions_and_releases_remove
 
     // 200 → 150: still above node2; nothing may change hands.
     let before = transitions(&seg.log("n1"));
-    reload(&config(150, true));
+    reload(&config(150, Some(200)));
     std::thread::sleep(Duration::from_millis(600));
     let log = seg.log("n1");
     assert!(log.contains("configuration reloaded"), "{log}");
@@ -94,7 +72,7 @@ fn vrrp_reload_changes_priority_without_spurious_transitions_and_releases_remove
     // 150 → 50: node2 (100, preempt) hears lower-priority adverts and
     // takes VIP4; VIP6 stays on node1.
     let started = Instant::now();
-    reload(&config(50, true));
+    reload(&config(50, Some(200)));
     assert!(
         seg.wait_holds(1, VIP4, started, Duration::from_secs(3))
             .is_some(),
@@ -113,7 +91,7 @@ fn vrrp_reload_changes_priority_without_spurious_transitions_and_releases_remove
     // v6 removed: node1 sends priority 0 and removes the address, so node2
     // takes over after Skew_Time rather than Master_Down_Interval.
     let started = Instant::now();
-    reload(&config(50, false));
+    reload(&config(50, None));
     let took = seg
         .wait_holds(1, VIP6, started, Duration::from_secs(3))
         .unwrap_or_else(|| panic!("node2 never took VIP6\n{}", seg.logs(&["n1", "n2"])));
@@ -127,5 +105,15 @@ fn vrrp_reload_changes_priority_without_spurious_transitions_and_releases_remove
         "VIP6 took {:.0} ms to move; a clean release allows {:.0} ms",
         ms(took),
         ms(bound)
+    );
+
+    // Every VRRP line names its instance: starts, transitions, reloads,
+    // the removal and the release.
+    let log = seg.log("n1");
+    assert!(transitions(&log) >= 4, "{log}");
+    let unnamed = vrrp_lines_without_instance(&log);
+    assert!(
+        unnamed.is_empty(),
+        "VRRP lines without instance: {unnamed:#?}"
     );
 }

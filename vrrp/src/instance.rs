@@ -12,14 +12,17 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError, VirtualAddress};
+use crate::config::{Config, ConfigError, Problem, Setting, VirtualAddress};
 use crate::packet::{EncodeError, Family, Packet, Version};
 
 /// Protocol state (RFC 9568 §6.4; RFC 9568 calls Master "Active").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
+    /// Not running: before start and after shutdown.
     Initialize,
+    /// Listening for the master's adverts.
     Backup,
+    /// Holding the virtual addresses and sending adverts.
     Master,
 }
 
@@ -58,15 +61,36 @@ pub enum TransitionReason {
     /// Initialize → Master: priority 255, the address owner.
     AddressOwner,
     /// Backup → Master: no advert heard for Master_Down_Interval.
-    MasterDown { interval: Duration },
+    MasterDown {
+        /// The Master_Down_Interval that passed.
+        interval: Duration,
+    },
     /// Backup → Master: the master sent priority 0, Skew_Time passed.
-    MasterReleased { from: IpAddr },
+    MasterReleased {
+        /// The master that left.
+        from: IpAddr,
+    },
     /// Backup → Master: lower-priority adverts were ignored (preemption).
-    Preempted { priority: u8, from: IpAddr },
+    Preempted {
+        /// The master's priority.
+        priority: u8,
+        /// The master preempted.
+        from: IpAddr,
+    },
     /// Master → Backup: an advert with a higher priority.
-    HigherPriority { priority: u8, from: IpAddr },
+    HigherPriority {
+        /// The advert's priority.
+        priority: u8,
+        /// The new master.
+        from: IpAddr,
+    },
     /// Master → Backup: same priority from a higher primary address.
-    HigherAddress { priority: u8, from: IpAddr },
+    HigherAddress {
+        /// The advert's priority, equal to ours.
+        priority: u8,
+        /// The new master.
+        from: IpAddr,
+    },
     /// Any state → Initialize.
     Shutdown,
 }
@@ -99,9 +123,13 @@ impl fmt::Display for TransitionReason {
 /// A transition that happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
+    /// The state left.
     pub from: State,
+    /// The state entered.
     pub to: State,
+    /// Why.
     pub reason: TransitionReason,
+    /// When (the `now` of the call that caused it).
     pub at: Instant,
 }
 
@@ -122,8 +150,11 @@ pub enum Action {
     Announce(Vec<IpAddr>),
     /// Emitted before the actions the transition causes.
     StateChanged {
+        /// The state left.
         from: State,
+        /// The state entered.
         to: State,
+        /// Why.
         reason: TransitionReason,
     },
 }
@@ -132,25 +163,56 @@ pub enum Action {
 /// [`Discard::reason`] is a stable metric label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Discard {
+    /// The instance is in Initialize.
     #[error("instance not running (initialize state)")]
     NotRunning,
+    /// Another virtual router's advert.
     #[error("advert for vrid {got}, this instance is vrid {expected}")]
-    Vrid { expected: u8, got: u8 },
+    Vrid {
+        /// Ours.
+        expected: u8,
+        /// The advert's.
+        got: u8,
+    },
+    /// An advert of the other protocol version.
     #[error("advert of version {got:?}, this instance runs {expected:?}")]
-    Version { expected: Version, got: Version },
+    Version {
+        /// Ours.
+        expected: Version,
+        /// The advert's.
+        got: Version,
+    },
+    /// An advert of the other address family.
     #[error("advert from {from} is not of this instance's family")]
-    Family { from: IpAddr },
+    Family {
+        /// Its sender.
+        from: IpAddr,
+    },
+    /// Our own advert, looped back.
     #[error("advert from our own primary address {0}")]
     OwnAdvert(IpAddr),
+    /// The address owner listens to no one.
     #[error("this router is the address owner (priority 255) and ignores adverts")]
     LocalOwner,
+    /// RFC 3768 §7.1: a VRRPv2 advert with another interval.
     #[error("advert interval {got:?} differs from the configured {expected:?} (VRRPv2)")]
-    IntervalMismatch { expected: Duration, got: Duration },
+    IntervalMismatch {
+        /// Ours.
+        expected: Duration,
+        /// The advert's.
+        got: Duration,
+    },
+    /// RFC 3768 §7.1: a VRRPv2 advert with another address list, not from
+    /// the owner.
     #[error("advert from {from} lists other addresses and does not come from the owner (VRRPv2)")]
-    AddressMismatch { from: IpAddr },
+    AddressMismatch {
+        /// Its sender.
+        from: IpAddr,
+    },
 }
 
 impl Discard {
+    /// A short stable label, for the `reason` of a discard counter.
     pub fn reason(&self) -> &'static str {
         match self {
             Discard::NotRunning => "not_running",
@@ -227,10 +289,12 @@ impl Instance {
 
     // ---- read-only view -------------------------------------------------
 
+    /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The current protocol state.
     pub fn state(&self) -> State {
         self.state
     }
@@ -273,6 +337,7 @@ impl Instance {
         interval * 3 + self.skew_time()
     }
 
+    /// The last state change, if there was one.
     pub fn last_transition(&self) -> Option<&Transition> {
         self.last_transition.as_ref()
     }
@@ -425,14 +490,15 @@ impl Instance {
     /// keep their state by name.
     pub fn update_config(&mut self, config: Config) -> Result<(), ConfigError> {
         config.validate()?;
+        let changed = |setting, problem| Err(ConfigError { setting, problem });
         if config.vrid != self.config.vrid {
-            return Err(ConfigError::IdentityChanged("vrid"));
+            return changed(Setting::Vrid, Problem::IdentityChanged);
         }
         if config.version != self.config.version {
-            return Err(ConfigError::IdentityChanged("version"));
+            return changed(Setting::Version, Problem::IdentityChanged);
         }
         if config.family() != self.config.family() {
-            return Err(ConfigError::IdentityChanged("address family"));
+            return changed(Setting::Addresses, Problem::FamilyChanged);
         }
         if self.state == State::Master {
             let removed: Vec<_> = self

@@ -31,14 +31,20 @@
 //! }
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod checksum;
 pub mod config;
 pub mod instance;
+#[cfg(feature = "net")]
 pub mod net;
 pub mod packet;
+#[cfg(feature = "net")]
 mod sys;
 
-pub use config::{Config, ConfigError, Track, VirtualAddress};
+pub use config::{
+    Config, ConfigError, Garp, InstanceSpec, Problem, Setting, Track, VirtualAddress, Wire,
+};
 pub use instance::{Action, Discard, Instance, State, Transition, TransitionReason, UnknownTrack};
 pub use packet::{
     decode, ChecksumMode, DecodeError, Decoded, EncodeError, Family, Packet, Version,

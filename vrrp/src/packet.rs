@@ -77,15 +77,26 @@ impl Version {
 /// Address family of an instance or packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
+    /// IPv4.
     V4,
+    /// IPv6.
     V6,
 }
 
 impl Family {
+    /// The family of `addr`.
     pub fn of(addr: IpAddr) -> Family {
         match addr {
             IpAddr::V4(_) => Family::V4,
             IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// `"IPv4"` or `"IPv6"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
         }
     }
 
@@ -97,11 +108,25 @@ impl Family {
         }
     }
 
+    /// The longest prefix of an address of the family: 32 or 128.
+    pub fn prefix_max(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
     fn address_len(self) -> usize {
         match self {
             Family::V4 => 4,
             Family::V6 => 16,
         }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -120,6 +145,7 @@ pub enum ChecksumMode {
 /// A VRRP ADVERTISEMENT with every field kept.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Packet {
+    /// Protocol version of the packet.
     pub version: Version,
     /// Virtual Router ID, 1..=255 on the wire (0 is refused on decode).
     pub vrid: u8,
@@ -141,6 +167,7 @@ pub struct Packet {
 /// A successfully decoded packet and how its checksum was computed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
+    /// The advertisement.
     pub packet: Packet,
     /// The form that matched. VRRPv2 reports `MessageOnly` and VRRPv3 over
     /// IPv6 `PseudoHeader`; for VRRPv3 over IPv4 it is whichever matched
@@ -173,30 +200,55 @@ impl Decoded {
 /// short stable label for metrics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// Shorter than the header.
     #[error("truncated: {len} bytes, shorter than the 8-byte VRRP header")]
-    Truncated { len: usize },
+    Truncated {
+        /// Bytes received.
+        len: usize,
+    },
+    /// IPv4 source and IPv6 destination, or the reverse.
     #[error("source {src} and destination {dst} are of different address families")]
-    FamilyMix { src: IpAddr, dst: IpAddr },
+    FamilyMix {
+        /// IP source.
+        src: IpAddr,
+        /// IP destination.
+        dst: IpAddr,
+    },
+    /// A version field other than 2 or 3.
     #[error("unsupported VRRP version {0} (2 and 3 are supported)")]
     Version(u8),
+    /// VRRPv2 over IPv6.
     #[error("VRRPv2 packet received over IPv6 (VRRPv2 is IPv4 only)")]
     V2OverIpv6,
+    /// A type other than ADVERTISEMENT.
     #[error("packet type {0} is not ADVERTISEMENT (1)")]
     Type(u8),
+    /// An address count of zero.
     #[error("address count is 0")]
     NoAddresses,
+    /// A length that does not match the address count.
     #[error("length {actual} bytes does not match {count} addresses ({expected} bytes expected)")]
     Length {
+        /// The address count field.
         count: u8,
+        /// The length it implies.
         expected: usize,
+        /// The length received.
         actual: usize,
     },
+    /// A checksum that matches no allowed form.
     #[error("bad checksum {received:#06x}")]
-    Checksum { received: u16 },
+    Checksum {
+        /// The checksum field received.
+        received: u16,
+    },
+    /// VRRPv2 authentication other than none.
     #[error("VRRPv2 authentication type {0} is not supported (only 0, no authentication)")]
     AuthType(u8),
+    /// VRID 0.
     #[error("virtual router id 0 is not valid")]
     VridZero,
+    /// An interval of 0.
     #[error("advertisement interval 0 is not valid")]
     IntervalZero,
 }
@@ -223,24 +275,45 @@ impl DecodeError {
 /// Why a [`Packet`] cannot be put on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
+    /// IPv4 source and IPv6 destination, or the reverse.
     #[error("source {src} and destination {dst} are of different address families")]
-    FamilyMix { src: IpAddr, dst: IpAddr },
+    FamilyMix {
+        /// IP source.
+        src: IpAddr,
+        /// IP destination.
+        dst: IpAddr,
+    },
+    /// VRRPv2 over IPv6.
     #[error("VRRPv2 is IPv4 only")]
     V2OverIpv6,
+    /// No address to list.
     #[error("an advertisement needs at least one address")]
     NoAddresses,
+    /// More addresses than the count field holds.
     #[error("{0} addresses do not fit the 8-bit count")]
     TooManyAddresses(usize),
+    /// An address of the other family.
     #[error("address {addr} is not of the packet's family ({family:?})")]
-    AddressFamily { addr: IpAddr, family: Family },
+    AddressFamily {
+        /// The address at fault.
+        addr: IpAddr,
+        /// The packet's family.
+        family: Family,
+    },
+    /// A raw interval the version's field cannot hold.
     #[error("interval field {raw} exceeds the {version:?} maximum {max}")]
     IntervalRange {
+        /// The raw interval.
         raw: u16,
+        /// The field's maximum.
         max: u16,
+        /// The packet's version.
         version: Version,
     },
+    /// An interval the field cannot express.
     #[error("interval {0:?} is zero, not a whole number of field units, or too large")]
     Interval(Duration),
+    /// Reserved bits beyond their 4-bit field.
     #[error("reserved bits {0:#x} exceed 4 bits")]
     Reserved(u8),
 }

@@ -1,8 +1,10 @@
-//! `coexist-bench [--quick] [--json FILE]`: coexist beside a direct
-//! connection, HAProxy (plain and with forced splice) and nginx `stream`, on
-//! loopback, with the proxy pinned to one CPU and clients and servers on
-//! another. Prints a Markdown table; writes JSON with `--json`.
+//! `coexist-bench [--quick] [--repeat N] [--json FILE]`: coexist beside a
+//! direct connection, HAProxy (plain and with forced splice) and nginx
+//! `stream`, on loopback in a private network namespace, with the proxy
+//! pinned to one CPU and clients and servers on another. Prints a Markdown
+//! table of medians and spreads; writes JSON with `--json`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,34 +13,51 @@ use clap::Parser;
 
 use coexist_benches::child::{installed, run_bounded, Child, Spec};
 use coexist_benches::coexist::Coexist;
+use coexist_benches::echo::{self, EchoSettings};
 use coexist_benches::haproxy::Haproxy;
 use coexist_benches::measure::Settings;
 use coexist_benches::nginx::{self, NginxStream};
 use coexist_benches::proxy::Proxy;
 use coexist_benches::report::{self, Report, Tool};
-use coexist_benches::run::{self, Backends, TargetResult};
-use coexist_benches::{iperf, procfs};
+use coexist_benches::run::{self, Backends, RunPlan, TargetResult, Tests};
+use coexist_benches::{iperf, netns, procfs};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "coexist-bench",
-    about = "End-to-end throughput bench: coexist vs direct, HAProxy, nginx stream",
+    about = "End-to-end bench: coexist vs direct, HAProxy, nginx stream",
     long_about = LONG_ABOUT
 )]
 struct Cli {
-    /// Short budget: the whole run in under 2 minutes.
+    /// Short runs: each measurement a few seconds.
     #[arg(long)]
     quick: bool,
+    /// Run every target this many times (interleaved) and report the
+    /// median and the spread (min–max).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    repeat: u32,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// The coexist binary (default: `coexist` next to this binary).
     #[arg(long, value_name = "PATH")]
     coexist: Option<PathBuf>,
+    /// Also run another coexist build, as target NAME, right after coexist
+    /// (to compare a change with its baseline in the same run).
+    #[arg(long, value_name = "NAME=PATH", value_parser = parse_named_binary)]
+    compare: Vec<(String, PathBuf)>,
     /// Only these targets, comma-separated
     /// (direct, coexist, haproxy, haproxy-splice, nginx-stream).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
+    /// Only these measurements, comma-separated (memory, bulk, rate, echo).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    tests: Vec<String>,
+    /// Record `perf` profiles of the proxy during the connection-rate run,
+    /// the opening of the echo test's connections and its round trips,
+    /// into DIR (TARGET-{rate,open,echo}-REPETITION.data).
+    #[arg(long, value_name = "DIR")]
+    perf: Option<PathBuf>,
     /// CPU the proxy is pinned to.
     #[arg(long, default_value_t = 1)]
     proxy_cpu: usize,
@@ -48,34 +67,57 @@ struct Cli {
     /// Do not pin anything (results are then not comparable with pinned runs).
     #[arg(long)]
     no_pin: bool,
+    /// Use the host's loopback instead of a private network namespace.
+    #[arg(long)]
+    host_network: bool,
+    /// Concurrent connections of the connection-rate run.
+    #[arg(long, default_value_t = 50)]
+    rate_connections: u32,
     /// Idle connections held open for the memory figure.
     #[arg(long, default_value_t = 5_000)]
     idle_connections: usize,
+    /// Connections the echo test opens and holds.
+    #[arg(long, default_value_t = 7_500)]
+    echo_open: usize,
+    /// Connections the echo test opens at the same time.
+    #[arg(long, default_value_t = 100)]
+    echo_in_flight: usize,
+    /// Of the echo test's open connections, how many exchange messages.
+    #[arg(long, default_value_t = 750)]
+    echo_active: usize,
+    /// Bytes of each echo message.
+    #[arg(long, default_value_t = 512)]
+    echo_bytes: usize,
     /// First loopback port to try for backends and proxies.
     #[arg(long, default_value_t = 23_000)]
     base_port: u16,
+    /// Internal: serve echo on these addresses until killed.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    echo_server: Vec<SocketAddr>,
 }
 
 const LONG_ABOUT: &str = "\
-End-to-end throughput bench: coexist vs direct, HAProxy, nginx stream.
+End-to-end bench: coexist vs direct, HAProxy, nginx stream.
 
 Needs: apt-get install -y haproxy nginx libnginx-mod-stream iperf3 wrk
 Build: cargo build --release -p lb -p coexist-benches
-Run:   target/release/coexist-bench --quick --json bench.json
+Run:   target/release/coexist-bench --quick --repeat 3 --json bench.json
 
-Everything runs on loopback. iperf3 (bulk) and an nginx serving a small page
-(connection rate, latency, idle memory) are the backends; each proxy in turn
-forwards to them, pinned to --proxy-cpu while clients and servers share
---client-cpu. HAProxy or nginx stream are skipped, with the reason printed,
-when not installed; coexist when its binary is not found.
+Everything runs on the loopback of a private network namespace (as root;
+--host-network otherwise). iperf3 (bulk), two nginx servers of a 1 KiB page
+(connection rate, latency, idle memory) and two echo servers (opening many
+connections, small round trips) are the backends; each proxy in turn forwards
+to them, round robin over each pair, pinned to --proxy-cpu while clients and
+servers share --client-cpu. HAProxy or nginx stream are skipped, with the
+reason printed, when not installed; coexist when its binary is not found.
 
 Reading the table: one row per metric, one column per target; 'better' says
-which way is good. After each figure, (x× d) is the ratio to the direct
-connection and (x× h) to HAProxy without splice. Connections/s per proxy core
-divides the rate by the fraction of a core the proxy was busy, so a proxy held
+which way is good. Each cell is the median over the repetitions, the spread
+(min–max), and (x× h) the ratio to HAProxy without splice. Per-core figures
+divide a rate by the fraction of a core the proxy was busy, so a proxy held
 back by the client core is not penalised. Memory is the proxy's RSS growth per
 idle connection; CPU per GiB is the proxy's CPU time over the bulk runs. The
-last table checks coexist against HAProxy on the data-plane criteria.";
+last table checks coexist against the criteria of the request-path issue.";
 
 const TARGETS: [&str; 5] = [
     "direct",
@@ -86,26 +128,50 @@ const TARGETS: [&str; 5] = [
 ];
 
 fn main() {
-    if let Err(e) = run_bench(Cli::parse()) {
+    let cli = Cli::parse();
+    let result = if cli.echo_server.is_empty() {
+        run_bench(cli)
+    } else {
+        echo::serve(&cli.echo_server)
+    };
+    if let Err(e) = result {
         eprintln!("coexist-bench: {e:#}");
         std::process::exit(1);
     }
 }
 
+fn parse_named_binary(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PATH, got {text:?}"))?;
+    if name.is_empty() || TARGETS.contains(&name) {
+        return Err(format!("{name:?} is not a free target name"));
+    }
+    Ok((name.to_owned(), PathBuf::from(path)))
+}
+
 fn run_bench(cli: Cli) -> Result<()> {
     let started = Instant::now();
     for name in &cli.only {
-        if !TARGETS.contains(&name.as_str()) {
+        if !TARGETS.contains(&name.as_str()) && !cli.compare.iter().any(|(n, _)| n == name) {
             bail!(
                 "unknown target {name:?} in --only (known: {})",
                 TARGETS.join(", ")
             );
         }
     }
+    let tests = Tests::parse(&cli.tests)?;
     for tool in ["iperf3", "wrk", "nginx"] {
         if !installed(tool) {
             bail!("{tool} is not installed; run: apt-get install -y haproxy nginx libnginx-mod-stream iperf3 wrk");
         }
+    }
+    if cli.perf.is_some() && !installed("perf") {
+        bail!("--perf needs perf (apt-get install linux-perf)");
+    }
+    // First, while this process has a single thread.
+    if !cli.host_network {
+        netns::enter_private()?;
     }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -117,24 +183,32 @@ fn run_bench(cli: Cli) -> Result<()> {
             installed("taskset")
         );
     }
+    let seconds = if cli.quick { 5 } else { 10 };
     let settings = Settings {
         bulk_seconds: if cli.quick { 3 } else { 10 },
-        rate_seconds: if cli.quick { 3 } else { 10 },
-        rate_connections: if cli.quick { 32 } else { 64 },
-        latency_seconds: if cli.quick { 2 } else { 10 },
+        rate_seconds: seconds,
+        rate_connections: cli.rate_connections,
+        echo: EchoSettings {
+            open: cli.echo_open,
+            open_in_flight: cli.echo_in_flight,
+            active: cli.echo_active,
+            message_bytes: cli.echo_bytes,
+            seconds,
+        },
         idle_connections: cli.idle_connections,
         client_cpu: pin.then_some(cli.client_cpu),
         proxy_cpu: pin.then_some(cli.proxy_cpu),
     };
     let fd_limit = run::raise_fd_limit()?;
-    if (fd_limit as usize) < 2 * settings.idle_connections + 100 {
-        bail!(
-            "open-file hard limit {fd_limit} is too low for {} idle connections",
-            settings.idle_connections
-        );
+    let most_open = settings.idle_connections.max(settings.echo.open);
+    if (fd_limit as usize) < 2 * most_open + 2_100 {
+        bail!("open-file hard limit {fd_limit} is too low for {most_open} connections");
     }
     if let Some(cpu) = settings.client_cpu {
         run::pin_self(cpu)?;
+    }
+    if let Some(dir) = &cli.perf {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
 
     let temp = tempfile::Builder::new()
@@ -144,71 +218,116 @@ fn run_bench(cli: Cli) -> Result<()> {
     let dir = temp.path();
     coexist_benches::child::install_interrupt_handler(dir)?;
 
+    // Absolute: the proxies run in the temp dir.
+    let absolute = |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone());
     let coexist = match &cli.coexist {
         Some(path) => Coexist {
-            binary: path.clone(),
+            name: "coexist".into(),
+            binary: absolute(path),
         },
         None => Coexist::beside_current_exe()?,
     };
+    let compared: Vec<Coexist> = cli
+        .compare
+        .iter()
+        .map(|(name, binary)| Coexist {
+            name: name.clone(),
+            binary: absolute(binary),
+        })
+        .collect();
     let tools = tool_versions(&coexist, dir);
     let machine = procfs::machine_description();
     let load_start = procfs::load_average().ok();
 
-    let ports = run::free_ports(cli.base_port, 2 + 2 * (TARGETS.len() - 1))?;
+    let haproxy = Haproxy { splice: false };
+    let haproxy_splice = Haproxy { splice: true };
+    let mut targets: Vec<(&str, Option<&dyn Proxy>)> =
+        vec![("direct", None), ("coexist", Some(&coexist))];
+    targets.extend(
+        compared
+            .iter()
+            .map(|c| (c.name.as_str(), Some(c as &dyn Proxy))),
+    );
+    targets.extend([
+        ("haproxy", Some(&haproxy as &dyn Proxy)),
+        ("haproxy-splice", Some(&haproxy_splice as &dyn Proxy)),
+        ("nginx-stream", Some(&NginxStream as &dyn Proxy)),
+    ]);
+    let listen_ports_per_target = 3;
+    let ports = run::free_ports(
+        cli.base_port,
+        5 + listen_ports_per_target * (targets.len() - 1),
+    )?;
     let backends = Backends {
         iperf: run::loopback(ports[0]),
-        web: run::loopback(ports[1]),
+        web: vec![run::loopback(ports[1]), run::loopback(ports[2])],
+        echo: vec![run::loopback(ports[3]), run::loopback(ports[4])],
     };
     let mut iperf_server = Child::spawn(&iperf::server(backends.iperf, settings.client_cpu), dir)?;
     iperf_server.wait_ready(&[backends.iperf.port()], None, Duration::from_secs(10))?;
     let web_server = nginx::start_backend(
-        backends.web,
+        &backends.web,
         &dir.join("nginx-backend"),
         settings.client_cpu,
     )?;
+    let echo_server = start_echo_server(&backends.echo, settings.client_cpu, dir)?;
     eprintln!(
-        "coexist-bench: backends up (iperf3 on {}, nginx on {}); temp dir {}",
+        "coexist-bench: backends up (iperf3 on {}, nginx on {:?}, echo on {:?}); temp dir {}",
         backends.iperf,
         backends.web,
+        backends.echo,
         dir.display()
     );
 
-    let haproxy = Haproxy { splice: false };
-    let haproxy_splice = Haproxy { splice: true };
-    let proxies: [Option<&dyn Proxy>; 5] = [
-        None,
-        Some(&coexist),
-        Some(&haproxy),
-        Some(&haproxy_splice),
-        Some(&NginxStream),
-    ];
-    let mut results = Vec::new();
-    for (i, (name, proxy)) in TARGETS.iter().zip(proxies).enumerate() {
-        if !cli.only.is_empty() && !cli.only.iter().any(|o| o == name) {
-            continue;
-        }
-        let listen = if i == 0 {
-            [0, 0]
-        } else {
-            [ports[2 * i], ports[2 * i + 1]]
+    let mut repetitions = Vec::new();
+    'repetitions: for repetition in 1..=cli.repeat as usize {
+        let plan = RunPlan {
+            tests,
+            perf_dir: cli.perf.as_deref(),
+            repetition,
         };
-        results.push(run::run_target(
-            name, proxy, listen, backends, &settings, dir,
-        ));
-        if let Some(status) = iperf_server.exited()? {
-            // Later bulk runs would all fail; say why instead.
-            results.push(TargetResult::skipped(
-                "iperf3-server",
-                format!("exited ({status}): {}", iperf_server.log_tail()),
+        let mut results = Vec::new();
+        for (i, &(name, proxy)) in targets.iter().enumerate() {
+            if !cli.only.is_empty() && !cli.only.iter().any(|o| o == name) {
+                continue;
+            }
+            eprintln!(
+                "coexist-bench: repetition {repetition} of {}: {name}",
+                cli.repeat
+            );
+            let listen = if i == 0 {
+                [0; 3]
+            } else {
+                let first = 5 + listen_ports_per_target * (i - 1);
+                [ports[first], ports[first + 1], ports[first + 2]]
+            };
+            results.push(run::run_target(
+                name, proxy, listen, &backends, &settings, &plan, dir,
             ));
-            break;
+            if let Some(status) = iperf_server.exited()? {
+                // Later bulk runs would all fail; say why instead.
+                results.push(TargetResult::skipped(
+                    "iperf3-server",
+                    format!("exited ({status}): {}", iperf_server.log_tail()),
+                ));
+                repetitions.push(results);
+                break 'repetitions;
+            }
         }
+        repetitions.push(results);
     }
+    drop(echo_server);
     drop(web_server);
     drop(iperf_server);
 
     let load_end = procfs::load_average().ok();
-    let report = Report::new(machine, [load_start, load_end], tools, settings, results);
+    let report = Report::new(
+        machine,
+        [load_start, load_end],
+        tools,
+        settings,
+        repetitions,
+    );
     println!("{}", report::markdown(&report));
     if let Some(path) = &cli.json {
         let json = serde_json::to_string_pretty(&report)?;
@@ -219,6 +338,25 @@ fn run_bench(cli: Cli) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// This binary again, serving echo on `listen`.
+fn start_echo_server(
+    listen: &[SocketAddr],
+    cpu: Option<usize>,
+    dir: &std::path::Path,
+) -> Result<Child> {
+    let exe = std::env::current_exe().context("locating the coexist-bench binary")?;
+    let exe = exe.to_string_lossy();
+    let addresses: Vec<String> = listen
+        .iter()
+        .map(|a| format!("--echo-server={a}"))
+        .collect();
+    let args: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let mut child = Child::spawn(&Spec::new("echo-server", &exe, &args, cpu), dir)?;
+    let ports: Vec<u16> = listen.iter().map(|a| a.port()).collect();
+    child.wait_ready(&ports, None, Duration::from_secs(10))?;
+    Ok(child)
 }
 
 /// First line of each tool's version output, for the record.

@@ -3,6 +3,7 @@
 //! It binds loopback by default; an operator must configure another
 //! address explicitly to expose it.
 
+pub mod client;
 pub mod counters;
 mod page;
 pub mod status;
@@ -67,7 +68,7 @@ impl AdminContext {
 #[serde(deny_unknown_fields)]
 pub struct ServerChange {
     /// "ready", "drain" or "maint".
-    pub state: Option<String>,
+    pub state: Option<AdminState>,
     pub weight: Option<u32>,
 }
 
@@ -87,7 +88,7 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
 
 pub async fn serve(listener: tokio::net::TcpListener, context: AdminContext) {
     if let Err(error) = axum::serve(listener, router(context)).await {
-        tracing::error!("admin endpoint stopped: {error}");
+        tracing::error!(%error, "admin endpoint stopped");
     }
 }
 
@@ -115,10 +116,6 @@ async fn change_server(
     Path((backend, server)): Path<(String, String)>,
     Json(change): Json<ServerChange>,
 ) -> Response {
-    let admin = match change.state.as_deref().map(parse_admin_state).transpose() {
-        Ok(admin) => admin,
-        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
-    };
     if change.weight.is_some_and(|w| w > 256) {
         return (
             StatusCode::BAD_REQUEST,
@@ -137,7 +134,7 @@ async fn change_server(
         )
             .into_response();
     };
-    if let Some(admin) = admin {
+    if let Some(admin) = change.state {
         runtime.set_admin(admin);
     }
     if let Some(weight) = change.weight {
@@ -152,13 +149,21 @@ async fn change_server(
     Json(found).into_response()
 }
 
-fn parse_admin_state(text: &str) -> Result<AdminState, String> {
-    match text {
-        "ready" => Ok(AdminState::Ready),
-        "drain" => Ok(AdminState::Drain),
-        "maint" => Ok(AdminState::Maint),
-        other => Err(format!(
-            "unknown state {other:?}: expected ready, drain or maint\n"
-        )),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The API takes the names the CLI takes.
+    #[test]
+    fn server_change_names_the_admin_state_as_the_cli_does() {
+        let change: ServerChange = serde_json::from_str(r#"{"state": "drain"}"#).unwrap();
+        assert_eq!(change.state, Some(AdminState::Drain));
+        for state in [AdminState::Ready, AdminState::Drain, AdminState::Maint] {
+            let cli = clap::ValueEnum::to_possible_value(&state).unwrap();
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", cli.get_name()));
+            assert_eq!(cli.get_name(), state.as_str());
+        }
+        assert!(serde_json::from_str::<ServerChange>(r#"{"state": "up"}"#).is_err());
     }
 }

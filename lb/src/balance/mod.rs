@@ -16,9 +16,27 @@ mod tests;
 use std::cmp::Ordering;
 use std::net::IpAddr;
 
-use crate::config::Balance;
-
 pub(crate) use maglev::is_prime;
+
+/// A backend's `balance`: which algorithm picks its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+    Maglev,
+    RandomTwo,
+}
+
+impl Balance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConnections => "least-connections",
+            Balance::Maglev => "maglev",
+            Balance::RandomTwo => "random-two",
+        }
+    }
+}
 
 /// A server as configured: `id` is its stable identity (the server name),
 /// which Maglev hashes so that every node builds the same table.

@@ -1,4 +1,9 @@
 //! Config errors that point at the mistake: `file:line:column: key: message`.
+//!
+//! Like every error of the workspace, each names what it is about and says
+//! its cause once, in its own message: none also exposes the cause as
+//! `source()`, so printing the chain (`{:#}`) repeats nothing, and a log
+//! field `error = %e` carries the whole story.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,10 +39,11 @@ impl fmt::Display for Diagnostic {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: {source}", path.display())]
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Never empty; in file order of discovery, one per line when displayed.
     #[error("{}", DisplayAll(.0))]

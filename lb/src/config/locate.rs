@@ -47,6 +47,44 @@ pub(crate) fn key_path(text: &str, offset: usize) -> String {
     }
 }
 
+/// The span of the value at `path` (`vrrp[0].track[1].weight`), or, when
+/// the text does not have it (a key left out), of its deepest ancestor
+/// that it has. `None` when the text is not valid TOML.
+pub(crate) fn span_of(text: &str, path: &str) -> Option<Range<usize>> {
+    let doc = ImDocument::parse(text).ok()?;
+    let mut item = doc.as_item();
+    let mut best = 0..0;
+    for segment in parse_path(path) {
+        let next = match &segment {
+            Segment::Key(k) => item.get(k.as_str()),
+            Segment::Index(i) => item.get(*i),
+        };
+        let Some(next) = next else { break };
+        item = next;
+        if let Some(span) = item.span() {
+            best = span;
+        }
+    }
+    Some(best)
+}
+
+/// `a[1].b` → `a`, `1`, `b`: the inverse of [`join`].
+fn parse_path(path: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut pieces = part.split('[');
+        if let Some(key) = pieces.next().filter(|k| !k.is_empty()) {
+            out.push(Segment::Key(key.to_owned()));
+        }
+        out.extend(
+            pieces
+                .filter_map(|p| p.strip_suffix(']')?.parse().ok())
+                .map(Segment::Index),
+        );
+    }
+    out
+}
+
 #[derive(Default)]
 struct Best {
     path: Option<Vec<Segment>>,
@@ -235,6 +273,19 @@ mod tests {
         assert_eq!(key_path(text, at), "backend[1].servers[1].address");
         let at = text.find("name = \"b\"").unwrap();
         assert_eq!(key_path(text, at), "backend[1].name");
+    }
+
+    #[test]
+    fn span_of_a_path_or_its_deepest_ancestor() {
+        let text = "[[vrrp]]\nname = \"a\"\n[[vrrp]]\nname = \"b\"\ntrack = [{ frontend = \"w\", weight = 9 }]\n";
+        let at = |path: &str| span_of(text, path).map(|s| &text[s]);
+        assert_eq!(at("vrrp[1].track[0].weight"), Some("9"));
+        assert_eq!(at("vrrp[1].name"), Some("\"b\""));
+        // No `priority` key: its table.
+        let table = span_of(text, "vrrp[1].priority").unwrap();
+        assert_eq!(table, span_of(text, "vrrp[1]").unwrap());
+        assert!(table.start >= text.find("[[vrrp]]\nname = \"b").unwrap());
+        assert_eq!(span_of("[[vrrp]", "vrrp"), None);
     }
 
     #[test]

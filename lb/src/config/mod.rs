@@ -25,9 +25,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
 /// Read and [`parse`] the file at `path`.
 pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     parse(&text, &path.display().to_string())
 }

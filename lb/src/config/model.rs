@@ -4,8 +4,12 @@
 //! [`Config`] never re-checks names, addresses or ranges. Defaults are filled
 //! in, so no `Option` means "use the default" past this point.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The algorithm a backend balances with, as the balancer defines it.
+pub use crate::balance::Balance;
+use crate::proxy_protocol::ProxyVersion;
 
 /// A complete, checked configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,7 +17,8 @@ pub struct Config {
     pub admin: Admin,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
-    pub vrrp: Vec<VrrpInstance>,
+    /// `[[vrrp]]`: the vrrp crate's model of an instance, as is.
+    pub vrrp: Vec<vrrp::InstanceSpec>,
     pub tuning: Tuning,
 }
 
@@ -48,13 +53,6 @@ pub struct Tuning {
     pub backlog: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyProtocol {
-    None,
-    V1,
-    V2,
-}
-
 /// `[[frontend]]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frontend {
@@ -65,8 +63,9 @@ pub struct Frontend {
     pub backend: String,
     /// TCP only (`None` on UDP frontends, whose bound is `max_sessions`).
     pub max_connections: Option<usize>,
-    /// TCP only (`None` on UDP frontends).
-    pub proxy_protocol: ProxyProtocol,
+    /// The PROXY protocol header sent to the servers; `None` sends none
+    /// (always `None` on UDP frontends).
+    pub proxy_protocol: Option<ProxyVersion>,
     pub protocol: Protocol,
 }
 
@@ -110,25 +109,6 @@ pub struct UdpSettings {
     pub responses: Option<u32>,
     /// Sessions kept at once; at the limit the one idle longest is evicted.
     pub max_sessions: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Balance {
-    RoundRobin,
-    LeastConnections,
-    Maglev,
-    RandomTwo,
-}
-
-impl Balance {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Balance::RoundRobin => "round-robin",
-            Balance::LeastConnections => "least-connections",
-            Balance::Maglev => "maglev",
-            Balance::RandomTwo => "random-two",
-        }
-    }
 }
 
 /// `[[backend]]`
@@ -241,54 +221,4 @@ pub fn dns_rcode_name(code: u16) -> String {
         .iter()
         .find(|(_, c)| *c == code)
         .map_or_else(|| code.to_string(), |(n, _)| (*n).to_owned())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpFamily {
-    V4,
-    V6,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumMode {
-    /// IPv4 pseudo-header included (keepalived, FRR). The default.
-    PseudoHeader,
-    /// Over the VRRP message alone (RFC 9568 §5.2.8; Cisco, Juniper).
-    MessageOnly,
-}
-
-/// `[[vrrp]]`: one virtual router.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VrrpInstance {
-    pub name: String,
-    pub interface: String,
-    pub vrid: u8,
-    pub priority: u8,
-    pub advert_interval: Duration,
-    /// 2 or 3; 2 implies IPv4.
-    pub version: u8,
-    pub family: IpFamily,
-    pub preempt: bool,
-    pub preempt_delay: Duration,
-    pub accept_mode: bool,
-    /// Virtual addresses with their prefix length, all of `family`.
-    pub addresses: Vec<(IpAddr, u8)>,
-    pub track: Vec<Track>,
-    pub unicast_peers: Vec<IpAddr>,
-    pub virtual_mac: bool,
-    pub notify: Option<String>,
-    /// IPv4 v3 checksum form to send.
-    pub checksum_mode: ChecksumMode,
-    /// Gratuitous ARP / unsolicited NA: how many after becoming master, and spacing.
-    pub garp_count: u32,
-    pub garp_interval: Duration,
-    /// Periodic re-announcement while master; `None` disables it.
-    pub garp_refresh: Option<Duration>,
-}
-
-/// `track = [{ frontend = "web", weight = 60 }]`
-#[derive(Debug, Clone, PartialEq)]
-pub struct Track {
-    pub frontend: String,
-    pub weight: u8,
 }

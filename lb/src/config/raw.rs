@@ -4,9 +4,19 @@
 //! and values that validation may reject keep their [`Spanned`] location.
 //! Numbers are read as `i64` so that a negative or oversized value gets a
 //! located range message from validation rather than a serde type error.
+//!
+//! A `[[vrrp]]` section is the vrrp crate's [`vrrp::InstanceSpec`] written
+//! down: [`RawVrrp::instance`] lays its keys over that model's defaults,
+//! and the model's own rules check the result. A new VRRP option is added
+//! to the vrrp crate and here, nowhere else in lb.
+
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+use vrrp::{InstanceSpec, Track};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,12 +168,14 @@ pub struct RawVrrp {
     pub unicast_peers: Vec<Spanned<String>>,
     pub virtual_mac: Option<bool>,
     pub notify: Option<Spanned<String>>,
-    pub checksum: Option<Spanned<RawChecksum>>,
+    pub checksum: Option<Spanned<String>>,
     pub garp_count: Option<Spanned<i64>>,
     pub garp_interval: Option<Spanned<String>>,
     pub garp_refresh: Option<Spanned<String>>,
 }
 
+/// `track = [{ frontend = "web", weight = 60 }]`: the tracked object is
+/// "frontend `web` has a healthy server".
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrack {
@@ -171,9 +183,81 @@ pub struct RawTrack {
     pub weight: Spanned<i64>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RawChecksum {
-    PseudoHeader,
-    MessageOnly,
+/// Reads raw values as the types of their settings, reporting at its
+/// location each value that does not read (validation provides it).
+pub(super) trait ReadValues {
+    /// An integer of the setting's type.
+    fn int<T: TryFrom<i64>>(&mut self, value: &Spanned<i64>) -> Option<T>;
+    /// A value converted with the type's `TryFrom`.
+    fn read<R, T>(&mut self, value: &Spanned<R>) -> Option<T>
+    where
+        R: Clone + Display,
+        T: TryFrom<R>,
+        T::Error: Display;
+    /// A string parsed with the type's `FromStr`.
+    fn parse<T>(&mut self, value: &Spanned<String>) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: Display;
+    /// A duration such as `"100ms"`.
+    fn read_duration(&mut self, value: &Spanned<String>) -> Option<Duration>;
+}
+
+impl RawVrrp {
+    /// The instance this section describes: the vrrp crate's defaults
+    /// ([`InstanceSpec::new`]) with each key the section sets laid over
+    /// them. A value that cannot be read as its setting's type is reported
+    /// through `ctx` and leaves the default; whether the instance is valid
+    /// is [`InstanceSpec::problems`]' to say.
+    pub(super) fn instance(&self, ctx: &mut impl ReadValues) -> InstanceSpec {
+        let addresses = self.addresses.get_ref().iter();
+        let addresses = addresses.filter_map(|a| ctx.parse(a)).collect();
+        // An unreadable VRID is reported; any valid one stands in.
+        let vrid = ctx.int(&self.vrid).unwrap_or(1);
+        let name = self.name.get_ref().clone();
+        let interface = self.interface.get_ref().clone();
+        let mut spec = InstanceSpec::new(name, interface, vrid, addresses);
+        let (c, w) = (&mut spec.config, &mut spec.wire);
+        set(&mut c.priority, &self.priority, |v| ctx.int(v));
+        set(&mut c.version, &self.version, |v| ctx.read(v));
+        set(&mut c.advert_interval, &self.advert_interval, |v| {
+            ctx.read_duration(v)
+        });
+        set(&mut c.preempt, &self.preempt, |v| Some(*v));
+        set(&mut c.preempt_delay, &self.preempt_delay, |v| {
+            ctx.read_duration(v)
+        });
+        set(&mut c.accept_mode, &self.accept_mode, |v| Some(*v));
+        set(&mut c.checksum_mode, &self.checksum, |v| ctx.parse(v));
+        c.tracks = (self.track.iter().map(Spanned::get_ref))
+            .filter_map(|t| {
+                let weight = ctx.int(&t.weight)?;
+                let name = t.frontend.get_ref().clone();
+                Some(Track { name, weight })
+            })
+            .collect();
+        w.unicast_peers = (self.unicast_peers.iter())
+            .filter_map(|p| ctx.parse(p))
+            .collect();
+        set(&mut w.virtual_mac, &self.virtual_mac, |v| Some(*v));
+        set(&mut w.notify, &self.notify, |v| {
+            Some(Some(v.get_ref().clone()))
+        });
+        set(&mut w.garp.count, &self.garp_count, |v| ctx.int(v));
+        set(&mut w.garp.interval, &self.garp_interval, |v| {
+            ctx.read_duration(v)
+        });
+        set(&mut w.garp.refresh, &self.garp_refresh, |v| {
+            ctx.read_duration(v).map(Some)
+        });
+        spec
+    }
+}
+
+/// Overwrites `slot` with what `read` makes of the raw value, if the file
+/// has one and it reads.
+fn set<R, T>(slot: &mut T, raw: &Option<R>, read: impl FnOnce(&R) -> Option<T>) {
+    if let Some(value) = raw.as_ref().and_then(read) {
+        *slot = value;
+    }
 }

@@ -86,7 +86,10 @@ fn design_example_parses_with_defaults_filled() {
     let f = c.frontend("web").unwrap();
     assert_eq!(f.listen, [addr("0.0.0.0:8080"), addr("[::]:8080")]);
     assert_eq!(f.max_connections, Some(100_000));
-    assert_eq!(f.proxy_protocol, ProxyProtocol::V2);
+    assert_eq!(
+        f.proxy_protocol,
+        Some(crate::proxy_protocol::ProxyVersion::V2)
+    );
 
     let b = c.backend("web").unwrap();
     assert_eq!(b.balance, Balance::RoundRobin);
@@ -110,26 +113,67 @@ fn design_example_parses_with_defaults_filled() {
     assert!(!b.servers[1].backup && b.servers[2].backup);
     assert_eq!(b.servers[0].max_connections, None);
 
+    // Every key left out has the vrrp crate's default.
     let v = &c.vrrp[0];
-    assert_eq!((v.vrid, v.priority, v.version), (51, 150, 3));
-    assert_eq!(v.family, IpFamily::V4);
-    assert_eq!(v.advert_interval, Duration::from_millis(100));
-    assert_eq!(v.addresses, [("192.0.2.10".parse().unwrap(), 24)]);
-    assert_eq!(
-        v.track,
-        [Track {
-            frontend: "web".into(),
-            weight: 60
-        }]
+    let mut expected = vrrp::InstanceSpec::new(
+        "front-v4".into(),
+        "eth0".into(),
+        51,
+        vec!["192.0.2.10/24".parse().unwrap()],
     );
-    assert!(v.preempt && !v.accept_mode && !v.virtual_mac);
-    assert_eq!(v.preempt_delay, Duration::ZERO);
-    assert_eq!(v.checksum_mode, ChecksumMode::PseudoHeader);
-    assert_eq!(
-        (v.garp_count, v.garp_interval, v.garp_refresh),
-        (5, Duration::from_millis(100), None)
+    expected.config.priority = 150;
+    expected.config.advert_interval = Duration::from_millis(100);
+    expected.config.tracks = vec![vrrp::Track {
+        name: "web".into(),
+        weight: 60,
+    }];
+    assert_eq!(*v, expected);
+    assert_eq!(v.config.family(), vrrp::Family::V4);
+}
+
+// Input: a VRRP-only config with every key. Output: each value lands on
+// its setting of the vrrp crate's model.
+#[test]
+fn vrrp_every_key_reaches_the_model() {
+    let c = parse(
+        "[[vrrp]]\nname = \"v\"\ninterface = \"eth1\"\nvrid = 7\npriority = 200\nadvert_interval = \"50ms\"\n\
+         version = 3\npreempt = false\npreempt_delay = \"2s\"\naccept_mode = true\naddresses = [\"192.0.2.10/24\"]\n\
+         unicast_peers = [\"192.0.2.3\"]\nvirtual_mac = true\nnotify = \"/bin/true\"\nchecksum = \"message-only\"\n\
+         garp_count = 3\ngarp_interval = \"20ms\"\ngarp_refresh = \"30s\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let mut expected = vrrp::InstanceSpec::new(
+        "v".into(),
+        "eth1".into(),
+        7,
+        vec!["192.0.2.10/24".parse().unwrap()],
     );
-    assert!(v.unicast_peers.is_empty() && v.notify.is_none());
+    let (config, wire) = (&mut expected.config, &mut expected.wire);
+    config.version = vrrp::Version::V3;
+    config.priority = 200;
+    config.advert_interval = Duration::from_millis(50);
+    config.preempt = false;
+    config.preempt_delay = Duration::from_secs(2);
+    config.accept_mode = true;
+    config.checksum_mode = vrrp::ChecksumMode::MessageOnly;
+    wire.unicast_peers = vec!["192.0.2.3".parse().unwrap()];
+    wire.virtual_mac = true;
+    wire.notify = Some("/bin/true".into());
+    wire.garp.count = 3;
+    wire.garp.interval = Duration::from_millis(20);
+    wire.garp.refresh = Some(Duration::from_secs(30));
+    assert_eq!(c.vrrp, [expected]);
+}
+
+#[test]
+fn vrrp_version_2_instance() {
+    let c = parse(
+        "[[vrrp]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nversion = 2\nadvert_interval = \"2s\"\naddresses = [\"192.0.2.10/24\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.vrrp[0].config.version, vrrp::Version::V2);
 }
 
 #[test]
@@ -155,7 +199,10 @@ fn shipped_example_config_parses() {
         .backends
         .iter()
         .flat_map(|b| b.servers.iter().map(|s| s.address.ip()));
-    let vips = c.vrrp.iter().flat_map(|v| v.addresses.iter().map(|a| a.0));
+    let vips = c
+        .vrrp
+        .iter()
+        .flat_map(|v| v.config.addresses.iter().map(|a| a.addr));
     for ip in listen.chain(servers).chain(vips) {
         assert!(ip.is_loopback() || documentation(ip), "{ip} in example");
     }
@@ -168,7 +215,7 @@ fn defaults_without_health_check_and_admin_disabled() {
     assert_eq!(c.admin.listen, None);
     let b = &c.backends[0];
     assert_eq!((b.health_check.as_ref(), b.rise, b.fall), (None, 2, 3));
-    assert_eq!(c.frontends[0].proxy_protocol, ProxyProtocol::None);
+    assert_eq!(c.frontends[0].proxy_protocol, None);
     assert_eq!(c.frontends[0].max_connections, None);
 }
 
@@ -217,17 +264,20 @@ fn vrrp_only_ipv6_instance_with_unicast_peers() {
     let text = "[[vrrp]]\nname = \"v6\"\ninterface = \"eth1\"\nvrid = 7\naddresses = [\"fe80::7\", \"2001:db8::10/64\"]\nunicast_peers = [\"2001:db8::2\"]\nvirtual_mac = true\nnotify = \"/usr/local/bin/notify\"\ngarp_refresh = \"60s\"\n";
     let c = parse(text, "t.toml").unwrap();
     let v = &c.vrrp[0];
-    assert_eq!(v.family, IpFamily::V6);
-    assert_eq!(v.addresses[0], ("fe80::7".parse().unwrap(), 128));
+    assert_eq!(v.config.family(), vrrp::Family::V6);
     assert_eq!(
-        v.unicast_peers,
+        v.config.addresses[0],
+        vrrp::VirtualAddress::new("fe80::7".parse().unwrap(), 128)
+    );
+    assert_eq!(
+        v.wire.unicast_peers,
         ["2001:db8::2".parse::<std::net::IpAddr>().unwrap()]
     );
-    assert!(v.virtual_mac);
-    assert_eq!(v.notify.as_deref(), Some("/usr/local/bin/notify"));
-    assert_eq!(v.garp_refresh, Some(Duration::from_secs(60)));
-    assert_eq!(v.advert_interval, Duration::from_secs(1));
-    assert_eq!(v.priority, 100);
+    assert!(v.wire.virtual_mac);
+    assert_eq!(v.wire.notify.as_deref(), Some("/usr/local/bin/notify"));
+    assert_eq!(v.wire.garp.refresh, Some(Duration::from_secs(60)));
+    assert_eq!(v.config.advert_interval, Duration::from_secs(1));
+    assert_eq!(v.config.priority, 100);
 }
 
 // --- TOML and serde shape errors -------------------------------------------
@@ -601,7 +651,7 @@ fn vrrp_address_family_mix() {
         5,
         31,
         "vrrp[0].addresses[1]",
-        "use one [[vrrp]] instance per address family",
+        "use one instance per address family",
     );
 }
 
@@ -638,12 +688,14 @@ fn vrrp_vrid_and_priority_ranges() {
         "[[vrrp]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 0\naddresses = [\"192.0.2.10/24\"]\n";
     assert_error(text, 4, 8, "vrrp[0].vrid", "0 is out of range 1..=255");
     let text = format!("{VRRP_HEAD}priority = 256\naddresses = [\"192.0.2.10/24\"]\n");
+    assert_error(&text, 5, 12, "vrrp[0].priority", "256 is too large");
+    let text = format!("{VRRP_HEAD}priority = 0\naddresses = [\"192.0.2.10/24\"]\n");
     assert_error(
         &text,
         5,
         12,
         "vrrp[0].priority",
-        "256 is out of range 1..=255",
+        "0 is out of range 1..=255",
     );
 }
 
@@ -722,9 +774,35 @@ fn vrrp_checksum_choice_only_for_v3_ipv4() {
     );
     let ok = text.replace("2001:db8::10/64", "192.0.2.10/24");
     assert_eq!(
-        parse(&ok, "t.toml").unwrap().vrrp[0].checksum_mode,
-        ChecksumMode::MessageOnly
+        parse(&ok, "t.toml").unwrap().vrrp[0].config.checksum_mode,
+        vrrp::ChecksumMode::MessageOnly
     );
+}
+
+// Values that are not even of their setting's type are reported at their
+// key, with the type's reason; the model's rules are then not judged.
+#[test]
+fn vrrp_unreadable_values_are_located() {
+    let text = format!("{VRRP_HEAD}version = 4\naddresses = [\"192.0.2.10/24\"]\n");
+    assert_error(&text, 5, 11, "vrrp[0].version", "4: expected 2 or 3");
+    let text = format!("{VRRP_HEAD}addresses = [\"192.0.2.10/24\", \"eth0/24\"]\n");
+    assert_error(
+        &text,
+        5,
+        31,
+        "vrrp[0].addresses[1]",
+        "\"eth0/24\": not an IP address with an optional /prefix",
+    );
+    let text = format!("{VRRP_HEAD}addresses = [\"192.0.2.10/24\"]\nchecksum = \"crc\"\n");
+    assert_error(
+        &text,
+        6,
+        12,
+        "vrrp[0].checksum",
+        "\"crc\": expected pseudo-header or message-only",
+    );
+    let text = format!("{VRRP_HEAD}addresses = [\"192.0.2.10/24\"]\ngarp_interval = \"soon\"\n");
+    assert_error(&text, 6, 17, "vrrp[0].garp_interval", "invalid duration");
 }
 
 #[test]
@@ -766,9 +844,12 @@ fn load_names_the_missing_file() {
     let path = std::path::Path::new("no-such-dir-coexist/coexist.toml");
     let e = load(path).unwrap_err();
     assert!(matches!(e, ConfigError::Io { .. }));
+    assert_eq!(
+        e.to_string(),
+        "cannot read no-such-dir-coexist/coexist.toml: No such file or directory (os error 2)"
+    );
     assert!(
-        e.to_string()
-            .starts_with("no-such-dir-coexist/coexist.toml: "),
-        "{e}"
+        std::error::Error::source(&e).is_none(),
+        "the cause is said once"
     );
 }

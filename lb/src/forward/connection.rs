@@ -10,15 +10,17 @@
 //! round for the server), so each slot has a single user.
 
 use std::future::{poll_fn, Future};
+use std::net::Shutdown;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::flow::{Budget, Ends, Flow, Progress};
-use super::{abort, idle, Ctx, ForwardError, Side, Totals};
+use super::{abort, idle, Ctx, ForwardError, IoOp, Side, Totals};
 
 /// Per direction and poll: enough to keep a fast connection efficient (a
 /// wake-up per half MiB or 32 syscalls), little enough that one busy
@@ -67,6 +69,12 @@ impl<'a> Connection<'a> {
     #[cfg(test)]
     pub(super) fn holds_carrier(&self) -> bool {
         self.up.holds_carrier() || self.down.holds_carrier()
+    }
+
+    /// Whether each direction (up, down) has switched to splice.
+    #[cfg(test)]
+    pub(super) fn splices(&self) -> (bool, bool) {
+        (self.up.splices(), self.down.splices())
     }
 
     /// The timer needs pinning, which a plain struct cannot give without
@@ -118,23 +126,51 @@ impl<'a> Connection<'a> {
             });
         let result = match progress {
             Err(e) => Err(e),
-            Ok((Progress::Done, Progress::Done)) => Ok(self.totals()),
+            // Both sources ended: closing the sockets sends whatever FIN is
+            // still owed, without a shutdown(2) first.
+            Ok((Progress::Ended | Progress::Done, Progress::Ended | Progress::Done)) => {
+                Ok(self.totals())
+            }
             Ok((up_progress, down_progress)) => {
-                if self.totals() != before {
-                    self.last_active = Instant::now();
-                }
-                if idle.is_some_and(|timer| self.idle_expired(timer, cx)) {
-                    Err(ForwardError::IdleTimeout(self.idle_timeout))
+                // One source ended while the other direction goes on: pass
+                // its FIN on and keep forwarding the other way.
+                let half_closed = if up_progress == Progress::Ended {
+                    Self::half_close(&mut self.up, &up)
+                } else if down_progress == Progress::Ended {
+                    Self::half_close(&mut self.down, &down)
                 } else {
-                    if Progress::Yielded == up_progress || Progress::Yielded == down_progress {
-                        // Out of budget, not blocked: nothing else will wake us.
-                        cx.waker().wake_by_ref();
+                    Ok(())
+                };
+                if let Err(e) = half_closed {
+                    Err(e)
+                } else {
+                    if self.totals() != before {
+                        self.last_active = Instant::now();
                     }
-                    return Poll::Pending;
+                    if idle.is_some_and(|timer| self.idle_expired(timer, cx)) {
+                        Err(ForwardError::IdleTimeout(self.idle_timeout))
+                    } else {
+                        if Progress::Yielded == up_progress || Progress::Yielded == down_progress {
+                            // Out of budget, not blocked: nothing else will wake us.
+                            cx.waker().wake_by_ref();
+                        }
+                        return Poll::Pending;
+                    }
                 }
             }
         };
         Poll::Ready(self.complete(result))
+    }
+
+    /// Sends the FIN a flow owes its destination.
+    fn half_close(flow: &mut Flow<'_>, ends: &Ends<'_>) -> Result<(), ForwardError> {
+        flow.fin_sent();
+        match SockRef::from(ends.dst).shutdown(Shutdown::Write) {
+            // The peer is already gone; the other direction reports why, if it matters.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
+            Err(e) => Err(ForwardError::from_io(ends.to, IoOp::Shutdown, e)),
+            Ok(()) => Ok(()),
+        }
     }
 
     fn totals(&self) -> Totals {

@@ -46,15 +46,14 @@ pub enum ForwardError {
     ClientReset,
     #[error("the server reset the connection")]
     ServerReset,
-    #[error("{op} the {side}: {source}")]
+    #[error("{op} the {side}: {error}")]
     Io {
         side: Side,
         op: IoOp,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     #[error("creating a splice pipe: {0}")]
-    Pipe(#[source] io::Error),
+    Pipe(io::Error),
 }
 
 impl ForwardError {
@@ -68,11 +67,7 @@ impl ForwardError {
         match (reset, side) {
             (true, Side::Client) => ForwardError::ClientReset,
             (true, Side::Server) => ForwardError::ServerReset,
-            (false, _) => ForwardError::Io {
-                side,
-                op,
-                source: e,
-            },
+            (false, _) => ForwardError::Io { side, op, error: e },
         }
     }
 

@@ -4,13 +4,16 @@
 //! Waiting uses the sockets' own readiness slots (`poll_read_ready` on the
 //! source, `poll_write_ready` on the destination), so a flow stores no waiter
 //! of its own: its whole state is what is in flight and how to move it.
+//!
+//! A flow starts on the copy path with a small buffer: a request or a
+//! response of a few kilobytes costs one read and one write. A read that
+//! fills the buffer shows bulk, and from then on the flow splices (or, when
+//! splice is off, copies through a large buffer).
 
 use std::io;
 use std::mem;
-use std::net::Shutdown;
 use std::task::{Context, Poll};
 
-use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use super::copy::{self, Buffer};
@@ -48,7 +51,10 @@ pub(super) struct Budget {
 /// Where a poll of a flow left it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Progress {
-    /// EOF was forwarded and the destination half-closed.
+    /// The source's EOF came and every byte is delivered: the FIN is owed
+    /// to the destination (the connection sends it, see [`Flow::fin_sent`]).
+    Ended,
+    /// The FIN was passed on earlier.
     Done,
     /// Waiting for a socket; the task is woken when it is ready.
     Blocked,
@@ -65,8 +71,14 @@ enum Carrier<'p> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// Through a buffer of `copy::SMALL` bytes, or `copy::LARGE` once the
+    /// flow moves bulk and may not splice.
+    Copy {
+        bulk: bool,
+    },
     Splice,
-    Copy,
+    /// The source ended and everything is delivered.
+    Ended,
     Done,
 }
 
@@ -83,6 +95,11 @@ pub(super) struct Flow<'p> {
     start: u32,
     end: u32,
     mode: Mode,
+    /// Whether this flow may switch to splice once it moves bulk.
+    may_splice: bool,
+    /// The source's EOF was read along with the bytes in flight: they go
+    /// out corked, with the FIN right behind them.
+    eof_read: bool,
     /// Bytes delivered so far.
     total: u64,
 }
@@ -93,7 +110,9 @@ impl<'p> Flow<'p> {
             carrier: Carrier::Empty,
             start: 0,
             end: 0,
-            mode: if splice { Mode::Splice } else { Mode::Copy },
+            mode: Mode::Copy { bulk: false },
+            may_splice: splice,
+            eof_read: false,
             total: 0,
         }
     }
@@ -108,17 +127,29 @@ impl<'p> Flow<'p> {
         !matches!(self.carrier, Carrier::Empty)
     }
 
+    /// Whether this flow has switched to splice.
+    #[cfg(test)]
+    pub(super) fn splices(&self) -> bool {
+        self.mode == Mode::Splice
+    }
+
+    /// The connection passed the FIN on (shutdown, or close).
+    pub(super) fn fin_sent(&mut self) {
+        self.mode = Mode::Done;
+    }
+
     /// Gives up the pipe or buffer; a pipe that may still hold bytes is
     /// closed rather than returned to the pool.
     pub(super) fn discard(&mut self) {
         match mem::replace(&mut self.carrier, Carrier::Empty) {
             Carrier::Pipe(pipe) if self.start == self.end => pipe.release_empty(),
+            Carrier::Buffer(buffer) => copy::give_back(buffer),
             _ => {}
         }
     }
 
-    /// Moves bytes until a socket blocks, the source's EOF has been
-    /// forwarded, or `budget` is spent.
+    /// Moves bytes until a socket blocks, the source's EOF is reached with
+    /// every byte delivered, or `budget` is spent.
     pub(super) fn poll(
         &mut self,
         ends: &Ends<'_>,
@@ -128,12 +159,16 @@ impl<'p> Flow<'p> {
     ) -> Result<Progress, ForwardError> {
         let delivered_before = self.total;
         for _ in 0..budget.steps {
-            let step = if self.mode == Mode::Done {
-                return Ok(Progress::Done);
-            } else if self.start < self.end {
-                self.drain(ends, ctx, cx)?
-            } else {
-                self.fill(ends, ctx, cx)?
+            let step = match self.mode {
+                Mode::Ended => return Ok(Progress::Ended),
+                Mode::Done => return Ok(Progress::Done),
+                _ if self.start < self.end => self.drain(ends, ctx, cx)?,
+                _ if self.eof_read => {
+                    self.discard();
+                    self.mode = Mode::Ended;
+                    return Ok(Progress::Ended);
+                }
+                _ => self.fill(ends, ctx, cx)?,
             };
             if let Step::Blocked = step {
                 return Ok(Progress::Blocked);
@@ -143,6 +178,7 @@ impl<'p> Flow<'p> {
             }
         }
         Ok(match self.mode {
+            Mode::Ended => Progress::Ended,
             Mode::Done => Progress::Done,
             _ => Progress::Yielded,
         })
@@ -157,48 +193,107 @@ impl<'p> Flow<'p> {
     ) -> Result<Step, ForwardError> {
         // Wait without a pipe or buffer: an idle connection holds none.
         match ends.src.poll_read_ready(cx) {
-            Poll::Pending => return Ok(Step::Blocked),
+            Poll::Pending => {
+                self.discard();
+                return Ok(Step::Blocked);
+            }
             Poll::Ready(ready) => ready.map_err(|e| ends.read_error(e))?,
         }
-        let filled = match self.mode {
-            Mode::Splice => {
-                if !matches!(self.carrier, Carrier::Pipe(_)) {
-                    self.carrier = Carrier::Pipe(ctx.pool.take().map_err(ForwardError::Pipe)?);
-                }
-                let Carrier::Pipe(pipe) = &self.carrier else {
-                    unreachable!("a pipe was just put in place");
-                };
-                splice::fill(ends.src, pipe.pipe())
-            }
-            Mode::Copy | Mode::Done => {
-                if !matches!(self.carrier, Carrier::Buffer(_)) {
-                    self.carrier = Carrier::Buffer(copy::new_buffer());
-                }
-                let Carrier::Buffer(buffer) = &mut self.carrier else {
-                    unreachable!("a buffer was just put in place");
-                };
-                ends.src.try_read(&mut buffer[..])
-            }
+        match self.mode {
+            Mode::Splice => self.splice_fill(ends, ctx),
+            Mode::Copy { bulk } => self.copy_fill(ends, ctx, cx, bulk),
+            Mode::Ended | Mode::Done => unreachable!("finished flows do not fill"),
+        }
+    }
+
+    fn splice_fill(&mut self, ends: &Ends<'_>, ctx: &Ctx<'p>) -> Result<Step, ForwardError> {
+        if !matches!(self.carrier, Carrier::Pipe(_)) {
+            self.discard();
+            self.carrier = Carrier::Pipe(ctx.pool.take().map_err(ForwardError::Pipe)?);
+        }
+        let Carrier::Pipe(pipe) = &self.carrier else {
+            unreachable!("a pipe was just put in place");
         };
-        match filled {
-            Ok(0) => {
-                self.discard();
-                self.finish(ends)?;
-            }
-            // At most SPLICE_LEN or BUFFER_SIZE, both far below u32::MAX.
+        match splice::fill(ends.src, pipe.pipe()) {
+            Ok(0) => self.source_ended(),
+            // At most SPLICE_LEN, far below u32::MAX.
             Ok(n) => (self.start, self.end) = (0, n as u32),
             // The source is drained and its readiness cleared: give the
-            // carrier back while waiting.
+            // pipe back while waiting.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.discard(),
-            Err(e) if self.mode == Mode::Splice && splice::is_unsupported(&e) => {
+            Err(e) if splice::is_unsupported(&e) => {
                 // The pipe is empty, so copying on loses no byte.
                 self.discard();
                 ctx.pool.mark_splice_unavailable();
-                self.mode = Mode::Copy;
+                self.may_splice = false;
+                self.mode = Mode::Copy { bulk: true };
             }
             Err(e) => return Err(ends.read_error(e)),
         }
         Ok(Step::Continue)
+    }
+
+    fn copy_fill(
+        &mut self,
+        ends: &Ends<'_>,
+        ctx: &Ctx<'p>,
+        cx: &mut Context<'_>,
+        bulk: bool,
+    ) -> Result<Step, ForwardError> {
+        let size = if bulk { copy::LARGE } else { copy::SMALL };
+        if !matches!(&self.carrier, Carrier::Buffer(b) if b.len() == size) {
+            self.discard();
+            self.carrier = Carrier::Buffer(copy::take(size));
+        }
+        let Carrier::Buffer(buffer) = &mut self.carrier else {
+            unreachable!("a buffer was just put in place");
+        };
+        let n = match copy::read(ends.src, buffer) {
+            Ok(0) => {
+                self.source_ended();
+                return Ok(Step::Continue);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.discard();
+                return Ok(Step::Continue);
+            }
+            Err(e) => return Err(ends.read_error(e)),
+        };
+        if n == buffer.len() {
+            // A full buffer: bulk. Later fills splice (or use the large
+            // buffer); this one is drained first.
+            if !bulk {
+                self.mode = if self.may_splice && ctx.pool.splice_available() {
+                    Mode::Splice
+                } else {
+                    Mode::Copy { bulk: true }
+                };
+            }
+        } else if ends.src.poll_read_ready(cx).is_ready() {
+            // The short read cleared the readiness, so the socket is still
+            // readable only if the FIN is in: read it now, and the bytes go
+            // out with the FIN in one segment.
+            match copy::read(ends.src, &mut buffer[n..]) {
+                Ok(0) => self.eof_read = true,
+                Ok(more) => return Ok(self.filled(n + more)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(ends.read_error(e)),
+            }
+        }
+        Ok(self.filled(n))
+    }
+
+    fn filled(&mut self, n: usize) -> Step {
+        // At most copy::LARGE, far below u32::MAX.
+        (self.start, self.end) = (0, n as u32);
+        Step::Continue
+    }
+
+    /// The source sent FIN and nothing is in flight.
+    fn source_ended(&mut self) {
+        self.discard();
+        self.mode = Mode::Ended;
     }
 
     /// With bytes in flight: writes them on, or waits until the destination
@@ -212,7 +307,7 @@ impl<'p> Flow<'p> {
         let (start, end) = (self.start as usize, self.end as usize);
         let drained = match &self.carrier {
             Carrier::Pipe(pipe) => splice::drain(pipe.pipe(), ends.dst, end - start),
-            Carrier::Buffer(buffer) => ends.dst.try_write(&buffer[start..end]),
+            Carrier::Buffer(buffer) => copy::write(ends.dst, &buffer[start..end], self.eof_read),
             Carrier::Empty => unreachable!("bytes in flight imply a pipe or a buffer"),
         };
         match drained {
@@ -233,17 +328,6 @@ impl<'p> Flow<'p> {
                 }
             }
             Err(e) => Err(ends.write_error(e)),
-        }
-    }
-
-    /// Every byte is delivered and the source sent FIN: pass the FIN on.
-    fn finish(&mut self, ends: &Ends<'_>) -> Result<(), ForwardError> {
-        self.mode = Mode::Done;
-        match SockRef::from(ends.dst).shutdown(Shutdown::Write) {
-            // The peer is already gone; the other direction reports why, if it matters.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
-            Err(e) => Err(ForwardError::from_io(ends.to, IoOp::Shutdown, e)),
-            Ok(()) => Ok(()),
         }
     }
 }

@@ -2,17 +2,19 @@
 //! connected server connection.
 //!
 //! Each direction is a small state machine driven by tokio readiness, and
-//! one hand-written future polls both directions of a connection. With splice(2)
-//! the bytes go socket → pipe → socket without entering user space; pipes are
-//! borrowed from a shared [`PipePool`] only while a burst is in flight, so an
-//! idle connection costs its two sockets and nothing more. Without splice
-//! (disabled in the config, or refused by the kernel) a user-space buffer is
-//! borrowed the same way.
+//! one hand-written future polls both directions of a connection. Small
+//! transfers (requests, responses, messages) are copied through a small
+//! user-space buffer: one read and one write each. A direction that moves
+//! bulk switches to splice(2), where the bytes go socket → pipe → socket
+//! without entering user space. Pipes and buffers are borrowed (from a
+//! shared [`PipePool`], from a per-thread free list) only while a burst is in
+//! flight, so an idle connection costs its two sockets and nothing more.
 //!
 //! A FIN from one side becomes `shutdown(Write)` towards the other while the
-//! opposite direction keeps flowing; the forward ends when both directions
-//! have seen EOF, on the first error, or after `idle_timeout` without a byte
-//! moving either way.
+//! opposite direction keeps flowing, sent in the same segment as the last
+//! bytes when both were read together; the forward ends when both
+//! directions have seen EOF (closing the sockets then sends the last FIN), on
+//! the first error, or after `idle_timeout` without a byte moving either way.
 
 mod connection;
 mod copy;
@@ -39,7 +41,8 @@ pub struct ForwardOptions {
     /// The forward ends after this long with no byte moved in either
     /// direction. `Duration::ZERO` disables the timeout.
     pub idle_timeout: Duration,
-    /// Use splice(2) when the kernel supports it; otherwise copy in user space.
+    /// Switch a direction that moves bulk to splice(2) when the kernel
+    /// supports it; otherwise bulk too is copied in user space.
     pub splice: bool,
 }
 

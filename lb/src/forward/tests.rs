@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use coexist_support::wait_until_async;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -183,27 +184,38 @@ async fn copy_moves_64_mib_each_way_intact() {
     assert_eq!(pool.idle(), 0, "the copy path never takes a pipe");
 }
 
+/// A message for the half-close tests: a few bytes, or with `bulk` enough
+/// to fill the small buffer, so the direction switches to splice (when on).
+fn message(text: &[u8], bulk: bool) -> Vec<u8> {
+    if bulk {
+        text.iter().copied().cycle().take(256 * 1024).collect()
+    } else {
+        text.to_vec()
+    }
+}
+
 /// Input: the client sends a request and shuts its write side.
 /// Output: the server sees EOF, and its later reply still reaches the client.
 async fn client_half_close(splice: bool) {
     let pool = Arc::new(PipePool::new(0, 4));
     let mut h = start(&pool, opts(splice)).await;
-    h.client.write_all(b"request").await.unwrap();
+    let (request, reply) = (message(b"request", splice), message(b"reply", splice));
+    h.client.write_all(&request).await.unwrap();
     h.client.shutdown().await.unwrap();
     let mut got = Vec::new();
     h.server.read_to_end(&mut got).await.unwrap();
-    assert_eq!(got, b"request");
-    h.server.write_all(b"reply").await.unwrap();
+    assert!(got == request);
+    h.server.write_all(&reply).await.unwrap();
     h.server.shutdown().await.unwrap();
     let mut got = Vec::new();
     h.client.read_to_end(&mut got).await.unwrap();
-    assert_eq!(got, b"reply");
+    assert!(got == reply);
     let totals = h.forward.await.unwrap().unwrap();
     assert_eq!(
         totals,
         Totals {
-            to_server: 7,
-            to_client: 5
+            to_server: request.len() as u64,
+            to_client: reply.len() as u64
         }
     );
 }
@@ -213,22 +225,23 @@ async fn client_half_close(splice: bool) {
 async fn server_half_close(splice: bool) {
     let pool = Arc::new(PipePool::new(0, 4));
     let mut h = start(&pool, opts(splice)).await;
-    h.server.write_all(b"banner").await.unwrap();
+    let (banner, answer) = (message(b"banner", splice), message(b"answer!", splice));
+    h.server.write_all(&banner).await.unwrap();
     h.server.shutdown().await.unwrap();
     let mut got = Vec::new();
     h.client.read_to_end(&mut got).await.unwrap();
-    assert_eq!(got, b"banner");
-    h.client.write_all(b"answer!").await.unwrap();
+    assert!(got == banner);
+    h.client.write_all(&answer).await.unwrap();
     h.client.shutdown().await.unwrap();
     let mut got = Vec::new();
     h.server.read_to_end(&mut got).await.unwrap();
-    assert_eq!(got, b"answer!");
+    assert!(got == answer);
     let totals = h.forward.await.unwrap().unwrap();
     assert_eq!(
         totals,
         Totals {
-            to_server: 7,
-            to_client: 6
+            to_server: answer.len() as u64,
+            to_client: banner.len() as u64
         }
     );
 }
@@ -316,14 +329,6 @@ async fn traffic_in_either_direction_defers_the_idle_timeout() {
     assert_eq!(h.counts.to_client.load(Ordering::Relaxed), 6);
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Input: 4 MiB each way, read completely, then silence on an open connection.
 /// Output: no pipe stays lent (in_use() == 0) while the connection lives on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,7 +346,12 @@ async fn an_idle_connection_holds_no_pipe() {
             tokio::join!(h.server.write_all(&payload), h.client.read_exact(&mut got));
         sent_down.unwrap();
         assert!(got == payload);
-        wait_until("pipes back in the pool", || pool.in_use() == 0).await;
+        let back = wait_until_async(
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            async || pool.in_use() == 0,
+        );
+        assert!(back.await.is_some(), "pipes not back in the pool");
         assert!(pool.idle() >= 1, "pipes were used and returned, not closed");
         assert!(!h.forward.is_finished(), "connection still open");
     }
@@ -554,7 +564,7 @@ async fn busy_directions_share_every_poll() {
         let up = counts.to_server.load(Ordering::Relaxed) - before.0;
         let down = counts.to_client.load(Ordering::Relaxed) - before.1;
         assert!(
-            up <= copy::BUFFER_SIZE as u64 && down <= copy::BUFFER_SIZE as u64,
+            up <= copy::LARGE as u64 && down <= copy::LARGE as u64,
             "one poll moved {up} up, {down} down"
         );
         if up > 0 && down > 0 {
@@ -590,12 +600,9 @@ async fn busy_directions_share_every_poll() {
     );
 }
 
-/// Input: "ping" up and "pong" down, delivered, then silence.
-/// Output: once the forward has seen both sources drained it holds neither a
-/// pipe nor a buffer, and is blocked, not spinning (no self wake-up).
-async fn a_drained_connection_holds_no_carrier(splice: bool) {
-    let (pool, counts) = (PipePool::new(0, 4), Counts::default());
-    let mut m = manual(&pool, &counts, splice).await;
+/// Sends "ping" up and "pong" down and polls `m` until both are delivered
+/// (not yet read by the test's ends).
+async fn ping_pong(m: &mut Manual<'_>, counts: &Counts) {
     m.client.write_all(b"ping").await.unwrap();
     m.server.write_all(b"pong").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -606,6 +613,15 @@ async fn a_drained_connection_holds_no_carrier(splice: bool) {
         assert!(m.poll(connection::BUDGET).is_pending());
         reactor_turn().await;
     }
+}
+
+/// Input: "ping" up and "pong" down, delivered, then silence.
+/// Output: once the forward has seen both sources drained it holds neither a
+/// pipe nor a buffer, and is blocked, not spinning (no self wake-up).
+async fn a_drained_connection_holds_no_carrier(splice: bool) {
+    let (pool, counts) = (PipePool::new(0, 4), Counts::default());
+    let mut m = manual(&pool, &counts, splice).await;
+    ping_pong(&mut m, &counts).await;
     let wakes = m.wakes.get();
     assert!(m.poll(connection::BUDGET).is_pending());
     assert!(
@@ -648,4 +664,101 @@ fn forward_future_stays_small() {
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 512, "forward future is {size} bytes");
     });
+}
+
+/// Input: "ping" up and "pong" down, then 1 MiB up, through a forward that
+/// may splice.
+/// Output: the small messages take no pipe and leave both directions on
+/// the copy path; the 1 MiB switches the upward direction to splice (a
+/// pipe is borrowed and returned), the downward one stays on copy.
+#[tokio::test]
+async fn small_messages_copy_and_bulk_switches_to_splice() {
+    let (pool, counts) = (PipePool::new(0, 4), Counts::default());
+    let mut m = manual(&pool, &counts, true).await;
+    ping_pong(&mut m, &counts).await;
+    assert_eq!(
+        (pool.in_use(), pool.idle()),
+        (0, 0),
+        "no pipe for small messages"
+    );
+    assert_eq!(m.conn.splices(), (false, false));
+    let mut small = [0u8; 4];
+    m.server.read_exact(&mut small).await.unwrap();
+    m.client.read_exact(&mut small).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut sent, mut got) = (0, 0);
+    while got < MIB {
+        assert!(Instant::now() < deadline, "1 MiB not delivered: {got}");
+        sent += push(&m.client, 3, sent, MIB);
+        assert!(m.poll(connection::BUDGET).is_pending());
+        got += pull(&m.server, 3, got);
+        reactor_turn().await;
+    }
+    assert_eq!(m.conn.splices(), (true, false));
+    assert!(
+        pool.idle() >= 1,
+        "the bulk borrowed a pipe and gave it back"
+    );
+}
+
+/// Input: the server answers and closes before the forward looks, so the
+/// answer and the FIN are read together; the client talks on afterwards.
+/// Output: the client gets the answer and then EOF, while its own
+/// direction still carries bytes to the server.
+#[tokio::test]
+async fn an_answer_read_with_its_fin_is_delivered_then_eof() {
+    let (pool, counts) = (PipePool::new(0, 4), Counts::default());
+    let mut m = manual(&pool, &counts, true).await;
+    m.server.write_all(b"answer").await.unwrap();
+    m.server.shutdown().await.unwrap();
+    reactor_turn().await;
+    assert!(m.poll(connection::BUDGET).is_pending());
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), m.client.read_to_end(&mut got))
+        .await
+        .expect("answer and EOF within one poll")
+        .unwrap();
+    assert_eq!(got, b"answer");
+    m.client.write_all(b"more").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counts.to_server.load(Ordering::Relaxed) < 4 {
+        assert!(Instant::now() < deadline, "the client's bytes stopped");
+        assert!(m.poll(connection::BUDGET).is_pending());
+        reactor_turn().await;
+    }
+    let mut up = [0u8; 4];
+    m.server.read_exact(&mut up).await.unwrap();
+    assert_eq!(&up, b"more");
+}
+
+/// Input: both sides send a few bytes and their FIN.
+/// Output: the forward ends cleanly and each side reads the other's bytes
+/// and a clean EOF (the last FIN comes from closing, not a reset).
+#[tokio::test]
+async fn both_fins_end_the_forward_with_clean_closes() {
+    let pool = Arc::new(PipePool::new(0, 4));
+    let mut h = start(&pool, opts(true)).await;
+    h.client.write_all(b"ping").await.unwrap();
+    h.client.shutdown().await.unwrap();
+    h.server.write_all(b"pong").await.unwrap();
+    h.server.shutdown().await.unwrap();
+    let totals = tokio::time::timeout(Duration::from_secs(5), h.forward)
+        .await
+        .expect("forward ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        totals,
+        Totals {
+            to_server: 4,
+            to_client: 4
+        }
+    );
+    let (mut at_server, mut at_client) = (Vec::new(), Vec::new());
+    h.server.read_to_end(&mut at_server).await.unwrap();
+    h.client.read_to_end(&mut at_client).await.unwrap();
+    assert_eq!(
+        (&at_server[..], &at_client[..]),
+        (&b"ping"[..], &b"pong"[..])
+    );
 }

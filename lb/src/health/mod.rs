@@ -1,7 +1,8 @@
-//! Server health: the pure state machine and the active checkers.
+//! Server health: the pure state machine, and its one view for the
+//! connection path. The checkers that feed it live in [`crate::checker`].
 
-pub mod check;
+mod shared;
 mod state;
-mod udp_check;
 
+pub use shared::SharedHealth;
 pub use state::{AdminState, Observation, Policy, ServerHealth, ServerState, Transition};

@@ -10,9 +10,15 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// What an operator set for the server (`coexist server B/S ready|drain|maint`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an operator set for the server: the one type of the command line
+/// (`coexist server B/S ready|drain|maint`), the admin API's JSON
+/// (`{"state": "drain"}`) and the health state machine.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum AdminState {
+    /// In rotation while healthy.
     Ready,
     /// No new connections; existing ones continue; still checked.
     Drain,

@@ -6,7 +6,7 @@
 //! left the pool keep updating the object they started with.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -15,7 +15,9 @@ use metrics::{counter, gauge, Counter, Gauge};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{self, HealthCheck};
-use crate::health::{AdminState, Observation, Policy, ServerHealth, ServerState, Transition};
+use crate::health::{
+    AdminState, Observation, Policy, ServerHealth, ServerState, SharedHealth, Transition,
+};
 use crate::metrics as m;
 
 /// How long a server taken down by failed connects waits before it is
@@ -70,14 +72,8 @@ pub struct ServerRuntime {
     pub address: SocketAddr,
     name: ArcSwap<String>,
     metrics: ArcSwap<ServerMetrics>,
-    health: Mutex<ServerHealth>,
-    /// Mirrors of `health` for the per-connection path, which must not lock.
-    accepts_new: AtomicBool,
-    healthy: AtomicBool,
-    /// A failure streak is open: only then must a successful connect take
-    /// the health lock to close it.
-    failing: AtomicBool,
-    weight: AtomicU32,
+    /// Health, readable per connection without a lock.
+    health: SharedHealth,
     active: AtomicUsize,
     total: AtomicU64,
     max_connections: AtomicUsize,
@@ -135,11 +131,7 @@ impl ServerRuntime {
             address: server.address,
             name: ArcSwap::from_pointee(server.name.clone()),
             metrics: ArcSwap::from_pointee(ServerMetrics::new(&backend.name, &server.name)),
-            accepts_new: AtomicBool::new(health.accepts_new()),
-            healthy: AtomicBool::new(health.is_healthy()),
-            failing: AtomicBool::new(false),
-            weight: AtomicU32::new(server.weight),
-            health: Mutex::new(health),
+            health: SharedHealth::new(health),
             active: AtomicUsize::new(0),
             total: AtomicU64::new(0),
             max_connections: AtomicUsize::new(server.max_connections.unwrap_or(usize::MAX)),
@@ -166,7 +158,9 @@ impl ServerRuntime {
         );
         self.check.store(backend.health_check.clone().map(Arc::new));
         self.retired.store(false, Ordering::Release);
-        let transition = self.with_health(|h| h.reconfigure(policy_for(backend), server.weight));
+        let transition = self
+            .health
+            .update(|h| h.reconfigure(policy_for(backend), server.weight));
         self.report(transition);
     }
 
@@ -179,7 +173,7 @@ impl ServerRuntime {
     }
 
     pub fn state(&self) -> ServerState {
-        self.health.lock().expect("health lock").state()
+        self.health.read(ServerHealth::state)
     }
 
     pub fn last_transition(&self) -> Option<RecordedTransition> {
@@ -190,39 +184,35 @@ impl ServerRuntime {
     }
 
     pub fn last_check(&self) -> Option<String> {
-        self.health
-            .lock()
-            .expect("health lock")
-            .last_result()
-            .map(str::to_owned)
+        self.health.read(|h| h.last_result().map(str::to_owned))
     }
 
     /// Maintenance suspends checks; drain does not (HAProxy does the same).
     pub fn admin_allows_checks(&self) -> bool {
-        self.health.lock().expect("health lock").wants_checks()
+        self.health.read(ServerHealth::wants_checks)
     }
 
     pub fn admin(&self) -> AdminState {
-        self.health.lock().expect("health lock").admin()
+        self.health.read(ServerHealth::admin)
     }
 
     pub fn accepts_new(&self) -> bool {
-        self.accepts_new.load(Ordering::Acquire)
+        self.health.accepts_new()
             && self.active.load(Ordering::Relaxed) < self.max_connections.load(Ordering::Relaxed)
     }
 
     /// Up for backup selection and VRRP tracking (drained servers count).
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.health.is_healthy()
     }
 
     /// In rotation (state up), regardless of the connection cap.
     pub fn is_up(&self) -> bool {
-        self.accepts_new.load(Ordering::Acquire)
+        self.health.accepts_new()
     }
 
     pub fn weight(&self) -> u32 {
-        self.weight.load(Ordering::Relaxed)
+        self.health.weight()
     }
 
     pub fn active(&self) -> usize {
@@ -258,7 +248,7 @@ impl ServerRuntime {
     }
 
     pub fn observe(&self, observation: Observation) {
-        if observation == Observation::ConnectSucceeded && !self.failing.load(Ordering::Acquire) {
+        if observation == Observation::ConnectSucceeded && !self.health.failing() {
             // The common case on the connection path: nothing to record.
             return;
         }
@@ -269,36 +259,28 @@ impl ServerRuntime {
             Observation::ConnectFailed(_) => metrics.connect_errors.increment(1),
             Observation::ConnectSucceeded => {}
         }
-        let transition = self.with_health(|h| h.observe(observation, Instant::now()));
+        let transition = self
+            .health
+            .update(|h| h.observe(observation, Instant::now()));
         self.report(transition);
     }
 
     /// Re-admits a passively downed server when its retry time has come.
     pub fn poll(&self) {
-        let transition = self.with_health(|h| h.poll(Instant::now()));
+        let transition = self.health.update(|h| h.poll(Instant::now()));
         self.report(transition);
     }
 
     pub fn set_admin(&self, admin: AdminState) {
-        let transition = self.with_health(|h| h.set_admin(admin));
+        let transition = self.health.update(|h| h.set_admin(admin));
         self.report(transition);
     }
 
     pub fn set_weight(&self, weight: u32) {
-        let transition = self.with_health(|h| h.set_weight(weight, "set by operator"));
+        let transition = self
+            .health
+            .update(|h| h.set_weight(weight, "set by operator"));
         self.report(transition);
-    }
-
-    fn with_health<T>(&self, f: impl FnOnce(&mut ServerHealth) -> T) -> T {
-        let mut health = self.health.lock().expect("health lock");
-        let result = f(&mut health);
-        self.accepts_new
-            .store(health.accepts_new(), Ordering::Release);
-        self.healthy.store(health.is_healthy(), Ordering::Release);
-        self.failing
-            .store(health.failure_streak() > 0, Ordering::Release);
-        self.weight.store(health.weight(), Ordering::Relaxed);
-        result
     }
 
     fn publish_state(&self) {
@@ -316,12 +298,7 @@ impl ServerRuntime {
             from = %t.from,
             to = %t.to,
             reason = %t.reason,
-            "server {}/{} is {} (was {}): {}",
-            self.backend,
-            name,
-            t.to,
-            t.from,
-            t.reason
+            "server state changed"
         );
         counter!(
             m::SERVER_TRANSITIONS_TOTAL,

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{self, Config, ProxyProtocol};
+use crate::config::{self, Config};
 use crate::limit::ConnectionLimit;
+use crate::proxy_protocol::ProxyVersion;
 
 use super::backend::BackendRuntime;
 use super::registry::Registry;
@@ -18,7 +19,7 @@ pub struct FrontendRuntime {
     pub config: config::Frontend,
     pub backend: Arc<BackendRuntime>,
     pub limit: Arc<ConnectionLimit>,
-    pub proxy_protocol: ProxyProtocol,
+    pub proxy_protocol: Option<ProxyVersion>,
     pub connections_total: metrics::Counter,
     pub active_gauge: metrics::Gauge,
     pub refused_no_server: metrics::Counter,

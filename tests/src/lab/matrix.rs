@@ -1,12 +1,15 @@
 //! The matrix: each row drives the network into a situation, measures it
-//! from the clients' side and from the nodes, and judges the figures.
+//! from the clients' side and from the nodes, and judges the figures by
+//! named checks.
 //!
-//! Rows run in one sequence on one network; the order is chosen so each
-//! row starts from the steady state (node1 master, every server up):
-//! 1–2 traffic, 3 VRRP state, 4a node1 dies, 5 node1 back, 4b node1's
-//! daemon alone is killed and restarted, 6 a server dies, 7 node1 loses
-//! its servers, 8 reload.
+//! Rows run in one sequence on one network, in the order of [`ROWS`]; each
+//! starts from the state the one before left: 1–2 traffic, 3 VRRP state
+//! (steady: node1 master, every server up), 4 node1's daemon alone is
+//! killed and restarted, then node1 dies, 5 node1 comes back, 6 a server
+//! dies, 7 node1 loses its servers, 8 reload.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -16,8 +19,9 @@ use serde_json::{json, Value};
 use super::analysis::{self, longest_gap};
 use super::clock::{ms_between, now_ns};
 use super::load::{ClientRun, Conn};
-use super::report::{Figures, Report, Row};
+use super::report::{Report, RowResult, Verdict};
 use super::topology::*;
+use crate::netns::Ns;
 
 /// How the lab runs.
 #[derive(Debug, Clone)]
@@ -29,6 +33,58 @@ pub struct Options {
     /// Say on stderr which row runs.
     pub progress: bool,
 }
+
+/// A row of the matrix: its number in the report, what it shows, and how
+/// it is run on the network the rows before it left.
+pub struct Row {
+    pub id: u8,
+    pub title: &'static str,
+    pub run: fn(&mut Net) -> anyhow::Result<Verdict>,
+}
+
+/// The rows, in the order they run.
+pub const ROWS: [Row; 8] = [
+    Row {
+        id: 1,
+        title: "IPv6 client -> VIP6 -> IPv6 servers: balanced",
+        run: row_1,
+    },
+    Row {
+        id: 2,
+        title: "IPv4 client -> VIP4 -> IPv6 servers: works",
+        run: row_2,
+    },
+    Row {
+        id: 3,
+        title: "VRRP: node1 master for both families, sole VIP holder",
+        run: row_3,
+    },
+    Row {
+        id: 4,
+        title: "node1 dies / node1's daemon SIGKILLed: takeover, gap",
+        run: row_4,
+    },
+    Row {
+        id: 5,
+        title: "node1 back: preemption returns mastership",
+        run: row_5,
+    },
+    Row {
+        id: 6,
+        title: "a server killed under load: no failed connection",
+        run: row_6,
+    },
+    Row {
+        id: 7,
+        title: "node1 loses its servers: mastership moves to node2",
+        run: row_7,
+    },
+    Row {
+        id: 8,
+        title: "reload on both nodes under load: no failed connection",
+        run: row_8,
+    },
+];
 
 /// Client traffic before an event, so the gap starts in a steady state.
 const PRE: Duration = Duration::from_millis(400);
@@ -47,80 +103,23 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     say("building the network");
     let mut net = Net::build(opts.programs.clone(), &opts.dir, opts.advert);
     setup(&mut net).context("setting up the lab")?;
-    let mut rows = Vec::new();
-    say("rows 1-2: traffic from both families");
-    match rows_1_2(&net) {
-        Ok((r1, r2)) => rows.extend([r1, r2]),
-        Err(e) => {
-            rows.push(failed_row(1, ROW1, &e));
-            rows.push(failed_row(2, ROW2, &e));
-        }
-    }
-    say("row 3: VRRP state");
-    rows.push(judge(3, ROW3, row_3(&net)));
-    say("row 4: node1 dies");
-    let died = node1_dies(&mut net);
-    say("row 5: node1 comes back");
-    rows.push(judge(5, ROW5, row_5(&mut net)));
-    say("row 4: node1's daemon alone is killed");
-    let killed = daemon_killed(&mut net);
-    rows.push(judge(4, ROW4, merge_4(died, killed)));
-    say("row 6: a server is killed under load");
-    rows.push(judge(6, ROW6, row_6(&mut net)));
-    say("row 7: node1 loses its servers");
-    rows.push(judge(7, ROW7, row_7(&net)));
-    say("row 8: reload on both nodes under load");
-    rows.push(judge(8, ROW8, row_8(&net)));
-    rows.sort_by_key(|r| r.id);
+    let rows = ROWS
+        .iter()
+        .map(|row| {
+            say(&format!("row {}: {}", row.id, row.title));
+            RowResult::of(row.id, row.title, (row.run)(&mut net))
+        })
+        .collect();
     Ok(Report {
         advert_interval_ms: opts.advert.as_millis() as u64,
         rows,
     })
 }
 
-const ROW1: &str = "IPv6 client -> VIP6 -> IPv6 servers: balanced";
-const ROW2: &str = "IPv4 client -> VIP4 -> IPv6 servers: works";
-const ROW3: &str = "VRRP: node1 master for both families, sole VIP holder";
-const ROW4: &str = "node1 dies / node1's daemon SIGKILLed: takeover, gap";
-const ROW5: &str = "node1 back: preemption returns mastership";
-const ROW6: &str = "a server killed under load: no failed connection";
-const ROW7: &str = "node1 loses its servers: mastership moves to node2";
-const ROW8: &str = "reload on both nodes under load: no failed connection";
-
-/// A row's verdict and figures.
-type Outcome = anyhow::Result<(bool, Figures)>;
-
-fn judge(id: u8, name: &str, outcome: Outcome) -> Row {
-    match outcome {
-        Ok((pass, figures)) => Row {
-            id,
-            name: name.to_owned(),
-            pass,
-            figures,
-        },
-        Err(e) => failed_row(id, name, &e),
-    }
-}
-
-fn failed_row(id: u8, name: &str, e: &anyhow::Error) -> Row {
-    let mut figures = Figures::default();
-    figures.push("error", json!(format!("{e:#}")));
-    Row {
-        id,
-        name: name.to_owned(),
-        pass: false,
-        figures,
-    }
-}
-
-fn figures(pairs: Vec<(&str, Value)>) -> Figures {
-    Figures(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
 /// Polls `cond` every 2 ms; the time it first held, or an error naming
 /// `what` after `limit`.
 fn wait(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<Duration> {
-    crate::netns::wait_for(limit, Duration::from_millis(2), &mut cond)
+    coexist_support::wait_until(limit, Duration::from_millis(2), &mut cond)
         .with_context(|| format!("{what}: not within {} ms", limit.as_millis()))
 }
 
@@ -155,7 +154,7 @@ fn setup(net: &mut Net) -> anyhow::Result<()> {
 /// node1 master holding both VIPs, node2 backup holding none, and every
 /// server up on both nodes.
 fn wait_steady(net: &Net, limit: Duration) -> anyhow::Result<()> {
-    let ok = crate::netns::wait_for(limit, Duration::from_millis(50), || {
+    let ok = coexist_support::wait_until(limit, Duration::from_millis(50), || {
         steady(net).unwrap_or(false)
     });
     if ok.is_none() {
@@ -208,71 +207,83 @@ fn finish(clients: (Client, Client)) -> anyhow::Result<(ClientRun, ClientRun, u6
     Ok((r4, r6, stop))
 }
 
-fn rows_1_2(net: &Net) -> anyhow::Result<(Row, Row)> {
+/// What one client saw of both frontends, one after the other.
+struct Traffic {
+    web: ClientRun,
+    per_web: BTreeMap<String, u64>,
+    per_dual: BTreeMap<String, u64>,
+    dual_balanced: bool,
+    failed: usize,
+    first_error: Option<String>,
+}
+
+// One family at a time: two clients sharing a round-robin backend would
+// interleave, and each would see a skewed share.
+fn traffic(net: &Net, client: &Ns, vip: fn(u16) -> SocketAddr) -> anyhow::Result<Traffic> {
     let run = Duration::from_millis(1500);
-    // One family at a time: two clients sharing a round-robin backend
-    // would interleave, and each would see a skewed share.
-    let c6web = net.client(&net.client6, vip6(WEB_PORT), run);
-    let c6dual = net.client(&net.client6, vip6(DUAL_PORT), run);
-    let (c6web, c6dual) = (c6web.collect()?, c6dual.collect()?);
-    let c4web = net.client(&net.client4, vip4(WEB_PORT), run);
-    let c4dual = net.client(&net.client4, vip4(DUAL_PORT), run);
-    let (c4web, c4dual) = (c4web.collect()?, c4dual.collect()?);
-    let dual_keys: Vec<String> = DUAL_SERVERS
+    let web = net.client(client, vip(WEB_PORT), run);
+    let dual = net.client(client, vip(DUAL_PORT), run);
+    let (web, dual) = (web.collect()?, dual.collect()?);
+    // The dual-stack servers, each reached over both families.
+    let keys: Vec<String> = DUAL_SERVERS
         .iter()
         .flat_map(|s| [format!("{s}/IPv4"), format!("{s}/IPv6")])
         .collect();
-    let dual_keys: Vec<&str> = dual_keys.iter().map(String::as_str).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let per_dual = analysis::per_server_family(&dual.conns);
+    Ok(Traffic {
+        per_web: analysis::per_server(&web.conns),
+        dual_balanced: analysis::balanced(&per_dual, &keys, 2.0),
+        per_dual,
+        failed: analysis::failed(&web.conns) + analysis::failed(&dual.conns),
+        first_error: analysis::first_error(&web.conns).or(analysis::first_error(&dual.conns)),
+        web,
+    })
+}
 
-    let web6 = analysis::per_server(&c6web.conns);
-    let dual6 = analysis::per_server_family(&c6dual.conns);
-    let failed6 = analysis::failed(&c6web.conns) + analysis::failed(&c6dual.conns);
-    let pass1 = analysis::balanced(&web6, &WEB_SERVERS, 1.5)
-        && analysis::balanced(&dual6, &dual_keys, 2.0)
-        && failed6 == 0;
-    let row1 = Row {
-        id: 1,
-        name: ROW1.to_owned(),
-        pass: pass1,
-        figures: figures(vec![
-            ("IPv6-only servers (VIP6:80)", json!(web6)),
-            ("dual-stack servers (VIP6:8080)", json!(dual6)),
-            ("failed", json!(failed6)),
-            (
-                "first error",
-                json!(analysis::first_error(&c6web.conns).or(analysis::first_error(&c6dual.conns))),
-            ),
-        ]),
-    };
+fn row_1(net: &mut Net) -> anyhow::Result<Verdict> {
+    let t = traffic(net, &net.client6, vip6)?;
+    let mut v = Verdict::default();
+    v.check(
+        "IPv6-only servers balanced within 1.5x",
+        analysis::balanced(&t.per_web, &WEB_SERVERS, 1.5),
+    )
+    .check(
+        "dual-stack servers balanced over both families within 2x",
+        t.dual_balanced,
+    )
+    .check("no failed connection", t.failed == 0)
+    .figure("IPv6-only servers (VIP6:80)", json!(t.per_web))
+    .figure("dual-stack servers (VIP6:8080)", json!(t.per_dual))
+    .figure("failed", json!(t.failed))
+    .figure("first error", json!(t.first_error));
+    Ok(v)
+}
 
-    let web4 = analysis::per_server(&c4web.conns);
-    let dual4 = analysis::per_server_family(&c4dual.conns);
-    let ok4 = analysis::succeeded(&c4web.conns);
-    let bytes4 = analysis::bytes_verified(&c4web.conns);
-    let failed4 = analysis::failed(&c4web.conns) + analysis::failed(&c4dual.conns);
-    let only_web = web4.keys().all(|k| WEB_SERVERS.contains(&k.as_str()));
-    let pass2 = ok4 > 0
-        && failed4 == 0
-        && only_web
-        && bytes4 == ok4 as u64 * super::load::BYTES as u64
-        && analysis::balanced(&dual4, &dual_keys, 2.0);
-    let row2 = Row {
-        id: 2,
-        name: ROW2.to_owned(),
-        pass: pass2,
-        figures: figures(vec![
-            ("connections", json!(ok4)),
-            ("bytes verified", json!(bytes4)),
-            ("IPv6-only servers (VIP4:80)", json!(web4)),
-            ("dual-stack servers (VIP4:8080)", json!(dual4)),
-            ("failed", json!(failed4)),
-            (
-                "first error",
-                json!(analysis::first_error(&c4web.conns).or(analysis::first_error(&c4dual.conns))),
-            ),
-        ]),
-    };
-    Ok((row1, row2))
+fn row_2(net: &mut Net) -> anyhow::Result<Verdict> {
+    let t = traffic(net, &net.client4, vip4)?;
+    let ok = analysis::succeeded(&t.web.conns);
+    let bytes = analysis::bytes_verified(&t.web.conns);
+    let only_web = t.per_web.keys().all(|k| WEB_SERVERS.contains(&k.as_str()));
+    let mut v = Verdict::default();
+    v.check("connections made", ok > 0)
+        .check("no failed connection", t.failed == 0)
+        .check("VIP4:80 answered by the IPv6-only servers only", only_web)
+        .check(
+            "every byte came back",
+            bytes == ok as u64 * super::load::BYTES as u64,
+        )
+        .check(
+            "dual-stack servers balanced over both families within 2x",
+            t.dual_balanced,
+        )
+        .figure("connections", json!(ok))
+        .figure("bytes verified", json!(bytes))
+        .figure("IPv6-only servers (VIP4:80)", json!(t.per_web))
+        .figure("dual-stack servers (VIP4:8080)", json!(t.per_dual))
+        .figure("failed", json!(t.failed))
+        .figure("first error", json!(t.first_error));
+    Ok(v)
 }
 
 fn states(net: &Net, node: usize) -> anyhow::Result<String> {
@@ -291,7 +302,7 @@ fn states(net: &Net, node: usize) -> anyhow::Result<String> {
     ))
 }
 
-fn row_3(net: &Net) -> Outcome {
+fn row_3(net: &mut Net) -> anyhow::Result<Verdict> {
     let samples = 10;
     let mut sole = 0;
     for _ in 0..samples {
@@ -304,18 +315,20 @@ fn row_3(net: &Net) -> Outcome {
     let all = |s: &lb::admin::status::Status, state: &str| {
         s.vrrp.len() == 2 && s.vrrp.iter().all(|v| v.state == state)
     };
-    let pass = sole == samples && all(&s1, "master") && all(&s2, "backup");
-    Ok((
-        pass,
-        figures(vec![
-            ("node1", json!(states(net, 0)?)),
-            ("node2", json!(states(net, 1)?)),
-            (
-                "node1 sole holder of VIP4 and VIP6",
-                json!(format!("{sole} of {samples} samples")),
-            ),
-        ]),
-    ))
+    let mut v = Verdict::default();
+    v.check(
+        "node1 sole holder of both VIPs in every sample",
+        sole == samples,
+    )
+    .check("node1 master for both families", all(&s1, "master"))
+    .check("node2 backup for both families", all(&s2, "backup"))
+    .figure("node1", json!(states(net, 0)?))
+    .figure("node2", json!(states(net, 1)?))
+    .figure(
+        "node1 sole holder of VIP4 and VIP6",
+        json!(format!("{sole} of {samples} samples")),
+    );
+    Ok(v)
 }
 
 /// Per-family times (ms since `from_ns`) until `cond` holds for each VIP.
@@ -326,7 +339,7 @@ fn watch_vips(
     mut cond: impl FnMut(&Net) -> (bool, bool),
 ) -> (Option<f64>, Option<f64>) {
     let (mut t4, mut t6) = (None, None);
-    let _ = crate::netns::wait_for(limit, Duration::from_millis(2), || {
+    let _ = coexist_support::wait_until(limit, Duration::from_millis(2), || {
         let (v4, v6) = cond(net);
         let now = ms_between(from_ns, now_ns());
         if v4 && t4.is_none() {
@@ -357,13 +370,36 @@ fn gap_ms(conns: &[Conn], from_ns: u64, to_ns: u64) -> Option<f64> {
     longest_gap(conns, from_ns, to_ns).map(|g| g.longest_ns as f64 / 1e6)
 }
 
+/// Checks that node2 took over each family within `bound` ms.
+fn takeover_within(v: &mut Verdict, t4: Option<f64>, t6: Option<f64>, bound: f64) {
+    v.check(
+        "takeover within the bound (IPv4)",
+        t4.is_some_and(|t| t <= bound),
+    )
+    .check(
+        "takeover within the bound (IPv6)",
+        t6.is_some_and(|t| t <= bound),
+    );
+}
+
+/// Checks that each client's longest gap could be measured.
+fn gaps_measured(v: &mut Verdict, g4: Option<f64>, g6: Option<f64>) {
+    v.check("clients' gap measured (IPv4)", g4.is_some())
+        .check("clients' gap measured (IPv6)", g6.is_some());
+}
+
+/// Failed connections of the IPv4 and the IPv6 client.
+fn failed_per_family(r4: &ClientRun, r6: &ClientRun) -> Value {
+    per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns))
+}
+
 fn per_family<T: serde::Serialize>(v4: T, v6: T) -> Value {
     json!({ "IPv4": v4, "IPv6": v6 })
 }
 
 /// Row 4a: node1's links go down and its daemon is killed, as when the
-/// machine fails.
-fn node1_dies(net: &mut Net) -> Outcome {
+/// machine fails. Leaves node1 down for row 5.
+fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
     let clients = clients_web(net);
     std::thread::sleep(PRE);
     let event = now_ns();
@@ -377,30 +413,29 @@ fn node1_dies(net: &mut Net) -> Outcome {
     let (r4, r6, end) = finish(clients)?;
     let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
     let bound = super::clock::ms(takeover_bound(net));
-    let pass =
-        [t4, t6].iter().all(|t| t.is_some_and(|t| t <= bound)) && g4.is_some() && g6.is_some();
-    Ok((
-        pass,
-        figures(vec![
-            ("node1 dies: takeover_ms", per_family(t4, t6)),
-            (
-                "node1 dies: clients' neighbour entry -> node2_ms (polled after both takeovers)",
-                per_family(n4, n6),
-            ),
-            ("node1 dies: gap_ms", per_family(g4, g6)),
-            (
-                "node1 dies: failed connections",
-                per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
-            ),
-            ("takeover bound_ms", json!(bound)),
-        ]),
-    ))
+    let mut v = Verdict::default();
+    takeover_within(&mut v, t4, t6, bound);
+    gaps_measured(&mut v, g4, g6);
+    v.figures(vec![
+        ("node1 dies: takeover_ms", per_family(t4, t6)),
+        (
+            "node1 dies: clients' neighbour entry -> node2_ms (polled after both takeovers)",
+            per_family(n4, n6),
+        ),
+        ("node1 dies: gap_ms", per_family(g4, g6)),
+        (
+            "node1 dies: failed connections",
+            failed_per_family(&r4, &r6),
+        ),
+        ("takeover bound_ms", json!(bound)),
+    ]);
+    Ok(v)
 }
 
 /// Row 5: node1 comes back as a rebooted machine does (links up, no
 /// virtual addresses, the daemon starts) and takes mastership back once
 /// its servers are up (preemption).
-fn row_5(net: &mut Net) -> Outcome {
+fn row_5(net: &mut Net) -> anyhow::Result<Verdict> {
     if net.daemons[0].is_some() {
         bail!("node1 did not die in row 4");
     }
@@ -426,26 +461,24 @@ fn row_5(net: &mut Net) -> Outcome {
     let (r4, r6, end) = finish(clients)?;
     let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
     let back = states(net, 0)?;
-    let pass = t4.is_some() && t6.is_some() && g4.is_some() && g6.is_some();
+    let mut v = Verdict::default();
+    v.check("node1 sole holder again (IPv4)", t4.is_some())
+        .check("node1 sole holder again (IPv6)", t6.is_some());
+    gaps_measured(&mut v, g4, g6);
     wait_steady(net, Duration::from_secs(10))?;
-    Ok((
-        pass,
-        figures(vec![
-            ("daemon start -> node1 sole holder_ms", per_family(t4, t6)),
-            ("gap_ms", per_family(g4, g6)),
-            (
-                "failed connections",
-                per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
-            ),
-            ("node1", json!(back)),
-        ]),
-    ))
+    v.figures(vec![
+        ("daemon start -> node1 sole holder_ms", per_family(t4, t6)),
+        ("gap_ms", per_family(g4, g6)),
+        ("failed connections", failed_per_family(&r4, &r6)),
+        ("node1", json!(back)),
+    ]);
+    Ok(v)
 }
 
 /// Row 4b: node1's daemon alone is SIGKILLed; the machine keeps running,
 /// so the kernel keeps the virtual addresses until a daemon removes them.
 /// Then the daemon is restarted.
-fn daemon_killed(net: &mut Net) -> Outcome {
+fn daemon_killed(net: &mut Net) -> anyhow::Result<Verdict> {
     let clients = clients_web(net);
     std::thread::sleep(PRE);
     let event = now_ns();
@@ -479,41 +512,46 @@ fn daemon_killed(net: &mut Net) -> Outcome {
         .map(|(_, v)| *v)
         .collect();
     let bound = super::clock::ms(takeover_bound(net));
-    let pass = [t4, t6].iter().all(|t| t.is_some_and(|t| t <= bound))
-        && stale == (true, true)
-        && removed == [VIP4, VIP6]
-        && b4.is_some()
-        && b6.is_some()
-        && gap_ms(&r4.conns, event, end).is_some()
-        && gap_ms(&r6.conns, event, end).is_some();
+    let mut v = Verdict::default();
+    takeover_within(&mut v, t4, t6, bound);
+    v.check("the kernel kept both VIPs on node1", stale == (true, true))
+        .check(
+            "the restarted daemon removed both stale VIPs first",
+            removed == [VIP4, VIP6],
+        )
+        .check("restarted node1 sole holder again (IPv4)", b4.is_some())
+        .check("restarted node1 sole holder again (IPv6)", b6.is_some());
+    gaps_measured(
+        &mut v,
+        gap_ms(&r4.conns, event, end),
+        gap_ms(&r6.conns, event, end),
+    );
     wait_steady(net, Duration::from_secs(10))?;
-    Ok((
-        pass,
-        figures(vec![
-            ("daemon killed: takeover_ms", per_family(t4, t6)),
-            (
-                "daemon killed: gap_ms",
-                per_family(
-                    gap_ms(&r4.conns, event, restart),
-                    gap_ms(&r6.conns, event, restart),
-                ),
+    v.figures(vec![
+        ("daemon killed: takeover_ms", per_family(t4, t6)),
+        (
+            "daemon killed: gap_ms",
+            per_family(
+                gap_ms(&r4.conns, event, restart),
+                gap_ms(&r6.conns, event, restart),
             ),
-            (
-                "daemon killed: failed connections",
-                per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
+        ),
+        (
+            "daemon killed: failed connections",
+            failed_per_family(&r4, &r6),
+        ),
+        ("stale VIPs on node1 before restart", json!(stale_list)),
+        ("removed by the restarted daemon first", json!(removed)),
+        ("restart -> node1 sole holder_ms", per_family(b4, b6)),
+        (
+            "restart: gap_ms",
+            per_family(
+                gap_ms(&r4.conns, restart, end),
+                gap_ms(&r6.conns, restart, end),
             ),
-            ("stale VIPs on node1 before restart", json!(stale_list)),
-            ("removed by the restarted daemon first", json!(removed)),
-            ("restart -> node1 sole holder_ms", per_family(b4, b6)),
-            (
-                "restart: gap_ms",
-                per_family(
-                    gap_ms(&r4.conns, restart, end),
-                    gap_ms(&r6.conns, restart, end),
-                ),
-            ),
-        ]),
-    ))
+        ),
+    ]);
+    Ok(v)
 }
 
 /// The VIPs that `ip monitor address` saw deleted before it saw any VIP
@@ -537,25 +575,19 @@ pub fn removed_vips(events: &str) -> Vec<&'static str> {
     removed
 }
 
-fn merge_4(died: Outcome, killed: Outcome) -> Outcome {
-    let mut all = Figures::default();
-    let mut pass = true;
-    for (label, outcome) in [("node1 dies", died), ("daemon killed", killed)] {
-        match outcome {
-            Ok((p, f)) => {
-                pass &= p;
-                all.0.extend(f.0);
-            }
-            Err(e) => {
-                pass = false;
-                all.push(format!("{label}: error"), json!(format!("{e:#}")));
-            }
-        }
-    }
-    Ok((pass, all))
+/// Row 4: first node1's daemon alone is SIGKILLed and restarted (4b), then
+/// node1 dies (4a), which leaves it down for row 5. Figures in the order
+/// 4a, 4b.
+fn row_4(net: &mut Net) -> anyhow::Result<Verdict> {
+    let killed = daemon_killed(net);
+    let died = node1_dies(net);
+    let mut v = Verdict::default();
+    v.merge("node1 dies", died);
+    v.merge("daemon killed", killed);
+    Ok(v)
 }
 
-fn row_6(net: &mut Net) -> Outcome {
+fn row_6(net: &mut Net) -> anyhow::Result<Verdict> {
     let victim = "srv2";
     let clients = clients_web(net);
     std::thread::sleep(Duration::from_millis(600));
@@ -579,22 +611,24 @@ fn row_6(net: &mut Net) -> Outcome {
     let node2_down = server_state(net, 1, victim);
     net.start_server(victim);
     let restored = wait_steady(net, Duration::from_secs(10));
-    let pass = after == 0 && down.is_ok() && victim_after == 0 && restored.is_ok();
-    Ok((
-        pass,
-        figures(vec![
-            ("killed", json!(victim)),
-            ("connections", json!(analysis::succeeded(&conns))),
-            ("failed, opened after the kill", json!(after)),
-            ("cut while in flight to the killed server", json!(cut)),
-            (
-                "marked down on node1 after_ms",
-                json!(down.ok().map(super::clock::ms)),
-            ),
-            ("state on node2", json!(node2_down)),
-            ("first error", json!(analysis::first_error(&conns))),
-        ]),
-    ))
+    let mut v = Verdict::default();
+    v.check("no connection opened after the kill failed", after == 0)
+        .check("node1 marked the server down within 5 s", down.is_ok())
+        .check("no connection reached the killed server", victim_after == 0)
+        .check("steady again once the server is back", restored.is_ok());
+    v.figures(vec![
+        ("killed", json!(victim)),
+        ("connections", json!(analysis::succeeded(&conns))),
+        ("failed, opened after the kill", json!(after)),
+        ("cut while in flight to the killed server", json!(cut)),
+        (
+            "marked down on node1 after_ms",
+            json!(down.ok().map(super::clock::ms)),
+        ),
+        ("state on node2", json!(node2_down)),
+        ("first error", json!(analysis::first_error(&conns))),
+    ]);
+    Ok(v)
 }
 
 fn server_state(net: &Net, node: usize, server: &str) -> Option<String> {
@@ -608,7 +642,7 @@ fn server_state(net: &Net, node: usize, server: &str) -> Option<String> {
 
 /// Row 7: node1 can no longer reach the servers of its tracked frontend
 /// (its back-segment link goes down); node2 still can.
-fn row_7(net: &Net) -> Outcome {
+fn row_7(net: &mut Net) -> anyhow::Result<Verdict> {
     let clients = clients_web(net);
     std::thread::sleep(PRE);
     let down = now_ns();
@@ -636,41 +670,49 @@ fn row_7(net: &Net) -> Outcome {
     std::thread::sleep(POST);
     let (r4, r6, end) = finish(clients)?;
     let expected = PRIORITIES[0] - TRACK_WEIGHT;
-    let pass = t4.is_some()
-        && t6.is_some()
-        && b4.is_some()
-        && b6.is_some()
-        && lowered
+    let mut v = Verdict::default();
+    v.check(
+        "node2 sole holder while node1 is cut off (IPv4)",
+        t4.is_some(),
+    )
+    .check(
+        "node2 sole holder while node1 is cut off (IPv6)",
+        t6.is_some(),
+    )
+    .check(
+        "node1's priorities lowered by the track weight",
+        lowered
             .as_ref()
-            .is_ok_and(|p| p.len() == 2 && p.iter().all(|&p| p == expected))
-        && gap_ms(&r4.conns, down, end).is_some()
-        && gap_ms(&r6.conns, down, end).is_some();
+            .is_ok_and(|p| p.len() == 2 && p.iter().all(|&p| p == expected)),
+    )
+    .check("node1 sole holder once reconnected (IPv4)", b4.is_some())
+    .check("node1 sole holder once reconnected (IPv6)", b6.is_some());
+    gaps_measured(
+        &mut v,
+        gap_ms(&r4.conns, down, end),
+        gap_ms(&r6.conns, down, end),
+    );
     wait_steady(net, Duration::from_secs(10))?;
-    Ok((
-        pass,
-        figures(vec![
-            ("link down -> node2 sole holder_ms", per_family(t4, t6)),
-            ("node1 while its servers are unreachable", json!(node1_then)),
-            (
-                "gap_ms",
-                per_family(gap_ms(&r4.conns, down, up), gap_ms(&r6.conns, down, up)),
-            ),
-            ("link up -> node1 sole holder_ms", per_family(b4, b6)),
-            (
-                "back: gap_ms",
-                per_family(gap_ms(&r4.conns, up, end), gap_ms(&r6.conns, up, end)),
-            ),
-            (
-                "failed connections",
-                per_family(analysis::failed(&r4.conns), analysis::failed(&r6.conns)),
-            ),
-        ]),
-    ))
+    v.figures(vec![
+        ("link down -> node2 sole holder_ms", per_family(t4, t6)),
+        ("node1 while its servers are unreachable", json!(node1_then)),
+        (
+            "gap_ms",
+            per_family(gap_ms(&r4.conns, down, up), gap_ms(&r6.conns, down, up)),
+        ),
+        ("link up -> node1 sole holder_ms", per_family(b4, b6)),
+        (
+            "back: gap_ms",
+            per_family(gap_ms(&r4.conns, up, end), gap_ms(&r6.conns, up, end)),
+        ),
+        ("failed connections", failed_per_family(&r4, &r6)),
+    ]);
+    Ok(v)
 }
 
 /// Row 8: both nodes reload a config with new weights (3:1:1) while the
 /// clients keep connecting.
-fn row_8(net: &Net) -> Outcome {
+fn row_8(net: &mut Net) -> anyhow::Result<Verdict> {
     let clients = clients_web(net);
     std::thread::sleep(Duration::from_millis(500));
     let reload = now_ns();
@@ -705,21 +747,26 @@ fn row_8(net: &Net) -> Outcome {
     let count = |s: &str| share.get(s).copied().unwrap_or(0) as f64;
     let weighted = count("srv1") > 1.5 * count("srv2") && count("srv1") > 1.5 * count("srv3");
     let master = net.holds(0) == (true, true) && net.holds(1) == (false, false);
-    let pass = failed == 0 && applied.iter().all(Option::is_some) && weighted && master;
-    Ok((
-        pass,
-        figures(vec![
-            ("connections", json!(analysis::succeeded(&conns))),
-            ("failed", json!(failed)),
-            (
-                "reload applied after_ms",
-                json!({ "node1": applied[0], "node2": applied[1] }),
-            ),
-            ("per server after reload (weights 3:1:1)", json!(share)),
-            ("node1 still sole VIP holder", json!(master)),
-            ("first error", json!(analysis::first_error(&conns))),
-        ]),
-    ))
+    let mut v = Verdict::default();
+    v.check("no failed connection", failed == 0)
+        .check(
+            "both nodes applied the reload within 5 s",
+            applied.iter().all(Option::is_some),
+        )
+        .check("srv1 takes the larger share (weights 3:1:1)", weighted)
+        .check("node1 still sole VIP holder", master);
+    v.figures(vec![
+        ("connections", json!(analysis::succeeded(&conns))),
+        ("failed", json!(failed)),
+        (
+            "reload applied after_ms",
+            json!({ "node1": applied[0], "node2": applied[1] }),
+        ),
+        ("per server after reload (weights 3:1:1)", json!(share)),
+        ("node1 still sole VIP holder", json!(master)),
+        ("first error", json!(analysis::first_error(&conns))),
+    ]);
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -25,5 +25,5 @@ pub mod report;
 pub mod topology;
 
 pub use matrix::{run, Options};
-pub use report::{Figures, Report, Row};
+pub use report::{Figures, Report, RowResult, Verdict};
 pub use topology::Programs;

@@ -1,17 +1,94 @@
-//! The matrix's results: rows with named figures, printed as a table or
-//! as JSON (`{ "rows": [ { "id", "name", "pass", "figures" } ] }`).
+//! The matrix's results: rows with named figures and the named checks
+//! that failed, printed as a table or as JSON
+//! (`{ "rows": [ { "id", "name", "pass", "failed", "figures" } ] }`).
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+/// The result of one row of the matrix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Row {
+pub struct RowResult {
     pub id: u8,
     pub name: String,
+    /// Every check of the row held.
     pub pass: bool,
+    /// The names of the checks that did not hold, in the row's order.
+    #[serde(default)]
+    pub failed: Vec<String>,
     pub figures: Figures,
+}
+
+impl RowResult {
+    /// Row `id` judged by what its run found, or failed by its error.
+    pub fn of(id: u8, name: &str, run: anyhow::Result<Verdict>) -> RowResult {
+        let verdict = run.unwrap_or_else(|e| {
+            let mut v = Verdict::default();
+            v.figure("error", serde_json::json!(format!("{e:#}")));
+            v.check("ran to the end", false);
+            v
+        });
+        RowResult {
+            id,
+            name: name.to_owned(),
+            pass: verdict.checks.iter().all(|(_, held)| *held),
+            failed: (verdict.checks.into_iter())
+                .filter(|(_, held)| !held)
+                .map(|(check, _)| check)
+                .collect(),
+            figures: verdict.figures,
+        }
+    }
+}
+
+/// What a row found: its named checks, each held or not, and its figures.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    checks: Vec<(String, bool)>,
+    figures: Figures,
+}
+
+impl Verdict {
+    /// A named check the row makes; the row passes when all hold.
+    pub fn check(&mut self, name: impl Into<String>, held: bool) -> &mut Self {
+        self.checks.push((name.into(), held));
+        self
+    }
+
+    /// A figure to report, in the order measured.
+    pub fn figure(&mut self, key: impl Into<String>, value: Value) -> &mut Self {
+        self.figures.push(key, value);
+        self
+    }
+
+    /// Figures to report, in the order measured.
+    pub fn figures(&mut self, pairs: Vec<(&str, Value)>) -> &mut Self {
+        for (key, value) in pairs {
+            self.figure(key, value);
+        }
+        self
+    }
+
+    /// Adds `other`'s checks and figures, its check names prefixed with
+    /// `label`; a part that did not run is one failed check.
+    pub fn merge(&mut self, label: &str, other: anyhow::Result<Verdict>) {
+        match other {
+            Ok(other) => {
+                for (name, held) in other.checks {
+                    self.check(format!("{label}: {name}"), held);
+                }
+                self.figures.0.extend(other.figures.0);
+            }
+            Err(e) => {
+                self.figure(
+                    format!("{label}: error"),
+                    serde_json::json!(format!("{e:#}")),
+                );
+                self.check(format!("{label}: ran to the end"), false);
+            }
+        }
+    }
 }
 
 /// Named figures in the order the row measured them (a JSON object).
@@ -65,7 +142,7 @@ impl<'de> Deserialize<'de> for Figures {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub advert_interval_ms: u64,
-    pub rows: Vec<Row>,
+    pub rows: Vec<RowResult>,
 }
 
 impl Report {
@@ -73,11 +150,12 @@ impl Report {
         !self.rows.is_empty() && self.rows.iter().all(|r| r.pass)
     }
 
-    pub fn row(&self, id: u8) -> Option<&Row> {
+    pub fn row(&self, id: u8) -> Option<&RowResult> {
         self.rows.iter().find(|r| r.id == id)
     }
 
-    /// One line per row (id, name, PASS/FAIL), its figures indented below.
+    /// One line per row (id, name, PASS/FAIL), the failed checks and the
+    /// figures indented below.
     pub fn table(&self) -> String {
         let width = self
             .rows
@@ -99,6 +177,9 @@ impl Report {
                 " ".repeat(pad),
                 if r.pass { "PASS" } else { "FAIL" }
             ));
+            for check in &r.failed {
+                out.push_str(&format!("      FAILED: {check}\n"));
+            }
             for (key, value) in r.figures.iter() {
                 out.push_str(&format!("      {key}: {}\n", render(value)));
             }
@@ -143,20 +224,18 @@ mod tests {
     use super::*;
 
     fn report(pass: bool) -> Report {
-        let mut figures = Figures::default();
-        figures.push(
-            "takeover_ms",
-            serde_json::json!({"IPv4": 312.24, "IPv6": 320.0}),
-        );
-        figures.push("failed", serde_json::json!(0));
+        let mut verdict = Verdict::default();
+        verdict
+            .figure(
+                "takeover_ms",
+                serde_json::json!({"IPv4": 312.24, "IPv6": 320.0}),
+            )
+            .figure("failed", serde_json::json!(0))
+            .check("takeover within the bound", true)
+            .check("no failed connection", pass);
         Report {
             advert_interval_ms: 100,
-            rows: vec![Row {
-                id: 4,
-                name: "node1 dies".into(),
-                pass,
-                figures,
-            }],
+            rows: vec![RowResult::of(4, "node1 dies", Ok(verdict))],
         }
     }
 
@@ -167,7 +246,28 @@ mod tests {
         assert!(t.contains("takeover_ms: IPv4 312.2, IPv6 320.0"), "{t}");
         assert!(t.contains("failed: 0"), "{t}");
         assert!(t.contains("all 1 rows pass"), "{t}");
-        assert!(report(false).table().contains("FAILED rows: 4"));
+        assert!(!t.contains("FAILED:"), "{t}");
+        let t = report(false).table();
+        assert!(t.contains("FAILED rows: 4"), "{t}");
+        assert!(t.contains("      FAILED: no failed connection\n"), "{t}");
+        assert!(!t.contains("FAILED: takeover"), "{t}");
+    }
+
+    // A row whose run fails says so, as a failed check and its error.
+    #[test]
+    fn a_row_that_did_not_run_fails_with_its_error() {
+        let row = RowResult::of(3, "state", Err(anyhow::anyhow!("no status")));
+        assert!(!row.pass);
+        assert_eq!(row.failed, ["ran to the end"]);
+        assert_eq!(
+            row.figures.get("error"),
+            Some(&serde_json::json!("no status"))
+        );
+        let mut merged = Verdict::default();
+        merged.check("first", true);
+        merged.merge("part b", Err(anyhow::anyhow!("gone")));
+        let row = RowResult::of(4, "merged", Ok(merged));
+        assert_eq!(row.failed, ["part b: ran to the end"]);
     }
 
     #[test]
@@ -175,12 +275,16 @@ mod tests {
         let v = serde_json::to_value(report(false)).unwrap();
         assert_eq!(v["rows"][0]["id"], 4);
         assert_eq!(v["rows"][0]["pass"], false);
+        assert_eq!(v["rows"][0]["failed"][0], "no failed connection");
         assert_eq!(v["rows"][0]["figures"]["failed"], 0);
         assert!(!report(false).passed());
         assert!(report(true).passed());
         // Through text, not Value (whose objects sort their keys).
         let text = serde_json::to_string(&report(false)).unwrap();
-        assert!(text.find("takeover_ms") < text.find("failed"), "{text}");
+        assert!(
+            text.find("\"takeover_ms\"") < text.find("\"failed\":0"),
+            "{text}"
+        );
         let back: Report = serde_json::from_str(&text).unwrap();
         assert_eq!(back, report(false), "figures keep their order");
     }

@@ -25,6 +25,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use coexist_support::config::{
+    Backend, Config, Frontend, HealthCheck, Server, Track, Tuning, Vrrp,
+};
+
 use super::load::ClientRun;
 use crate::netns::{Lab, Ns, Process};
 
@@ -62,50 +66,62 @@ pub struct NodeConfig {
 /// backup, so a takeover serves at once), an IPv6-only backend and a
 /// dual-stack one, and one VRRP instance per family tracking "web".
 pub fn node_config(c: &NodeConfig) -> String {
-    let advert = format!("{}ms", c.advert.as_millis());
-    let web: Vec<String> = WEB_SERVERS
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            format!(
-                "  {{ name = \"{name}\", address = \"[fd00:231:2::{}]:80\", weight = {} }},",
-                11 + i,
-                c.web_weights[i]
-            )
-        })
-        .collect();
-    let dual: Vec<String> = DUAL_SERVERS
-        .iter()
-        .enumerate()
-        .flat_map(|(i, name)| {
-            let host = 14 + i;
-            [
-                format!("  {{ name = \"{name}-v4\", address = \"10.231.3.{host}:80\" }},"),
-                format!("  {{ name = \"{name}-v6\", address = \"[fd00:231:3::{host}]:80\" }},"),
-            ]
-        })
-        .collect();
-    let checks = "health_check = { kind = \"tcp\", interval = \"200ms\", timeout = \"150ms\", rise = 2, fall = 2 }";
-    let vrrp = |name: &str, vrid: u8, address: &str| {
-        format!(
-            "[[vrrp]]\nname = \"{name}\"\ninterface = \"eth0\"\nvrid = {vrid}\npriority = {}\n\
-             advert_interval = \"{advert}\"\nversion = 3\npreempt = true\naddresses = [\"{address}\"]\n\
-             track = [{{ frontend = \"web\", weight = {TRACK_WEIGHT} }}]\n",
-            c.priority
-        )
+    let ms = Duration::from_millis;
+    let web = WEB_SERVERS.iter().enumerate().map(|(i, name)| {
+        let address = addr(&format!("[fd00:231:2::{}]:80", 11 + i));
+        Server::named(name, address).weight(c.web_weights[i])
+    });
+    let dual = DUAL_SERVERS.iter().enumerate().flat_map(|(i, name)| {
+        let host = 14 + i;
+        let v4 = addr(&format!("10.231.3.{host}:80"));
+        let v6 = addr(&format!("[fd00:231:3::{host}]:80"));
+        [
+            Server::named(&format!("{name}-v4"), v4),
+            Server::named(&format!("{name}-v6"), v6),
+        ]
+    });
+    let backend = |name: &str, servers: Vec<Server>| Backend {
+        balance: Some("round-robin".into()),
+        connect_timeout: Some(ms(500)),
+        retries: Some(2),
+        health_check: Some(HealthCheck::every("tcp", ms(200), ms(150), 2, 2)),
+        ..Backend::new(name, servers)
     };
-    format!(
-        "[admin]\nlisten = \"{ADMIN}\"\n\n[tuning]\nshutdown_grace = \"2s\"\n\n\
-         [[frontend]]\nname = \"web\"\nlisten = [\"{VIP4}:{WEB_PORT}\", \"[{VIP6}]:{WEB_PORT}\"]\nbackend = \"web\"\n\n\
-         [[frontend]]\nname = \"dual\"\nlisten = [\"{VIP4}:{DUAL_PORT}\", \"[{VIP6}]:{DUAL_PORT}\"]\nbackend = \"dual\"\n\n\
-         [[backend]]\nname = \"web\"\nbalance = \"round-robin\"\nconnect_timeout = \"500ms\"\nretries = 2\n{checks}\nservers = [\n{}\n]\n\n\
-         [[backend]]\nname = \"dual\"\nbalance = \"round-robin\"\nconnect_timeout = \"500ms\"\nretries = 2\n{checks}\nservers = [\n{}\n]\n\n\
-         {}\n{}",
-        web.join("\n"),
-        dual.join("\n"),
-        vrrp("front-v4", 51, &format!("{VIP4}/24")),
-        vrrp("front-v6", 52, &format!("{VIP6}/64")),
-    )
+    let vrrp = |name: &str, vrid: u8, address: String| Vrrp {
+        priority: Some(c.priority),
+        advert_interval: Some(c.advert),
+        version: Some(3),
+        preempt: Some(true),
+        track: vec![Track {
+            frontend: "web".into(),
+            weight: TRACK_WEIGHT,
+        }],
+        ..Vrrp::new(name, "eth0", vrid, &[&address])
+    };
+    Config {
+        tuning: Some(Tuning {
+            shutdown_grace: Some(Duration::from_secs(2)),
+            ..Tuning::default()
+        }),
+        frontends: vec![
+            Frontend::new("web", [vip4(WEB_PORT), vip6(WEB_PORT)], "web"),
+            Frontend::new("dual", [vip4(DUAL_PORT), vip6(DUAL_PORT)], "dual"),
+        ],
+        backends: vec![
+            backend("web", web.collect()),
+            backend("dual", dual.collect()),
+        ],
+        vrrp: vec![
+            vrrp("front-v4", 51, format!("{VIP4}/24")),
+            vrrp("front-v6", 52, format!("{VIP6}/64")),
+        ],
+        ..Config::with_admin(ADMIN.parse().expect("admin address"))
+    }
+    .to_toml()
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("a lab address")
 }
 
 /// Where the lab finds its programs.

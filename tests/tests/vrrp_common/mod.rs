@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use coexist_support::config::{Config, Vrrp};
+use coexist_support::wait_until;
 use coexist_tests::netns::{Lab, Ns, Process};
 
 pub const VIP4: &str = "10.77.0.10";
@@ -58,26 +60,23 @@ pub fn segment(tag: &str) -> Segment {
     }
 }
 
-/// One `[[vrrp]]` section on eth0.
-pub struct Vr<'a> {
-    pub name: &'a str,
-    pub vrid: u8,
-    pub priority: u8,
-    pub interval: &'a str,
-    pub version: u8,
-    pub address: &'a str,
-    pub extra: &'a str,
+/// One VRRPv3 `[[vrrp]]` section on eth0.
+pub fn vr(name: &str, vrid: u8, priority: u8, interval: Duration, address: &str) -> Vrrp {
+    Vrrp {
+        priority: Some(priority),
+        advert_interval: Some(interval),
+        version: Some(3),
+        ..Vrrp::new(name, "eth0", vrid, &[address])
+    }
 }
 
-pub fn coexist_config(instances: &[Vr<'_>]) -> String {
-    let mut text = String::from("[admin]\nlisten = \"127.0.0.1:9100\"\n");
-    for v in instances {
-        text.push_str(&format!(
-            "[[vrrp]]\nname = \"{}\"\ninterface = \"eth0\"\nvrid = {}\npriority = {}\nadvert_interval = \"{}\"\nversion = {}\naddresses = [\"{}\"]\n{}\n",
-            v.name, v.vrid, v.priority, v.interval, v.version, v.address, v.extra
-        ));
+/// A node's config: these instances, the admin endpoint on its loopback.
+pub fn coexist_config(instances: Vec<Vrrp>) -> String {
+    Config {
+        vrrp: instances,
+        ..Config::with_admin("127.0.0.1:9100".parse().expect("address"))
     }
-    text
+    .to_toml()
 }
 
 impl Segment {
@@ -143,24 +142,12 @@ impl Segment {
         from: Instant,
         limit: Duration,
     ) -> Option<Duration> {
-        while from.elapsed() < limit {
-            if self.holds(i, vip) {
-                return Some(from.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        None
+        let left = limit.saturating_sub(from.elapsed());
+        wait_until(left, Duration::from_millis(2), || self.holds(i, vip)).map(|_| from.elapsed())
     }
 
     pub fn wait_released(&self, i: usize, vip: &str, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if !self.holds(i, vip) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
+        wait_until(limit, Duration::from_millis(5), || !self.holds(i, vip)).is_some()
     }
 
     /// Asserts node `i` alone holds `vip`, continuously for `period`.
@@ -220,6 +207,22 @@ pub fn keepalived_installed() -> bool {
     keepalived_path().is_some()
 }
 
+/// Whether `program`, a peer `test` runs beside coexist, is `installed`;
+/// when not, the test is skipped (saying so), or fails under
+/// `COEXIST_REQUIRE_NETNS=1`, where every peer must be there.
+pub fn peer_available(test: &str, program: &str, installed: bool) -> bool {
+    if installed {
+        return true;
+    }
+    let require = coexist_tests::netns::REQUIRE_ENV;
+    assert!(
+        std::env::var(require).as_deref() != Ok("1"),
+        "{test}: {program} is required ({require}=1) but is not installed"
+    );
+    eprintln!("SKIP {test}: {program} is not installed");
+    false
+}
+
 /// Master_Down_Interval (RFC 9568 §6.1) for a v3 backup of `priority`.
 pub fn master_down_interval(interval: Duration, priority: u8) -> Duration {
     interval * 3 + skew_time(interval, priority)
@@ -233,6 +236,20 @@ pub fn skew_time(interval: Duration, priority: u8) -> Duration {
 pub fn coexist_complaints(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.contains("VRRP packet discarded"))
+        .collect()
+}
+
+/// Log lines of the vrrp crate or of lb's VRRP manager that do not say
+/// which instance (or, for the shared socket of an interface, which
+/// interface) they are about.
+pub fn vrrp_lines_without_instance(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(" vrrp::") || l.contains(" lb::ha:"))
+        .filter(|l| {
+            !(l.contains("vrrp{instance=")
+                || l.contains("vrrp_link{interface=")
+                || (l.contains(" lb::ha:") && l.contains(" instance=")))
+        })
         .collect()
 }
 

@@ -778,14 +778,27 @@ fn config_update_without_spurious_transition() {
     other.vrid = 52;
     assert_eq!(
         vr.update_config(other),
-        Err(ConfigError::IdentityChanged("vrid"))
+        Err(ConfigError {
+            setting: Setting::Vrid,
+            problem: Problem::IdentityChanged
+        })
     );
     let mut other = c.clone();
     other.version = Version::V2;
     assert_eq!(
         vr.update_config(other),
-        Err(ConfigError::IdentityChanged("version"))
+        Err(ConfigError {
+            setting: Setting::Version,
+            problem: Problem::IdentityChanged
+        })
     );
+}
+
+fn setting(result: Result<Instance, ConfigError>) -> Setting {
+    match result {
+        Ok(_) => panic!("config should be refused"),
+        Err(e) => e.setting,
+    }
 }
 
 /// Config validation refuses what the protocol cannot carry.
@@ -793,43 +806,40 @@ fn config_update_without_spurious_transition() {
 fn config_validation() {
     let mut c = config(100);
     c.vrid = 0;
-    assert_eq!(Instance::new(c).unwrap_err(), ConfigError::VridZero);
-    assert_eq!(
-        Instance::new(config(0)).unwrap_err(),
-        ConfigError::PriorityZero
-    );
+    assert_eq!(setting(Instance::new(c)), Setting::Vrid);
+    assert_eq!(setting(Instance::new(config(0))), Setting::Priority);
     let mut c = config(100);
     c.advert_interval = ms(15);
     assert!(matches!(
-        Instance::new(c).unwrap_err(),
-        ConfigError::Interval { .. }
+        Instance::new(c).unwrap_err().problem,
+        Problem::Interval { .. }
     ));
     let mut c = v2_config(100);
     c.advert_interval = ms(500);
     assert!(matches!(
-        Instance::new(c).unwrap_err(),
-        ConfigError::Interval { .. }
+        Instance::new(c).unwrap_err().problem,
+        Problem::Interval { .. }
     ));
     let mut c = config(100);
     c.addresses.push(VirtualAddress::new(ip("2001:db8::1"), 64));
     assert!(matches!(
-        Instance::new(c).unwrap_err(),
-        ConfigError::AddressFamily { .. }
+        Instance::new(c).unwrap_err().problem,
+        Problem::FamilyMismatch { .. }
     ));
     let mut c = config(100);
     c.addresses.clear();
-    assert_eq!(Instance::new(c).unwrap_err(), ConfigError::NoAddresses);
+    assert_eq!(Instance::new(c).unwrap_err().problem, Problem::NoAddresses);
     let mut c = Config::new(
         1,
         ip("fe80::1"),
         vec![VirtualAddress::new(ip("2001:db8::1"), 64)],
     );
     c.version = Version::V2;
-    assert_eq!(Instance::new(c).unwrap_err(), ConfigError::V2Ipv6);
+    assert_eq!(Instance::new(c).unwrap_err().problem, Problem::V2Ipv6);
     let c = tracked(100, &[("a", 1), ("a", 2)]);
     assert_eq!(
-        Instance::new(c).unwrap_err(),
-        ConfigError::DuplicateTrack("a".into())
+        Instance::new(c).unwrap_err().problem,
+        Problem::DuplicateTrack("a".into())
     );
 }
 

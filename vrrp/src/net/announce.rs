@@ -51,7 +51,7 @@ pub fn na_message(mac: [u8; 6], target: Ipv6Addr) -> Vec<u8> {
 
 /// Sends one announcement per address out of `ifname` (index `ifindex`)
 /// on behalf of `mac`. Returns the first error after trying them all.
-pub fn send(ifname: &str, ifindex: u32, mac: [u8; 6], addrs: &[IpAddr]) -> io::Result<()> {
+pub(super) fn send(ifname: &str, ifindex: u32, mac: [u8; 6], addrs: &[IpAddr]) -> io::Result<()> {
     let mut first_error = None;
     let v4: Vec<Ipv4Addr> = addrs
         .iter()

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::observe;
 use super::socket::{AdvertSocket, Datagram, TTL};
@@ -22,14 +23,14 @@ const QUEUE: usize = 64;
 
 /// A decoded advert for one instance.
 #[derive(Debug, Clone)]
-pub struct Inbound {
+pub(super) struct Inbound {
     pub src: IpAddr,
     pub packet: Packet,
 }
 
 type Routes = Arc<Mutex<HashMap<u8, (String, mpsc::Sender<Inbound>)>>>;
 
-pub struct Link {
+pub(super) struct Link {
     pub index: u32,
     pub socket: Arc<AdvertSocket>,
     routes: Routes,
@@ -46,7 +47,11 @@ impl Link {
     fn open(name: &str, index: u32, family: Family) -> io::Result<Link> {
         let socket = Arc::new(AdvertSocket::open(name, index, family)?);
         let routes: Routes = Arc::default();
-        let reader = tokio::spawn(read(Arc::clone(&socket), index, Arc::clone(&routes)));
+        // The link serves every instance on the interface: its lines are
+        // the interface's, not those of the instance that opened it.
+        let span = tracing::info_span!(parent: None, "vrrp_link", interface = name, %family);
+        let reader =
+            tokio::spawn(read(Arc::clone(&socket), index, Arc::clone(&routes)).instrument(span));
         Ok(Link {
             index,
             socket,
@@ -56,7 +61,7 @@ impl Link {
     }
 
     /// The queue of adverts for `vrid`; `None` if another instance has it.
-    pub fn register(&self, vrid: u8, instance: &str) -> Option<mpsc::Receiver<Inbound>> {
+    pub(super) fn register(&self, vrid: u8, instance: &str) -> Option<mpsc::Receiver<Inbound>> {
         let mut routes = self.routes.lock().expect("routes lock");
         if routes.contains_key(&vrid) {
             return None;
@@ -66,7 +71,7 @@ impl Link {
         Some(rx)
     }
 
-    pub fn unregister(&self, vrid: u8) {
+    pub(super) fn unregister(&self, vrid: u8) {
         self.routes.lock().expect("routes lock").remove(&vrid);
     }
 }
@@ -74,12 +79,17 @@ impl Link {
 /// The open links, so that instances on one interface share a socket;
 /// a link closes with its last instance.
 #[derive(Default)]
-pub struct Links {
+pub(super) struct Links {
     map: Mutex<HashMap<(String, Family), Weak<Link>>>,
 }
 
 impl Links {
-    pub fn get_or_open(&self, name: &str, index: u32, family: Family) -> io::Result<Arc<Link>> {
+    pub(super) fn get_or_open(
+        &self,
+        name: &str,
+        index: u32,
+        family: Family,
+    ) -> io::Result<Arc<Link>> {
         let mut map = self.map.lock().expect("links lock");
         let key = (name.to_owned(), family);
         if let Some(link) = map.get(&key).and_then(Weak::upgrade) {
@@ -99,10 +109,10 @@ async fn read(socket: Arc<AdvertSocket>, index: u32, routes: Routes) {
         match socket.recv().await {
             Ok(d) => dispatch(d, index, &routes),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                observe::discard(None, "malformed_ip", &e);
+                observe::discard(None, "malformed_ip", None, &e);
             }
             Err(e) => {
-                tracing::warn!("VRRP socket receive error on interface {index}: {e}");
+                tracing::warn!(error = %e, "VRRP socket receive error");
                 // Do not spin on a persistent error.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -111,21 +121,19 @@ async fn read(socket: Arc<AdvertSocket>, index: u32, routes: Routes) {
 }
 
 fn dispatch(d: Datagram, index: u32, routes: &Routes) {
+    let from = Some(d.src);
     if d.ifindex != Some(index) {
-        let detail = format!(
-            "from {} arrived on interface {:?}, not {index}",
-            d.src, d.ifindex
-        );
-        return observe::discard(None, "interface", &detail);
+        let detail = format!("arrived on interface {:?}, not {index}", d.ifindex);
+        return observe::discard(None, "interface", from, &detail);
     }
     // RFC 9568 §7.1: only a packet that crossed no router can be an advert.
     if d.ttl != Some(TTL) {
-        let detail = format!("from {} with TTL/hop limit {:?}, not 255", d.src, d.ttl);
-        return observe::discard(None, "ttl", &detail);
+        let detail = format!("TTL/hop limit {:?}, not 255", d.ttl);
+        return observe::discard(None, "ttl", from, &detail);
     }
     let decoded = match decode(&d.payload, d.src, d.dst) {
         Ok(decoded) => decoded,
-        Err(e) => return observe::discard(None, e.reason(), &format!("from {}: {e}", d.src)),
+        Err(e) => return observe::discard(None, e.reason(), from, &e),
     };
     let vrid = decoded.packet.vrid;
     let routes = routes.lock().expect("routes lock");
@@ -135,7 +143,8 @@ fn dispatch(d: Datagram, index: u32, routes: &Routes) {
         return observe::discard(
             None,
             "vrid",
-            &format!("from {}: vrid {vrid} is not configured here", d.src),
+            from,
+            &format!("vrid {vrid} is not configured here"),
         );
     };
     let inbound = Inbound {
@@ -143,10 +152,9 @@ fn dispatch(d: Datagram, index: u32, routes: &Routes) {
         packet: decoded.packet,
     };
     if tx.try_send(inbound).is_err() {
-        observe::discard(
-            Some(instance),
-            "queue_full",
-            &format!("from {}: instance queue full", d.src),
-        );
+        // Logged as the instance's line, like those of its own task.
+        tracing::info_span!("vrrp", instance = %instance).in_scope(|| {
+            observe::discard(Some(instance), "queue_full", from, &"instance queue full")
+        });
     }
 }

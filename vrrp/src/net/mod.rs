@@ -24,10 +24,11 @@ mod socket;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 pub use announce::{garp_frame, na_message};
 pub use netlink::{InterfaceAddress, LinkInfo, Netlink, NetlinkError};
@@ -36,100 +37,75 @@ pub use observe::{
 };
 
 use crate::config::{Config, ConfigError};
+pub use crate::config::{Garp, InstanceSpec, Wire};
 use crate::instance::{Instance, State};
 use crate::packet::Family;
 use link::Links;
 use runner::{Command, Runner, Target};
 
-/// Gratuitous ARP / unsolicited NA after a takeover.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Garp {
-    /// How many rounds (0: none).
-    pub count: u32,
-    /// Spacing of the rounds.
-    pub interval: Duration,
-    /// Re-announce this often while master.
-    pub refresh: Option<Duration>,
-}
-
-impl Default for Garp {
-    fn default() -> Garp {
-        Garp {
-            count: 5,
-            interval: Duration::from_millis(100),
-            refresh: None,
-        }
-    }
-}
-
-/// Settings of the wire layer, beside the protocol's [`Config`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Wire {
-    pub interface: String,
-    /// Send adverts to these instead of the multicast group, and accept
-    /// adverts only from them.
-    pub unicast_peers: Vec<IpAddr>,
-    /// Carry the addresses on a macvlan with the virtual router MAC
-    /// (RFC 9568 §7.3).
-    pub virtual_mac: bool,
-    /// Run as `sh -c '<notify> "$@"' - <instance> <state> <priority>`.
-    pub notify: Option<String>,
-    pub garp: Garp,
-}
-
-/// One instance to run. `config.primary_address` only gives the family:
-/// the wire layer replaces it with the interface's primary IPv4 address
-/// or IPv6 link-local address (a global one when every unicast peer is
-/// global), as RFC 9568 §5.1 requires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceSpec {
-    /// Label of logs, metrics and notify calls.
-    pub name: String,
-    pub config: Config,
-    pub wire: Wire,
-}
-
 /// The last state change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastTransition {
+    /// When it happened.
     pub at: SystemTime,
+    /// Why, as [`crate::TransitionReason`] displays it.
     pub reason: String,
 }
 
 /// An instance as it runs, published on every change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// Protocol state.
     pub state: State,
+    /// Configured priority.
     pub priority: u8,
+    /// Priority less the weights of failed tracked objects.
     pub effective_priority: u8,
+    /// The master's primary address, when known.
     pub master: Option<IpAddr>,
     /// The source of our adverts.
     pub primary_address: IpAddr,
     /// The interface carrying the virtual addresses (a macvlan with
     /// `virtual_mac`).
     pub interface: String,
+    /// The last state change, if any.
     pub last_transition: Option<LastTransition>,
 }
 
+/// Why an instance could not be started or updated.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("{0}")]
+    /// Reading the interface or changing addresses failed.
+    #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    #[error("{0}")]
+    /// The instance breaks a rule of [`crate::config`].
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("VRRP socket on {interface}: {source}")]
+    /// The advertisement socket could not be opened.
+    #[error("cannot open the VRRP socket on {interface}: {error}")]
     Socket {
+        /// The interface it was for.
         interface: String,
-        #[source]
-        source: std::io::Error,
+        /// Why.
+        error: std::io::Error,
     },
+    /// The interface lacks the address adverts must come from.
     #[error("interface {interface} has no {what} to send adverts from")]
     NoPrimaryAddress {
+        /// The interface.
         interface: String,
+        /// Which kind of address is missing.
         what: &'static str,
     },
+    /// Another instance of this process runs the same virtual router.
     #[error("vrid {vrid} on {interface} is already run by another instance")]
-    VridInUse { interface: String, vrid: u8 },
+    VridInUse {
+        /// The interface.
+        interface: String,
+        /// The VRID.
+        vrid: u8,
+    },
+    /// The instance's task is gone.
     #[error("the instance task has stopped")]
     Stopped,
 }
@@ -157,8 +133,17 @@ impl Vrrp {
 
     /// Resolves the interface, removes virtual addresses a dead run left
     /// behind, and starts the instance (Initialize → Backup, or Master for
-    /// an address owner).
+    /// an address owner). Every log line of the instance, from here on and
+    /// from its tasks, is in a `vrrp` span with its name as `instance`.
     pub async fn spawn(&self, spec: InstanceSpec) -> Result<InstanceHandle, NetError> {
+        let span = tracing::info_span!("vrrp", instance = %spec.name);
+        self.start(spec).instrument(span).await
+    }
+
+    async fn start(&self, spec: InstanceSpec) -> Result<InstanceHandle, NetError> {
+        if let Some(e) = spec.problems().into_iter().next() {
+            return Err(e.into());
+        }
         let InstanceSpec {
             name,
             mut config,
@@ -191,7 +176,12 @@ impl Vrrp {
                     if let Err(e) =
                         std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/{key}"), value)
                     {
-                        tracing::warn!(instance = name, "cannot set {key} on {dev}: {e}");
+                        tracing::warn!(
+                            device = dev,
+                            sysctl = key,
+                            error = %e,
+                            "cannot tie IPv4 addresses to their device's MAC"
+                        );
                     }
                 }
             }
@@ -217,9 +207,9 @@ impl Vrrp {
         let link = self
             .links
             .get_or_open(&wire.interface, info.index, family)
-            .map_err(|source| NetError::Socket {
+            .map_err(|error| NetError::Socket {
                 interface: wire.interface.clone(),
-                source,
+                error,
             })?;
         let inbound = link
             .register(vrid, &name)
@@ -248,7 +238,7 @@ impl Vrrp {
             target,
             status_tx,
         );
-        let task = tokio::spawn(runner.run());
+        let task = tokio::spawn(runner.run().instrument(tracing::Span::current()));
         Ok(InstanceHandle {
             name,
             commands: commands_tx,
@@ -268,10 +258,12 @@ pub struct InstanceHandle {
 }
 
 impl InstanceHandle {
+    /// The instance's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Its status, updated on every change.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.clone()
     }

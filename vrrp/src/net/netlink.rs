@@ -24,7 +24,9 @@ const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
 /// An address as the kernel lists it on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterfaceAddress {
+    /// The address.
     pub addr: IpAddr,
+    /// Its prefix length.
     pub prefix_len: u8,
     /// IPv4 secondary (not the primary address of its subnet).
     pub secondary: bool,
@@ -33,24 +35,32 @@ pub struct InterfaceAddress {
 /// What the wire layer needs to know about an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// The interface index.
     pub index: u32,
+    /// Its link-layer address.
     pub mac: [u8; 6],
+    /// The addresses on it.
     pub addresses: Vec<InterfaceAddress>,
 }
 
 /// Why a netlink request failed; names the interface or address.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
+    /// The netlink socket could not be opened.
     #[error("cannot open a route netlink socket: {0}")]
-    Open(#[source] std::io::Error),
+    Open(std::io::Error),
+    /// No interface of that name.
     #[error("no interface named {0:?}")]
     NoSuchLink(String),
-    #[error("{what}: {source}")]
+    /// The kernel refused a request.
+    #[error("{what}: {error}")]
     Request {
+        /// What was asked, naming the interface or address.
         what: String,
-        #[source]
-        source: rtnetlink::Error,
+        /// The kernel's answer.
+        error: rtnetlink::Error,
     },
+    /// The owner task is gone.
     #[error("the netlink task has stopped")]
     Stopped,
 }
@@ -104,6 +114,7 @@ impl Netlink {
         answer.await.map_err(|_| NetlinkError::Stopped)?
     }
 
+    /// The interface called `name`.
     pub async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
         let name = name.to_owned();
         self.ask(|r| Request::Link(name, r)).await
@@ -114,6 +125,7 @@ impl Netlink {
         self.ask(|r| Request::Add(index, addrs, r)).await
     }
 
+    /// Removes the addresses; those already gone are no error.
     pub async fn remove(&self, index: u32, addrs: Vec<VirtualAddress>) -> Result<(), NetlinkError> {
         self.ask(|r| Request::Remove(index, addrs, r)).await
     }
@@ -136,10 +148,12 @@ impl Netlink {
         .await
     }
 
+    /// Sets the interface up or down.
     pub async fn set_up(&self, index: u32, up: bool) -> Result<(), NetlinkError> {
         self.ask(|r| Request::SetUp(index, up, r)).await
     }
 
+    /// Deletes the interface (a macvlan this process made).
     pub async fn delete(&self, index: u32) -> Result<(), NetlinkError> {
         self.ask(|r| Request::Delete(index, r)).await
     }
@@ -171,9 +185,9 @@ async fn owner(handle: Handle, mut rx: mpsc::UnboundedReceiver<Request>) {
             }
             Request::Delete(index, reply) => {
                 let result = handle.link().del(index).execute().await;
-                let _ = reply.send(result.map_err(|source| NetlinkError::Request {
+                let _ = reply.send(result.map_err(|error| NetlinkError::Request {
                     what: format!("delete link {index}"),
-                    source,
+                    error,
                 }));
             }
         }
@@ -195,10 +209,10 @@ async fn link_info(handle: &Handle, name: &str) -> Result<LinkInfo, NetlinkError
         Err(e) if errno(&e) == Some(libc::ENODEV) => {
             return Err(NetlinkError::NoSuchLink(name.to_owned()))
         }
-        Err(source) => {
+        Err(error) => {
             return Err(NetlinkError::Request {
                 what: format!("read link {name}"),
-                source,
+                error,
             })
         }
     };
@@ -225,10 +239,10 @@ async fn link_of(handle: &Handle, link: LinkMessage) -> Result<LinkInfo, Netlink
         match stream.try_next().await {
             Ok(Some(msg)) => addresses.extend(address_of(&msg)),
             Ok(None) => break,
-            Err(source) => {
+            Err(error) => {
                 return Err(NetlinkError::Request {
                     what: format!("list addresses of link {index}"),
-                    source,
+                    error,
                 })
             }
         }
@@ -295,10 +309,10 @@ async fn add(handle: &Handle, index: u32, addrs: &[VirtualAddress]) -> Result<()
         match request.execute().await {
             Ok(()) => {}
             Err(e) if errno(&e) == Some(EEXIST) => {}
-            Err(source) => {
+            Err(error) => {
                 return Err(NetlinkError::Request {
                     what: format!("add {}/{} to link {index}", va.addr, va.prefix_len),
-                    source,
+                    error,
                 })
             }
         }
@@ -316,10 +330,10 @@ async fn remove(handle: &Handle, index: u32, addrs: &[VirtualAddress]) -> Result
         {
             Ok(()) => {}
             Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL) | Some(libc::ENODEV)) => {}
-            Err(source) => {
+            Err(error) => {
                 return Err(NetlinkError::Request {
                     what: format!("remove {}/{} from link {index}", va.addr, va.prefix_len),
-                    source,
+                    error,
                 })
             }
         }
@@ -335,9 +349,9 @@ async fn set_up(handle: &Handle, index: u32, up: bool) -> Result<(), NetlinkErro
         .set(msg)
         .execute()
         .await
-        .map_err(|source| NetlinkError::Request {
+        .map_err(|error| NetlinkError::Request {
             what: format!("set link {index} {}", if up { "up" } else { "down" }),
-            source,
+            error,
         })
 }
 
@@ -360,9 +374,9 @@ async fn macvlan(
         .add(msg)
         .execute()
         .await
-        .map_err(|source| NetlinkError::Request {
+        .map_err(|error| NetlinkError::Request {
             what: format!("create macvlan {name}"),
-            source,
+            error,
         })?;
     let info = link_info(handle, name).await?;
     // Random link-local: with EUI-64 both nodes' macvlans, sharing the
@@ -377,9 +391,9 @@ async fn macvlan(
         .set(set)
         .execute()
         .await
-        .map_err(|source| NetlinkError::Request {
+        .map_err(|error| NetlinkError::Request {
             what: format!("set addrgenmode random on {name}"),
-            source,
+            error,
         })?;
     Ok(info)
 }

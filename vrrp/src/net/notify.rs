@@ -6,24 +6,26 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// A hung script is killed after this long, so calls do not pile up.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct Notifier {
+pub(super) struct Notifier {
     tx: mpsc::UnboundedSender<(String, u8)>,
 }
 
 impl Notifier {
     /// `command` is run through `sh -c`, so it may carry its own
     /// arguments; the three values are appended as positional arguments.
-    pub fn spawn(command: String, instance: String, timeout: Duration) -> Notifier {
+    pub(super) fn spawn(command: String, instance: String, timeout: Duration) -> Notifier {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(command, instance, timeout, rx));
+        // Its lines belong to the instance that spawns it.
+        tokio::spawn(run(command, instance, timeout, rx).instrument(tracing::Span::current()));
         Notifier { tx }
     }
 
-    pub fn notify(&self, state: &str, priority: u8) {
+    pub(super) fn notify(&self, state: &str, priority: u8) {
         // The queue ends only with the instance; nothing to report then.
         let _ = self.tx.send((state.to_owned(), priority));
     }
@@ -49,25 +51,17 @@ async fn run(
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(instance, "notify command {command:?} could not start: {e}");
+                tracing::warn!(command, error = %e, "notify command could not start");
                 continue;
             }
         };
         match tokio::time::timeout(timeout, child.wait()).await {
             Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => tracing::warn!(
-                instance,
-                state,
-                "notify command {command:?} exited with {status}"
-            ),
-            Ok(Err(e)) => tracing::warn!(instance, "notify command {command:?}: {e}"),
+            Ok(Ok(status)) => tracing::warn!(command, state, %status, "notify command failed"),
+            Ok(Err(e)) => tracing::warn!(command, error = %e, "notify command failed"),
             Err(_) => {
                 let _ = child.kill().await;
-                tracing::warn!(
-                    instance,
-                    state,
-                    "notify command {command:?} killed after {timeout:?}"
-                );
+                tracing::warn!(command, state, ?timeout, "notify command killed: too slow");
             }
         }
     }

@@ -1,6 +1,10 @@
 //! Metrics and rate-limited logs of the wire layer.
+//!
+//! Log lines have constant messages and carry their values as fields; the
+//! instance's name comes from the `vrrp` span its task runs in.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,7 +18,9 @@ pub const PACKETS_DISCARDED_TOTAL: &str = "vrrp_packets_discarded_total";
 pub const STATE: &str = "vrrp_state";
 /// Transitions, by `instance` and `to`.
 pub const TRANSITIONS_TOTAL: &str = "vrrp_transitions_total";
+/// Adverts sent, by `instance`.
 pub const ADVERTS_SENT_TOTAL: &str = "vrrp_adverts_sent_total";
+/// Adverts received and handed to the instance, by `instance`.
 pub const ADVERTS_RECEIVED_TOTAL: &str = "vrrp_adverts_received_total";
 
 /// At most one log line per key and period; the rest are counted and
@@ -28,7 +34,13 @@ type LogTimes = HashMap<(String, &'static str), (Instant, u64)>;
 static LAST_LOG: Mutex<Option<LogTimes>> = Mutex::new(None);
 
 /// Counts a discarded packet and logs it, rate-limited per reason.
-pub fn discard(instance: Option<&str>, reason: &'static str, detail: &dyn std::fmt::Display) {
+/// `instance` labels the counter (the log line has it from its span).
+pub(super) fn discard(
+    instance: Option<&str>,
+    reason: &'static str,
+    from: Option<IpAddr>,
+    detail: &dyn std::fmt::Display,
+) {
     match instance {
         Some(i) => {
             counter!(PACKETS_DISCARDED_TOTAL, "instance" => i.to_owned(), "reason" => reason)
@@ -56,27 +68,31 @@ pub fn discard(instance: Option<&str>, reason: &'static str, detail: &dyn std::f
             }
         }
     };
-    tracing::warn!(
-        instance = instance.unwrap_or("-"),
-        reason,
-        suppressed,
-        "VRRP packet discarded: {detail}"
-    );
+    match from {
+        Some(from) => tracing::warn!(
+            reason,
+            %from,
+            %detail,
+            suppressed,
+            "VRRP packet discarded"
+        ),
+        None => tracing::warn!(reason, %detail, suppressed, "VRRP packet discarded"),
+    }
 }
 
-pub fn state(instance: &str, state: State) {
+pub(super) fn state(instance: &str, state: State) {
     gauge!(STATE, "instance" => instance.to_owned()).set(f64::from(state.code()));
 }
 
-pub fn transition(instance: &str, to: State) {
+pub(super) fn transition(instance: &str, to: State) {
     counter!(TRANSITIONS_TOTAL, "instance" => instance.to_owned(), "to" => to.as_str())
         .increment(1);
 }
 
-pub fn sent(instance: &str) {
+pub(super) fn sent(instance: &str) {
     counter!(ADVERTS_SENT_TOTAL, "instance" => instance.to_owned()).increment(1);
 }
 
-pub fn received(instance: &str) {
+pub(super) fn received(instance: &str) {
     counter!(ADVERTS_RECEIVED_TOTAL, "instance" => instance.to_owned()).increment(1);
 }

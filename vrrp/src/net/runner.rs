@@ -55,7 +55,7 @@ pub(crate) struct Runner {
 
 impl Runner {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(super) fn new(
         name: String,
         vr: Instance,
         wire: Wire,
@@ -87,7 +87,7 @@ impl Runner {
         }
     }
 
-    pub async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         observe::state(&self.name, State::Initialize);
         self.vr.start(Instant::now());
         self.act().await;
@@ -109,7 +109,7 @@ impl Runner {
                 command = self.commands.recv() => match command {
                     Some(Command::SetTrack(name, up)) => {
                         if let Err(e) = self.vr.set_track(&name, up) {
-                            tracing::warn!(instance = self.name, "{e}");
+                            tracing::warn!(error = %e, "VRRP track not applied");
                         }
                     }
                     Some(Command::Update(spec, reply)) => {
@@ -135,17 +135,17 @@ impl Runner {
     }
 
     fn receive(&mut self, advert: Inbound) {
+        let from = Some(advert.src);
         if !self.wire.unicast_peers.is_empty() && !self.wire.unicast_peers.contains(&advert.src) {
-            let detail = format!("from {}, which is not a unicast peer", advert.src);
-            return observe::discard(Some(&self.name), "not_peer", &detail);
+            let detail = "not a unicast peer";
+            return observe::discard(Some(&self.name), "not_peer", from, &detail);
         }
         observe::received(&self.name);
         if let Err(d) = self
             .vr
             .handle_advert(Instant::now(), advert.src, &advert.packet)
         {
-            let detail = format!("from {}: {d}", advert.src);
-            observe::discard(Some(&self.name), d.reason(), &detail);
+            observe::discard(Some(&self.name), d.reason(), from, &d);
         }
     }
 
@@ -168,6 +168,9 @@ impl Runner {
     }
 
     fn update(&mut self, spec: InstanceSpec) -> Result<(), NetError> {
+        if let Some(e) = spec.problems().into_iter().next() {
+            return Err(e.into());
+        }
         let mut config = spec.config;
         config.primary_address = self.vr.config().primary_address;
         self.vr.update_config(config)?;
@@ -192,9 +195,9 @@ impl Runner {
         if self.target.macvlan {
             if let Err(e) = self.netlink.delete(self.target.index).await {
                 tracing::warn!(
-                    instance = self.name,
-                    "cannot delete macvlan {}: {e}",
-                    self.target.name
+                    device = %self.target.name,
+                    error = %e,
+                    "cannot delete the macvlan"
                 );
             }
         }
@@ -220,11 +223,7 @@ impl Runner {
         };
         let t = &self.target;
         if let Err(e) = announce::send(&t.name, t.index, t.mac, &a.addrs) {
-            tracing::warn!(
-                instance = self.name,
-                "gratuitous ARP / NA on {} failed: {e}",
-                t.name
-            );
+            tracing::warn!(device = %t.name, error = %e, "gratuitous ARP / NA failed");
         }
         a.left -= 1;
         a.next = now + self.wire.garp.interval;
@@ -258,38 +257,43 @@ impl Runner {
                             });
                         match sent {
                             Ok(()) => observe::sent(&self.name),
-                            Err(e) => tracing::warn!(
-                                instance = self.name,
-                                "advert to {dst} not sent: {e}"
-                            ),
+                            Err(e) => {
+                                tracing::warn!(%dst, error = %e, "VRRP advert not sent")
+                            }
                         }
                     }
                 }
                 Action::AddAddresses(addrs) => {
                     if self.target.macvlan {
                         if let Err(e) = self.netlink.set_up(self.target.index, true).await {
-                            tracing::error!(instance = self.name, "{e}");
+                            tracing::error!(error = %e, "cannot set the macvlan up");
                         }
                     }
                     if let Err(e) = self.netlink.add(self.target.index, addrs).await {
-                        tracing::error!(instance = self.name, "{e}");
+                        tracing::error!(error = %e, "cannot add the virtual addresses");
                     }
                 }
                 Action::RemoveAddresses(addrs) => {
                     if let Err(e) = self.netlink.remove(self.target.index, addrs).await {
-                        tracing::error!(instance = self.name, "{e}");
+                        tracing::error!(error = %e, "cannot remove the virtual addresses");
                     }
                     // Down while not master: the virtual MAC must have one
                     // holder on the segment.
                     if self.target.macvlan && self.vr.state() != State::Master {
                         if let Err(e) = self.netlink.set_up(self.target.index, false).await {
-                            tracing::error!(instance = self.name, "{e}");
+                            tracing::error!(error = %e, "cannot set the macvlan down");
                         }
                     }
                 }
                 Action::Announce(addrs) => self.start_announcing(addrs, Instant::now()),
                 Action::StateChanged { from, to, reason } => {
-                    tracing::info!(instance = self.name, %from, %to, priority = self.vr.effective_priority(), "VRRP {from} -> {to}: {reason}");
+                    tracing::info!(
+                        %from,
+                        %to,
+                        priority = self.vr.effective_priority(),
+                        %reason,
+                        "VRRP state changed"
+                    );
                     self.last_transition = Some(LastTransition {
                         at: SystemTime::now(),
                         reason: reason.to_string(),

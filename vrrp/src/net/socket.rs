@@ -1,12 +1,13 @@
 //! The advertisement socket of one interface and family: a raw IP socket
 //! of protocol 112 joined to the VRRP group on that interface only.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
-    self as nixsock, sockopt, ControlMessage, MsgFlags, SockaddrIn, SockaddrIn6,
+    self as nixsock, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn,
+    SockaddrIn6, SockaddrStorage,
 };
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -15,13 +16,13 @@ use crate::packet::{Family, MULTICAST_V4, MULTICAST_V6};
 use crate::sys;
 
 /// IANA protocol number of VRRP.
-pub const IPPROTO_VRRP: i32 = 112;
+pub(super) const IPPROTO_VRRP: i32 = 112;
 /// TTL / hop limit of every advert, and the only one accepted (RFC 9568 §5.1.1.3).
-pub const TTL: u8 = 255;
+pub(super) const TTL: u8 = 255;
 
 /// A received datagram with what the checks need from its IP header.
 #[derive(Debug, Clone)]
-pub struct Datagram {
+pub(super) struct Datagram {
     pub src: IpAddr,
     pub dst: IpAddr,
     /// TTL (IPv4 header) or hop limit (IPV6_HOPLIMIT); `None` if the
@@ -33,7 +34,7 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
-pub struct AdvertSocket {
+pub(super) struct AdvertSocket {
     fd: AsyncFd<Socket>,
     family: Family,
     ifindex: u32,
@@ -41,7 +42,7 @@ pub struct AdvertSocket {
 
 impl AdvertSocket {
     /// Opens, binds to `ifname` and joins the group. Needs CAP_NET_RAW.
-    pub fn open(ifname: &str, ifindex: u32, family: Family) -> io::Result<AdvertSocket> {
+    pub(super) fn open(ifname: &str, ifindex: u32, family: Family) -> io::Result<AdvertSocket> {
         let protocol = Some(Protocol::from(IPPROTO_VRRP));
         let socket = match family {
             Family::V4 => {
@@ -77,11 +78,11 @@ impl AdvertSocket {
 
     /// The next datagram; malformed IP headers come back as errors of
     /// kind InvalidData so the caller can count them.
-    pub async fn recv(&self) -> io::Result<Datagram> {
+    pub(super) async fn recv(&self) -> io::Result<Datagram> {
         let mut buf = vec![0u8; 2048];
         let got = loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|inner| sys::recvmsg(inner.get_ref().as_fd(), &mut buf)) {
+            match guard.try_io(|inner| receive(inner.get_ref(), &mut buf)) {
                 Ok(result) => break result?,
                 Err(_would_block) => continue,
             }
@@ -94,7 +95,7 @@ impl AdvertSocket {
     }
 
     /// Sends `bytes` from `src` to `dst` out of this interface.
-    pub fn send(&self, src: IpAddr, dst: IpAddr, bytes: &[u8]) -> io::Result<()> {
+    pub(super) fn send(&self, src: IpAddr, dst: IpAddr, bytes: &[u8]) -> io::Result<()> {
         let iov = [IoSlice::new(bytes)];
         let fd = self.fd.get_ref();
         match (src, dst) {
@@ -132,13 +133,44 @@ impl AdvertSocket {
     }
 }
 
+/// What one `recvmsg(2)` returned besides the payload.
+struct Received {
+    len: usize,
+    /// The sender as the socket sees it (for raw IPv6 the IP source).
+    src: Option<IpAddr>,
+    cmsgs: Vec<ControlMessageOwned>,
+}
+
+/// One non-blocking `recvmsg(2)` into `buf`, with the sender and the
+/// control messages the socket was asked for.
+fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
+    let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, libc::in_pktinfo);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = nixsock::recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    let src = msg.address.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|v4| IpAddr::V4(v4.ip()))
+            .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+    });
+    Ok(Received {
+        len: msg.bytes,
+        src,
+        cmsgs: msg.cmsgs()?.collect(),
+    })
+}
+
 fn invalid(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
 /// Raw IPv4 sockets deliver the IP header: TTL, source and destination
 /// come from it; the interface from IP_PKTINFO.
-fn parse_v4(buf: Vec<u8>, cmsgs: &[sys::Cmsg]) -> io::Result<Datagram> {
+fn parse_v4(buf: Vec<u8>, cmsgs: &[ControlMessageOwned]) -> io::Result<Datagram> {
     if buf.len() < 20 || buf[0] >> 4 != 4 {
         return Err(invalid(format!("{} bytes: not an IPv4 header", buf.len())));
     }
@@ -150,10 +182,10 @@ fn parse_v4(buf: Vec<u8>, cmsgs: &[sys::Cmsg]) -> io::Result<Datagram> {
     let end = total.min(buf.len());
     let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
     let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
-    let ifindex = cmsgs
-        .iter()
-        .find(|c| c.level == libc::IPPROTO_IP && c.kind == libc::IP_PKTINFO && c.data.len() >= 4)
-        .map(|c| i32::from_ne_bytes([c.data[0], c.data[1], c.data[2], c.data[3]]) as u32);
+    let ifindex = cmsgs.iter().find_map(|c| match c {
+        ControlMessageOwned::Ipv4PacketInfo(info) => u32::try_from(info.ipi_ifindex).ok(),
+        _ => None,
+    });
     Ok(Datagram {
         src: src.into(),
         dst: dst.into(),
@@ -165,22 +197,23 @@ fn parse_v4(buf: Vec<u8>, cmsgs: &[sys::Cmsg]) -> io::Result<Datagram> {
 
 /// Raw IPv6 sockets deliver the payload only: the hop limit and the
 /// destination come from control messages.
-fn parse_v6(buf: Vec<u8>, src: Option<IpAddr>, cmsgs: &[sys::Cmsg]) -> io::Result<Datagram> {
+fn parse_v6(
+    buf: Vec<u8>,
+    src: Option<IpAddr>,
+    cmsgs: &[ControlMessageOwned],
+) -> io::Result<Datagram> {
     let src = src.ok_or_else(|| invalid("no IPv6 source address".to_owned()))?;
     let mut dst = None;
     let mut ifindex = None;
     let mut ttl = None;
-    for c in cmsgs.iter().filter(|c| c.level == libc::IPPROTO_IPV6) {
-        if c.kind == libc::IPV6_PKTINFO && c.data.len() >= 20 {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&c.data[..16]);
-            dst = Some(IpAddr::V6(Ipv6Addr::from(a)));
-            ifindex = Some(u32::from_ne_bytes([
-                c.data[16], c.data[17], c.data[18], c.data[19],
-            ]));
-        } else if c.kind == libc::IPV6_HOPLIMIT && c.data.len() >= 4 {
-            let v = i32::from_ne_bytes([c.data[0], c.data[1], c.data[2], c.data[3]]);
-            ttl = u8::try_from(v).ok();
+    for c in cmsgs {
+        match c {
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                dst = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                ifindex = Some(info.ipi6_ifindex);
+            }
+            ControlMessageOwned::Ipv6HopLimit(limit) => ttl = u8::try_from(*limit).ok(),
+            _ => {}
         }
     }
     let dst = dst.ok_or_else(|| invalid("no IPV6_PKTINFO: destination unknown".to_owned()))?;
@@ -197,8 +230,13 @@ fn parse_v6(buf: Vec<u8>, src: Option<IpAddr>, cmsgs: &[sys::Cmsg]) -> io::Resul
 mod tests {
     use super::*;
 
-    fn cmsg(level: i32, kind: i32, data: Vec<u8>) -> sys::Cmsg {
-        sys::Cmsg { level, kind, data }
+    fn pktinfo_v6(dst: Ipv6Addr, ifindex: u32) -> ControlMessageOwned {
+        ControlMessageOwned::Ipv6PacketInfo(libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: dst.octets(),
+            },
+            ipi6_ifindex: ifindex,
+        })
     }
 
     // Input: an IPv4 header with TTL 254 and options (IHL 6) before the
@@ -209,9 +247,12 @@ mod tests {
             0x46, 0, 0, 28, 0, 0, 0, 0, 254, 112, 0, 0, 192, 0, 2, 1, 224, 0, 0, 18, 1, 1, 1, 1,
         ];
         buf.extend_from_slice(&[0x31, 1, 100, 1]);
-        let mut info = 7i32.to_ne_bytes().to_vec();
-        info.extend_from_slice(&[0; 8]);
-        let d = parse_v4(buf, &[cmsg(libc::IPPROTO_IP, libc::IP_PKTINFO, info)]).unwrap();
+        let info = ControlMessageOwned::Ipv4PacketInfo(libc::in_pktinfo {
+            ipi_ifindex: 7,
+            ipi_spec_dst: libc::in_addr { s_addr: 0 },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        });
+        let d = parse_v4(buf, &[info]).unwrap();
         assert_eq!(d.ttl, Some(254));
         assert_eq!(d.src, "192.0.2.1".parse::<IpAddr>().unwrap());
         assert_eq!(d.dst, "224.0.0.18".parse::<IpAddr>().unwrap());
@@ -233,16 +274,10 @@ mod tests {
     // Input: IPV6_PKTINFO (ff02::12, ifindex 3) and IPV6_HOPLIMIT 255.
     #[test]
     fn ipv6_control_messages_give_destination_interface_and_hop_limit() {
-        let mut info = MULTICAST_V6.octets().to_vec();
-        info.extend_from_slice(&3u32.to_ne_bytes());
         let src: IpAddr = "fe80::1".parse().unwrap();
         let cmsgs = [
-            cmsg(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info),
-            cmsg(
-                libc::IPPROTO_IPV6,
-                libc::IPV6_HOPLIMIT,
-                255i32.to_ne_bytes().to_vec(),
-            ),
+            pktinfo_v6(MULTICAST_V6, 3),
+            ControlMessageOwned::Ipv6HopLimit(255),
         ];
         let d = parse_v6(vec![0x31], Some(src), &cmsgs).unwrap();
         assert_eq!(
@@ -253,9 +288,7 @@ mod tests {
 
     #[test]
     fn ipv6_without_hop_limit_reports_none() {
-        let mut info = MULTICAST_V6.octets().to_vec();
-        info.extend_from_slice(&3u32.to_ne_bytes());
-        let cmsgs = [cmsg(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)];
+        let cmsgs = [pktinfo_v6(MULTICAST_V6, 3)];
         let d = parse_v6(vec![], Some("fe80::1".parse().unwrap()), &cmsgs).unwrap();
         assert_eq!(d.ttl, None);
     }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Ctx;
-use crate::config::model::{Backend, Frontend, Protocol, ProxyProtocol, UdpSettings};
+use crate::config::model::{Backend, Frontend, Protocol, UdpSettings};
 use crate::config::raw::{RawFrontend, RawProtocol, RawProxyProtocol};
+use crate::proxy_protocol::ProxyVersion;
 
 /// A DNS exchange is over in well under a second; a few tens of seconds
 /// also keep a slow request/response protocol's session between exchanges.
@@ -79,9 +80,9 @@ pub(super) fn frontends(
             .as_ref()
             .map(|m| ctx.int_in(Some(m), &format!("{at}.max_connections"), 1, 1..=i64::MAX));
         let proxy_protocol = match f.proxy_protocol.as_ref().map(Spanned::get_ref) {
-            None | Some(RawProxyProtocol::None) => ProxyProtocol::None,
-            Some(RawProxyProtocol::V1) => ProxyProtocol::V1,
-            Some(RawProxyProtocol::V2) => ProxyProtocol::V2,
+            None | Some(RawProxyProtocol::None) => None,
+            Some(RawProxyProtocol::V1) => Some(ProxyVersion::V1),
+            Some(RawProxyProtocol::V2) => Some(ProxyVersion::V2),
         };
         let protocol = match raw_protocol {
             RawProtocol::Tcp => {
@@ -99,7 +100,7 @@ pub(super) fn frontends(
             proxy_protocol: if raw_protocol == RawProtocol::Tcp {
                 proxy_protocol
             } else {
-                ProxyProtocol::None
+                None
             },
             protocol,
         });

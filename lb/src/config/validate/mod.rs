@@ -10,8 +10,10 @@ mod frontend;
 mod values;
 mod vrrp;
 
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
+use std::str::FromStr;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -19,7 +21,7 @@ use toml::Spanned;
 use super::error::Diagnostic;
 use super::locate;
 use super::model::{Admin, Config, Tuning};
-use super::raw::{RawAdmin, RawConfig, RawTuning};
+use super::raw::{RawAdmin, RawConfig, RawTuning, ReadValues};
 
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9100";
 
@@ -76,6 +78,24 @@ impl Ctx<'_> {
                 message: message.into(),
             },
         ));
+    }
+
+    /// Reports `message` at the key path `key`, located at the value there
+    /// or, for a key the text leaves out, at its table.
+    pub(super) fn error_at_key(&mut self, key: &str, message: impl Into<String>) {
+        let span = locate::span_of(self.text, key).unwrap_or(0..0);
+        self.error(span, key, message);
+    }
+
+    /// Reports `message` at `span`, under the key path found there.
+    fn error_here(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let key = locate::key_path(self.text, span.start);
+        self.error(span, &key, message);
+    }
+
+    /// How many problems have been reported so far.
+    pub(super) fn reported(&self) -> usize {
+        self.found.len()
     }
 
     /// A duration key; `default` when absent or invalid (the latter reported).
@@ -156,6 +176,59 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+}
+
+impl ReadValues for Ctx<'_> {
+    /// An integer as the type of its setting; `None` (reported) when it
+    /// does not fit.
+    fn int<T: TryFrom<i64>>(&mut self, value: &Spanned<i64>) -> Option<T> {
+        let n = *value.get_ref();
+        let fitted = T::try_from(n).ok();
+        if fitted.is_none() {
+            let message = if n < 0 {
+                format!("{n} must not be negative")
+            } else {
+                format!("{n} is too large for this key")
+            };
+            self.error_here(value.span(), message);
+        }
+        fitted
+    }
+
+    /// A value converted to its setting's type; `None` (reported, with
+    /// the type's reason) when it cannot be.
+    fn read<R, T>(&mut self, value: &Spanned<R>) -> Option<T>
+    where
+        R: Clone + Display,
+        T: TryFrom<R>,
+        T::Error: Display,
+    {
+        let raw = value.get_ref();
+        T::try_from(raw.clone())
+            .map_err(|e| self.error_here(value.span(), format!("{raw}: {e}")))
+            .ok()
+    }
+
+    /// A string parsed as its setting's type; `None` (reported, with the
+    /// type's reason) when it does not parse.
+    fn parse<T>(&mut self, value: &Spanned<String>) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let text = value.get_ref();
+        text.trim()
+            .parse()
+            .map_err(|e| self.error_here(value.span(), format!("{text:?}: {e}")))
+            .ok()
+    }
+
+    /// A duration; `None` (reported) when it does not parse.
+    fn read_duration(&mut self, value: &Spanned<String>) -> Option<Duration> {
+        values::duration(value.get_ref())
+            .map_err(|msg| self.error_here(value.span(), msg))
+            .ok()
     }
 }
 

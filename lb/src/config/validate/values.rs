@@ -1,8 +1,7 @@
 //! Parsers for single values written as strings: durations, status ranges,
-//! `ip/prefix`, names. Pure functions returning a message on error; the
+//! names. Pure functions returning a message on error; the
 //! caller adds the location.
 
-use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -59,28 +58,6 @@ pub(super) fn status_range(value: &toml::Value) -> Result<RangeInclusive<u16>, S
     Ok(range)
 }
 
-/// `"192.0.2.10/24"`, `"2001:db8::10/64"`; without a prefix, a host route
-/// (/32 or /128) as keepalived does.
-pub(super) fn ip_prefix(text: &str) -> Result<(IpAddr, u8), String> {
-    let (ip, prefix) = match text.split_once('/') {
-        Some((ip, p)) => (ip, Some(p)),
-        None => (text, None),
-    };
-    let ip: IpAddr = ip
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not an IP address with an optional /prefix"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        None => max,
-        Some(p) => match p.trim().parse::<u8>() {
-            Ok(p) if p <= max => p,
-            _ => return Err(format!("prefix length in {text:?} must be 0..={max}")),
-        },
-    };
-    Ok((ip, prefix))
-}
-
 /// Names appear in `BACKEND/SERVER` on the command line, in logs and in
 /// metric labels, so they must survive all three unquoted.
 pub(super) fn name(text: &str) -> Result<(), String> {
@@ -96,14 +73,6 @@ pub(super) fn name(text: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-pub(super) fn family_name(ip: &IpAddr) -> &'static str {
-    if ip.is_ipv4() {
-        "IPv4"
-    } else {
-        "IPv6"
-    }
 }
 
 #[cfg(test)]
@@ -131,20 +100,6 @@ mod tests {
         assert!(status_range(&toml::Value::Integer(99)).is_err());
         assert!(status_range(&toml::Value::Integer(-1)).is_err());
         assert!(status_range(&toml::Value::Boolean(true)).is_err());
-    }
-
-    #[test]
-    fn ip_prefix_forms() {
-        assert_eq!(
-            ip_prefix("192.0.2.10/24"),
-            Ok(("192.0.2.10".parse().unwrap(), 24))
-        );
-        assert_eq!(
-            ip_prefix("2001:db8::1"),
-            Ok(("2001:db8::1".parse().unwrap(), 128))
-        );
-        assert!(ip_prefix("192.0.2.10/33").is_err());
-        assert!(ip_prefix("eth0/24").is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Active health checks: the IO shell around [`super::ServerHealth`].
+//! Active health checks: the IO shell around [`crate::health::ServerHealth`].
 //!
 //! One task per server probes it on its own address family and feeds the
 //! result to the server's state machine. Start times are jittered so a
@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod udp;
 
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -131,10 +133,8 @@ async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
             query_name,
             query_type,
             expect_rcodes,
-        } => super::udp_check::dns(address, query_name, *query_type, expect_rcodes).await,
-        CheckKind::Udp { send, expect } => {
-            super::udp_check::send_expect(address, send, expect.as_deref()).await
-        }
+        } => udp::dns(address, query_name, *query_type, expect_rcodes).await,
+        CheckKind::Udp { send, expect } => udp::send_expect(address, send, expect.as_deref()).await,
     }
 }
 

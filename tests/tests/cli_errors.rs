@@ -1,0 +1,109 @@
+//! What an operator sees when a command fails: one line naming the object
+//! at fault and its cause, said once, from the real binary.
+//!
+//! ```text
+//!   coexist run|check --config <missing | directory | not UTF-8>
+//!   coexist run   --config <listen on a taken 127.0.0.1:P>   (frontend, admin)
+//!   coexist status|server --admin <closed 127.0.0.1:P>
+//!   coexist server web/nope ──► admin 127.0.0.1:A of a running daemon
+//! ```
+
+use std::net::{SocketAddr, TcpListener};
+
+use coexist_support::config::{Backend, Config, Frontend, Server};
+use coexist_tests::daemon::{cli, DaemonProcess};
+use coexist_tests::ports::{free_port, v4};
+
+#[track_caller]
+fn fails_with(args: &[&str], line: &str) {
+    let (ok, _, stderr) = cli(args);
+    assert!(!ok, "coexist {args:?} succeeded");
+    assert_eq!(stderr, format!("{line}\n"), "coexist {args:?}");
+}
+
+/// Frontend `web` on `listen`, its backend with server `web1`.
+fn config(listen: SocketAddr, admin: Option<SocketAddr>) -> String {
+    let web1 = "127.0.0.1:9".parse().unwrap();
+    Config {
+        frontends: vec![Frontend::new("web", [listen], "web")],
+        backends: vec![Backend::new("web", [Server::named("web1", web1)])],
+        ..admin.map_or_else(Config::without_admin, Config::with_admin)
+    }
+    .to_toml()
+}
+
+#[test]
+fn missing_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nonexistent.toml");
+    let path = path.to_str().unwrap();
+    let line = format!("coexist: cannot read {path}: No such file or directory (os error 2)");
+    fails_with(&["run", "--config", path], &line);
+    fails_with(&["check", "--config", path], &line);
+}
+
+// Root reads any file whatever its mode, so unreadable here means: a
+// directory given as the file, and bytes that are not UTF-8 text.
+#[test]
+fn unreadable_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let line = format!("coexist: cannot read {path}: Is a directory (os error 21)");
+    fails_with(&["run", "--config", path], &line);
+    fails_with(&["check", "--config", path], &line);
+
+    let binary = dir.path().join("coexist.toml");
+    std::fs::write(&binary, b"\xff\xfe[admin]\n").unwrap();
+    let binary = binary.to_str().unwrap();
+    let line = format!("coexist: cannot read {binary}: stream did not contain valid UTF-8");
+    fails_with(&["check", "--config", binary], &line);
+}
+
+#[test]
+fn unbindable_addresses() {
+    let taken = TcpListener::bind(v4(0)).unwrap();
+    let taken = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coexist.toml");
+    let path_str = path.to_str().unwrap();
+
+    std::fs::write(&path, config(taken, None)).unwrap();
+    let line = format!(
+        "coexist: cannot listen on {taken} for frontend web: Address already in use (os error 98)"
+    );
+    fails_with(&["run", "--config", path_str], &line);
+
+    std::fs::write(&path, config(v4(0), Some(taken))).unwrap();
+    let line = format!(
+        "coexist: cannot listen on {taken} for the admin endpoint: Address already in use (os error 98)"
+    );
+    fails_with(&["run", "--config", path_str], &line);
+}
+
+#[test]
+fn daemon_not_running() {
+    let admin = v4(free_port()).to_string();
+    let line = format!(
+        "coexist: cannot reach the admin endpoint at http://{admin}/status: Connection refused (os error 111)"
+    );
+    fails_with(&["status", "--admin", &admin], &line);
+    let line = format!(
+        "coexist: cannot reach the admin endpoint at http://{admin}/servers/web/web1: Connection refused (os error 111)"
+    );
+    fails_with(&["server", "web/web1", "drain", "--admin", &admin], &line);
+}
+
+#[test]
+fn unknown_server() {
+    let admin = v4(free_port());
+    let _daemon = DaemonProcess::start_ready(&config(v4(0), Some(admin)));
+    let admin = admin.to_string();
+    fails_with(
+        &["server", "web/nope", "drain", "--admin", &admin],
+        "coexist: no server web/nope",
+    );
+    fails_with(
+        &["server", "nope/web1", "drain", "--admin", &admin],
+        "coexist: no server nope/web1",
+    );
+}

@@ -133,11 +133,12 @@ pub async fn run(
             .into_iter()
             .flatten()
             .min();
-        if next != armed {
-            if let Some(at) = next {
-                expiry.as_mut().reset(at.into());
-            }
-            armed = next;
+        // Re-armed only for an earlier time: busy sessions push their
+        // expiry later on every datagram, and a timer that fires early just
+        // finds nothing to end and is armed again.
+        if let Some(at) = next.filter(|&at| armed.is_none_or(|armed| at < armed)) {
+            expiry.as_mut().reset(at.into());
+            armed = Some(at);
         }
         tokio::select! {
             biased;

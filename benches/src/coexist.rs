@@ -134,23 +134,7 @@ mod tests {
 
     #[test]
     fn udp_config_has_a_udp_frontend_per_route_and_ends_dns_sessions_by_reply() {
-        let routes = [
-            UdpRoute {
-                name: "dns",
-                listen: "127.0.0.1:23020".parse().unwrap(),
-                servers: vec![
-                    "[::1]:23005".parse().unwrap(),
-                    "[::1]:23006".parse().unwrap(),
-                ],
-                responses: Some(1),
-            },
-            UdpRoute {
-                name: "flows",
-                listen: "127.0.0.1:23021".parse().unwrap(),
-                servers: vec!["[::1]:23005".parse().unwrap()],
-                responses: None,
-            },
-        ];
+        let routes = crate::proxy::sample_udp_routes();
         let c = udp_config(&routes);
         assert!(c.contains(
             "name = \"dns\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:23020\"]\nbackend = \"dns\"\n\

@@ -243,23 +243,7 @@ mod tests {
 
     #[test]
     fn udp_config_listens_udp_and_ends_dns_sessions_by_reply() {
-        let routes = [
-            UdpRoute {
-                name: "dns",
-                listen: "127.0.0.1:23020".parse().unwrap(),
-                servers: vec![
-                    "[::1]:23005".parse().unwrap(),
-                    "[::1]:23006".parse().unwrap(),
-                ],
-                responses: Some(1),
-            },
-            UdpRoute {
-                name: "flows",
-                listen: "127.0.0.1:23021".parse().unwrap(),
-                servers: vec!["[::1]:23005".parse().unwrap()],
-                responses: None,
-            },
-        ];
+        let routes = crate::proxy::sample_udp_routes();
         let c = stream_udp_config(&routes, Path::new("/x/nu"));
         assert!(c.contains(
             "upstream dns {\n        server [::1]:23005;\n        server [::1]:23006;\n    }"

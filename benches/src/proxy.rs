@@ -33,6 +33,29 @@ pub struct UdpRoute {
     pub responses: Option<u32>,
 }
 
+/// Two routes for the config tests: "dns" (one reply per session, two
+/// servers) on 127.0.0.1:23020 and "flows" (long sessions) on :23021.
+#[cfg(test)]
+pub fn sample_udp_routes() -> [UdpRoute; 2] {
+    [
+        UdpRoute {
+            name: "dns",
+            listen: "127.0.0.1:23020".parse().unwrap(),
+            servers: vec![
+                "[::1]:23005".parse().unwrap(),
+                "[::1]:23006".parse().unwrap(),
+            ],
+            responses: Some(1),
+        },
+        UdpRoute {
+            name: "flows",
+            listen: "127.0.0.1:23021".parse().unwrap(),
+            servers: vec!["[::1]:23005".parse().unwrap()],
+            responses: None,
+        },
+    ]
+}
+
 /// Seconds a UDP session may idle in every proxy (coexist's default).
 pub const UDP_IDLE_SECONDS: u32 = 30;
 

@@ -389,14 +389,7 @@ fn start_echo_server(
     cpu: Option<usize>,
     dir: &std::path::Path,
 ) -> Result<Child> {
-    let exe = std::env::current_exe().context("locating the coexist-bench binary")?;
-    let exe = exe.to_string_lossy();
-    let addresses: Vec<String> = listen
-        .iter()
-        .map(|a| format!("--echo-server={a}"))
-        .collect();
-    let args: Vec<&str> = addresses.iter().map(String::as_str).collect();
-    let mut child = Child::spawn(&Spec::new("echo-server", &exe, &args, cpu), dir)?;
+    let mut child = spawn_self("echo-server", "--echo-server", listen, cpu, dir)?;
     let ports: Vec<u16> = listen.iter().map(|a| a.port()).collect();
     child.wait_ready(&ports, None, Duration::from_secs(10))?;
     Ok(child)
@@ -409,19 +402,27 @@ fn start_udp_echo_server(
     cpu: Option<usize>,
     dir: &std::path::Path,
 ) -> Result<Child> {
-    let exe = std::env::current_exe().context("locating the coexist-bench binary")?;
-    let exe = exe.to_string_lossy();
-    let addresses: Vec<String> = listen
-        .iter()
-        .map(|a| format!("--udp-echo-server={a}"))
-        .collect();
-    let args: Vec<&str> = addresses.iter().map(String::as_str).collect();
-    let child = Child::spawn(&Spec::new("udp-echo-server", &exe, &args, cpu), dir)?;
+    let child = spawn_self("udp-echo-server", "--udp-echo-server", listen, cpu, dir)?;
     for &address in listen {
         udp::probe(address, Duration::from_secs(10))
             .with_context(|| format!("the datagram echo server: {}", child.log_tail()))?;
     }
     Ok(child)
+}
+
+/// This binary again as `name`, with `flag=ADDRESS` for each of `listen`.
+fn spawn_self(
+    name: &str,
+    flag: &str,
+    listen: &[SocketAddr],
+    cpu: Option<usize>,
+    dir: &std::path::Path,
+) -> Result<Child> {
+    let exe = std::env::current_exe().context("locating the coexist-bench binary")?;
+    let exe = exe.to_string_lossy();
+    let addresses: Vec<String> = listen.iter().map(|a| format!("{flag}={a}")).collect();
+    let args: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    Child::spawn(&Spec::new(name, &exe, &args, cpu), dir)
 }
 
 /// First line of each tool's version output, for the record.

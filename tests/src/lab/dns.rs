@@ -64,16 +64,7 @@ pub fn client(target: SocketAddr, pace: Pace, out: &Path) -> anyhow::Result<()> 
 
 async fn one(target: SocketAddr, seed: u64) -> Conn {
     let id = (seed & 0xffff) as u16;
-    let mut conn = Conn {
-        start_ns: now_ns(),
-        greeted_ns: None,
-        end_ns: 0,
-        server: None,
-        via: None,
-        bytes_verified: 0,
-        ok: false,
-        error: None,
-    };
+    let mut conn = Conn::starting();
     let result = tokio::time::timeout(QUERY_TIMEOUT, ask(target, id))
         .await
         .unwrap_or_else(|_| Err("query: timed out".to_owned()));

@@ -191,17 +191,24 @@ where
     Ok(conns)
 }
 
+impl Conn {
+    /// An attempt starting now, with nothing seen yet.
+    pub fn starting() -> Conn {
+        Conn {
+            start_ns: now_ns(),
+            greeted_ns: None,
+            end_ns: 0,
+            server: None,
+            via: None,
+            bytes_verified: 0,
+            ok: false,
+            error: None,
+        }
+    }
+}
+
 async fn one(target: SocketAddr, seed: u64, bytes: usize) -> Conn {
-    let mut conn = Conn {
-        start_ns: now_ns(),
-        greeted_ns: None,
-        end_ns: 0,
-        server: None,
-        via: None,
-        bytes_verified: 0,
-        ok: false,
-        error: None,
-    };
+    let mut conn = Conn::starting();
     let result = exchange(target, seed, bytes, &mut conn).await;
     conn.end_ns = now_ns();
     match result {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::child::{Child, Spec};
-use crate::proxy::{Proxy, Route};
+use crate::proxy::{Proxy, Route, UdpRoute};
 
 pub struct Coexist {
     /// The target's name in the table: `coexist`, or another build of it
@@ -53,6 +53,34 @@ pub fn config(routes: &[Route]) -> String {
     c
 }
 
+/// A UDP frontend and a round-robin backend per route; no admin endpoint,
+/// no health checks; sessions end by `udp_responses` or the default idle
+/// timeout (the bench's UDP_IDLE_SECONDS).
+pub fn udp_config(routes: &[UdpRoute]) -> String {
+    let mut c = String::from("[admin]\nlisten = \"\"\n");
+    for r in routes {
+        let servers: Vec<String> = r
+            .servers
+            .iter()
+            .map(|s| format!("{{ address = \"{s}\" }}"))
+            .collect();
+        let responses = r
+            .responses
+            .map_or(String::new(), |n| format!("udp_responses = {n}\n"));
+        let _ = write!(
+            c,
+            "\n[[frontend]]\nname = \"{name}\"\nprotocol = \"udp\"\nlisten = [\"{listen}\"]\n\
+             backend = \"{name}\"\nudp_idle_timeout = \"{idle}s\"\n{responses}\n\
+             [[backend]]\nname = \"{name}\"\nbalance = \"round-robin\"\nservers = [{servers}]\n",
+            name = r.name,
+            listen = r.listen,
+            idle = crate::proxy::UDP_IDLE_SECONDS,
+            servers = servers.join(", ")
+        );
+    }
+    c
+}
+
 /// The line the daemon logs once every listener is bound.
 pub const READY_LINE: &str = "coexist running";
 
@@ -81,11 +109,50 @@ impl Proxy for Coexist {
         child.wait_ready(&ports, Some(READY_LINE), Duration::from_secs(10))?;
         Ok(child)
     }
+
+    fn udp_unavailable(&self) -> Option<String> {
+        self.unavailable()
+    }
+
+    fn start_udp(&self, routes: &[UdpRoute], dir: &Path, cpu: Option<usize>) -> Result<Child> {
+        let path = dir.join(format!("{}-udp.toml", self.name));
+        fs::write(&path, udp_config(routes))
+            .with_context(|| format!("writing {}", path.display()))?;
+        let binary = self.binary.to_string_lossy();
+        let path = path.to_string_lossy();
+        let name = format!("{}-udp", self.name);
+        let spec = Spec::new(&name, &binary, &["run", "--config", &path], cpu);
+        let mut child = Child::spawn(&spec, dir)?;
+        child.wait_ready(&[], Some(READY_LINE), Duration::from_secs(10))?;
+        Ok(child)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udp_config_has_a_udp_frontend_per_route_and_ends_dns_sessions_by_reply() {
+        let routes = crate::proxy::sample_udp_routes();
+        let c = udp_config(&routes);
+        assert!(c.contains(
+            "name = \"dns\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:23020\"]\nbackend = \"dns\"\n\
+             udp_idle_timeout = \"30s\"\nudp_responses = 1\n"
+        ), "{c}");
+        assert!(
+            c.contains("servers = [{ address = \"[::1]:23005\" }, { address = \"[::1]:23006\" }]")
+        );
+        assert_eq!(
+            c.matches("udp_responses").count(),
+            1,
+            "long sessions have no limit"
+        );
+        assert_eq!(c.matches("protocol = \"udp\"").count(), 2);
+        // The daemon's own validation accepts it.
+        let config = lb::config::parse(&c, "bench").unwrap();
+        assert!(config.frontends.iter().all(|f| f.udp().is_some()));
+    }
 
     #[test]
     fn config_has_a_frontend_and_backend_per_route() {

@@ -2,7 +2,8 @@
 //! HAProxy (plain and with forced splice) and nginx `stream` (when
 //! installed) and a direct connection, all in front of the same loopback
 //! backends (iperf3 for bulk, nginx serving a small page for connection rate,
-//! latency and idle memory, echo servers for small round trips).
+//! latency and idle memory, echo servers for small round trips), and UDP
+//! through coexist and nginx `stream` to datagram echo servers (`udp`).
 //!
 //! A module per tool (`iperf`, `wrk`, `nginx`, `haproxy`, `coexist`, `echo`,
 //! `perf`), the measurements (`measure`), the run sequence (`run`), the
@@ -23,4 +24,5 @@ pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod udp;
 pub mod wrk;

@@ -28,6 +28,7 @@ pub struct Settings {
     pub rate_connections: u32,
     pub echo: EchoSettings,
     pub idle_connections: usize,
+    pub udp: crate::udp::UdpSettings,
     /// CPU of every client and server; the proxy gets another one.
     pub client_cpu: Option<usize>,
     pub proxy_cpu: Option<usize>,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::child::{installed, Child, Spec};
-use crate::proxy::{Proxy, Route};
+use crate::proxy::{Proxy, Route, UdpRoute};
 
 /// Where Debian's libnginx-mod-stream installs the module.
 pub const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
@@ -75,6 +75,34 @@ pub fn stream_config(routes: &[Route], prefix: &Path) -> String {
             "    }}\n    server {{\n        listen {} backlog=4096;\n        proxy_pass {};\n        \
              proxy_timeout 10m;\n    }}\n",
             r.listen, r.name
+        );
+    }
+    c.push_str("}\n");
+    c
+}
+
+/// The `stream` proxy for UDP: an upstream and a `listen ... udp` server
+/// per route; `proxy_responses` ends a session like coexist's
+/// `udp_responses`, `proxy_timeout` is the idle timeout.
+pub fn stream_udp_config(routes: &[UdpRoute], prefix: &Path) -> String {
+    let mut c = format!("load_module {STREAM_MODULE};\n");
+    c.push_str(&common(prefix));
+    c.push_str("stream {\n");
+    for r in routes {
+        let _ = writeln!(c, "    upstream {} {{", r.name);
+        for server in &r.servers {
+            let _ = writeln!(c, "        server {server};");
+        }
+        let responses = r
+            .responses
+            .map_or(String::new(), |n| format!("        proxy_responses {n};\n"));
+        let _ = write!(
+            c,
+            "    }}\n    server {{\n        listen {} udp;\n        proxy_pass {};\n        \
+             proxy_timeout {}s;\n{responses}    }}\n",
+            r.listen,
+            r.name,
+            crate::proxy::UDP_IDLE_SECONDS
         );
     }
     c.push_str("}\n");
@@ -169,6 +197,22 @@ impl Proxy for NginxStream {
             cpu,
         )
     }
+
+    fn udp_unavailable(&self) -> Option<String> {
+        self.unavailable()
+    }
+
+    fn start_udp(&self, routes: &[UdpRoute], dir: &Path, cpu: Option<usize>) -> Result<Child> {
+        let prefix = dir.join("nginx-stream-udp");
+        // No TCP port to wait for: the caller probes the UDP routes.
+        start(
+            "nginx-stream-udp",
+            &stream_udp_config(routes, &prefix),
+            &prefix,
+            &[],
+            cpu,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +238,21 @@ mod tests {
         assert!(c.contains("master_process off;"));
         assert!(c.contains("root /x/nb/www;"));
         assert!(c.contains("pid /x/nb/nginx.pid;"));
+        assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn udp_config_listens_udp_and_ends_dns_sessions_by_reply() {
+        let routes = crate::proxy::sample_udp_routes();
+        let c = stream_udp_config(&routes, Path::new("/x/nu"));
+        assert!(c.contains(
+            "upstream dns {\n        server [::1]:23005;\n        server [::1]:23006;\n    }"
+        ));
+        assert!(c.contains(
+            "listen 127.0.0.1:23020 udp;\n        proxy_pass dns;\n        proxy_timeout 30s;\n        \
+             proxy_responses 1;\n    }"
+        ), "{c}");
+        assert!(c.contains("listen 127.0.0.1:23021 udp;\n        proxy_pass flows;\n        proxy_timeout 30s;\n    }"));
         assert_eq!(c.matches('{').count(), c.matches('}').count());
     }
 

@@ -1,6 +1,7 @@
 //! The results as a Markdown table (median and spread over the
-//! repetitions, with the ratio to HAProxy) and as JSON; plus the acceptance
-//! criteria of the request-path issue, checked against the figures.
+//! repetitions, with the ratio to HAProxy, or to nginx stream for UDP) and
+//! as JSON; plus the acceptance criteria of the request-path and UDP
+//! issues, checked against the figures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -77,6 +78,32 @@ struct Metric {
     higher_is_better: bool,
     decimals: usize,
     value: fn(&TargetResult) -> Option<f64>,
+    /// The target the cells give their ratio to.
+    versus: Versus,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Versus {
+    Haproxy,
+    /// UDP rows: HAProxy has no UDP.
+    Nginx,
+}
+
+impl Versus {
+    fn target(self) -> &'static str {
+        match self {
+            Versus::Haproxy => HAPROXY,
+            Versus::Nginx => NGINX_STREAM,
+        }
+    }
+
+    /// The mark after a ratio in a cell.
+    fn mark(self) -> &'static str {
+        match self {
+            Versus::Haproxy => "h",
+            Versus::Nginx => "n",
+        }
+    }
 }
 
 const BULK_1: &str = "bulk_1_gbit_per_second";
@@ -90,6 +117,16 @@ const ECHO: &str = "echo_round_trips_per_second";
 const ECHO_PER_CORE: &str = "echo_round_trips_per_second_per_proxy_core";
 const MEMORY: &str = "memory_per_idle_connection_kib";
 const CPU_PER_GIB: &str = "proxy_cpu_seconds_per_gib";
+const UDP_DNS_RATE: &str = "udp_one_per_session_queries_per_second";
+const UDP_DNS_PER_CORE: &str = "udp_one_per_session_queries_per_second_per_proxy_core";
+const UDP_DNS_P99: &str = "udp_one_per_session_saturated_p99_us";
+const UDP_DNS_PACED_P50: &str = "udp_one_per_session_paced_p50_us";
+const UDP_DNS_PACED_P99: &str = "udp_one_per_session_paced_p99_us";
+const UDP_LONG_RATE: &str = "udp_long_sessions_queries_per_second";
+const UDP_LONG_PER_CORE: &str = "udp_long_sessions_queries_per_second_per_proxy_core";
+const UDP_LONG_P99: &str = "udp_long_sessions_saturated_p99_us";
+const UDP_LONG_PACED_P50: &str = "udp_long_sessions_paced_p50_us";
+const UDP_LONG_PACED_P99: &str = "udp_long_sessions_paced_p99_us";
 
 const METRICS: &[Metric] = &[
     Metric {
@@ -98,6 +135,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: true,
         decimals: 2,
         value: |t| t.bulk_1.as_ref().map(|b| b.gbit_per_second),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: BULK_8,
@@ -105,6 +143,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: true,
         decimals: 2,
         value: |t| t.bulk_8.as_ref().map(|b| b.gbit_per_second),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: RATE,
@@ -118,6 +157,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: true,
         decimals: 0,
         value: |t| t.connection_rate.as_ref().map(|r| r.per_second),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: RATE_PER_CORE,
@@ -125,6 +165,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: true,
         decimals: 0,
         value: |t| t.connection_rate.as_ref().and_then(|r| r.per_proxy_core),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: P50,
@@ -132,6 +173,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: false,
         decimals: 0,
         value: |t| t.connection_rate.as_ref().map(|r| r.p50_us),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: P99,
@@ -139,6 +181,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: false,
         decimals: 0,
         value: |t| t.connection_rate.as_ref().map(|r| r.p99_us),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: OPENING,
@@ -151,6 +194,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: true,
         decimals: 0,
         value: |t| t.exchanges.as_ref().map(|e| e.opening.per_second),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: ECHO,
@@ -163,6 +207,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: true,
         decimals: 0,
         value: |t| t.exchanges.as_ref().map(|e| e.round_trips.per_second),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: ECHO_PER_CORE,
@@ -170,6 +215,7 @@ const METRICS: &[Metric] = &[
         higher_is_better: true,
         decimals: 0,
         value: |t| t.exchanges.as_ref().and_then(|e| e.per_proxy_core),
+        versus: Versus::Haproxy,
     },
     Metric {
         key: MEMORY,
@@ -181,6 +227,7 @@ const METRICS: &[Metric] = &[
                 .as_ref()
                 .map(|m| m.bytes_per_connection / 1024.0)
         },
+        versus: Versus::Haproxy,
     },
     Metric {
         key: CPU_PER_GIB,
@@ -188,6 +235,116 @@ const METRICS: &[Metric] = &[
         higher_is_better: false,
         decimals: 3,
         value: |t| t.cpu_seconds_per_gib,
+        versus: Versus::Haproxy,
+    },
+    Metric {
+        key: UDP_DNS_RATE,
+        label: |s| {
+            format!(
+                "UDP queries/s, one reply per session (DNS), {} clients",
+                s.udp.flows
+            )
+        },
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| t.udp_one_per_query.as_ref().map(|u| u.saturated.per_second),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_DNS_PER_CORE,
+        label: |_| "UDP queries/s per proxy core, one reply per session".into(),
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| {
+            t.udp_one_per_query
+                .as_ref()
+                .and_then(|u| u.saturated.per_proxy_core)
+        },
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_DNS_P99,
+        label: |_| "UDP latency p99 at that load, one reply per session (µs)".into(),
+        higher_is_better: false,
+        decimals: 0,
+        value: |t| t.udp_one_per_query.as_ref().map(|u| u.saturated.p99_us),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_DNS_PACED_P50,
+        label: |s| {
+            format!(
+                "UDP latency p50 at {} queries/s, one reply per session (µs)",
+                s.udp.paced_rate
+            )
+        },
+        higher_is_better: false,
+        decimals: 0,
+        value: |t| t.udp_one_per_query.as_ref().map(|u| u.paced.p50_us),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_DNS_PACED_P99,
+        label: |s| {
+            format!(
+                "UDP latency p99 at {} queries/s, one reply per session (µs)",
+                s.udp.paced_rate
+            )
+        },
+        higher_is_better: false,
+        decimals: 0,
+        value: |t| t.udp_one_per_query.as_ref().map(|u| u.paced.p99_us),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_LONG_RATE,
+        label: |s| format!("UDP queries/s, long sessions, {} clients", s.udp.flows),
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| t.udp_long.as_ref().map(|u| u.saturated.per_second),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_LONG_PER_CORE,
+        label: |_| "UDP queries/s per proxy core, long sessions".into(),
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| t.udp_long.as_ref().and_then(|u| u.saturated.per_proxy_core),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_LONG_P99,
+        label: |_| "UDP latency p99 at that load, long sessions (µs)".into(),
+        higher_is_better: false,
+        decimals: 0,
+        value: |t| t.udp_long.as_ref().map(|u| u.saturated.p99_us),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_LONG_PACED_P50,
+        label: |s| {
+            format!(
+                "UDP latency p50 at {} queries/s, long sessions (µs)",
+                s.udp.paced_rate
+            )
+        },
+        higher_is_better: false,
+        decimals: 0,
+        value: |t| t.udp_long.as_ref().map(|u| u.paced.p50_us),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_LONG_PACED_P99,
+        label: |s| {
+            format!(
+                "UDP latency p99 at {} queries/s, long sessions (µs)",
+                s.udp.paced_rate
+            )
+        },
+        higher_is_better: false,
+        decimals: 0,
+        value: |t| t.udp_long.as_ref().map(|u| u.paced.p99_us),
+        versus: Versus::Nginx,
     },
 ];
 
@@ -242,8 +399,9 @@ fn figure(summary: &[TargetSummary], target: &str, key: &str) -> Option<Spread> 
 }
 
 /// A cell: the median, the spread over the repetitions, and the ratio of
-/// the medians to HAProxy (not on HAProxy's own column nor on direct).
-fn cell(metric: &Metric, target: &TargetSummary, haproxy: Option<Spread>) -> String {
+/// the medians to the row's reference (HAProxy, or nginx stream for UDP;
+/// not on the reference's own column nor on direct).
+fn cell(metric: &Metric, target: &TargetSummary, reference: Option<Spread>) -> String {
     let Some(spread) = target.figures.get(metric.key) else {
         return "–".into();
     };
@@ -252,9 +410,14 @@ fn cell(metric: &Metric, target: &TargetSummary, haproxy: Option<Spread>) -> Str
     if spread.runs > 1 {
         let _ = write!(cell, " ({:.d$}–{:.d$})", spread.min, spread.max);
     }
-    if target.name != HAPROXY && target.name != DIRECT {
-        if let Some(h) = haproxy.filter(|h| h.median != 0.0) {
-            let _ = write!(cell, " {:.2}× h", spread.median / h.median);
+    if target.name != metric.versus.target() && target.name != DIRECT {
+        if let Some(r) = reference.filter(|r| r.median != 0.0) {
+            let _ = write!(
+                cell,
+                " {:.2}× {}",
+                spread.median / r.median,
+                metric.versus.mark()
+            );
         }
     }
     cell
@@ -306,7 +469,7 @@ pub fn markdown(report: &Report) -> String {
         if shown.iter().all(|t| !t.figures.contains_key(metric.key)) {
             continue;
         }
-        let h = figure(&report.summary, HAPROXY, metric.key);
+        let h = figure(&report.summary, metric.versus.target(), metric.key);
         let better = if metric.higher_is_better {
             "higher"
         } else {
@@ -320,10 +483,11 @@ pub fn markdown(report: &Report) -> String {
     }
     out.push_str(
         "\nEach cell: median (min–max over the repetitions), then the ratio of the medians to \
-         HAProxy without splice (× h); \"better\" says which way is good. Per-core figures divide \
-         by the proxy's busy fraction of a core over the measurement. Latency is wrk's, connect \
-         to last byte, during the connection-rate run. Memory = proxy RSS growth / idle \
-         connections.\n",
+         HAProxy without splice (× h), or on UDP rows to nginx stream (× n); \"better\" says \
+         which way is good. Per-core figures divide by the proxy's busy fraction of a core over \
+         the measurement. Latency is wrk's, connect to last byte, during the connection-rate \
+         run; UDP latency is from when a query was due to its answer. Memory = proxy RSS growth \
+         / idle connections.\n",
     );
     for t in report.summary.iter().filter(|t| t.skipped.is_some()) {
         let _ = writeln!(
@@ -340,11 +504,21 @@ pub fn markdown(report: &Report) -> String {
             }
         }
     }
-    if !report.criteria.is_empty() {
-        out.push_str(
-            "\n| criterion (issue 13) | coexist | reference | result |\n|---|---|---|---|\n",
+    for issue in [REQUEST_PATH_ISSUE, UDP_ISSUE] {
+        let criteria: Vec<&Criterion> = report
+            .criteria
+            .iter()
+            .filter(|c| c.issue == issue)
+            .collect();
+        // A table only for an issue whose figures were measured at all.
+        if criteria.iter().all(|c| c.verdict == Verdict::NotMeasured) {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "\n| criterion (issue {issue}) | coexist | reference | result |\n|---|---|---|---|\n"
         );
-        for c in &report.criteria {
+        for c in criteria {
             let fmt = |v: Option<Spread>| {
                 v.map_or("–".into(), |v| {
                     if v.runs > 1 {
@@ -367,6 +541,12 @@ pub fn markdown(report: &Report) -> String {
                 c.verdict.as_str()
             );
         }
+    }
+    if report
+        .criteria
+        .iter()
+        .any(|c| c.verdict != Verdict::NotMeasured)
+    {
         out.push_str(
             "\n\"pass\": the medians meet the criterion and so does every repetition against \
              every other (coexist's worst against the reference's best); \"within noise\": the \
@@ -409,6 +589,8 @@ impl Verdict {
 /// the peer's figure) or to an absolute `threshold`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Criterion {
+    /// The issue whose acceptance it is.
+    pub issue: u32,
     pub name: String,
     pub coexist: Option<Spread>,
     pub reference: Option<Reference>,
@@ -423,37 +605,103 @@ enum Bound<'a> {
     Absolute(f64),
 }
 
-/// The request-path issue's acceptance figures.
+/// The issues whose acceptance figures the bench checks.
+pub const REQUEST_PATH_ISSUE: u32 = 13;
+pub const UDP_ISSUE: u32 = 14;
+
+/// The request-path and UDP issues' acceptance figures.
 pub fn criteria(summary: &[TargetSummary]) -> Vec<Criterion> {
-    let row = |name: &str, key: &str, bound: Bound<'_>| {
-        let metric = METRICS
-            .iter()
-            .find(|m| m.key == key)
-            .expect("criteria name known metrics");
-        let coexist = figure(summary, COEXIST, key);
-        let (reference, threshold, bounds) = match bound {
-            Bound::Peer(peer, factor) => {
-                let r = figure(summary, peer, key);
-                let bounds = r.map(|r| (factor * r.median, factor * r.min, factor * r.max));
-                let reference = r.map(|spread| Reference {
-                    target: peer.to_owned(),
-                    spread,
-                });
-                (reference, None, bounds)
-            }
-            Bound::Absolute(t) => (None, Some(t), Some((t, t, t))),
-        };
-        let verdict = match (coexist, bounds) {
-            (Some(c), Some(b)) => verdict(c, b, metric.higher_is_better),
-            _ => Verdict::NotMeasured,
-        };
-        Criterion {
-            name: name.into(),
-            coexist,
-            reference,
-            threshold,
-            verdict,
+    let mut all = request_path_criteria(summary);
+    all.extend(udp_criteria(summary));
+    all
+}
+
+fn udp_criteria(summary: &[TargetSummary]) -> Vec<Criterion> {
+    let row = |name: &str, key: &str, factor: f64| {
+        criterion(
+            summary,
+            UDP_ISSUE,
+            name,
+            key,
+            Bound::Peer(NGINX_STREAM, factor),
+        )
+    };
+    vec![
+        row(
+            "UDP queries/s per proxy core, one reply per session ≥ 1.5 × nginx stream",
+            UDP_DNS_PER_CORE,
+            1.5,
+        ),
+        row(
+            "UDP latency p99 at saturation, one reply per session ≤ nginx stream",
+            UDP_DNS_P99,
+            1.0,
+        ),
+        row(
+            "UDP latency p99 paced, one reply per session ≤ nginx stream",
+            UDP_DNS_PACED_P99,
+            1.0,
+        ),
+        row(
+            "UDP queries/s per proxy core, long sessions ≥ 1.5 × nginx stream",
+            UDP_LONG_PER_CORE,
+            1.5,
+        ),
+        row(
+            "UDP latency p99 at saturation, long sessions ≤ nginx stream",
+            UDP_LONG_P99,
+            1.0,
+        ),
+        row(
+            "UDP latency p99 paced, long sessions ≤ nginx stream",
+            UDP_LONG_PACED_P99,
+            1.0,
+        ),
+    ]
+}
+
+/// coexist's figure `key` against `bound`.
+fn criterion(
+    summary: &[TargetSummary],
+    issue: u32,
+    name: &str,
+    key: &str,
+    bound: Bound<'_>,
+) -> Criterion {
+    let metric = METRICS
+        .iter()
+        .find(|m| m.key == key)
+        .expect("criteria name known metrics");
+    let coexist = figure(summary, COEXIST, key);
+    let (reference, threshold, bounds) = match bound {
+        Bound::Peer(peer, factor) => {
+            let r = figure(summary, peer, key);
+            let bounds = r.map(|r| (factor * r.median, factor * r.min, factor * r.max));
+            let reference = r.map(|spread| Reference {
+                target: peer.to_owned(),
+                spread,
+            });
+            (reference, None, bounds)
         }
+        Bound::Absolute(t) => (None, Some(t), Some((t, t, t))),
+    };
+    let verdict = match (coexist, bounds) {
+        (Some(c), Some(b)) => verdict(c, b, metric.higher_is_better),
+        _ => Verdict::NotMeasured,
+    };
+    Criterion {
+        issue,
+        name: name.into(),
+        coexist,
+        reference,
+        threshold,
+        verdict,
+    }
+}
+
+fn request_path_criteria(summary: &[TargetSummary]) -> Vec<Criterion> {
+    let row = |name: &str, key: &str, bound: Bound<'_>| {
+        criterion(summary, REQUEST_PATH_ISSUE, name, key, bound)
     };
     vec![
         row(
@@ -580,6 +828,12 @@ mod tests {
                 seconds: 5,
             },
             idle_connections: 5000,
+            udp: crate::udp::UdpSettings {
+                flows: 64,
+                payload_bytes: 64,
+                seconds: 5,
+                paced_rate: 20_000,
+            },
             client_cpu: Some(0),
             proxy_cpu: Some(1),
         }
@@ -713,6 +967,65 @@ mod tests {
         assert!(md.contains(
             "| new connections/s per proxy core ≥ 1.25 × HAProxy | 12200.00 (12000.00–12400.00) | haproxy: 10000.00 (10000.00–10000.00) | FAIL |"
         ), "{md}");
+    }
+
+    fn udp_target(name: &str, per_core: f64, p99: f64) -> TargetResult {
+        use crate::udp::{Sessions, UdpFigures, UdpLoad};
+        let load = |p99_us: f64| UdpLoad {
+            queries: 1000,
+            seconds: 1.0,
+            per_second: 1000.0,
+            p50_us: p99_us / 2.0,
+            p99_us,
+            lost: 0,
+            proxy_cpu_seconds: Some(0.5),
+            per_proxy_core: Some(per_core),
+        };
+        TargetResult {
+            name: name.into(),
+            udp_one_per_query: Some(UdpFigures {
+                sessions: Sessions::OnePerQuery,
+                saturated: load(p99),
+                paced: load(p99 / 10.0),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn udp_rows_compare_with_nginx_and_check_the_udp_criteria() {
+        // Input: coexist at 60,000 DNS queries/s per core and p99 1,000 µs;
+        // nginx stream at 38,000 and 2,000 µs; HAProxy has no UDP figure.
+        let reps = vec![vec![
+            udp_target("coexist", 60_000.0, 1_000.0),
+            udp_target("nginx-stream", 38_000.0, 2_000.0),
+        ]];
+        let report = Report::new("m".into(), [None, None], vec![], settings(), reps);
+        let md = markdown(&report);
+        // Output: ratios to nginx (× n), 60,000 / 38,000 = 1.58.
+        assert!(
+            md.contains("| UDP queries/s per proxy core, one reply per session | higher | 60000 1.58× n | 38000 |"),
+            "{md}"
+        );
+        assert!(md.contains("| criterion (issue 14) |"), "{md}");
+        assert!(
+            !md.contains("| criterion (issue 13) |"),
+            "nothing of issue 13 measured: {md}"
+        );
+        let c = &report.criteria;
+        assert_eq!(
+            criterion(c, "UDP queries/s per proxy core, one reply").verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            criterion(c, "UDP latency p99 paced, one reply").verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            criterion(c, "UDP queries/s per proxy core, long").verdict,
+            Verdict::NotMeasured
+        );
+        assert!(c.iter().all(|c| c.issue == 13 || c.issue == 14));
     }
 
     #[test]

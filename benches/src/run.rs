@@ -10,16 +10,27 @@ use serde::Serialize;
 use crate::measure::{self, Bulk, ConnectionRate, Exchanges, IdleMemory, Settings};
 use crate::nginx;
 use crate::perf::Recording;
-use crate::proxy::{Proxy, Route};
+use crate::proxy::{Proxy, Route, UdpRoute};
+use crate::udp::{self, Sessions, UdpFigures};
 
 /// The backends every target forwards to: one iperf3 server (its control
-/// and data connections must meet the same server), two web servers and two
-/// echo servers (the proxies balance round robin over each pair).
+/// and data connections must meet the same server), two web servers, two
+/// echo servers and two datagram echo servers (the proxies balance round
+/// robin over each pair).
 #[derive(Debug, Clone)]
 pub struct Backends {
     pub iperf: SocketAddr,
     pub web: Vec<SocketAddr>,
     pub echo: Vec<SocketAddr>,
+    pub udp_echo: Vec<SocketAddr>,
+}
+
+/// Where a proxy under test listens: TCP bulk, web and echo; UDP for
+/// sessions of one query and for long sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub tcp: [u16; 3],
+    pub udp: [u16; 2],
 }
 
 /// Which measurements to run.
@@ -29,10 +40,11 @@ pub struct Tests {
     pub bulk: bool,
     pub rate: bool,
     pub echo: bool,
+    pub udp: bool,
 }
 
 impl Tests {
-    pub const NAMES: [&'static str; 4] = ["memory", "bulk", "rate", "echo"];
+    pub const NAMES: [&'static str; 5] = ["memory", "bulk", "rate", "echo", "udp"];
 
     pub fn all() -> Tests {
         Tests {
@@ -40,7 +52,12 @@ impl Tests {
             bulk: true,
             rate: true,
             echo: true,
+            udp: true,
         }
+    }
+
+    fn tcp(&self) -> bool {
+        self.memory || self.bulk || self.rate || self.echo
     }
 
     /// From names such as `rate,echo`; empty means all.
@@ -53,6 +70,7 @@ impl Tests {
             bulk: false,
             rate: false,
             echo: false,
+            udp: false,
         };
         for name in names {
             match name.as_str() {
@@ -60,6 +78,7 @@ impl Tests {
                 "bulk" => tests.bulk = true,
                 "rate" => tests.rate = true,
                 "echo" => tests.echo = true,
+                "udp" => tests.udp = true,
                 other => bail!(
                     "unknown test {other:?} (known: {})",
                     Tests::NAMES.join(", ")
@@ -93,6 +112,10 @@ pub struct TargetResult {
     pub idle_memory: Option<IdleMemory>,
     /// Over both bulk runs.
     pub cpu_seconds_per_gib: Option<f64>,
+    /// UDP, one reply per session (DNS).
+    pub udp_one_per_query: Option<UdpFigures>,
+    /// UDP, long sessions.
+    pub udp_long: Option<UdpFigures>,
     pub errors: Vec<String>,
 }
 
@@ -153,14 +176,150 @@ pub fn free_ports(base: u16, count: usize) -> Result<Vec<u16>> {
     Ok(ports)
 }
 
+/// `count` UDP ports at or above `base`, below the ephemeral range, free on
+/// both 127.0.0.1 and ::1 (the datagram echo servers are IPv6, the
+/// proxies' UDP listeners IPv4).
+pub fn free_udp_ports(base: u16, count: usize) -> Result<Vec<u16>> {
+    use std::net::{Ipv6Addr, UdpSocket};
+    let ports: Vec<u16> = (base..32_768)
+        .filter(|&port| {
+            UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+                && UdpSocket::bind((Ipv6Addr::LOCALHOST, port)).is_ok()
+        })
+        .take(count)
+        .collect();
+    if ports.len() < count {
+        bail!("found only {} free UDP ports in {base}..32768", ports.len());
+    }
+    Ok(ports)
+}
+
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
 /// Runs the measurements of `plan` through `proxy` (listening on
-/// `listen_ports`: bulk, web, echo), or straight at the backends when
-/// `proxy` is `None`.
+/// `listen`), or straight at the backends when `proxy` is `None`: the TCP
+/// ones with one instance of the proxy, then the UDP ones with another.
 pub fn run_target(
+    name: &str,
+    proxy: Option<&dyn Proxy>,
+    listen: Listen,
+    backends: &Backends,
+    s: &Settings,
+    plan: &RunPlan<'_>,
+    dir: &Path,
+) -> TargetResult {
+    let mut result = if plan.tests.tcp() {
+        run_tcp(name, proxy, listen.tcp, backends, s, plan, dir)
+    } else {
+        TargetResult {
+            name: name.into(),
+            ..Default::default()
+        }
+    };
+    if plan.tests.udp && result.skipped.is_none() {
+        run_udp(name, proxy, listen.udp, backends, s, dir, &mut result);
+    }
+    result
+}
+
+/// The UDP measurements: both kinds of session through one instance of
+/// `proxy` (or straight at the first datagram echo server).
+fn run_udp(
+    name: &str,
+    proxy: Option<&dyn Proxy>,
+    listen_ports: [u16; 2],
+    backends: &Backends,
+    s: &Settings,
+    dir: &Path,
+    result: &mut TargetResult,
+) {
+    let kinds = [Sessions::OnePerQuery, Sessions::Long];
+    let (child, targets) = match proxy {
+        None => (None, [backends.udp_echo[0]; 2]),
+        Some(proxy) => {
+            if let Some(reason) = proxy.udp_unavailable() {
+                eprintln!("{name}: udp: skipped: {reason}");
+                if !ran_tcp(result) {
+                    result.skipped = Some(reason);
+                }
+                return;
+            }
+            let routes = [("dns", kinds[0]), ("flows", kinds[1])]
+                .into_iter()
+                .zip(listen_ports)
+                .map(|((route, sessions), port)| UdpRoute {
+                    name: route,
+                    listen: loopback(port),
+                    servers: backends.udp_echo.clone(),
+                    responses: sessions.responses(),
+                })
+                .collect::<Vec<_>>();
+            let started = proxy
+                .start_udp(&routes, dir, s.proxy_cpu)
+                .and_then(|child| {
+                    for route in &routes {
+                        udp::probe(route.listen, std::time::Duration::from_secs(10))?;
+                    }
+                    Ok(child)
+                });
+            match started {
+                Ok(child) => (Some(child), [routes[0].listen, routes[1].listen]),
+                Err(e) => {
+                    eprintln!("{name}: udp: FAILED to start: {e:#}");
+                    result.errors.push(format!("udp: failed to start: {e:#}"));
+                    return;
+                }
+            }
+        }
+    };
+    let pid = child.as_ref().map(|c| c.pid());
+    for (sessions, target) in kinds.into_iter().zip(targets) {
+        let what = match sessions {
+            Sessions::OnePerQuery => "udp, one reply per session",
+            Sessions::Long => "udp, long sessions",
+        };
+        match udp::measure(target, sessions, pid, &s.udp) {
+            Ok(f) => {
+                eprintln!(
+                    "{name}: {what}: {:.0}/s, {} per proxy core, p99 {:.0} us; at {}/s p50 {:.0} us, p99 {:.0} us ({} lost)",
+                    f.saturated.per_second,
+                    f.saturated
+                        .per_proxy_core
+                        .map_or("–".into(), |c| format!("{c:.0}")),
+                    f.saturated.p99_us,
+                    s.udp.paced_rate,
+                    f.paced.p50_us,
+                    f.paced.p99_us,
+                    f.saturated.lost + f.paced.lost
+                );
+                match sessions {
+                    Sessions::OnePerQuery => result.udp_one_per_query = Some(f),
+                    Sessions::Long => result.udp_long = Some(f),
+                }
+            }
+            Err(e) => {
+                eprintln!("{name}: {what}: FAILED: {e:#}");
+                result.errors.push(format!("{what}: {e:#}"));
+            }
+        }
+    }
+    drop(child);
+}
+
+/// Whether any TCP measurement produced a figure.
+fn ran_tcp(result: &TargetResult) -> bool {
+    result.bulk_1.is_some()
+        || result.bulk_8.is_some()
+        || result.connection_rate.is_some()
+        || result.exchanges.is_some()
+        || result.idle_memory.is_some()
+}
+
+/// The TCP measurements of `plan` through one instance of `proxy`
+/// (listening on `listen_ports`: bulk, web, echo).
+fn run_tcp(
     name: &str,
     proxy: Option<&dyn Proxy>,
     listen_ports: [u16; 3],
@@ -344,10 +503,22 @@ mod tests {
         assert_eq!(Tests::parse(&[]).unwrap(), Tests::all());
         let t = Tests::parse(&["rate".into(), "echo".into()]).unwrap();
         assert_eq!(
-            (t.memory, t.bulk, t.rate, t.echo),
-            (false, false, true, true)
+            (t.memory, t.bulk, t.rate, t.echo, t.udp),
+            (false, false, true, true, false)
         );
+        let t = Tests::parse(&["udp".into()]).unwrap();
+        assert!(t.udp && !t.tcp());
         assert!(Tests::parse(&["latency".into()]).is_err());
+    }
+
+    #[test]
+    fn free_udp_ports_are_bindable_on_both_loopbacks() {
+        let ports = free_udp_ports(23_000, 2).unwrap();
+        assert_eq!(ports.len(), 2);
+        for p in ports {
+            assert!((23_000..32_768).contains(&p));
+            std::net::UdpSocket::bind(("::1", p)).unwrap();
+        }
     }
 
     #[test]

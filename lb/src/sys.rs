@@ -1,4 +1,5 @@
-//! The lb crate's only unsafe code: batched datagram system calls.
+//! The lb crate's only unsafe code: batched datagram system calls, and the
+//! two calls that let a UDP session socket be used again.
 //!
 //! `recvmmsg(2)` and `sendmmsg(2)` move up to [`BATCH`] datagrams per call,
 //! with the packet-info control messages that tell which local address a
@@ -8,10 +9,13 @@
 //! batch only by address; here the headers live on the stack for one call
 //! and are rebuilt every time, so no state outlives a call and nothing is
 //! allocated.
+//!
+//! [`disconnect`] (`connect(2)` to `AF_UNSPEC`) and [`wait_grace_period`]
+//! (`membarrier(2)`) have no safe wrapper in nix or socket2.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::mem::{size_of, size_of_val, zeroed};
+use std::mem::{size_of, zeroed, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
@@ -41,11 +45,14 @@ pub struct Received {
 /// Receives up to `BATCH` datagrams without blocking into consecutive
 /// `slot`-byte chunks of `buffer`; fills `received` and returns how many
 /// (at most as many as both have room for). `WouldBlock` when none is queued.
+/// `packet_info`: the socket asked for IP_PKTINFO / IPV6_PKTINFO, so room
+/// for it is given (a listener bound to one address needs none).
 pub fn recv_batch(
     fd: BorrowedFd<'_>,
     buffer: &mut [u8],
     slot: usize,
     received: &mut [Received],
+    packet_info: bool,
 ) -> io::Result<usize> {
     let count = (buffer.len() / slot.max(1)).min(received.len()).min(BATCH);
     if count == 0 {
@@ -55,32 +62,42 @@ pub fn recv_batch(
         iov_base: ptr::null_mut(),
         iov_len: 0,
     }; BATCH];
-    // SAFETY: sockaddr_storage and mmsghdr are plain C structs for which
-    // all-zero bytes are a valid value (null pointers, zero lengths).
-    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-    let mut controls = [ControlBuffer::default(); BATCH];
-    // SAFETY: as above.
-    let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    // Only the headers are initialised: the kernel writes the names and
+    // control messages, and only what it reports as written is read.
+    let mut names = [const { MaybeUninit::<libc::sockaddr_storage>::uninit() }; BATCH];
+    let mut controls = [const { MaybeUninit::<ControlBuffer>::uninit() }; BATCH];
+    let mut headers = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; BATCH];
     for (i, chunk) in buffer.chunks_exact_mut(slot).take(count).enumerate() {
         iovecs[i] = libc::iovec {
             iov_base: chunk.as_mut_ptr().cast(),
             iov_len: chunk.len(),
         };
-        let header = &mut headers[i].msg_hdr;
-        header.msg_name = ptr::addr_of_mut!(names[i]).cast();
-        header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        header.msg_iov = ptr::addr_of_mut!(iovecs[i]);
-        header.msg_iovlen = 1;
-        header.msg_control = controls[i].as_mut_ptr().cast();
-        header.msg_controllen = size_of_val(&controls[i]) as _;
+        let (control, control_len) = if packet_info {
+            (controls[i].as_mut_ptr().cast(), size_of::<ControlBuffer>())
+        } else {
+            (ptr::null_mut(), 0)
+        };
+        headers[i].write(libc::mmsghdr {
+            msg_hdr: libc::msghdr {
+                msg_name: names[i].as_mut_ptr().cast(),
+                msg_namelen: size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+                msg_iov: ptr::addr_of_mut!(iovecs[i]),
+                msg_iovlen: 1,
+                msg_control: control,
+                msg_controllen: control_len as _,
+                msg_flags: 0,
+            },
+            msg_len: 0,
+        });
     }
-    // SAFETY: every header points at a name, an iovec over a distinct chunk
-    // of `buffer` and a control buffer, all alive and unaliased for the
-    // duration of the call, with their true sizes; `count` <= BATCH.
+    // SAFETY: the first `count` headers are initialised above and point at
+    // a name, an iovec over a distinct chunk of `buffer` and a control
+    // buffer (or none), all alive and unaliased for the duration of the
+    // call, with their true sizes; `count` <= BATCH.
     let n = unsafe {
         libc::recvmmsg(
             fd.as_raw_fd(),
-            headers.as_mut_ptr(),
+            headers.as_mut_ptr().cast(),
             count as libc::c_uint,
             libc::MSG_DONTWAIT,
             ptr::null_mut(),
@@ -91,12 +108,16 @@ pub fn recv_batch(
     }
     let n = n as usize;
     for (i, out) in received.iter_mut().enumerate().take(n) {
-        let header = &headers[i].msg_hdr;
+        // SAFETY: initialised before the call; the kernel filled in the
+        // first `n` of them.
+        let header = unsafe { headers[i].assume_init_ref() };
+        let message = &header.msg_hdr;
         *out = Received {
-            len: (headers[i].msg_len as usize).min(slot),
-            peer: socket_addr(&names[i], header.msg_namelen),
-            local: packet_info(header),
-            truncated: header.msg_flags & libc::MSG_TRUNC != 0,
+            len: (header.msg_len as usize).min(slot),
+            // SAFETY: the kernel wrote `msg_namelen` bytes of the name.
+            peer: unsafe { socket_addr(names[i].as_ptr(), message.msg_namelen) },
+            local: packet_info_of(message),
+            truncated: message.msg_flags & libc::MSG_TRUNC != 0,
         };
     }
     Ok(n)
@@ -166,6 +187,58 @@ pub fn send_batch(fd: BorrowedFd<'_>, datagrams: &[Outgoing<'_>]) -> io::Result<
     }
 }
 
+/// Dissolves the association of a connected UDP socket (`connect(2)` to an
+/// `AF_UNSPEC` address): the kernel takes it out of its lookup tables and
+/// releases the port it picked, so no datagram can reach it any more until
+/// the next `connect`, which picks a fresh port. The socket stays open.
+pub fn disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: sockaddr is a plain C struct; all-zero bytes are valid.
+    let mut unspecified: libc::sockaddr = unsafe { zeroed() };
+    unspecified.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: a live descriptor and an address of the stated size.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &unspecified,
+            size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `MEMBARRIER_CMD_GLOBAL` of linux/membarrier.h (the libc crate does not
+/// export it on every target).
+const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+
+/// Whether [`wait_grace_period`] is available (membarrier(2) with
+/// `MEMBARRIER_CMD_GLOBAL`: not under nohz_full, nor where a seccomp
+/// filter forbids it).
+pub fn grace_periods_available() -> bool {
+    // SAFETY: the query command reads nothing from the caller.
+    let commands = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) };
+    commands > 0 && commands & libc::c_long::from(MEMBARRIER_CMD_GLOBAL) != 0
+}
+
+/// Blocks until every CPU has passed through a quiescent state: an RCU
+/// grace period, which `MEMBARRIER_CMD_GLOBAL` waits for. Whatever the
+/// kernel was doing under `rcu_read_lock` or in a softirq when this was
+/// called (such as delivering a datagram to a socket it had just looked
+/// up) has finished when it returns.
+pub fn wait_grace_period() -> io::Result<()> {
+    // SAFETY: the global command takes no pointers.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Registers `inner` with the tokio reactor for readability. Only for types
 /// that own their descriptor (a socket, an epoll set): this is what makes
 /// the registration sound.
@@ -181,13 +254,24 @@ pub fn register_readable<T: std::os::fd::AsRawFd>(
     }?)
 }
 
-fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+/// # Safety
+/// `storage` points at a `sockaddr_storage` of which the kernel wrote the
+/// first `len` bytes.
+unsafe fn socket_addr(
+    storage: *const libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     let len = len as usize;
-    match libc::c_int::from(storage.ss_family) {
+    if len < size_of::<libc::sa_family_t>() {
+        return None;
+    }
+    // SAFETY: the family is within the written bytes (checked above).
+    let family = unsafe { (*storage).ss_family };
+    match libc::c_int::from(family) {
         libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET, length
-            // checked) into storage, which is larger and suitably aligned.
-            let sin = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+            // SAFETY: the kernel wrote a whole sockaddr_in (family AF_INET,
+            // length checked) into storage, which is larger and aligned.
+            let sin = unsafe { &*storage.cast::<libc::sockaddr_in>() };
             Some(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
                 u16::from_be(sin.sin_port),
@@ -195,7 +279,7 @@ fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option
         }
         libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
             // SAFETY: as above, for a sockaddr_in6.
-            let sin6 = unsafe { &*ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe { &*storage.cast::<libc::sockaddr_in6>() };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(sin6.sin6_addr.s6_addr),
                 u16::from_be(sin6.sin6_port),
@@ -209,12 +293,13 @@ fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option
 
 /// The destination address from an IP_PKTINFO / IPV6_PKTINFO control
 /// message of a received header.
-fn packet_info(header: &libc::msghdr) -> Option<IpAddr> {
+fn packet_info_of(header: &libc::msghdr) -> Option<IpAddr> {
     if header.msg_controllen == 0 || header.msg_flags & libc::MSG_CTRUNC != 0 {
         return None;
     }
-    // SAFETY: msg_control/msg_controllen describe the control buffer the
-    // kernel filled for this header; CMSG_FIRSTHDR/CMSG_NXTHDR stay within it.
+    // SAFETY: msg_control/msg_controllen describe the control bytes the
+    // kernel wrote for this header; CMSG_FIRSTHDR/CMSG_NXTHDR read only
+    // headers that lie within them.
     let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(header) };
     while !cmsg.is_null() {
         // SAFETY: a non-null cmsg from CMSG_FIRSTHDR/NXTHDR is a valid header.
@@ -340,7 +425,7 @@ mod tests {
             wait_readable(&server);
             let mut buffer = vec![0u8; 4 * 1024 * BATCH];
             let mut received = [Received::default(); BATCH];
-            let n = recv_batch(server.as_fd(), &mut buffer, 4096, &mut received).unwrap();
+            let n = recv_batch(server.as_fd(), &mut buffer, 4096, &mut received, true).unwrap();
             assert_eq!(n, 5, "{wildcard}");
             for (i, r) in received.iter().take(n).enumerate() {
                 assert_eq!(r.peer, Some(client.local_addr().unwrap()));
@@ -373,8 +458,76 @@ mod tests {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut buffer = vec![0u8; 2048];
         let mut received = [Received::default(); BATCH];
-        let error = recv_batch(socket.as_fd(), &mut buffer, 2048, &mut received).unwrap_err();
+        let error =
+            recv_batch(socket.as_fd(), &mut buffer, 2048, &mut received, false).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn a_batch_without_packet_info_names_the_senders() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let clients: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, client) in clients.iter().enumerate() {
+            client
+                .send_to(&[i as u8; 7], server.local_addr().unwrap())
+                .unwrap();
+        }
+        wait_readable(&server);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut buffer = vec![0u8; 64 * BATCH];
+        let mut received = [Received::default(); BATCH];
+        let n = recv_batch(server.as_fd(), &mut buffer, 64, &mut received, false).unwrap();
+        assert_eq!(n, 3);
+        for (i, r) in received.iter().take(n).enumerate() {
+            assert_eq!(r.peer, Some(clients[i].local_addr().unwrap()));
+            assert_eq!(r.local, None);
+            assert_eq!(&buffer[i * 64..i * 64 + r.len], &[i as u8; 7]);
+        }
+    }
+
+    #[test]
+    fn a_disconnected_socket_gives_up_its_port_and_connects_again() {
+        for loopback in ["127.0.0.1:0", "[::1]:0"] {
+            let server = UdpSocket::bind(loopback).unwrap();
+            let socket = UdpSocket::bind(loopback).unwrap();
+            socket.connect(server.local_addr().unwrap()).unwrap();
+            let old = socket.local_addr().unwrap();
+            disconnect(socket.as_fd()).unwrap();
+            assert_eq!(
+                socket.local_addr().unwrap().port(),
+                0,
+                "{loopback}: port released"
+            );
+            assert!(socket.peer_addr().is_err(), "{loopback}: no peer any more");
+            // Nothing reaches the old port now.
+            server.send_to(b"late", old).unwrap();
+            socket.set_nonblocking(true).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let mut buffer = [0u8; 16];
+            assert_eq!(
+                socket.recv(&mut buffer).unwrap_err().kind(),
+                io::ErrorKind::WouldBlock
+            );
+            // Connected again: a fresh port, a working exchange.
+            socket.connect(server.local_addr().unwrap()).unwrap();
+            assert_ne!(socket.local_addr().unwrap().port(), 0);
+            socket.send(b"again").unwrap();
+            wait_readable(&server);
+            let (n, from) = server.recv_from(&mut buffer).unwrap();
+            assert_eq!(
+                (&buffer[..n], from),
+                (&b"again"[..], socket.local_addr().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn a_grace_period_passes() {
+        if grace_periods_available() {
+            wait_grace_period().unwrap();
+        }
     }
 
     fn set_packet_info(socket: &UdpSocket, v4: bool) {

@@ -98,6 +98,15 @@ pub struct Frontend {
     /// `"none"`, `"v1"` or `"v2"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<String>,
+    /// `"tcp"` or `"udp"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "duration")]
+    pub udp_idle_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp_responses: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u64>,
 }
 
 impl Frontend {
@@ -112,6 +121,22 @@ impl Frontend {
             backend: backend.to_owned(),
             max_connections: None,
             proxy_protocol: None,
+            protocol: None,
+            udp_idle_timeout: None,
+            udp_responses: None,
+            max_sessions: None,
+        }
+    }
+
+    /// A UDP frontend (`protocol = "udp"`) with the daemon's defaults.
+    pub fn udp(
+        name: &str,
+        listen: impl IntoIterator<Item = SocketAddr>,
+        backend: &str,
+    ) -> Frontend {
+        Frontend {
+            protocol: Some("udp".to_owned()),
+            ..Frontend::new(name, listen, backend)
         }
     }
 }
@@ -154,7 +179,7 @@ impl Backend {
 /// A backend's `health_check` table.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HealthCheck {
-    /// `"tcp"`, `"send-expect"` or `"http"`.
+    /// `"tcp"`, `"send-expect"`, `"http"`, `"dns"` or `"udp"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "duration")]
@@ -179,6 +204,14 @@ pub struct HealthCheck {
     /// `"down"` or `"up"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_state: Option<String>,
+    /// `kind = "dns"`: the name and type asked, and the answer code
+    /// expected (`"NOERROR"`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_rcode: Option<String>,
 }
 
 impl HealthCheck {

@@ -2,7 +2,8 @@
 //! coexist nodes (load balancer + VRRPv3 for IPv4 and IPv6 at 100 ms)
 //! between an IPv4-only and an IPv6-only client and IPv6-only and
 //! dual-stack servers, all in network namespaces (see
-//! `coexist_tests::lab::topology`). The matrix runs once; every row is
+//! `coexist_tests::lab::topology`), and DNS through UDP frontends to BIND 9
+//! on the IPv6-only servers (issue 14). The matrix runs once; every row is
 //! asserted on its verdict and on its key figures.
 
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ fn figure<'a>(report: &'a Report, id: u8, key: &str) -> &'a Value {
 }
 
 #[test]
-fn lab_matrix_rows_1_to_8() {
-    if !enter_or_skip("lab_matrix_rows_1_to_8") {
+fn lab_matrix_rows_1_to_11() {
+    if !enter_or_skip("lab_matrix_rows_1_to_11") {
         return;
     }
     let dir = tempfile::Builder::new()
@@ -55,7 +56,7 @@ fn lab_matrix_rows_1_to_8() {
     }
     assert_eq!(
         report.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
-        (1..=8).collect::<Vec<u8>>(),
+        (1..=11).collect::<Vec<u8>>(),
         "every row of the matrix, in order"
     );
 
@@ -97,4 +98,31 @@ fn lab_matrix_rows_1_to_8() {
         figure(&report, 7, "node1 while its servers are unreachable"),
         "IPv4 backup (90), IPv6 backup (90)"
     );
+    // Row 9: dig from each single-family client got an IPv6-only BIND's
+    // answer, and each DNS server answered queries of both families.
+    let dig = figure(&report, 9, "dig");
+    for family in ["IPv4", "IPv6"] {
+        let answer = dig[family].as_str().unwrap_or("");
+        assert!(
+            lab::topology::WEB_SERVERS.contains(&answer),
+            "dig {family}: {dig}"
+        );
+    }
+    for key in ["DNS servers (VIP4:53)", "DNS servers (VIP6:53)"] {
+        let per = figure(&report, 9, key);
+        for server in lab::topology::WEB_SERVERS {
+            assert!(per[server].as_u64() > Some(0), "{key} {server}: {per}");
+        }
+    }
+    // Row 10: no query failed once node1 knew the DNS server was dead.
+    assert_eq!(figure(&report, 10, "failed, sent after the detection"), 0);
+    // Row 11: node2 took over within the bound; the DNS gap was measured.
+    let bound = figure(&report, 11, "takeover bound_ms")
+        .as_f64()
+        .unwrap_or(0.0);
+    for family in ["IPv4", "IPv6"] {
+        let t = figure(&report, 11, "takeover_ms")[family].as_f64();
+        assert!(t.is_some_and(|t| t <= bound), "takeover {family}: {t:?}");
+        assert!(figure(&report, 11, "DNS gap_ms")[family].as_f64().is_some());
+    }
 }

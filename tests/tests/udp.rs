@@ -7,7 +7,8 @@
 //!
 //! The servers are threads of the test: an echo, one that answers with the
 //! address it saw (to tell sessions apart by their source port), one that
-//! answers twice, and dnsmasq for DNS.
+//! answers twice, one that answers again a little later, and dnsmasq for
+//! DNS.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use coexist_support::config::{Backend, Config, Frontend, HealthCheck, Server as ServerEntry};
 use coexist_tests::daemon::{admin_get, admin_metrics, metric_value, DaemonProcess};
 use coexist_tests::dns::{dnsmasq_args, tools_or_skip, UP_ADDRESS, UP_NAME};
 use coexist_tests::ports::free_port;
@@ -29,6 +31,8 @@ enum Reply {
     Peer(&'static str),
     /// The datagram back, twice.
     Twice,
+    /// The datagram back, and once more after a delay.
+    Again(Duration),
 }
 
 /// A UDP server thread; stops when dropped.
@@ -62,6 +66,14 @@ impl Server {
                     Reply::Twice => {
                         let _ = socket.send_to(&buffer[..n], peer);
                         let _ = socket.send_to(&buffer[..n], peer);
+                    }
+                    Reply::Again(delay) => {
+                        let _ = socket.send_to(&buffer[..n], peer);
+                        let (late, data) = (socket.try_clone().unwrap(), buffer[..n].to_vec());
+                        std::thread::spawn(move || {
+                            std::thread::sleep(delay);
+                            let _ = late.send_to(&data, peer);
+                        });
                     }
                 }
             }
@@ -154,26 +166,29 @@ fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) {
     assert!(held.is_some(), "timed out waiting for {what}");
 }
 
-/// A config: the admin endpoint on `admin`, then `sections`.
-fn config(admin: SocketAddr, sections: &[String]) -> String {
-    format!("[admin]\nlisten = \"{admin}\"\n\n{}", sections.join("\n"))
+/// A config: the admin endpoint on `admin`, then the frontends and
+/// backends.
+fn config(admin: SocketAddr, frontends: Vec<Frontend>, backends: Vec<Backend>) -> String {
+    Config {
+        frontends,
+        backends,
+        ..Config::with_admin(admin)
+    }
+    .to_toml()
 }
 
-/// A UDP `[[frontend]]` on `listen`; `extra` adds keys, one per line.
-fn udp_frontend(name: &str, listen: SocketAddr, backend: &str, extra: &str) -> String {
-    format!("[[frontend]]\nname = \"{name}\"\nprotocol = \"udp\"\nlisten = [\"{listen}\"]\nbackend = \"{backend}\"\n{extra}\n")
+/// A UDP frontend on `listen` whose sessions end after one reply per
+/// datagram (DNS).
+fn one_reply(name: &str, listen: SocketAddr, backend: &str) -> Frontend {
+    Frontend {
+        udp_responses: Some(1),
+        ..Frontend::udp(name, [listen], backend)
+    }
 }
 
-/// A `[[backend]]` of named servers; `extra` adds keys, one per line.
-fn backend(name: &str, servers: &[(&str, SocketAddr)], extra: &str) -> String {
-    let servers: Vec<String> = servers
-        .iter()
-        .map(|(n, a)| format!("{{ name = \"{n}\", address = \"{a}\" }}"))
-        .collect();
-    format!(
-        "[[backend]]\nname = \"{name}\"\n{extra}\nservers = [{}]\n",
-        servers.join(", ")
-    )
+/// A backend of named servers.
+fn backend(name: &str, servers: &[(&str, SocketAddr)]) -> Backend {
+    Backend::new(name, servers.iter().map(|(n, a)| ServerEntry::named(n, *a)))
 }
 
 fn v4(port: u16) -> SocketAddr {
@@ -209,11 +224,13 @@ fn ten_thousand_datagrams_each_way_across_families_arrive_unchanged() {
     let admin = admin_address();
     let _daemon = DaemonProcess::start_ready(&config(
         admin,
-        &[
-            udp_frontend("to-six", to_six, "six", ""),
-            udp_frontend("to-four", to_four, "four", ""),
-            backend("six", &[("echo6", echo6.address)], ""),
-            backend("four", &[("echo4", echo4.address)], ""),
+        vec![
+            Frontend::udp("to-six", [to_six], "six"),
+            Frontend::udp("to-four", [to_four], "four"),
+        ],
+        vec![
+            backend("six", &[("echo6", echo6.address)]),
+            backend("four", &[("echo4", echo4.address)]),
         ],
     ));
     const FLOWS: u64 = 8;
@@ -267,12 +284,17 @@ fn idle_sessions_expire_and_udp_responses_ends_a_session_per_answer() {
     let admin = admin_address();
     let _daemon = DaemonProcess::start_ready(&config(
         admin,
-        &[
-            udp_frontend("idle", v4(idle), "peer", "udp_idle_timeout = \"400ms\""),
-            udp_frontend("dns", v4(dns), "peer", "udp_responses = 1"),
-            udp_frontend("double", v4(double), "twice", "udp_responses = 1"),
-            backend("peer", &[("s1", peer.address)], ""),
-            backend("twice", &[("twice", twice.address)], ""),
+        vec![
+            Frontend {
+                udp_idle_timeout: Some(Duration::from_millis(400)),
+                ..Frontend::udp("idle", [v4(idle)], "peer")
+            },
+            one_reply("dns", v4(dns), "peer"),
+            one_reply("double", v4(double), "twice"),
+        ],
+        vec![
+            backend("peer", &[("s1", peer.address)]),
+            backend("twice", &[("twice", twice.address)]),
         ],
     ));
 
@@ -318,6 +340,61 @@ fn idle_sessions_expire_and_udp_responses_ends_a_session_per_answer() {
     );
 }
 
+/// With `udp_responses = 1` a session ends at its first reply and its
+/// socket serves later sessions. The server answers every query a second
+/// time 5 ms later, while the socket may already serve another client:
+/// that late reply must reach nobody, as with a closed socket.
+#[test]
+fn a_late_extra_reply_never_reaches_the_next_client_of_a_reused_socket() {
+    const CLIENTS: usize = 8;
+    const QUERIES: usize = 100;
+    let server = Server::start("[::1]:0", Reply::Again(Duration::from_millis(5)));
+    let port = free_udp_port();
+    let admin = admin_address();
+    let _daemon = DaemonProcess::start_ready(&config(
+        admin,
+        vec![one_reply("dns", v4(port), "dns")],
+        vec![backend("dns", &[("late", server.address)])],
+    ));
+    let frontend = v4(port);
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 64];
+                for q in 0..QUERIES {
+                    // A new client (source port) per query: a new session.
+                    let socket = client(frontend);
+                    let query = format!("client {c} query {q}");
+                    assert_eq!(ask_text(&socket, &query), query);
+                    socket
+                        .set_read_timeout(Some(Duration::from_millis(15)))
+                        .unwrap();
+                    if let Ok(n) = socket.recv(&mut buffer) {
+                        panic!(
+                            "{query}: a second datagram reached the client: {}",
+                            String::from_utf8_lossy(&buffer[..n])
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .expect("a client saw a reply not meant for it");
+    }
+    let ended = metric(
+        admin,
+        "lb_udp_sessions_ended_total",
+        &["frontend=\"dns\"", "reason=\"responses\""],
+    );
+    assert!(
+        ended >= (CLIENTS * QUERIES) as f64,
+        "{ended} sessions ended by their reply"
+    );
+}
+
 #[test]
 fn a_reload_keeps_sessions_and_removing_a_server_ends_only_its_own() {
     let a = Server::start("[::1]:0", Reply::Peer("a"));
@@ -325,17 +402,14 @@ fn a_reload_keeps_sessions_and_removing_a_server_ends_only_its_own() {
     let c = Server::start("[::1]:0", Reply::Peer("c"));
     let port = free_udp_port();
     let admin = admin_address();
-    let config = |idle: &str, servers: &[(&str, SocketAddr)]| {
-        let idle = format!("udp_idle_timeout = \"{idle}\"");
-        config(
-            admin,
-            &[
-                udp_frontend("u", v4(port), "pool", &idle),
-                backend("pool", servers, ""),
-            ],
-        )
+    let config = |idle: u64, servers: &[(&str, SocketAddr)]| {
+        let frontend = Frontend {
+            udp_idle_timeout: Some(Duration::from_secs(idle)),
+            ..Frontend::udp("u", [v4(port)], "pool")
+        };
+        config(admin, vec![frontend], vec![backend("pool", servers)])
     };
-    let daemon = DaemonProcess::start_ready(&config("60s", &[("a", a.address), ("b", b.address)]));
+    let daemon = DaemonProcess::start_ready(&config(60, &[("a", a.address), ("b", b.address)]));
     let frontend = SocketAddr::from(([127, 0, 0, 1], port));
     // Round-robin puts the first two clients on a and b.
     let clients = [client(frontend), client(frontend)];
@@ -347,7 +421,7 @@ fn a_reload_keeps_sessions_and_removing_a_server_ends_only_its_own() {
     // A reload that changes settings and adds a server keeps both sessions:
     // same server, same source port.
     daemon.write_config(&config(
-        "50s",
+        50,
         &[("a", a.address), ("b", b.address), ("c", c.address)],
     ));
     daemon.signal(Signal::SIGHUP);
@@ -360,7 +434,7 @@ fn a_reload_keeps_sessions_and_removing_a_server_ends_only_its_own() {
     assert_eq!(after, before, "sessions changed across a reload");
 
     // Removing b ends b's session only.
-    daemon.write_config(&config("50s", &[("a", a.address), ("c", c.address)]));
+    daemon.write_config(&config(50, &[("a", a.address), ("c", c.address)]));
     daemon.signal(Signal::SIGHUP);
     assert!(
         daemon.wait_log("configuration reloaded", 2),
@@ -391,13 +465,13 @@ fn a_spoofed_source_flood_of_100000_clients_keeps_the_table_bounded_and_the_serv
     let echo = Server::start("127.0.0.1:0", Reply::Echo);
     let port = free_udp_port();
     let admin = admin_address();
-    let max = format!("max_sessions = {MAX_SESSIONS}");
     let daemon = DaemonProcess::start_ready(&config(
         admin,
-        &[
-            udp_frontend("u", v4(port), "echo", &max),
-            backend("echo", &[("echo", echo.address)], ""),
-        ],
+        vec![Frontend {
+            max_sessions: Some(MAX_SESSIONS as u64),
+            ..Frontend::udp("u", [v4(port)], "echo")
+        }],
+        vec![backend("echo", &[("echo", echo.address)])],
     ));
     let frontend = SocketAddr::from(([127, 0, 0, 1], port));
     let busy = client(frontend);
@@ -462,10 +536,8 @@ fn a_server_answering_port_unreachable_is_taken_down_passively() {
     let admin = admin_address();
     let _daemon = DaemonProcess::start_ready(&config(
         admin,
-        &[
-            udp_frontend("u", v4(port), "pool", ""),
-            backend("pool", &[("dead", dead), ("live", live.address)], ""),
-        ],
+        vec![Frontend::udp("u", [v4(port)], "pool")],
+        vec![backend("pool", &[("dead", dead), ("live", live.address)])],
     ));
     let frontend = SocketAddr::from(([127, 0, 0, 1], port));
     // Clients that landed on the dead server get no answer, send again and
@@ -513,26 +585,44 @@ fn dns_and_udp_checks_against_real_responders_and_dig_through_the_frontend() {
         .unwrap();
     let port = free_udp_port();
     let admin = admin_address();
-    let check = "interval = \"100ms\", timeout = \"90ms\", rise = 1, fall = 1";
-    let dns_check = |name: &str| {
-        format!("health_check = {{ kind = \"dns\", query_name = \"{name}\", query_type = \"A\", {check} }}")
+    let check = |kind: &str| {
+        HealthCheck::every(
+            kind,
+            Duration::from_millis(100),
+            Duration::from_millis(90),
+            1,
+            1,
+        )
     };
-    let udp_check =
-        format!("health_check = {{ kind = \"udp\", send = \"ping\", expect = \"ping\", {check} }}");
+    let checked = |backend: Backend, check: HealthCheck| Backend {
+        health_check: Some(check),
+        ..backend
+    };
+    let dns_check = |name: &str| HealthCheck {
+        query_name: Some(name.into()),
+        query_type: Some("A".into()),
+        ..check("dns")
+    };
+    let udp_check = HealthCheck {
+        send: Some("ping".into()),
+        expect: Some("ping".into()),
+        ..check("udp")
+    };
     let _daemon = DaemonProcess::start_ready(&config(
         admin,
-        &[
-            udp_frontend("dns", v4(port), "dns", "udp_responses = 1"),
-            backend("dns", &[("dnsmasq", dns_address)], &dns_check(UP_NAME)),
-            backend(
-                "refused",
-                &[("dnsmasq", dns_address)],
-                &dns_check("other.test"),
+        vec![one_reply("dns", v4(port), "dns")],
+        vec![
+            checked(
+                backend("dns", &[("dnsmasq", dns_address)]),
+                dns_check(UP_NAME),
             ),
-            backend(
-                "echo",
-                &[("echo", echo.address), ("closed", closed)],
-                &udp_check,
+            checked(
+                backend("refused", &[("dnsmasq", dns_address)]),
+                dns_check("other.test"),
+            ),
+            checked(
+                backend("echo", &[("echo", echo.address), ("closed", closed)]),
+                udp_check,
             ),
         ],
     ));

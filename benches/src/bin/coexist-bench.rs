@@ -1,8 +1,8 @@
 //! `coexist-bench [--quick] [--repeat N] [--json FILE]`: coexist beside a
 //! direct connection, HAProxy (plain and with forced splice) and nginx
-//! `stream`, on loopback in a private network namespace, with the proxy
-//! pinned to one CPU and clients and servers on another. Prints a Markdown
-//! table of medians and spreads; writes JSON with `--json`.
+//! `stream` (TCP and UDP), on loopback in a private network namespace, with
+//! the proxy pinned to one CPU and clients and servers on another. Prints a
+//! Markdown table of medians and spreads; writes JSON with `--json`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +19,8 @@ use coexist_benches::measure::Settings;
 use coexist_benches::nginx::{self, NginxStream};
 use coexist_benches::proxy::Proxy;
 use coexist_benches::report::{self, Report, Tool};
-use coexist_benches::run::{self, Backends, RunPlan, TargetResult, Tests};
+use coexist_benches::run::{self, Backends, Listen, RunPlan, TargetResult, Tests};
+use coexist_benches::udp::{self, UdpSettings};
 use coexist_benches::{iperf, netns, procfs};
 
 #[derive(Debug, Parser)]
@@ -50,7 +51,7 @@ struct Cli {
     /// (direct, coexist, haproxy, haproxy-splice, nginx-stream).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
-    /// Only these measurements, comma-separated (memory, bulk, rate, echo).
+    /// Only these measurements, comma-separated (memory, bulk, rate, echo, udp).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     tests: Vec<String>,
     /// Record `perf` profiles of the proxy during the connection-rate run,
@@ -88,12 +89,24 @@ struct Cli {
     /// Bytes of each echo message.
     #[arg(long, default_value_t = 512)]
     echo_bytes: usize,
+    /// UDP client sockets, each with one query outstanding at saturation.
+    #[arg(long, default_value_t = 64)]
+    udp_flows: usize,
+    /// Bytes of each UDP query.
+    #[arg(long, default_value_t = 64)]
+    udp_bytes: usize,
+    /// Queries per second offered in the UDP latency runs.
+    #[arg(long, default_value_t = 20_000)]
+    udp_rate: u32,
     /// First loopback port to try for backends and proxies.
     #[arg(long, default_value_t = 23_000)]
     base_port: u16,
     /// Internal: serve echo on these addresses until killed.
     #[arg(long, value_name = "ADDR", hide = true)]
     echo_server: Vec<SocketAddr>,
+    /// Internal: serve datagram echo on these addresses until killed.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    udp_echo_server: Vec<SocketAddr>,
 }
 
 const LONG_ABOUT: &str = "\
@@ -102,6 +115,7 @@ End-to-end bench: coexist vs direct, HAProxy, nginx stream.
 Needs: apt-get install -y haproxy nginx libnginx-mod-stream iperf3 wrk
 Build: cargo build --release -p lb -p coexist-benches
 Run:   target/release/coexist-bench --quick --repeat 3 --json bench.json
+UDP:   target/release/coexist-bench --tests udp --only direct,coexist,nginx-stream --repeat 3
 
 Everything runs on the loopback of a private network namespace (as root;
 --host-network otherwise). iperf3 (bulk), two nginx servers of a 1 KiB page
@@ -117,7 +131,14 @@ which way is good. Each cell is the median over the repetitions, the spread
 divide a rate by the fraction of a core the proxy was busy, so a proxy held
 back by the client core is not penalised. Memory is the proxy's RSS growth per
 idle connection; CPU per GiB is the proxy's CPU time over the bulk runs. The
-last table checks coexist against the criteria of the request-path issue.";
+last table checks coexist against the criteria of the request-path issue and
+of the UDP issue.
+
+UDP: IPv4 clients send queries through each proxy (HAProxy has no UDP) to
+two datagram echo servers on ::1, in sessions of one query (udp_responses = 1,
+nginx proxy_responses 1: DNS) and in long sessions; each at saturation
+(--udp-flows clients, one query outstanding each) and paced at --udp-rate
+queries/s for the latency a query sees below saturation.";
 
 const TARGETS: [&str; 5] = [
     "direct",
@@ -129,10 +150,12 @@ const TARGETS: [&str; 5] = [
 
 fn main() {
     let cli = Cli::parse();
-    let result = if cli.echo_server.is_empty() {
-        run_bench(cli)
-    } else {
+    let result = if !cli.echo_server.is_empty() {
         echo::serve(&cli.echo_server)
+    } else if !cli.udp_echo_server.is_empty() {
+        udp::serve(&cli.udp_echo_server)
+    } else {
+        run_bench(cli)
     };
     if let Err(e) = result {
         eprintln!("coexist-bench: {e:#}");
@@ -196,6 +219,12 @@ fn run_bench(cli: Cli) -> Result<()> {
             seconds,
         },
         idle_connections: cli.idle_connections,
+        udp: UdpSettings {
+            flows: cli.udp_flows,
+            payload_bytes: cli.udp_bytes,
+            seconds,
+            paced_rate: cli.udp_rate,
+        },
         client_cpu: pin.then_some(cli.client_cpu),
         proxy_cpu: pin.then_some(cli.proxy_cpu),
     };
@@ -258,10 +287,16 @@ fn run_bench(cli: Cli) -> Result<()> {
         cli.base_port,
         5 + listen_ports_per_target * (targets.len() - 1),
     )?;
+    let udp_listen_per_target = 2;
+    let udp_ports = run::free_udp_ports(cli.base_port, 2 + udp_listen_per_target * targets.len())?;
     let backends = Backends {
         iperf: run::loopback(ports[0]),
         web: vec![run::loopback(ports[1]), run::loopback(ports[2])],
         echo: vec![run::loopback(ports[3]), run::loopback(ports[4])],
+        udp_echo: udp_ports[..2]
+            .iter()
+            .map(|&p| SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, p)))
+            .collect(),
     };
     let mut iperf_server = Child::spawn(&iperf::server(backends.iperf, settings.client_cpu), dir)?;
     iperf_server.wait_ready(&[backends.iperf.port()], None, Duration::from_secs(10))?;
@@ -271,11 +306,13 @@ fn run_bench(cli: Cli) -> Result<()> {
         settings.client_cpu,
     )?;
     let echo_server = start_echo_server(&backends.echo, settings.client_cpu, dir)?;
+    let udp_echo_server = start_udp_echo_server(&backends.udp_echo, settings.client_cpu, dir)?;
     eprintln!(
-        "coexist-bench: backends up (iperf3 on {}, nginx on {:?}, echo on {:?}); temp dir {}",
+        "coexist-bench: backends up (iperf3 on {}, nginx on {:?}, echo on {:?}, udp echo on {:?}); temp dir {}",
         backends.iperf,
         backends.web,
         backends.echo,
+        backends.udp_echo,
         dir.display()
     );
 
@@ -295,11 +332,16 @@ fn run_bench(cli: Cli) -> Result<()> {
                 "coexist-bench: repetition {repetition} of {}: {name}",
                 cli.repeat
             );
-            let listen = if i == 0 {
+            let tcp = if i == 0 {
                 [0; 3]
             } else {
                 let first = 5 + listen_ports_per_target * (i - 1);
                 [ports[first], ports[first + 1], ports[first + 2]]
+            };
+            let first = 2 + udp_listen_per_target * i;
+            let listen = Listen {
+                tcp,
+                udp: [udp_ports[first], udp_ports[first + 1]],
             };
             results.push(run::run_target(
                 name, proxy, listen, &backends, &settings, &plan, dir,
@@ -316,6 +358,7 @@ fn run_bench(cli: Cli) -> Result<()> {
         }
         repetitions.push(results);
     }
+    drop(udp_echo_server);
     drop(echo_server);
     drop(web_server);
     drop(iperf_server);
@@ -346,17 +389,40 @@ fn start_echo_server(
     cpu: Option<usize>,
     dir: &std::path::Path,
 ) -> Result<Child> {
-    let exe = std::env::current_exe().context("locating the coexist-bench binary")?;
-    let exe = exe.to_string_lossy();
-    let addresses: Vec<String> = listen
-        .iter()
-        .map(|a| format!("--echo-server={a}"))
-        .collect();
-    let args: Vec<&str> = addresses.iter().map(String::as_str).collect();
-    let mut child = Child::spawn(&Spec::new("echo-server", &exe, &args, cpu), dir)?;
+    let mut child = spawn_self("echo-server", "--echo-server", listen, cpu, dir)?;
     let ports: Vec<u16> = listen.iter().map(|a| a.port()).collect();
     child.wait_ready(&ports, None, Duration::from_secs(10))?;
     Ok(child)
+}
+
+/// This binary again, serving datagram echo on `listen`; ready once a
+/// datagram comes back from each address.
+fn start_udp_echo_server(
+    listen: &[SocketAddr],
+    cpu: Option<usize>,
+    dir: &std::path::Path,
+) -> Result<Child> {
+    let child = spawn_self("udp-echo-server", "--udp-echo-server", listen, cpu, dir)?;
+    for &address in listen {
+        udp::probe(address, Duration::from_secs(10))
+            .with_context(|| format!("the datagram echo server: {}", child.log_tail()))?;
+    }
+    Ok(child)
+}
+
+/// This binary again as `name`, with `flag=ADDRESS` for each of `listen`.
+fn spawn_self(
+    name: &str,
+    flag: &str,
+    listen: &[SocketAddr],
+    cpu: Option<usize>,
+    dir: &std::path::Path,
+) -> Result<Child> {
+    let exe = std::env::current_exe().context("locating the coexist-bench binary")?;
+    let exe = exe.to_string_lossy();
+    let addresses: Vec<String> = listen.iter().map(|a| format!("{flag}={a}")).collect();
+    let args: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    Child::spawn(&Spec::new(name, &exe, &args, cpu), dir)
 }
 
 /// First line of each tool's version output, for the record.

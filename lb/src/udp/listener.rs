@@ -10,32 +10,33 @@
 //! The session sockets are not registered with the async runtime one by
 //! one: they sit in an epoll set of this listener, whose descriptor the
 //! runtime watches. When it turns readable, the task collects the ready
-//! sessions, reads each one's replies and sends all of them to their
+//! sessions, reads one reply from each and sends all of them to their
 //! clients in one `sendmmsg`; client datagrams arrive by `recvmmsg`. So a
 //! session costs a descriptor and a table entry (no task, no buffer), and
 //! the system calls per datagram stay few: one `send` towards the server,
-//! one `recvmmsg` per ready session, the rest shared by a batch.
+//! one `recv` per reply, the rest shared by a batch. A session's socket
+//! outlives it and serves later sessions ([`super::sockets`]), so a DNS
+//! query does not pay for opening and closing one.
 
 use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::epoll::EpollEvent;
 use smallvec::SmallVec;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::session::{EndReason, Ended, Flow, Limits, Route, SessionGate, SessionTable};
 use super::socket;
+use super::sockets::{SessionPoll, SessionSockets};
 use super::stats::{DropReason, FrontendStats};
 use crate::config::UdpSettings;
 use crate::health::Observation;
-use crate::runtime::{ActiveConnection, FrontendRuntime, ServerRuntime};
+use crate::runtime::{ActiveConnection, FrontendRuntime, ServerMetrics, ServerRuntime};
 use crate::sys::{self, Outgoing, Received, BATCH};
 
 /// Room for the largest UDP payload, so no datagram is ever cut.
@@ -80,24 +81,15 @@ impl ListenerSocket {
     }
 }
 
-/// The epoll set of a listener's session sockets.
-#[derive(Debug)]
-struct SessionPoll(Epoll);
-
-impl AsRawFd for SessionPoll {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0 .0.as_raw_fd()
-    }
-}
-
-/// A session's resources: dropping it closes the socket towards the
-/// server, which also takes it out of the epoll set.
+/// A session's resources, besides its socket (the slot in
+/// [`SessionSockets`], released when the session ends).
 #[derive(Debug)]
 struct Session {
-    socket: socket2::Socket,
-    token: u64,
+    slot: u32,
     gate: Arc<SessionGate>,
     server: Arc<ServerRuntime>,
+    /// The server's counters, resolved once for the session.
+    metrics: Arc<ServerMetrics>,
     /// Counts the session on its server (least-connections, /status).
     _active: ActiveConnection,
 }
@@ -110,10 +102,7 @@ pub async fn run(
     mut serving: watch::Receiver<Serving>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let poll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(io::Error::from)
-        .and_then(|e| sys::register_readable(SessionPoll(e)))
-    {
+    let poll = match SessionPoll::new() {
         Ok(poll) => poll,
         Err(error) => {
             tracing::error!(address = %listener.address, error = %error, "cannot create the udp session poll set");
@@ -125,10 +114,10 @@ pub async fn run(
         table: SessionTable::new(current.limits(), Instant::now()),
         books: Books {
             stats: Arc::clone(&current.stats),
-            tokens: HashMap::with_hasher(RandomState::new()),
+            max_sessions: current.settings.max_sessions,
+            sockets: SessionSockets::new(),
         },
         serving: current,
-        next_token: 0,
         ending: Vec::new(),
         throttle: Throttle::default(),
     };
@@ -140,12 +129,16 @@ pub async fn run(
         if stopping && owner.table.is_empty() {
             break;
         }
-        let next = owner.table.next_expiry();
-        if next != armed {
-            if let Some(at) = next {
-                expiry.as_mut().reset(at.into());
-            }
-            armed = next;
+        let next = [owner.table.next_expiry(), owner.books.sockets.next_trim()]
+            .into_iter()
+            .flatten()
+            .min();
+        // Re-armed only for an earlier time: busy sessions push their
+        // expiry later on every datagram, and a timer that fires early just
+        // finds nothing to end and is armed again.
+        if let Some(at) = next.filter(|&at| armed.is_none_or(|armed| at < armed)) {
+            expiry.as_mut().reset(at.into());
+            armed = Some(at);
         }
         tokio::select! {
             biased;
@@ -173,9 +166,11 @@ pub async fn run(
             },
             () = &mut expiry, if armed.is_some() => {
                 armed = None;
+                let now = Instant::now();
                 let mut ended = Vec::new();
-                owner.table.expire(Instant::now(), &mut ended);
-                owner.books.finish_all(ended);
+                owner.table.expire(now, &mut ended);
+                owner.books.finish_all(ended, now);
+                owner.books.sockets.trim(now);
             }
             ready = listener.socket.readable(), if !stopping => match ready {
                 Ok(mut guard) => {
@@ -192,7 +187,7 @@ pub async fn run(
     }
     let mut ended = Vec::new();
     owner.table.clear(&mut ended);
-    owner.books.finish_all(ended);
+    owner.books.finish_all(ended, Instant::now());
     tracing::debug!(address = %listener.address, "udp listener closed");
 }
 
@@ -200,28 +195,34 @@ struct Owner {
     serving: Serving,
     table: SessionTable<Session>,
     books: Books,
-    next_token: u64,
     /// Sessions a batch of replies completed, ended after the batch.
     ending: Vec<(Flow, Arc<SessionGate>, EndReason)>,
     throttle: Throttle,
 }
 
-/// What outlives a session in the table: its token in the epoll set and
-/// the counters of its end.
+/// What outlives a session in the table: its socket and the counters of
+/// its end.
 struct Books {
     stats: Arc<FrontendStats>,
-    tokens: HashMap<u64, Flow, RandomState>,
+    max_sessions: usize,
+    sockets: SessionSockets,
 }
 
 impl Books {
-    fn finish(&mut self, ended: Ended<Session>) {
-        self.tokens.remove(&ended.value.token);
+    fn finish(&mut self, ended: Ended<Session>, now: Instant) {
         self.stats.session_ended(ended.reason);
+        // A session ended by the shell may have left an error on its socket
+        // or its server is gone: that socket is closed. Sockets kept for
+        // later sessions count on max_sessions like open ones, so a flood
+        // at the limit closes them as before.
+        let reusable = ended.reason != EndReason::Closed;
+        let room = self.max_sessions.saturating_sub(self.stats.active());
+        self.sockets.release(ended.value.slot, reusable, room, now);
     }
 
-    fn finish_all(&mut self, ended: Vec<Ended<Session>>) {
+    fn finish_all(&mut self, ended: Vec<Ended<Session>>, now: Instant) {
         for e in ended {
-            self.finish(e);
+            self.finish(e, now);
         }
     }
 }
@@ -254,6 +255,7 @@ impl Owner {
                     &mut scratch.buffer,
                     SLOT,
                     &mut scratch.received,
+                    listener.address.ip().is_unspecified(),
                 )?;
                 let now = Instant::now();
                 let mut tally = Tally::default();
@@ -309,20 +311,20 @@ impl Owner {
         let flow = Flow { client, local };
         let sent = match self.table.route(&flow, now) {
             Route::Open(session) if session.server.is_healthy() => {
-                send_to_server(session, datagram)
+                send_to_server(&self.books.sockets, session, datagram)
             }
             // Its server went down: the client's next datagram is balanced
             // again rather than sent into silence until the session idles out.
             Route::Open(session) => {
                 let gate = Arc::clone(&session.gate);
                 if let Some(ended) = self.table.end(&flow, &gate, EndReason::Closed) {
-                    self.books.finish(ended);
+                    self.books.finish(ended, now);
                 }
                 self.open_and_send(poll, flow, datagram, now)
             }
             Route::New(closed) => {
                 if let Some(ended) = closed {
-                    self.books.finish(ended);
+                    self.books.finish(ended, now);
                 }
                 self.open_and_send(poll, flow, datagram, now)
             }
@@ -336,7 +338,7 @@ impl Owner {
             Sent::Refused(server, gate) => {
                 server.observe(Observation::ConnectFailed("port unreachable".to_owned()));
                 if let Some(ended) = self.table.end(&flow, &gate, EndReason::Closed) {
-                    self.books.finish(ended);
+                    self.books.finish(ended, now);
                 }
                 tally.drop(DropReason::Unreachable, 1);
             }
@@ -353,16 +355,25 @@ impl Owner {
         // max_sessions bounds the frontend across all its listeners.
         if self.serving.stats.active() >= self.serving.settings.max_sessions {
             match self.table.evict_oldest() {
-                Some(ended) => self.books.finish(ended),
+                Some(ended) => self.books.finish(ended, now),
                 None => return Sent::Dropped(DropReason::Limit),
             }
         }
-        let session = match self.connect(poll, flow) {
+        let mut connected = self.connect(poll, flow);
+        // Out of descriptors: sockets kept for later sessions go first.
+        if connected
+            .as_ref()
+            .is_err_and(|why| *why == DropReason::Socket)
+            && self.books.sockets.close_kept() > 0
+        {
+            connected = self.connect(poll, flow);
+        }
+        let session = match connected {
             Ok(session) => session,
-            // Out of descriptors: the session idle longest gives up its own.
+            // Still out: the session idle longest gives up its own.
             Err(DropReason::Socket) => match self.table.evict_oldest() {
                 Some(ended) => {
-                    self.books.finish(ended);
+                    self.books.finish(ended, now);
                     match self.connect(poll, flow) {
                         Ok(session) => session,
                         Err(why) => return Sent::Dropped(why),
@@ -381,12 +392,11 @@ impl Owner {
             }
         };
         self.serving.stats.session_opened();
-        self.books.tokens.insert(session.token, flow);
         let gate = Arc::clone(&session.gate);
         let (session, evicted) = self.table.open(flow, gate, session, now);
-        let sent = send_to_server(session, datagram);
+        let sent = send_to_server(&self.books.sockets, session, datagram);
         if let Some(ended) = evicted {
-            self.books.finish(ended);
+            self.books.finish(ended, now);
         }
         sent
     }
@@ -402,20 +412,17 @@ impl Owner {
                 break;
             };
             let server = &backend.servers[index];
-            let token = self.next_token;
-            let opened = socket::connect_session(server.address).and_then(|socket| {
-                poll.0
-                    .add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, token))
-                    .map_err(io::Error::from)?;
-                Ok(socket)
-            });
-            match opened {
-                Ok(socket) => {
-                    self.next_token += 1;
+            match self.books.sockets.open(poll, server.address, flow) {
+                Ok(opened) => {
+                    if opened.strays > 0 {
+                        self.serving
+                            .stats
+                            .dropped(DropReason::UnexpectedReply, opened.strays as u64);
+                    }
                     return Ok(Session {
-                        socket,
-                        token,
+                        slot: opened.slot,
                         gate: self.table.new_gate(),
+                        metrics: Arc::clone(&server.metrics()),
                         _active: server.begin_connection(),
                         server: Arc::clone(server),
                     });
@@ -438,82 +445,85 @@ impl Owner {
     }
 
     /// Relays the replies of the sessions the epoll set reports, in batches
-    /// to the clients. True when nothing is left to read.
+    /// to the clients. True when the set reported nothing left to read.
     fn relay_replies(&mut self, poll: &SessionPoll, listener: &ListenerSocket) -> bool {
+        with_scratch(|scratch| {
+            let mut outbox = Outbox::default();
+            let drained = self.relay_rounds(poll, listener, scratch, &mut outbox);
+            outbox.flush(listener, scratch, &self.serving.stats);
+            drained
+        })
+    }
+
+    fn relay_rounds(
+        &mut self,
+        poll: &SessionPoll,
+        listener: &ListenerSocket,
+        scratch: &mut Scratch,
+        outbox: &mut Outbox,
+    ) -> bool {
         let mut events = [EpollEvent::empty(); READY];
         for _ in 0..ROUNDS {
-            let ready = match poll.0.wait(&mut events, 0u8) {
+            let ready = match poll.wait(&mut events) {
                 Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     tracing::error!(address = %listener.address, error = %error, "udp session poll failed");
                     return false;
                 }
             };
+            // Only an empty answer shows that every socket was read dry:
+            // one read per ready session leaves the rest to the next round.
             if ready == 0 {
                 return true;
             }
-            let more =
-                with_scratch(|scratch| self.relay_ready(&events[..ready], listener, scratch));
+            let now = Instant::now();
+            self.relay_ready(&events[..ready], listener, scratch, outbox, now);
             for (flow, gate, reason) in std::mem::take(&mut self.ending) {
                 if let Some(ended) = self.table.end(&flow, &gate, reason) {
-                    self.books.finish(ended);
+                    self.books.finish(ended, now);
                 }
-            }
-            if ready < READY && !more {
-                return true;
             }
         }
         false
     }
 
-    /// Reads each ready session and sends what it may deliver; true if a
-    /// session may hold more than was read.
+    /// Reads one reply of each ready session into the outbox, which is
+    /// sent when full. A session with more queued stays ready in the set.
     fn relay_ready(
         &mut self,
         events: &[EpollEvent],
         listener: &ListenerSocket,
         scratch: &mut Scratch,
-    ) -> bool {
-        let mut outbox = Outbox::default();
-        let mut more = false;
-        let now = Instant::now();
+        outbox: &mut Outbox,
+        now: Instant,
+    ) {
+        let mut unexpected = 0;
         for event in events {
-            let Some(flow) = self.books.tokens.get(&event.data()).copied() else {
+            let slot = event.data() as u32;
+            let Some(flow) = self.books.sockets.flow(slot) else {
+                unexpected += self.books.sockets.drain_stray(slot);
                 continue;
             };
-            let Some(session) = self.table.peek(&flow) else {
+            let (Some(session), Some(socket)) =
+                (self.table.peek(&flow), self.books.sockets.socket(slot))
+            else {
                 continue;
             };
             if outbox.len == BATCH {
                 outbox.flush(listener, scratch, &self.serving.stats);
             }
-            let free = BATCH - outbox.len;
             let at = outbox.len;
-            let read = sys::recv_batch(
-                session.socket.as_fd(),
-                &mut scratch.buffer[at * SLOT..],
-                SLOT,
-                &mut scratch.received[at..],
-            );
-            match read {
-                Ok(n) => {
-                    more |= n == free;
-                    let admitted = session.gate.admit_replies(n, now);
-                    let from = listener.reply_source(&flow);
-                    let mut bytes = 0;
-                    for meta in &scratch.received[at..at + admitted.deliver] {
-                        outbox.push(meta.len, flow.client, from);
-                        bytes += meta.len as u64;
+            match socket.recv(&mut scratch.buffer[at * SLOT..(at + 1) * SLOT]) {
+                Ok(len) => {
+                    let admitted = session.gate.admit_replies(1, now);
+                    if admitted.deliver == 1 {
+                        outbox.push(len, flow.client, listener.reply_source(&flow));
+                        session.metrics.bytes_to_client.increment(len as u64);
+                    } else {
+                        unexpected += 1;
                     }
-                    session.server.metrics().bytes_to_client.increment(bytes);
                     session.server.observe(Observation::ConnectSucceeded);
-                    if n > admitted.deliver {
-                        let extra = (n - admitted.deliver) as u64;
-                        self.serving
-                            .stats
-                            .dropped(DropReason::UnexpectedReply, extra);
-                    }
                     if admitted.last {
                         self.ending
                             .push((flow, Arc::clone(&session.gate), EndReason::Responses));
@@ -536,8 +546,11 @@ impl Owner {
                 }
             }
         }
-        outbox.flush(listener, scratch, &self.serving.stats);
-        more
+        if unexpected > 0 {
+            self.serving
+                .stats
+                .dropped(DropReason::UnexpectedReply, unexpected as u64);
+        }
     }
 
     /// A reload: new limits, and the sessions of servers it removed end.
@@ -546,8 +559,9 @@ impl Owner {
         self.table.set_limits(serving.limits(), &mut ended);
         self.table
             .end_where(|session| session.server.is_retired(), &mut ended);
-        self.books.finish_all(ended);
+        self.books.finish_all(ended, Instant::now());
         self.books.stats = Arc::clone(&serving.stats);
+        self.books.max_sessions = serving.settings.max_sessions;
         self.serving = serving;
     }
 }
@@ -628,12 +642,14 @@ enum Sent {
     Refused(Arc<ServerRuntime>, Arc<SessionGate>),
 }
 
-fn send_to_server(session: &Session, datagram: &[u8]) -> Sent {
-    match session.socket.send(datagram) {
+fn send_to_server(sockets: &SessionSockets, session: &Session, datagram: &[u8]) -> Sent {
+    let Some(socket) = sockets.socket(session.slot) else {
+        return Sent::Dropped(DropReason::Send);
+    };
+    match socket.send(datagram) {
         Ok(_) => {
             session
-                .server
-                .metrics()
+                .metrics
                 .bytes_to_server
                 .increment(datagram.len() as u64);
             Sent::Ok

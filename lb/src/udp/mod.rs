@@ -5,9 +5,11 @@
 //! [`session`] is the sans-IO table; [`Listeners`] owns the listening
 //! sockets, diffed on reload like the TCP ones, so sessions survive it.
 
+mod grace;
 mod listener;
 pub mod session;
 mod socket;
+mod sockets;
 mod stats;
 
 use std::collections::HashMap;

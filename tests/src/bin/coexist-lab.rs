@@ -26,7 +26,9 @@ const UNSHARED_ENV: &str = "COEXIST_LAB_UNSHARED";
 IPv4-only and an IPv6-only client and IPv6-only and dual-stack servers, all in network \
 namespaces on this machine, then runs the verification matrix: balance, IPv4 to IPv6 \
 servers, VRRP election, node failure and daemon crash (takeover and client-visible gap), \
-preemption, a server killed under load, tracking, and reload under load.\n\n\
+preemption, a server killed under load, tracking, and reload under load; then DNS through \
+UDP frontends to BIND 9 on the IPv6-only servers: both families answered and balanced, a DNS \
+server killed under query load, and the query gap of a takeover.\n\n\
 Needs CAP_NET_ADMIN: run as root, or it re-executes itself under `unshare -rnm`. \
 Every namespace and process it makes is removed at the end, also on Ctrl-C. \
 Exits non-zero if a row fails; then its logs are kept and their directory printed.\n\n\
@@ -74,6 +76,9 @@ enum Helper {
         bytes: usize,
         #[arg(long, default_value_t = 1000)]
         max_in_flight: usize,
+        /// DNS queries (UDP) instead of TCP connections.
+        #[arg(long)]
+        dns: bool,
     },
 }
 
@@ -100,8 +105,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             duration_ms,
             out,
             every_ms,
+            bytes: _,
+            max_in_flight,
+            dns: true,
+        }) => {
+            let pace = load::Pace {
+                duration: Duration::from_millis(duration_ms),
+                every: Duration::from_millis(every_ms.max(1)),
+                max_in_flight,
+            };
+            lab::dns::client(target, pace, &out)?;
+            return Ok(0);
+        }
+        Some(Helper::Client {
+            target,
+            duration_ms,
+            out,
+            every_ms,
             bytes,
             max_in_flight,
+            dns: false,
         }) => {
             let spec = load::ClientSpec {
                 target,

@@ -111,12 +111,44 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a client to its end and writes a [`ClientRun`] as JSON to `out`.
 pub fn client(spec: &ClientSpec, out: &Path) -> anyhow::Result<()> {
+    let (target, bytes) = (spec.target, spec.bytes);
+    let pace = Pace {
+        duration: spec.duration,
+        every: spec.every,
+        max_in_flight: spec.max_in_flight,
+    };
+    record(target, out, pace, move |seed| one(target, seed, bytes))
+}
+
+/// How an open-loop client paces its attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Upper bound of the run; SIGTERM ends it earlier.
+    pub duration: Duration,
+    /// A new attempt this often.
+    pub every: Duration,
+    /// Limit on attempts in flight at once.
+    pub max_in_flight: usize,
+}
+
+/// Runs `attempt` (given a new seed each time) at `pace` until the run
+/// ends, waits for those in flight, and writes them as a [`ClientRun`]
+/// to `out`.
+pub fn record<F>(
+    target: SocketAddr,
+    out: &Path,
+    pace: Pace,
+    attempt: impl FnMut(u64) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Conn> + Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let conns = runtime.block_on(open_loop(spec))?;
+    let conns = runtime.block_on(open_loop(pace, attempt))?;
     let run = ClientRun {
-        target: spec.target.to_string(),
+        target: target.to_string(),
         conns,
     };
     let tmp = out.with_extension("tmp");
@@ -127,10 +159,13 @@ pub fn client(spec: &ClientSpec, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_loop(spec: &ClientSpec) -> anyhow::Result<Vec<Conn>> {
+async fn open_loop<F>(pace: Pace, mut attempt: impl FnMut(u64) -> F) -> anyhow::Result<Vec<Conn>>
+where
+    F: std::future::Future<Output = Conn> + Send + 'static,
+{
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let deadline = tokio::time::Instant::now() + spec.duration;
-    let mut tick = tokio::time::interval(spec.every);
+    let deadline = tokio::time::Instant::now() + pace.duration;
+    let mut tick = tokio::time::interval(pace.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut tasks = tokio::task::JoinSet::new();
     let mut conns = Vec::new();
@@ -144,9 +179,9 @@ async fn open_loop(spec: &ClientSpec) -> anyhow::Result<Vec<Conn>> {
         while let Some(done) = tasks.try_join_next() {
             conns.push(done?);
         }
-        if tasks.len() < spec.max_in_flight {
+        if tasks.len() < pace.max_in_flight {
             seed += 1;
-            tasks.spawn(one(spec.target, seed, spec.bytes));
+            tasks.spawn(attempt(seed));
         }
     }
     while let Some(done) = tasks.join_next().await {
@@ -156,17 +191,24 @@ async fn open_loop(spec: &ClientSpec) -> anyhow::Result<Vec<Conn>> {
     Ok(conns)
 }
 
+impl Conn {
+    /// An attempt starting now, with nothing seen yet.
+    pub fn starting() -> Conn {
+        Conn {
+            start_ns: now_ns(),
+            greeted_ns: None,
+            end_ns: 0,
+            server: None,
+            via: None,
+            bytes_verified: 0,
+            ok: false,
+            error: None,
+        }
+    }
+}
+
 async fn one(target: SocketAddr, seed: u64, bytes: usize) -> Conn {
-    let mut conn = Conn {
-        start_ns: now_ns(),
-        greeted_ns: None,
-        end_ns: 0,
-        server: None,
-        via: None,
-        bytes_verified: 0,
-        ok: false,
-        error: None,
-    };
+    let mut conn = Conn::starting();
     let result = exchange(target, seed, bytes, &mut conn).await;
     conn.end_ns = now_ns();
     match result {

@@ -6,7 +6,9 @@
 //! starts from the state the one before left: 1–2 traffic, 3 VRRP state
 //! (steady: node1 master, every server up), 4 node1's daemon alone is
 //! killed and restarted, then node1 dies, 5 node1 comes back, 6 a server
-//! dies, 7 node1 loses its servers, 8 reload.
+//! dies, 7 node1 loses its servers, 8 reload; then DNS over the UDP
+//! frontend: 9 both families answered and balanced, 10 a DNS server
+//! dies, 11 a takeover.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::analysis::{self, longest_gap};
 use super::clock::{ms_between, now_ns};
+use super::dns;
 use super::load::{ClientRun, Conn};
 use super::report::{Report, RowResult, Verdict};
 use super::topology::*;
@@ -43,7 +46,7 @@ pub struct Row {
 }
 
 /// The rows, in the order they run.
-pub const ROWS: [Row; 8] = [
+pub const ROWS: [Row; 11] = [
     Row {
         id: 1,
         title: "IPv6 client -> VIP6 -> IPv6 servers: balanced",
@@ -83,6 +86,21 @@ pub const ROWS: [Row; 8] = [
         id: 8,
         title: "reload on both nodes under load: no failed connection",
         run: row_8,
+    },
+    Row {
+        id: 9,
+        title: "DNS: dig and queries from both clients -> VIPs:53 -> BIND 9 on IPv6-only servers",
+        run: row_9,
+    },
+    Row {
+        id: 10,
+        title: "DNS: a DNS server killed under query load: no failed query after detection",
+        run: row_10,
+    },
+    Row {
+        id: 11,
+        title: "DNS: node1's daemon SIGKILLed under query load: takeover, query gap",
+        run: row_11,
     },
 ];
 
@@ -143,6 +161,9 @@ fn vrrp_limit(net: &Net) -> Duration {
 fn setup(net: &mut Net) -> anyhow::Result<()> {
     for name in WEB_SERVERS.iter().chain(DUAL_SERVERS.iter()) {
         net.start_server(name);
+    }
+    for name in WEB_SERVERS {
+        net.start_dns(name)?;
     }
     for node in 0..2 {
         net.write_config(node, &net.node_config(node, [1, 1, 1]))?;
@@ -765,6 +786,179 @@ fn row_8(net: &mut Net) -> anyhow::Result<Verdict> {
         ("per server after reload (weights 3:1:1)", json!(share)),
         ("node1 still sole VIP holder", json!(master)),
         ("first error", json!(analysis::first_error(&conns))),
+    ]);
+    Ok(v)
+}
+
+/// Both clients asking DNS queries of their VIP.
+fn clients_dns(net: &Net) -> (Client, Client) {
+    (
+        net.dns_client(&net.client4, vip4(dns::DNS_PORT), CLIENT_LIMIT),
+        net.dns_client(&net.client6, vip6(dns::DNS_PORT), CLIENT_LIMIT),
+    )
+}
+
+/// What `dig` in `client` gets from `vip` for the server's name: the
+/// TXT string, or dig's complaint.
+fn dig(net: &Net, client: &Ns, vip: SocketAddr) -> String {
+    let server = format!("@{}", vip.ip());
+    let port = vip.port().to_string();
+    let args = [
+        "dig",
+        &server,
+        "-p",
+        &port,
+        dns::WHOAMI,
+        "TXT",
+        "+short",
+        "+tries=1",
+        "+time=2",
+    ];
+    let out = net.lab.try_exec(client, &args);
+    let text = String::from_utf8_lossy(if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    });
+    text.trim().trim_matches('"').to_owned()
+}
+
+/// Row 9: `dig` from each single-family client to its VIP gets an answer
+/// from an IPv6-only BIND, and a query load from each (one family at a
+/// time, as in rows 1–2) spreads over all three.
+fn row_9(net: &mut Net) -> anyhow::Result<Verdict> {
+    let dig4 = dig(net, &net.client4, vip4(dns::DNS_PORT));
+    let dig6 = dig(net, &net.client6, vip6(dns::DNS_PORT));
+    let run = Duration::from_millis(1500);
+    let r4 = net
+        .dns_client(&net.client4, vip4(dns::DNS_PORT), run)
+        .collect()?;
+    let r6 = net
+        .dns_client(&net.client6, vip6(dns::DNS_PORT), run)
+        .collect()?;
+    let (per4, per6) = (
+        analysis::per_server(&r4.conns),
+        analysis::per_server(&r6.conns),
+    );
+    let mut v = Verdict::default();
+    v.check(
+        "dig IPv4 client -> VIP4 answered by an IPv6-only server",
+        WEB_SERVERS.contains(&dig4.as_str()),
+    )
+    .check(
+        "dig IPv6 client -> VIP6 answered by an IPv6-only server",
+        WEB_SERVERS.contains(&dig6.as_str()),
+    )
+    .check(
+        "IPv4 queries balanced over the DNS servers within 1.5x",
+        analysis::balanced(&per4, &WEB_SERVERS, 1.5),
+    )
+    .check(
+        "IPv6 queries balanced over the DNS servers within 1.5x",
+        analysis::balanced(&per6, &WEB_SERVERS, 1.5),
+    )
+    .check(
+        "no failed query",
+        analysis::failed(&r4.conns) + analysis::failed(&r6.conns) == 0,
+    )
+    .figure("dig", per_family(&dig4, &dig6))
+    .figure("DNS servers (VIP4:53)", json!(per4))
+    .figure("DNS servers (VIP6:53)", json!(per6))
+    .figure("failed queries", failed_per_family(&r4, &r6))
+    .figure(
+        "first error",
+        json!(analysis::first_error(&r4.conns).or(analysis::first_error(&r6.conns))),
+    );
+    Ok(v)
+}
+
+/// Row 10: srv2's BIND is killed while both clients ask. A query sent
+/// before node1 notices goes to the dead server and is lost (UDP has no
+/// handshake to retry on); every query after it must be answered.
+fn row_10(net: &mut Net) -> anyhow::Result<Verdict> {
+    let victim = dns_server("srv2");
+    let clients = clients_dns(net);
+    std::thread::sleep(Duration::from_millis(600));
+    net.kill_server(&victim);
+    let kill = now_ns();
+    let down = wait(
+        Duration::from_secs(5),
+        "node1 marks srv2's DNS down",
+        || server_state(net, 0, &victim).as_deref() == Some("down"),
+    );
+    let detected = now_ns();
+    std::thread::sleep(Duration::from_millis(600));
+    let (r4, r6, _) = finish(clients)?;
+    let conns: Vec<Conn> = r4.conns.into_iter().chain(r6.conns).collect();
+    let after = analysis::failed_since(&conns, detected);
+    let lost = analysis::failed_since(&conns, kill) - after;
+    let victim_after = conns
+        .iter()
+        .filter(|c| c.ok && c.start_ns > detected && c.server.as_deref() == Some("srv2"))
+        .count();
+    let answered_after = conns
+        .iter()
+        .filter(|c| c.ok && c.start_ns > detected)
+        .count();
+    net.start_dns("srv2")?;
+    let restored = wait_steady(net, Duration::from_secs(10));
+    let mut v = Verdict::default();
+    v.check("node1 marked the DNS server down within 5 s", down.is_ok())
+        .check("no query sent after the detection failed", after == 0)
+        .check("queries answered after the detection", answered_after > 0)
+        .check("no query answered by the killed server", victim_after == 0)
+        .check("steady again once the server is back", restored.is_ok());
+    v.figures(vec![
+        ("killed", json!(victim)),
+        ("queries answered", json!(analysis::succeeded(&conns))),
+        (
+            "marked down on node1 after_ms",
+            json!(down.ok().map(super::clock::ms)),
+        ),
+        ("lost between the kill and the detection", json!(lost)),
+        ("failed, sent after the detection", json!(after)),
+        ("first error", json!(analysis::first_error(&conns))),
+    ]);
+    Ok(v)
+}
+
+/// Row 11: node1's daemon is SIGKILLed while both clients ask (as in row
+/// 4b): node2 takes over both VIPs, and the clients' longest stretch
+/// without an answered query is the DNS gap of a takeover. Then node1's
+/// daemon is restarted and takes mastership back.
+fn row_11(net: &mut Net) -> anyhow::Result<Verdict> {
+    let clients = clients_dns(net);
+    std::thread::sleep(PRE);
+    let event = now_ns();
+    net.kill_daemon(0);
+    let (t4, t6) = watch_vips(net, event, vrrp_limit(net), |n| n.holds(1));
+    std::thread::sleep(POST);
+    let (r4, r6, end) = finish(clients)?;
+    let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
+    let answered_after = |r: &ClientRun, took: Option<f64>| {
+        took.is_some_and(|t| {
+            let at = event + (t * 1e6) as u64;
+            r.conns.iter().any(|c| c.ok && c.start_ns > at)
+        })
+    };
+    let (a4, a6) = (answered_after(&r4, t4), answered_after(&r6, t6));
+    net.start_daemon(0);
+    let restored = wait_steady(net, Duration::from_secs(10));
+    let bound = super::clock::ms(takeover_bound(net));
+    let mut v = Verdict::default();
+    takeover_within(&mut v, t4, t6, bound);
+    gaps_measured(&mut v, g4, g6);
+    v.check("queries answered through node2 (IPv4)", a4)
+        .check("queries answered through node2 (IPv6)", a6)
+        .check(
+            "steady again once node1's daemon restarted",
+            restored.is_ok(),
+        );
+    v.figures(vec![
+        ("takeover_ms", per_family(t4, t6)),
+        ("DNS gap_ms", per_family(g4, g6)),
+        ("failed queries", failed_per_family(&r4, &r6)),
+        ("takeover bound_ms", json!(bound)),
     ]);
     Ok(v)
 }

@@ -19,6 +19,7 @@
 
 pub mod analysis;
 pub mod clock;
+pub mod dns;
 pub mod load;
 pub mod matrix;
 pub mod report;

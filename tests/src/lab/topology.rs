@@ -12,6 +12,7 @@
 //!            |                                   |
 //!            -- back (IPv6 only) --------------------
 //!            |  srv1 ::11   srv2 ::12   srv3 ::13          frontend "web" :80
+//!            |  (each also runs BIND 9 on :53)             frontend "dns" udp :53
 //!            -- pool (dual-stack) ------------------
 //!               srv4 .14 / ::14   srv5 .15 / ::15          frontend "dual" :8080
 //! ```
@@ -29,6 +30,7 @@ use coexist_support::config::{
     Backend, Config, Frontend, HealthCheck, Server, Track, Tuning, Vrrp,
 };
 
+use super::dns;
 use super::load::ClientRun;
 use crate::netns::{Lab, Ns, Process};
 
@@ -68,7 +70,7 @@ pub struct NodeConfig {
 pub fn node_config(c: &NodeConfig) -> String {
     let ms = Duration::from_millis;
     let web = WEB_SERVERS.iter().enumerate().map(|(i, name)| {
-        let address = addr(&format!("[fd00:231:2::{}]:80", 11 + i));
+        let address = SocketAddr::new(back_address(i).into(), WEB_PORT);
         Server::named(name, address).weight(c.web_weights[i])
     });
     let dual = DUAL_SERVERS.iter().enumerate().flat_map(|(i, name)| {
@@ -79,6 +81,12 @@ pub fn node_config(c: &NodeConfig) -> String {
             Server::named(&format!("{name}-v4"), v4),
             Server::named(&format!("{name}-v6"), v6),
         ]
+    });
+    let dns_servers = WEB_SERVERS.iter().enumerate().map(|(i, name)| {
+        Server::named(
+            &dns_server(name),
+            SocketAddr::new(back_address(i).into(), dns::DNS_PORT),
+        )
     });
     let backend = |name: &str, servers: Vec<Server>| Backend {
         balance: Some("round-robin".into()),
@@ -106,10 +114,23 @@ pub fn node_config(c: &NodeConfig) -> String {
         frontends: vec![
             Frontend::new("web", [vip4(WEB_PORT), vip6(WEB_PORT)], "web"),
             Frontend::new("dual", [vip4(DUAL_PORT), vip6(DUAL_PORT)], "dual"),
+            Frontend {
+                udp_responses: Some(1),
+                ..Frontend::udp("dns", [vip4(dns::DNS_PORT), vip6(dns::DNS_PORT)], "dns")
+            },
         ],
         backends: vec![
             backend("web", web.collect()),
             backend("dual", dual.collect()),
+            Backend {
+                health_check: Some(HealthCheck {
+                    query_name: Some(dns::WHOAMI.into()),
+                    query_type: Some("TXT".into()),
+                    expect_rcode: Some("NOERROR".into()),
+                    ..HealthCheck::every("dns", ms(200), ms(150), 2, 2)
+                }),
+                ..backend("dns", dns_servers.collect())
+            },
         ],
         vrrp: vec![
             vrrp("front-v4", 51, format!("{VIP4}/24")),
@@ -118,6 +139,18 @@ pub fn node_config(c: &NodeConfig) -> String {
         ..Config::with_admin(ADMIN.parse().expect("admin address"))
     }
     .to_toml()
+}
+
+/// The DNS server on web server `name`, as the "dns" backend names it.
+pub fn dns_server(name: &str) -> String {
+    format!("{name}-dns")
+}
+
+/// The address of the `i`th IPv6-only server on the back segment.
+fn back_address(i: usize) -> std::net::Ipv6Addr {
+    format!("fd00:231:2::{}", 11 + i)
+        .parse()
+        .expect("a lab address")
 }
 
 fn addr(text: &str) -> SocketAddr {
@@ -251,6 +284,32 @@ impl Net {
         self.server_procs.insert(name.to_owned(), proc);
     }
 
+    /// Starts (or restarts) BIND 9 on web server `name`, answering for
+    /// `lab.` on its back-segment address.
+    pub fn start_dns(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = WEB_SERVERS
+            .iter()
+            .position(|s| *s == name)
+            .context("DNS runs on the IPv6-only servers")?;
+        let named = program("named").context(
+            "named is missing: install BIND 9 (apt-get install bind9), the lab's DNS server",
+        )?;
+        let conf = dns::write_named(
+            &self.dir.join(format!("named-{name}")),
+            name,
+            back_address(i),
+        )?;
+        let args = dns::named_args(&conf);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ns = self.servers[name].clone();
+        let log = self.dir.join(format!("named-{name}.log"));
+        let proc = self.lab.spawn(&ns, &named, &args, &log);
+        self.server_procs.insert(dns_server(name), proc);
+        Ok(())
+    }
+
+    /// Kills server `name`'s process (SIGKILL), or its DNS server when
+    /// `name` is [`dns_server`]`(server)`.
     pub fn kill_server(&mut self, name: &str) {
         if let Some(mut p) = self.server_procs.remove(name) {
             p.signal(nix::sys::signal::Signal::SIGKILL);
@@ -346,6 +405,16 @@ impl Net {
     /// Starts a client in `ns` against `target`; it runs until
     /// [`Client::finish`] or `limit`.
     pub fn client(&self, ns: &Ns, target: SocketAddr, limit: Duration) -> Client {
+        self.spawn_client(ns, target, limit, &[])
+    }
+
+    /// Like [`Net::client`], asking DNS queries instead of opening
+    /// connections.
+    pub fn dns_client(&self, ns: &Ns, target: SocketAddr, limit: Duration) -> Client {
+        self.spawn_client(ns, target, limit, &["--dns"])
+    }
+
+    fn spawn_client(&self, ns: &Ns, target: SocketAddr, limit: Duration, extra: &[&str]) -> Client {
         let tag = format!("client-{}-{}", ns.name, super::clock::now_ns());
         let out = self.dir.join(format!("{tag}.json"));
         let args = [
@@ -357,7 +426,11 @@ impl Net {
             "--out".to_owned(),
             out.to_str().expect("utf-8 path").to_owned(),
         ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .collect();
         let process = self.helper(ns, &args, &format!("{tag}.log"));
         Client {
             process,
@@ -402,4 +475,14 @@ impl Client {
             .with_context(|| format!("client record {}", self.out.display()))?;
         serde_json::from_slice(&text).context("client record")
     }
+}
+
+/// Where `name` is installed: on the `PATH` or in `/usr/sbin` (not on
+/// every root's `PATH`).
+fn program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }

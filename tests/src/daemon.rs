@@ -1,7 +1,7 @@
 //! Runs the `coexist` binary as a child process, as an operator would.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -13,11 +13,14 @@ use coexist_support::{wait_until, Process};
 /// is `cargo build -p lb && cargo test --workspace` (see README.md).
 pub fn coexist_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/coexist
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
+    // target/<profile>/deps/<test> → target/<profile>/coexist; a binary of
+    // this crate (coexist-soak) lives beside it in target/<profile>.
+    let dir = exe.parent().expect("test binary lives in target/<profile>");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>/deps has a parent")
+    } else {
+        dir
+    };
     let binary = profile_dir.join("coexist");
     assert!(
         binary.exists(),

@@ -333,7 +333,7 @@ async fn refusals_and_failed_connects_are_logged_at_most_once_a_second() {
 /// hundreds of thousands of them fit in the loopback's port range.
 async fn one_greeting(address: SocketAddr, expected: &str) -> Result<(), String> {
     let (stream, line) = greeted(address, Duration::from_secs(10)).await?;
-    let _ = stream.set_linger(Some(Duration::ZERO));
+    let _ = stream.set_zero_linger();
     if line == expected {
         Ok(())
     } else {

@@ -80,9 +80,18 @@ impl Daemon {
             ),
             None => None,
         };
+        // Listeners and admin socket are open: the connection ceiling is
+        // what the descriptor limit leaves beside them.
+        let process = crate::pressure::process();
+        // Idle pipes hold descriptors too: at most one per four
+        // connections the ceiling allows (HAProxy's maxpipes default).
+        let idle_pipes = config
+            .tuning
+            .pipe_pool_max
+            .min((process.max_connections() / 4).max(1));
         let registry = Arc::new(Registry::default());
         let plane = Arc::new(DataPlane {
-            pipes: PipePool::new(config.tuning.pipe_size, config.tuning.pipe_pool_max),
+            pipes: PipePool::new(config.tuning.pipe_size, idle_pipes),
             splice: config.tuning.splice,
             connections: tokio_util::task::TaskTracker::new(),
         });

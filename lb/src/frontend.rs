@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::limit::Slot;
 use crate::metrics as m;
 use crate::proxy::{self, Accepted, DataPlane};
 use crate::runtime::{FrontendRuntime, Snapshot};
@@ -162,6 +163,7 @@ async fn accept_loop(
     plane: Arc<DataPlane>,
 ) {
     let local = listener.local_addr().ok();
+    let process = crate::pressure::process();
     let mut backoff = AcceptBackoff::default();
     let mut current = CurrentFrontend::wait(&snapshot, &frontend).await;
     loop {
@@ -177,6 +179,15 @@ async fn accept_loop(
                 _ = stop.changed() => continue,
             },
         };
+        // The process's ceiling, derived from its descriptor limit: below
+        // it, every client accepted can be connected onward.
+        let mut admitted = match process.try_admit() {
+            Some(slot) => slot,
+            None => tokio::select! {
+                slot = process.admit() => slot,
+                _ = stop.changed() => continue,
+            },
+        };
         let accepted = tokio::select! {
             biased;
             accepted = listener.accept() => accepted,
@@ -184,6 +195,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                admitted.serve();
                 backoff.reset();
                 // A listener on a specific address knows the local address;
                 // only a wildcard one must ask the kernel (for PROXY headers).
@@ -196,19 +208,25 @@ async fn accept_loop(
                 current.refresh(&snapshot, &frontend);
                 // Boxed: spawning moves the future several times, and a
                 // pointer is cheaper to move than the whole connection.
-                plane.connections.spawn(Box::pin(proxy::serve(
-                    Arc::clone(&current.runtime),
-                    Accepted {
-                        stream,
-                        peer,
-                        local,
-                        slot,
-                    },
-                    Arc::clone(&plane),
+                plane.connections.spawn(Box::pin(holding(
+                    admitted,
+                    proxy::serve(
+                        Arc::clone(&current.runtime),
+                        Accepted {
+                            stream,
+                            peer,
+                            local,
+                            slot,
+                        },
+                        Arc::clone(&plane),
+                    ),
                 )));
             }
             Err(error) => {
-                drop(slot);
+                drop((slot, admitted));
+                if crate::pressure::is_local(&error) {
+                    process.local_error("accept", &error);
+                }
                 counter!(m::ACCEPT_ERRORS_TOTAL, "frontend" => current.runtime.config.name.clone())
                     .increment(1);
                 if let Some(pause) = backoff.on_error(&error) {
@@ -218,6 +236,13 @@ async fn accept_loop(
         }
     }
     drain_backlog(listener, current.runtime, &plane);
+}
+
+/// Runs `connection` holding the process's slot `admitted`, which frees
+/// it when the connection ends.
+async fn holding(admitted: Slot, connection: impl std::future::Future<Output = ()>) {
+    connection.await;
+    drop(admitted);
 }
 
 /// The frontend an accept loop serves, looked up again only when a reload
@@ -278,21 +303,27 @@ fn drain_backlog(listener: TcpListener, runtime: Arc<FrontendRuntime>, plane: &A
         // Backlog connections bypass the limit: they are already accepted
         // by the kernel and the alternative is a reset.
         let slot = runtime.limit.acquire_over_limit();
-        plane.connections.spawn(proxy::serve(
-            Arc::clone(&runtime),
-            Accepted {
-                stream,
-                peer,
-                local,
-                slot,
-            },
-            Arc::clone(plane),
+        let mut admitted = crate::pressure::process().admit_over_limit();
+        admitted.serve();
+        plane.connections.spawn(holding(
+            admitted,
+            proxy::serve(
+                Arc::clone(&runtime),
+                Accepted {
+                    stream,
+                    peer,
+                    local,
+                    slot,
+                },
+                Arc::clone(plane),
+            ),
         ));
     }
 }
 
 /// Pauses after resource-exhaustion accept errors so they never spin a
-/// core, with a log line at most once a second.
+/// core, with a log line at most once a second. The pause stays short:
+/// descriptors freed elsewhere (a pipe, a check) are not announced.
 #[derive(Debug, Default)]
 struct AcceptBackoff {
     pause: Option<Duration>,
@@ -302,7 +333,8 @@ struct AcceptBackoff {
 
 impl AcceptBackoff {
     const FIRST: Duration = Duration::from_millis(10);
-    const MAX: Duration = Duration::from_secs(1);
+    /// Short: when the pressure ends, service resumes within this.
+    const MAX: Duration = Duration::from_millis(50);
 
     fn reset(&mut self) {
         self.pause = None;
@@ -344,7 +376,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resource_exhaustion_backs_off_exponentially_up_to_a_second() {
+    fn resource_exhaustion_backs_off_exponentially_up_to_50_ms() {
         let mut backoff = AcceptBackoff::default();
         let emfile = io::Error::from_raw_os_error(libc::EMFILE);
         let pauses: Vec<_> = (0..10)
@@ -352,7 +384,7 @@ mod tests {
             .collect();
         assert_eq!(pauses[0], Duration::from_millis(10));
         assert_eq!(pauses[1], Duration::from_millis(20));
-        assert_eq!(*pauses.last().unwrap(), Duration::from_secs(1));
+        assert_eq!(*pauses.last().unwrap(), Duration::from_millis(50));
         backoff.reset();
         assert_eq!(backoff.on_error(&emfile), Some(Duration::from_millis(10)));
     }

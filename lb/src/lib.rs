@@ -16,6 +16,7 @@ pub mod locations;
 pub mod metrics;
 pub mod net;
 pub mod package;
+pub mod pressure;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod runtime;

@@ -27,6 +27,18 @@ pub const SERVER_TRANSITIONS_TOTAL: &str = "lb_server_transitions_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "lb_config_reloads_total";
 /// Accept errors (EMFILE and the like), by `frontend`.
 pub const ACCEPT_ERRORS_TOTAL: &str = "lb_accept_errors_total";
+/// The process's descriptor limit (soft RLIMIT_NOFILE).
+pub const PROCESS_MAX_FDS: &str = "lb_process_max_fds";
+/// Proxied connections the process holds at most, derived from its
+/// descriptor limit; the accept loops stop taking clients there.
+pub const PROCESS_MAX_CONNECTIONS: &str = "lb_process_max_connections";
+/// Times an accept loop found the process at its connection ceiling and
+/// left clients waiting in the backlog.
+pub const PROCESS_LIMIT_REACHED_TOTAL: &str = "lb_process_limit_reached_total";
+/// Failures of the process's own resources (EMFILE, ENFILE, ENOBUFS,
+/// ENOMEM, EADDRNOTAVAIL), by `operation` (`accept`, `connect`, `check`)
+/// and `error`; they never count against a server.
+pub const LOCAL_ERRORS_TOTAL: &str = "lb_local_errors_total";
 /// Seconds to connect to a server, by `backend`.
 pub const CONNECT_DURATION_SECONDS: &str = "lb_connect_duration_seconds";
 /// Seconds a proxied connection lasted, by `frontend`.

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use crate::forward::{self, ByteCounter, ForwardOptions, PipePool};
 use crate::health::Observation;
 use crate::limit::Slot;
+use crate::pressure::LogLimit;
 use crate::proxy_protocol;
 use crate::runtime::{BackendRuntime, FrontendRuntime, ServerRuntime};
 
@@ -71,12 +72,16 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
             }
         }
         None => {
-            tracing::warn!(
-                frontend = %frontend.config.name,
-                backend = %backend.name(),
-                client = %peer,
-                "no server could take the connection; refusing it"
-            );
+            static REFUSED: LogLimit = LogLimit::per_second();
+            if let Some(suppressed) = REFUSED.allow() {
+                tracing::warn!(
+                    frontend = %frontend.config.name,
+                    backend = %backend.name(),
+                    client = %peer,
+                    suppressed,
+                    "no server could take the connection; refusing it"
+                );
+            }
             frontend.refused_no_server.increment(1);
             refuse(client);
         }
@@ -141,15 +146,25 @@ async fn connect_with_retries(
                 server.observe(Observation::ConnectSucceeded);
                 return Some((server, stream, active));
             }
+            // Out of descriptors or ports: no server is to blame, and
+            // another would fail the same way.
+            Err(error) if crate::pressure::is_local(&error) => {
+                crate::pressure::process().local_error("connect", &error);
+                return None;
+            }
             Err(error) => {
+                static FAILED: LogLimit = LogLimit::per_second();
                 let reason = crate::net::describe_connect_error(&error);
-                tracing::warn!(
-                    backend = %backend.name(),
-                    server = %server.name(),
-                    address = %server.address,
-                    %reason,
-                    "connect to server failed"
-                );
+                if let Some(suppressed) = FAILED.allow() {
+                    tracing::warn!(
+                        backend = %backend.name(),
+                        server = %server.name(),
+                        address = %server.address,
+                        %reason,
+                        suppressed,
+                        "connect to server failed"
+                    );
+                }
                 server.observe(Observation::ConnectFailed(reason));
                 tried.push(index);
             }

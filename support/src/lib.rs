@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod process;
+pub mod procfs;
 mod wait;
 
 pub use process::Process;

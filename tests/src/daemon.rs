@@ -1,7 +1,7 @@
 //! Runs the `coexist` binary as a child process, as an operator would.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -13,11 +13,14 @@ use coexist_support::{wait_until, Process};
 /// is `cargo build -p lb && cargo test --workspace` (see README.md).
 pub fn coexist_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/coexist
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
+    // target/<profile>/deps/<test> → target/<profile>/coexist; a binary of
+    // this crate (coexist-soak) lives beside it in target/<profile>.
+    let dir = exe.parent().expect("test binary lives in target/<profile>");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>/deps has a parent")
+    } else {
+        dir
+    };
     let binary = profile_dir.join("coexist");
     assert!(
         binary.exists(),
@@ -29,6 +32,16 @@ pub fn coexist_binary() -> PathBuf {
 
 /// Logged once every listener of the initial config is bound.
 pub const READY_LINE: &str = "coexist running";
+
+/// A program the daemon is started through; each execs it, so the
+/// child's PID is the daemon's.
+enum Wrapper {
+    None,
+    /// `taskset -c CPU`
+    Cpu(u32),
+    /// `prlimit --nofile=N:N`
+    FdLimit(u64),
+}
 
 /// A `coexist run` child with its config file and captured log.
 pub struct DaemonProcess {
@@ -44,32 +57,48 @@ impl DaemonProcess {
 
     /// Like [`Self::start`], with extra arguments for `coexist run`.
     pub fn start_with_args(config: &str, args: &[&str]) -> Self {
-        Self::spawn(config, args, None)
+        Self::spawn(config, args, Wrapper::None)
     }
 
     /// Starts the daemon confined to one CPU (through `taskset`, which
     /// execs it, so the PID is the daemon's): it then runs its
     /// single-threaded scheduler.
     pub fn start_ready_on_one_cpu(config: &str) -> Self {
-        let daemon = Self::spawn(config, &[], Some(0));
-        assert!(
-            daemon.wait_log(READY_LINE, 1),
-            "coexist did not start; log:\n{}",
-            daemon.log()
-        );
-        daemon
+        Self::spawn(config, &[], Wrapper::Cpu(0)).ready()
     }
 
-    fn spawn(config: &str, args: &[&str], cpu: Option<u32>) -> Self {
+    /// Starts the daemon with at most `limit` open file descriptors
+    /// (soft and hard RLIMIT_NOFILE, through `prlimit`, which execs it).
+    pub fn start_ready_with_fd_limit(config: &str, limit: u64) -> Self {
+        Self::spawn(config, &[], Wrapper::FdLimit(limit)).ready()
+    }
+
+    fn ready(self) -> Self {
+        assert!(
+            self.wait_log(READY_LINE, 1),
+            "coexist did not start; log:\n{}",
+            self.log()
+        );
+        self
+    }
+
+    fn spawn(config: &str, args: &[&str], wrapper: Wrapper) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("coexist.toml"), config).expect("write config");
-        let mut command = match cpu {
-            Some(cpu) => {
+        let mut command = match wrapper {
+            Wrapper::Cpu(cpu) => {
                 let mut taskset = Command::new("taskset");
                 taskset.arg("-c").arg(cpu.to_string()).arg(coexist_binary());
                 taskset
             }
-            None => Command::new(coexist_binary()),
+            Wrapper::FdLimit(limit) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg(coexist_binary());
+                prlimit
+            }
+            Wrapper::None => Command::new(coexist_binary()),
         };
         command
             .arg("run")
@@ -89,13 +118,7 @@ impl DaemonProcess {
     }
 
     pub fn start_ready_with_args(config: &str, args: &[&str]) -> Self {
-        let daemon = Self::start_with_args(config, args);
-        assert!(
-            daemon.wait_log(READY_LINE, 1),
-            "coexist did not start; log:\n{}",
-            daemon.log()
-        );
-        daemon
+        Self::start_with_args(config, args).ready()
     }
 
     pub fn pid(&self) -> u32 {

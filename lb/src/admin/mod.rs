@@ -59,6 +59,7 @@ impl AdminContext {
             SystemTime::now(),
         );
         status.add_udp_sessions(&self.udp);
+        status.process = Some(crate::pressure::process().status());
         status
     }
 }

@@ -18,6 +18,10 @@ pub struct Status {
     /// Seconds since the Unix epoch when the document was made: the clock
     /// that `last_transition` values are to be compared with.
     pub generated_at: Option<f64>,
+    /// The process's own resources: descriptor limit, connection ceiling
+    /// and condition ("ok", "at fd limit").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::pressure::ProcessStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -197,6 +201,7 @@ impl Status {
             backends,
             vrrp,
             generated_at: epoch_seconds(now),
+            process: None,
         }
     }
 

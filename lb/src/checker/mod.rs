@@ -4,6 +4,7 @@
 //! result to the server's state machine. Start times are jittered so a
 //! thousand servers are not probed in the same millisecond.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +56,12 @@ pub fn spawn(server: Arc<ServerRuntime>) -> tokio::task::JoinHandle<()> {
             }
             let observation = match run(&check, server.address).await {
                 Ok(()) => Observation::CheckPassed,
-                Err(reason) => Observation::CheckFailed(reason),
+                Err(CheckFailure::Server(reason)) => Observation::CheckFailed(reason),
+                // Says nothing about the server: the next check decides.
+                Err(CheckFailure::Local(error)) => {
+                    crate::pressure::process().local_error("check", &error);
+                    continue;
+                }
             };
             if server.is_retired() {
                 return;
@@ -73,19 +79,46 @@ async fn wait_or_retired(server: &ServerRuntime, pause: Duration) -> bool {
     }
 }
 
-/// Runs one check; the error is the reason shown to operators.
-pub async fn run(check: &HealthCheck, address: SocketAddr) -> Result<(), String> {
-    let timeout = check.timeout;
-    match tokio::time::timeout(timeout, probe(&check.kind, address)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "timeout after {}",
-            humantime::format_duration(timeout)
-        )),
+/// Why a check did not pass.
+#[derive(Debug)]
+pub enum CheckFailure {
+    /// The server failed it; the reason shown to operators.
+    Server(String),
+    /// This process could not run it (out of descriptors, ports or
+    /// memory), which says nothing about the server.
+    Local(io::Error),
+}
+
+impl From<String> for CheckFailure {
+    fn from(reason: String) -> Self {
+        Self::Server(reason)
     }
 }
 
-async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
+impl CheckFailure {
+    /// A failed connect or socket(), sorted by whose fault it is.
+    pub(crate) fn of_connect(error: io::Error) -> Self {
+        if crate::pressure::is_local(&error) {
+            Self::Local(error)
+        } else {
+            Self::Server(crate::net::describe_connect_error(&error))
+        }
+    }
+}
+
+/// Runs one check.
+pub async fn run(check: &HealthCheck, address: SocketAddr) -> Result<(), CheckFailure> {
+    let timeout = check.timeout;
+    match tokio::time::timeout(timeout, probe(&check.kind, address)).await {
+        Ok(result) => result,
+        Err(_) => Err(CheckFailure::Server(format!(
+            "timeout after {}",
+            humantime::format_duration(timeout)
+        ))),
+    }
+}
+
+async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), CheckFailure> {
     match kind {
         CheckKind::Tcp => connect(address).await.map(drop),
         CheckKind::SendExpect { send, expect } => {
@@ -98,11 +131,11 @@ async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
             if reply.starts_with(expect) {
                 Ok(())
             } else {
-                Err(format!(
+                Err(CheckFailure::Server(format!(
                     "expected reply starting with {:?}, got {:?}",
                     String::from_utf8_lossy(expect),
                     String::from_utf8_lossy(&reply[..reply.len().min(64)])
-                ))
+                )))
             }
         }
         CheckKind::Http {
@@ -123,25 +156,31 @@ async fn probe(kind: &CheckKind, address: SocketAddr) -> Result<(), String> {
             if expect_status.contains(&status) {
                 Ok(())
             } else {
-                Err(format!(
+                Err(CheckFailure::Server(format!(
                     "expected HTTP {}, got {status}",
                     describe_range(expect_status)
-                ))
+                )))
             }
         }
         CheckKind::Dns {
             query_name,
             query_type,
             expect_rcodes,
-        } => udp::dns(address, query_name, *query_type, expect_rcodes).await,
-        CheckKind::Udp { send, expect } => udp::send_expect(address, send, expect.as_deref()).await,
+        } => {
+            let socket = udp::connected(address).await?;
+            Ok(udp::dns(socket, query_name, *query_type, expect_rcodes).await?)
+        }
+        CheckKind::Udp { send, expect } => {
+            let socket = udp::connected(address).await?;
+            Ok(udp::send_expect(socket, send, expect.as_deref()).await?)
+        }
     }
 }
 
-async fn connect(address: SocketAddr) -> Result<TcpStream, String> {
+async fn connect(address: SocketAddr) -> Result<TcpStream, CheckFailure> {
     TcpStream::connect(address)
         .await
-        .map_err(|e| crate::net::describe_connect_error(&e))
+        .map_err(CheckFailure::of_connect)
 }
 
 /// Reads until `enough` says the reply is complete, EOF, or 4 KiB.

@@ -13,6 +13,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::net::UdpSocket;
 
+use super::CheckFailure;
 use crate::config::dns_rcode_name;
 
 /// Enough for any DNS reply over UDP with EDNS, and for a send-expect prefix.
@@ -21,11 +22,10 @@ const REPLY_BUFFER: usize = 4096;
 /// Sends `send`; healthy on a reply starting with `expect`, or on any reply
 /// when `expect` is `None`.
 pub(super) async fn send_expect(
-    address: SocketAddr,
+    socket: UdpSocket,
     send: &[u8],
     expect: Option<&[u8]>,
 ) -> Result<(), String> {
-    let socket = connected(address).await?;
     socket.send(send).await.map_err(|e| describe(&e, "send"))?;
     let mut reply = [0u8; REPLY_BUFFER];
     let n = socket
@@ -47,7 +47,7 @@ pub(super) async fn send_expect(
 /// very question whose RCODE is in `expect_rcodes`. Datagrams that are not
 /// an answer to it (a late reply to an earlier check) are skipped.
 pub(super) async fn dns(
-    address: SocketAddr,
+    socket: UdpSocket,
     query_name: &str,
     query_type: u16,
     expect_rcodes: &[u16],
@@ -66,7 +66,6 @@ pub(super) async fn dns(
         .to_vec()
         .map_err(|e| format!("cannot encode the DNS query: {e}"))?;
 
-    let socket = connected(address).await?;
     socket
         .send(&request)
         .await
@@ -107,18 +106,18 @@ pub(super) async fn dns(
 }
 
 /// A socket of the server's family, connected to it.
-async fn connected(address: SocketAddr) -> Result<UdpSocket, String> {
+pub(super) async fn connected(address: SocketAddr) -> Result<UdpSocket, CheckFailure> {
     let local: SocketAddr = match address {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local)
         .await
-        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+        .map_err(CheckFailure::of_connect)?;
     socket
         .connect(address)
         .await
-        .map_err(|e| crate::net::describe_connect_error(&e))?;
+        .map_err(CheckFailure::of_connect)?;
     Ok(socket)
 }
 
@@ -162,6 +161,10 @@ mod tests {
         reply.to_vec().unwrap()
     }
 
+    async fn open_to(server: SocketAddr) -> UdpSocket {
+        connected(server).await.expect("a UDP socket")
+    }
+
     async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(5), f)
             .await
@@ -173,13 +176,16 @@ mod tests {
         use hickory_proto::op::ResponseCode;
         let ok = responder(|r| answer(r, ResponseCode::NoError)).await;
         let refused = responder(|r| answer(r, ResponseCode::Refused)).await;
-        assert_eq!(bounded(dns(ok, "example.test.", 6, &[0])).await, Ok(()));
         assert_eq!(
-            bounded(dns(refused, "example.test.", 6, &[0, 3])).await,
+            bounded(dns(open_to(ok).await, "example.test.", 6, &[0])).await,
+            Ok(())
+        );
+        assert_eq!(
+            bounded(dns(open_to(refused).await, "example.test.", 6, &[0, 3])).await,
             Err("expected RCODE NOERROR or NXDOMAIN, got REFUSED".to_owned())
         );
         assert_eq!(
-            bounded(dns(refused, "example.test.", 6, &[5])).await,
+            bounded(dns(open_to(refused).await, "example.test.", 6, &[5])).await,
             Ok(())
         );
     }
@@ -187,7 +193,7 @@ mod tests {
     #[tokio::test]
     async fn dns_check_rejects_garbage_and_answers_to_other_questions() {
         let garbage = responder(|_| b"\xff\xfe not dns".to_vec()).await;
-        let error = bounded(dns(garbage, "example.test.", 1, &[0]))
+        let error = bounded(dns(open_to(garbage).await, "example.test.", 1, &[0]))
             .await
             .unwrap_err();
         assert!(error.starts_with("malformed DNS reply"), "{error}");
@@ -202,7 +208,7 @@ mod tests {
         })
         .await;
         assert_eq!(
-            bounded(dns(other_question, "example.test.", 1, &[0])).await,
+            bounded(dns(open_to(other_question).await, "example.test.", 1, &[0])).await,
             Err("DNS reply does not answer the question asked".to_owned())
         );
     }
@@ -211,11 +217,14 @@ mod tests {
     async fn udp_send_expect_compares_the_reply_prefix() {
         let echo = responder(<[u8]>::to_vec).await;
         assert_eq!(
-            bounded(send_expect(echo, b"ping", Some(b"pi"))).await,
+            bounded(send_expect(open_to(echo).await, b"ping", Some(b"pi"))).await,
             Ok(())
         );
-        assert_eq!(bounded(send_expect(echo, b"ping", None)).await, Ok(()));
-        let error = bounded(send_expect(echo, b"ping", Some(b"pong")))
+        assert_eq!(
+            bounded(send_expect(open_to(echo).await, b"ping", None)).await,
+            Ok(())
+        );
+        let error = bounded(send_expect(open_to(echo).await, b"ping", Some(b"pong")))
             .await
             .unwrap_err();
         assert!(error.contains("\"pong\""), "{error}");
@@ -228,11 +237,11 @@ mod tests {
             let closed = socket.local_addr().unwrap();
             drop(socket);
             assert_eq!(
-                bounded(send_expect(closed, b"ping", None)).await,
+                bounded(send_expect(open_to(closed).await, b"ping", None)).await,
                 Err("port unreachable".to_owned())
             );
             assert_eq!(
-                bounded(dns(closed, ".", 6, &[0])).await,
+                bounded(dns(open_to(closed).await, ".", 6, &[0])).await,
                 Err("port unreachable".to_owned())
             );
         }

@@ -18,6 +18,7 @@ pub mod net;
 pub mod package;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod resolve;
 pub mod runtime;
 mod sys;
 pub mod udp;

@@ -403,12 +403,17 @@ impl Owner {
             };
             let server = &backend.servers[index];
             let token = self.next_token;
-            let opened = socket::connect_session(server.address).and_then(|socket| {
-                poll.0
-                    .add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, token))
-                    .map_err(io::Error::from)?;
-                Ok(socket)
+            let address = server.current_address().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::AddrNotAvailable, "name not resolved yet")
             });
+            let opened = address
+                .and_then(socket::connect_session)
+                .and_then(|socket| {
+                    poll.0
+                        .add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, token))
+                        .map_err(io::Error::from)?;
+                    Ok(socket)
+                });
             match opened {
                 Ok(socket) => {
                     self.next_token += 1;

@@ -106,14 +106,7 @@ fn in_lab<F: std::future::Future>(
     lab.ip(&node, &["addr", "add", "127.0.0.2/8", "dev", "lo"]);
     lab.ip(&node, &["addr", "add", "fd00:79::1/128", "dev", "lo"]);
     setup(&lab, &node);
-    netns_thread::enter(&node);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let output = runtime.block_on(body());
-    drop(runtime);
+    let output = netns_thread::block_on_inside(&node, body);
     drop(lab);
     output
 }

@@ -155,3 +155,66 @@ fn wins(backend: &str, server: &str) -> [Counter; 2] {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The target of the only server of a config whose backend has `keys`.
+    fn target(keys: &str, port: u16) -> NamedTarget {
+        let text = format!(
+            "[[frontend]]\nname = \"f\"\nlisten = [\"127.0.0.1:1\"]\nbackend = \"b\"\n\
+             [[backend]]\nname = \"b\"\n{keys}\nservers = [{{ address = \"w.test:{port}\" }}]\n"
+        );
+        let config = config::parse(&text, "test").unwrap();
+        let backend = &config.backends[0];
+        let server = &backend.servers[0];
+        NamedTarget::new(backend, server, server.address.name().unwrap())
+    }
+
+    fn resolved(addresses: &[&str]) -> Resolved {
+        Resolved {
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            ..Resolved::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_preferred_family_hands_over_at_once_and_any_remembers_the_winner() {
+        // Input: ::1 refuses, 127.0.0.1 listens, the delay is a minute.
+        // Output: connected over IPv4 long before the delay; `prefer =
+        // "any"` starts with IPv4 next time.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let named = target("prefer = \"any\"\nhappy_eyeballs_delay = \"10s\"", port);
+        named.publish(resolved(&["::1", "127.0.0.1"]));
+        assert_eq!(named.first_family(), Family::Ipv6);
+        let connect = connect(&named, Duration::from_secs(60));
+        let stream = tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .expect("a refused attempt must not wait out the delay")
+            .unwrap();
+        assert!(stream.peer_addr().unwrap().is_ipv4());
+        assert_eq!(named.first_family(), Family::Ipv4);
+        assert_eq!(
+            named.first_address(),
+            Some(SocketAddr::from(([127, 0, 0, 1], port)))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_without_addresses_fails_at_once_and_every_refusal_is_an_error() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let named = target("", port);
+        let error = connect(&named, Duration::from_secs(60)).await.unwrap_err();
+        assert!(
+            error.to_string().contains("w.test has no address yet"),
+            "{error}"
+        );
+        named.publish(resolved(&["127.0.0.1", "::1"]));
+        let error = connect(&named, Duration::from_secs(60)).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+}

@@ -109,9 +109,20 @@ impl NamedTarget {
         }
     }
 
-    /// The addresses in the order a connect tries them.
+    /// The addresses in the order a connect tries them. A reload that
+    /// restricted `family` applies before the next lookup does.
     pub fn ordered(&self) -> Vec<IpAddr> {
-        order(&self.resolved.load().addresses, self.first_family())
+        let resolved = self.resolved.load();
+        let allowed: Vec<IpAddr> = match self.family_restriction() {
+            Some(only) => resolved
+                .addresses
+                .iter()
+                .copied()
+                .filter(|a| Family::of(*a) == only)
+                .collect(),
+            None => resolved.addresses.clone(),
+        };
+        order(&allowed, self.first_family())
     }
 
     /// Where a health check or a UDP session goes: the first address a

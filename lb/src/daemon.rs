@@ -17,6 +17,7 @@ use crate::frontend::{BindError, Listeners};
 use crate::ha::{Ha, HaError};
 use crate::metrics as m;
 use crate::proxy::DataPlane;
+use crate::resolve;
 use crate::runtime::{NewServers, Registry, Snapshot};
 use crate::udp;
 use crate::watch::ConfigWatch;
@@ -125,7 +126,7 @@ impl Daemon {
             .listeners
             .apply(&config, bound, &daemon.snapshot, &daemon.plane);
         daemon.udp.apply(&snapshot, udp_bound);
-        start_checkers(new_servers);
+        start_checkers(new_servers, &daemon.registry);
         // VRRP last: a node may become master only once it can serve.
         let ha = Ha::start(
             &config,
@@ -187,7 +188,7 @@ impl Daemon {
         self.listeners
             .apply(&snapshot.config, bound, &self.snapshot, &self.plane);
         self.udp.apply(&snapshot, udp_bound);
-        start_checkers(new_servers);
+        start_checkers(new_servers, &self.registry);
         if let Some(ha) = &self.ha {
             ha.reload(Arc::clone(&snapshot.config));
         }
@@ -274,8 +275,13 @@ fn warn_if_idle(config: &Config) {
     }
 }
 
-fn start_checkers(new_servers: NewServers) {
+/// Starts the checks of new servers and, for those given by name, the
+/// task keeping their addresses fresh.
+fn start_checkers(new_servers: NewServers, registry: &Registry) {
     for server in new_servers.0 {
+        if let Some(named) = server.named() {
+            resolve::spawn(Arc::clone(&server), Arc::clone(named), registry.resolver());
+        }
         checker::spawn(server);
     }
 }

@@ -19,6 +19,7 @@ pub mod package;
 pub mod pressure;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod resolve;
 pub mod runtime;
 mod sys;
 pub mod udp;

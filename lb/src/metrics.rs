@@ -59,3 +59,10 @@ pub const UDP_BYTES_TOTAL: &str = "lb_udp_bytes_total";
 /// Datagrams not forwarded, by `frontend` and `reason` (`no_server`,
 /// `socket`, `send`, `unreachable`, `unexpected_reply`, `limit`, `truncated`).
 pub const UDP_DROPPED_TOTAL: &str = "lb_udp_dropped_total";
+/// Connects to a server given by name, by `backend`, `server` and the
+/// `family` (`ipv4` / `ipv6`) whose attempt won the Happy Eyeballs race.
+pub const SERVER_CONNECTS_BY_FAMILY_TOTAL: &str = "lb_server_connects_by_family_total";
+/// Addresses a server's name resolves to now, by `backend`, `server` and `family`.
+pub const SERVER_RESOLVED_ADDRESSES: &str = "lb_server_resolved_addresses";
+/// Failed lookups of a server's name (its last addresses are kept), by `backend` and `server`.
+pub const SERVER_RESOLVE_ERRORS_TOTAL: &str = "lb_server_resolve_errors_total";

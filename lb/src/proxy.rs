@@ -138,7 +138,12 @@ async fn connect_with_retries(
         let server = Arc::clone(&backend.servers[index]);
         let active = server.begin_connection();
         let started = Instant::now();
-        match crate::net::connect(server.address, backend.config.connect_timeout).await {
+        let timeout = backend.config.connect_timeout;
+        let connected = match server.fixed_address() {
+            Some(address) => crate::net::connect(address, timeout).await,
+            None => server.connect_by_name(timeout).await,
+        };
+        match connected {
             Ok(stream) => {
                 backend
                     .connect_duration

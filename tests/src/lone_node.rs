@@ -90,14 +90,7 @@ pub fn run<F: std::future::Future>(tag: &str, body: impl FnOnce() -> F) -> F::Ou
     let node = lab.ns("node");
     lab.plug(&node, "eth0", &sw, "p1");
     lab.addr(&node, "eth0", ADDRESS);
-    netns_thread::enter(&node);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let output = runtime.block_on(body());
-    drop(runtime);
+    let output = netns_thread::block_on_inside(&node, body);
     drop(lab);
     output
 }

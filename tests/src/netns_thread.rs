@@ -16,3 +16,16 @@ pub fn enter(ns: &Ns) {
     nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
         .unwrap_or_else(|e| panic!("enter {}: {e}", ns.name));
 }
+
+/// Moves the calling thread into `ns` and runs `body` on a tokio runtime
+/// built there (its worker threads, and every process the body starts,
+/// live in the namespace).
+pub fn block_on_inside<F: std::future::Future>(ns: &Ns, body: impl FnOnce() -> F) -> F::Output {
+    enter(ns);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(body())
+}

@@ -2,12 +2,15 @@
 //!
 //! Fields may be added but never renamed: external tools parse it.
 
+use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::counters::Counters;
+use crate::config::Family;
 use crate::metrics as m;
+use crate::resolve::NamedTarget;
 use crate::runtime::{RecordedTransition, Snapshot};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -88,6 +91,49 @@ pub struct ServerStatus {
     pub last_transition_reason: Option<String>,
     /// The state before the last change.
     pub previous_state: Option<String>,
+    /// For a server given by name: what it resolves to now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<ResolutionStatus>,
+}
+
+/// A named server's addresses, as its resolver task last saw them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResolutionStatus {
+    pub host: String,
+    /// The order a connect tries them in (Happy Eyeballs).
+    pub addresses: Vec<ResolvedAddress>,
+    /// Seconds until the name is asked again at the latest; null before
+    /// the first answer.
+    pub ttl_left: Option<f64>,
+    /// The last lookup's error; the addresses are then the last good ones.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResolvedAddress {
+    pub address: String,
+    /// ipv4 | ipv6
+    pub family: String,
+}
+
+fn resolution(named: &NamedTarget) -> ResolutionStatus {
+    let resolved = named.resolved();
+    ResolutionStatus {
+        host: named.host.clone(),
+        addresses: named
+            .ordered()
+            .into_iter()
+            .map(|ip| ResolvedAddress {
+                address: SocketAddr::new(ip, named.port).to_string(),
+                family: Family::of(ip).as_str().to_owned(),
+            })
+            .collect(),
+        ttl_left: resolved.expires.map(|at| {
+            at.saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64()
+        }),
+        error: resolved.error.clone(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -191,6 +237,7 @@ impl Status {
                             previous_state: last.as_ref().map(|l: &RecordedTransition| {
                                 l.transition.from.as_str().to_owned()
                             }),
+                            resolution: runtime.named().map(|named| resolution(named)),
                         }
                     })
                     .collect(),
@@ -282,6 +329,26 @@ impl Status {
                     self.since(s.last_transition),
                     s.last_check.as_deref().unwrap_or("-")
                 );
+                if let Some(r) = &s.resolution {
+                    let addresses: Vec<&str> =
+                        r.addresses.iter().map(|a| a.address.as_str()).collect();
+                    let ttl = r
+                        .ttl_left
+                        .map_or("-".to_owned(), |t| format!("{}s", t.ceil()));
+                    let _ = writeln!(
+                        out,
+                        "{:<30} resolved: {} (ttl {ttl}){}",
+                        "",
+                        if addresses.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            addresses.join(" ")
+                        },
+                        r.error
+                            .as_deref()
+                            .map_or(String::new(), |e| format!("; lookup failed: {e}"))
+                    );
+                }
             }
         }
         if !self.vrrp.is_empty() {

@@ -54,7 +54,11 @@ pub fn spawn(server: Arc<ServerRuntime>) -> tokio::task::JoinHandle<()> {
             if !server.admin_allows_checks() {
                 continue;
             }
-            let observation = match run(&check, server.address).await {
+            let result = match server.current_address() {
+                Some(address) => run(&check, address).await,
+                None => Err("name not resolved yet".to_owned()),
+            };
+            let observation = match result {
                 Ok(()) => Observation::CheckPassed,
                 Err(CheckFailure::Server(reason)) => Observation::CheckFailed(reason),
                 // Says nothing about the server: the next check decides.

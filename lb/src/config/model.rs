@@ -4,7 +4,8 @@
 //! [`Config`] never re-checks names, addresses or ranges. Defaults are filled
 //! in, so no `Option` means "use the default" past this point.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 /// The algorithm a backend balances with, as the balancer defines it.
@@ -20,6 +21,7 @@ pub struct Config {
     /// `[[vrrp]]`: the vrrp crate's model of an instance, as is.
     pub vrrp: Vec<vrrp::InstanceSpec>,
     pub tuning: Tuning,
+    pub resolver: Resolver,
 }
 
 impl Config {
@@ -57,6 +59,39 @@ pub struct Tuning {
     pub shutdown_grace: Duration,
     /// Kernel accept backlog of every listener.
     pub backlog: u32,
+}
+
+/// `[resolver]`: how servers given by name are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// Name servers asked; empty: those of `/etc/resolv.conf`.
+    pub servers: Vec<SocketAddr>,
+    /// How long one query may take; `None`: as `/etc/resolv.conf` says.
+    pub timeout: Option<Duration>,
+    /// Queries per name server before giving up; `None`: as `/etc/resolv.conf` says.
+    pub attempts: Option<usize>,
+    /// `/etc/hosts` answers before DNS, as the C library does.
+    pub hosts: bool,
+    /// Bounds on the time a resolved address is kept before the name is
+    /// asked again: a TTL of 0 does not mean a query per connection, and a
+    /// TTL of a day does not hide a change for a day.
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+}
+
+/// No `[resolver]` table: the system's resolvers, `/etc/hosts` first,
+/// TTLs kept between 1 s and 5 min.
+impl Default for Resolver {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            timeout: None,
+            attempts: None,
+            hosts: true,
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 /// `[[frontend]]`
@@ -135,6 +170,9 @@ pub struct Backend {
     pub fall: u32,
     /// Consecutive successes that bring a server back up.
     pub rise: u32,
+    /// How long a connect to a server given by name waits on its preferred
+    /// address family before it also tries the other (RFC 8305).
+    pub happy_eyeballs_delay: Duration,
     pub servers: Vec<Server>,
 }
 
@@ -143,12 +181,151 @@ pub struct Backend {
 pub struct Server {
     /// Defaults to the address as written.
     pub name: String,
-    pub address: SocketAddr,
+    pub address: ServerAddress,
     /// 0 drains: no new connections, existing ones continue.
     pub weight: u32,
     /// Used only while no non-backup server is up.
     pub backup: bool,
     pub max_connections: Option<usize>,
+}
+
+/// A server's `address`: where its connections go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerAddress {
+    /// An IPv4 or IPv6 address with a port.
+    Socket(SocketAddr),
+    /// An IPv6 link-local address with its zone: `address` carries the
+    /// interface's index as scope id, `interface` the name as written.
+    LinkLocal {
+        address: SocketAddrV6,
+        interface: String,
+    },
+    /// A host name, resolved at run time.
+    Name(NamedAddress),
+}
+
+impl ServerAddress {
+    /// The address to connect to, for a server not given by name.
+    pub fn socket(&self) -> Option<SocketAddr> {
+        match self {
+            ServerAddress::Socket(address) => Some(*address),
+            ServerAddress::LinkLocal { address, .. } => Some(SocketAddr::V6(*address)),
+            ServerAddress::Name(_) => None,
+        }
+    }
+
+    pub fn name(&self) -> Option<&NamedAddress> {
+        match self {
+            ServerAddress::Name(named) => Some(named),
+            _ => None,
+        }
+    }
+
+    /// What makes two servers of a backend one: their address, or their
+    /// name and port (a name's `prefer` and `family` do not).
+    pub fn key(&self) -> ServerKey {
+        match self {
+            ServerAddress::Name(named) => ServerKey::Name(named.host.clone(), named.port),
+            _ => ServerKey::Socket(self.socket().expect("not a name")),
+        }
+    }
+}
+
+/// A server's identity within its backend; see [`ServerAddress::key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerKey {
+    Socket(SocketAddr),
+    Name(String, u16),
+}
+
+/// As an operator writes it: a zone by its interface's name.
+impl fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAddress::Socket(address) => address.fmt(f),
+            ServerAddress::LinkLocal { address, interface } => {
+                write!(f, "[{}%{interface}]:{}", address.ip(), address.port())
+            }
+            ServerAddress::Name(named) => write!(f, "{}:{}", named.host, named.port),
+        }
+    }
+}
+
+/// A server given by name: `{ address = "web1.example.net:80", prefer = "ipv6" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NamedAddress {
+    /// Lower case, without a trailing dot.
+    pub host: String,
+    pub port: u16,
+    /// The family tried first when the name has both.
+    pub prefer: Prefer,
+    /// `Some`: only this family is asked for and connected to.
+    pub family: Option<Family>,
+}
+
+impl NamedAddress {
+    /// The families asked for: both, or the one `family` restricts to.
+    pub fn families(&self) -> &'static [Family] {
+        match self.family {
+            None => &[Family::Ipv6, Family::Ipv4],
+            Some(Family::Ipv6) => &[Family::Ipv6],
+            Some(Family::Ipv4) => &[Family::Ipv4],
+        }
+    }
+}
+
+/// An address family, as `family` and `prefer` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn of(address: std::net::IpAddr) -> Family {
+        if address.is_ipv4() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+
+    pub fn other(self) -> Family {
+        match self {
+            Family::Ipv4 => Family::Ipv6,
+            Family::Ipv6 => Family::Ipv4,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `prefer`: which family a connect to a dual-stack name tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prefer {
+    Family(Family),
+    /// The family that connected first last time.
+    Any,
+}
+
+impl Prefer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefer::Family(family) => family.as_str(),
+            Prefer::Any => "any",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -23,6 +23,7 @@ use vrrp::{InstanceSpec, Track};
 pub struct RawConfig {
     pub admin: Option<Spanned<RawAdmin>>,
     pub tuning: Option<Spanned<RawTuning>>,
+    pub resolver: Option<Spanned<RawResolver>>,
     #[serde(default)]
     pub frontend: Vec<Spanned<RawFrontend>>,
     #[serde(default)]
@@ -45,6 +46,19 @@ pub struct RawTuning {
     pub splice: Option<bool>,
     pub shutdown_grace: Option<Spanned<String>>,
     pub backlog: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolver {
+    /// `"192.0.2.53"`, `"[2001:db8::53]:5353"`: port 53 unless written.
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub attempts: Option<Spanned<i64>>,
+    pub hosts: Option<bool>,
+    pub min_ttl: Option<Spanned<String>>,
+    pub max_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +100,10 @@ pub struct RawBackend {
     pub idle_timeout: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
     pub health_check: Option<Spanned<RawHealthCheck>>,
+    /// Defaults for the servers given by name; a server's own keys win.
+    pub prefer: Option<Spanned<RawPrefer>>,
+    pub family: Option<Spanned<RawFamily>>,
+    pub happy_eyeballs_delay: Option<Spanned<String>>,
     /// `Option` so that a missing list is reported as "no servers" by
     /// validation, at the backend, like an empty one.
     pub servers: Option<Spanned<Vec<Spanned<RawServer>>>>,
@@ -147,6 +165,24 @@ pub struct RawServer {
     pub weight: Option<Spanned<i64>>,
     pub backup: Option<bool>,
     pub max_connections: Option<Spanned<i64>>,
+    /// Only for a server given by name.
+    pub prefer: Option<Spanned<RawPrefer>>,
+    pub family: Option<Spanned<RawFamily>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPrefer {
+    Ipv6,
+    Ipv4,
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFamily {
+    Ipv4,
+    Ipv6,
 }
 
 #[derive(Debug, Deserialize)]

@@ -195,10 +195,12 @@ fn shipped_example_config_parses() {
         .frontends
         .iter()
         .flat_map(|f| f.listen.iter().map(|a| a.ip()));
-    let servers = c
-        .backends
-        .iter()
-        .flat_map(|b| b.servers.iter().map(|s| s.address.ip()));
+    let servers = c.backends.iter().flat_map(|b| {
+        b.servers
+            .iter()
+            .filter_map(|s| s.address.socket())
+            .map(|a| a.ip())
+    });
     let vips = c
         .vrrp
         .iter()
@@ -495,10 +497,159 @@ fn server_address_errors() {
         3,
         24,
         "backend[0].servers[0].address",
-        "not an address with a port",
+        "\"192.0.2.1\" has no port",
     );
     let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"[::]:80\" }]\n";
     assert_error(text, 3, 24, "backend[0].servers[0].address", "unspecified");
+    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"web_1..example:80\" }]\n";
+    assert_error(
+        text,
+        3,
+        24,
+        "backend[0].servers[0].address",
+        "is not a host name",
+    );
+    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"[fe80::1]:80\" }]\n";
+    assert_error(
+        text,
+        3,
+        24,
+        "backend[0].servers[0].address",
+        "needs its interface",
+    );
+    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"[2001:db8::1%lo]:80\" }]\n";
+    assert_error(
+        text,
+        3,
+        24,
+        "backend[0].servers[0].address",
+        "only applies to a link-local",
+    );
+    let text =
+        "[[backend]]\nname = \"web\"\nservers = [{ address = \"[fe80::1%no-such-if0]:80\" }]\n";
+    assert_error(
+        text,
+        3,
+        24,
+        "backend[0].servers[0].address",
+        "no interface \"no-such-if0\"",
+    );
+    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"web1.example:0\" }]\n";
+    assert_error(text, 3, 24, "backend[0].servers[0].address", "port 0");
+}
+
+const WEB_FRONTEND: &str =
+    "[[frontend]]\nname = \"f\"\nlisten = [\"127.0.0.1:80\"]\nbackend = \"web\"\n";
+
+#[test]
+fn servers_by_name_with_preference_and_family() {
+    // Input: a name with the backend's defaults, one overriding them, and
+    // a link-local address with its zone. Output: typed addresses.
+    let text = "[[backend]]\nname = \"web\"\nprefer = \"ipv4\"\nhappy_eyeballs_delay = \"100ms\"\nservers = [\n  { address = \"Web1.Example.NET:80\" },\n  { address = \"web2.example.net:80\", prefer = \"any\", family = \"ipv6\" },\n  { address = \"[fe80::1%lo]:8080\" },\n]\n";
+    let c = parse(&format!("{text}{WEB_FRONTEND}"), "t.toml").unwrap();
+    let b = &c.backends[0];
+    assert_eq!(
+        b.happy_eyeballs_delay,
+        std::time::Duration::from_millis(100)
+    );
+    let named = |i: usize| b.servers[i].address.name().cloned().unwrap();
+    assert_eq!(
+        named(0),
+        NamedAddress {
+            host: "web1.example.net".into(),
+            port: 80,
+            prefer: Prefer::Family(Family::Ipv4),
+            family: None
+        }
+    );
+    assert_eq!(named(1).prefer, Prefer::Any);
+    assert_eq!(named(1).family, Some(Family::Ipv6));
+    assert_eq!(
+        b.servers[0].name, "Web1.Example.NET:80",
+        "the name defaults to the address as written"
+    );
+    match &b.servers[2].address {
+        ServerAddress::LinkLocal { address, interface } => {
+            assert_eq!(interface, "lo");
+            assert_eq!(address.scope_id(), 1, "lo is interface 1");
+            assert_eq!(address.port(), 8080);
+        }
+        other => panic!("not link-local: {other:?}"),
+    }
+    assert_eq!(b.servers[2].address.to_string(), "[fe80::1%lo]:8080");
+    // Defaults: IPv6 first, 250 ms (RFC 8305 §8), the system resolvers.
+    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"localhost:80\" }]\n";
+    let c = parse(&format!("{text}{WEB_FRONTEND}"), "t.toml").unwrap();
+    let b = &c.backends[0];
+    assert_eq!(
+        b.happy_eyeballs_delay,
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(
+        b.servers[0].address.name().unwrap().prefer,
+        Prefer::Family(Family::Ipv6)
+    );
+    assert_eq!(c.resolver, Resolver::default());
+}
+
+#[test]
+fn name_settings_errors() {
+    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"192.0.2.1:80\", prefer = \"ipv4\" }]\n";
+    assert_error(
+        text,
+        3,
+        49,
+        "backend[0].servers[0].prefer",
+        "only used with a host name",
+    );
+    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"w.example:80\", prefer = \"ipv4\", family = \"ipv6\" }]\n";
+    assert_error(
+        text,
+        3,
+        49,
+        "backend[0].servers[0].prefer",
+        "contradicts family",
+    );
+    let text = "[[backend]]\nname = \"web\"\nservers = [{ address = \"w.example:80\" }, { address = \"W.example.:80\", family = \"ipv4\" }]\n";
+    assert_error(
+        text,
+        3,
+        54,
+        "backend[0].servers[1].address",
+        "already backend[0].servers[0]",
+    );
+    let text = "[resolver]\nservers = [\"127.0.0.1:5353\", \"dns.example\"]\nmin_ttl = \"10s\"\nmax_ttl = \"5s\"\n[[backend]]\nname = \"web\"\nservers = [{ address = \"w.example:80\" }]\n";
+    let error = parse(text, "t.toml").unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "t.toml:2:30: resolver.servers[1]: \"dns.example\" is not a name server address"
+        ),
+        "{error}"
+    );
+    assert!(
+        error.contains("resolver.min_ttl: min_ttl 10s exceeds max_ttl 5s"),
+        "{error}"
+    );
+}
+
+#[test]
+fn resolver_table() {
+    let text = "[resolver]\nservers = [\"127.0.0.1:5353\", \"::1\"]\ntimeout = \"2s\"\nattempts = 3\nhosts = false\nmin_ttl = \"5s\"\nmax_ttl = \"1m\"\n[[backend]]\nname = \"web\"\nservers = [{ address = \"w.example:80\" }]\n";
+    let c = parse(&format!("{text}{WEB_FRONTEND}"), "t.toml").unwrap();
+    assert_eq!(
+        c.resolver,
+        Resolver {
+            servers: vec![
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ],
+            timeout: Some(std::time::Duration::from_secs(2)),
+            attempts: Some(3),
+            hosts: false,
+            min_ttl: std::time::Duration::from_secs(5),
+            max_ttl: std::time::Duration::from_secs(60),
+        }
+    );
 }
 
 #[test]

@@ -1,23 +1,26 @@
 //! State that outlives config snapshots, keyed by identity.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use tokio::sync::watch;
 
-use crate::config;
+use crate::config::{self, ServerKey};
 use crate::limit::ConnectionLimit;
 
 use super::server::ServerRuntime;
 
 #[derive(Debug)]
 pub struct Registry {
-    servers: Mutex<HashMap<(String, SocketAddr), Arc<ServerRuntime>>>,
+    servers: Mutex<HashMap<(String, ServerKey), Arc<ServerRuntime>>>,
     limits: Mutex<HashMap<String, Arc<ConnectionLimit>>>,
     /// Bumped on every server state change; VRRP tracking and `/status`
     /// watchers wait on it instead of polling.
     changes: watch::Sender<u64>,
+    /// `[resolver]` as last loaded; the tasks resolving server names read it.
+    resolver: Arc<ArcSwap<config::Resolver>>,
 }
 
 impl Default for Registry {
@@ -26,6 +29,7 @@ impl Default for Registry {
             servers: Mutex::default(),
             limits: Mutex::default(),
             changes: watch::Sender::new(0),
+            resolver: Arc::new(ArcSwap::from_pointee(config::Resolver::default())),
         }
     }
 }
@@ -39,7 +43,7 @@ impl Registry {
         server: &config::Server,
     ) -> (Arc<ServerRuntime>, bool) {
         let mut servers = self.servers.lock().expect("registry lock");
-        let key = (backend.name.clone(), server.address);
+        let key = (backend.name.clone(), server.address.key());
         if let Some(existing) = servers.get(&key) {
             existing.reconfigure(backend, server);
             return (Arc::clone(existing), false);
@@ -52,19 +56,35 @@ impl Registry {
     /// Forgets servers that are not in `config`, stopping their checks.
     /// Connections still open to them hold their own reference.
     pub fn retain_servers(&self, config: &config::Config) {
-        let keep: std::collections::HashSet<(&str, SocketAddr)> = config
+        let keep: std::collections::HashSet<(&str, ServerKey)> = config
             .backends
             .iter()
-            .flat_map(|b| b.servers.iter().map(move |s| (b.name.as_str(), s.address)))
+            .flat_map(|b| {
+                b.servers
+                    .iter()
+                    .map(move |s| (b.name.as_str(), s.address.key()))
+            })
             .collect();
         let mut servers = self.servers.lock().expect("registry lock");
-        servers.retain(|(backend, address), server| {
-            let kept = keep.contains(&(backend.as_str(), *address));
+        servers.retain(|(backend, key), server| {
+            let kept = keep.contains(&(backend.as_str(), key.clone()));
             if !kept {
                 server.retire();
             }
             kept
         });
+    }
+
+    /// Takes a new `[resolver]`; resolver tasks rebuild their client at
+    /// their next lookup when it changed.
+    pub fn set_resolver(&self, resolver: &config::Resolver) {
+        if **self.resolver.load() != *resolver {
+            self.resolver.store(Arc::new(resolver.clone()));
+        }
+    }
+
+    pub fn resolver(&self) -> Arc<ArcSwap<config::Resolver>> {
+        Arc::clone(&self.resolver)
     }
 
     pub fn limit(&self, frontend: &config::Frontend) -> Arc<ConnectionLimit> {

@@ -14,11 +14,12 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::{counter, gauge, Counter, Gauge};
 use tokio::sync::{watch, Notify};
 
-use crate::config::{self, HealthCheck};
+use crate::config::{self, HealthCheck, ServerAddress};
 use crate::health::{
     AdminState, Observation, Policy, ServerHealth, ServerState, SharedHealth, Transition,
 };
 use crate::metrics as m;
+use crate::resolve::NamedTarget;
 
 /// How long a server taken down by failed connects waits before it is
 /// offered traffic again when its backend has no active checks.
@@ -69,7 +70,12 @@ impl ServerMetrics {
 #[derive(Debug)]
 pub struct ServerRuntime {
     pub backend: String,
-    pub address: SocketAddr,
+    /// As written; the same for the server's whole life (it is its identity).
+    pub address: ServerAddress,
+    /// `Some` for a server given by address: connects go straight there.
+    fixed: Option<SocketAddr>,
+    /// `Some` for a server given by name.
+    named: Option<Arc<NamedTarget>>,
     name: ArcSwap<String>,
     metrics: ArcSwap<ServerMetrics>,
     /// Health, readable per connection without a lock.
@@ -128,7 +134,12 @@ impl ServerRuntime {
         let health = ServerHealth::new(policy_for(backend), server.weight);
         let this = Arc::new(Self {
             backend: backend.name.clone(),
-            address: server.address,
+            address: server.address.clone(),
+            fixed: server.address.socket(),
+            named: server
+                .address
+                .name()
+                .map(|named| Arc::new(NamedTarget::new(backend, server, named))),
             name: ArcSwap::from_pointee(server.name.clone()),
             metrics: ArcSwap::from_pointee(ServerMetrics::new(&backend.name, &server.name)),
             health: SharedHealth::new(health),
@@ -157,11 +168,50 @@ impl ServerRuntime {
             Ordering::Relaxed,
         );
         self.check.store(backend.health_check.clone().map(Arc::new));
+        if let (Some(target), Some(named)) = (&self.named, server.address.name()) {
+            target.reconfigure(backend, server, named);
+        }
         self.retired.store(false, Ordering::Release);
         let transition = self
             .health
             .update(|h| h.reconfigure(policy_for(backend), server.weight));
         self.report(transition);
+    }
+
+    /// The address of a server given by address; connects to it need no
+    /// resolver work.
+    pub fn fixed_address(&self) -> Option<SocketAddr> {
+        self.fixed
+    }
+
+    /// The name and resolved addresses of a server given by name.
+    pub fn named(&self) -> Option<&Arc<NamedTarget>> {
+        self.named.as_ref()
+    }
+
+    /// Where checks (and UDP sessions) go: the fixed address, or the one
+    /// a connect to the name would try first; `None` before the name
+    /// resolved.
+    pub fn current_address(&self) -> Option<SocketAddr> {
+        self.fixed
+            .or_else(|| self.named.as_ref().and_then(|n| n.first_address()))
+    }
+
+    /// Connects to a server given by name (Happy Eyeballs). Boxed: the
+    /// fixed-address path, which most connections take, keeps its small
+    /// future.
+    pub fn connect_by_name(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<tokio::net::TcpStream>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            match &self.named {
+                Some(named) => crate::resolve::connect(named, timeout).await,
+                None => Err(std::io::ErrorKind::AddrNotAvailable.into()),
+            }
+        })
     }
 
     pub fn name(&self) -> Arc<String> {

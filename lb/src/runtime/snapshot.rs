@@ -98,6 +98,7 @@ impl Snapshot {
                 (frontend.name.clone(), Arc::new(runtime))
             })
             .collect();
+        registry.set_resolver(&config.resolver);
         registry.retain_servers(&config);
         registry.retain_limits(&config);
         let backends = config

@@ -412,7 +412,13 @@ impl Owner {
                 break;
             };
             let server = &backend.servers[index];
-            match self.books.sockets.open(poll, server.address, flow) {
+            let opened = server
+                .current_address()
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::AddrNotAvailable, "name not resolved yet")
+                })
+                .and_then(|address| self.books.sockets.open(poll, address, flow));
+            match opened {
                 Ok(opened) => {
                     if opened.strays > 0 {
                         self.serving

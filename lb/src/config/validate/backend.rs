@@ -1,15 +1,20 @@
 //! `[[backend]]` checks: timeouts, the health check, the Maglev table size
 //! and the servers.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 use toml::Spanned;
 
+use super::values::WrittenAddress;
 use super::{dns_check, values, Ctx};
-use crate::config::model::{Backend, Balance, CheckKind, HealthCheck, InitialState, Server};
+use crate::config::model::{
+    Backend, Balance, CheckKind, Family, HealthCheck, InitialState, NamedAddress, Prefer, Server,
+    ServerAddress,
+};
 use crate::config::raw::{
-    RawBackend, RawBalance, RawCheckKind, RawHealthCheck, RawInitialState, RawServer,
+    RawBackend, RawBalance, RawCheckKind, RawFamily, RawHealthCheck, RawInitialState, RawPrefer,
+    RawServer,
 };
 
 const DEFAULT_MAGLEV_TABLE_SIZE: usize = 65537;
@@ -21,6 +26,8 @@ const DEFAULT_FALL: u32 = 3;
 /// HAProxy's http-check accepts 2xx and 3xx by default.
 const DEFAULT_EXPECT_STATUS: std::ops::RangeInclusive<u16> = 200..=399;
 const DEFAULT_HTTP_HOST: &str = "localhost";
+/// RFC 8305 §8: the recommended Connection Attempt Delay.
+const DEFAULT_HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
 pub(super) fn backends(ctx: &mut Ctx<'_>, raw: &[Spanned<RawBackend>]) -> Vec<Backend> {
     let mut out: Vec<Backend> = Vec::with_capacity(raw.len());
@@ -43,7 +50,8 @@ pub(super) fn backends(ctx: &mut Ctx<'_>, raw: &[Spanned<RawBackend>]) -> Vec<Ba
 
 fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backend {
     let b = spanned.get_ref();
-    let servers = servers(ctx, spanned, at);
+    let names = NameSettings::of_backend(ctx, b, at);
+    let servers = servers(ctx, spanned, at, names);
     let balance = match b.balance {
         None | Some(RawBalance::RoundRobin) => Balance::RoundRobin,
         Some(RawBalance::LeastConnections) => Balance::LeastConnections,
@@ -79,6 +87,12 @@ fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backen
         health_check,
         fall,
         rise,
+        happy_eyeballs_delay: ctx.duration_in(
+            b.happy_eyeballs_delay.as_ref(),
+            &format!("{at}.happy_eyeballs_delay"),
+            DEFAULT_HAPPY_EYEBALLS_DELAY,
+            Duration::from_millis(10)..=Duration::from_secs(10),
+        ),
         servers,
     }
 }
@@ -110,7 +124,66 @@ fn maglev_table_size(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str, servers: usize
     m
 }
 
-fn servers(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Vec<Server> {
+/// `prefer` and `family` of a backend or a server given by name.
+#[derive(Debug, Clone, Copy)]
+struct NameSettings {
+    prefer: Prefer,
+    family: Option<Family>,
+}
+
+impl NameSettings {
+    fn of_backend(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str) -> Self {
+        let defaults = NameSettings {
+            prefer: Prefer::Family(Family::Ipv6),
+            family: None,
+        };
+        defaults.overridden(ctx, b.prefer.as_ref(), b.family.as_ref(), at)
+    }
+
+    /// These settings with the keys of a table laid over them. `prefer`
+    /// naming the family that `family` excludes is a contradiction in one
+    /// table; across tables the restriction wins.
+    fn overridden(
+        self,
+        ctx: &mut Ctx<'_>,
+        prefer: Option<&Spanned<RawPrefer>>,
+        family: Option<&Spanned<RawFamily>>,
+        at: &str,
+    ) -> Self {
+        let prefer_written = prefer.map(|p| match p.get_ref() {
+            RawPrefer::Ipv6 => Prefer::Family(Family::Ipv6),
+            RawPrefer::Ipv4 => Prefer::Family(Family::Ipv4),
+            RawPrefer::Any => Prefer::Any,
+        });
+        let family_written = family.map(|f| match f.get_ref() {
+            RawFamily::Ipv4 => Family::Ipv4,
+            RawFamily::Ipv6 => Family::Ipv6,
+        });
+        if let (Some(p), Some(Prefer::Family(preferred)), Some(only)) =
+            (prefer, prefer_written, family_written)
+        {
+            if preferred != only {
+                let msg = format!(
+                    "prefer = {:?} contradicts family = {:?}, which excludes {preferred}",
+                    preferred.as_str(),
+                    only.as_str()
+                );
+                ctx.error(p.span(), &format!("{at}.prefer"), msg);
+            }
+        }
+        NameSettings {
+            prefer: prefer_written.unwrap_or(self.prefer),
+            family: family_written.or(self.family),
+        }
+    }
+}
+
+fn servers(
+    ctx: &mut Ctx<'_>,
+    spanned: &Spanned<RawBackend>,
+    at: &str,
+    names: NameSettings,
+) -> Vec<Server> {
     let b = spanned.get_ref();
     let key = format!("{at}.servers");
     let list: &[Spanned<RawServer>] = match &b.servers {
@@ -136,9 +209,12 @@ fn servers(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Vec<Se
     for (j, s) in list.iter().enumerate() {
         let s = s.get_ref();
         let at = format!("{key}[{j}]");
-        let address = server_address(ctx, &s.address, &format!("{at}.address"));
-        if let Some(a) = address {
-            if let Some(k) = out.iter().position(|(o, ok)| *ok && o.address == a) {
+        let address = server_address(ctx, s, &at, names);
+        if let Some(a) = &address {
+            if let Some(k) = out
+                .iter()
+                .position(|(o, ok)| *ok && o.address.key() == a.key())
+            {
                 let msg = format!("{a} is already {key}[{k}]; a server's identity is its address");
                 ctx.error(s.address.span(), &format!("{at}.address"), msg);
             }
@@ -161,9 +237,10 @@ fn servers(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Vec<Se
                 format!("duplicate server name {name:?} (also {key}[{k}])"),
             );
         }
+        let found = address.is_some();
         let server = Server {
             name,
-            address: address.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            address: address.unwrap_or(ServerAddress::Socket(SocketAddr::from(([0, 0, 0, 0], 0)))),
             weight: ctx.int_in(s.weight.as_ref(), &format!("{at}.weight"), 1, 0..=256),
             backup: s.backup.unwrap_or(false),
             max_connections: s
@@ -171,28 +248,126 @@ fn servers(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Vec<Se
                 .as_ref()
                 .map(|m| ctx.int_in(Some(m), &format!("{at}.max_connections"), 1, 1..=i64::MAX)),
         };
-        out.push((server, address.is_some()));
+        out.push((server, found));
     }
     out.into_iter().map(|(s, _)| s).collect()
 }
 
-fn server_address(ctx: &mut Ctx<'_>, raw: &Spanned<String>, key: &str) -> Option<SocketAddr> {
-    let a = ctx.socket_addr(raw, key)?;
+/// The server's `address` with, for a name, its `prefer` and `family`.
+fn server_address(
+    ctx: &mut Ctx<'_>,
+    s: &RawServer,
+    at: &str,
+    names: NameSettings,
+) -> Option<ServerAddress> {
+    let raw = &s.address;
+    let key = format!("{at}.address");
+    let written = match values::server_address(raw.get_ref()) {
+        Ok(written) => written,
+        Err(msg) => {
+            ctx.error(raw.span(), &key, msg);
+            return None;
+        }
+    };
+    let address = match written {
+        WrittenAddress::Name { host, port } => {
+            let names = names.overridden(ctx, s.prefer.as_ref(), s.family.as_ref(), at);
+            let named = ServerAddress::Name(NamedAddress {
+                host,
+                port,
+                prefer: names.prefer,
+                family: names.family,
+            });
+            return checked_port(ctx, raw, &key, port).then_some(named);
+        }
+        WrittenAddress::Zoned { ip, zone, port } => zoned(ctx, raw, &key, ip, &zone, port)?,
+        WrittenAddress::Socket(SocketAddr::V6(v6)) if v6.scope_id() != 0 => zoned(
+            ctx,
+            raw,
+            &key,
+            *v6.ip(),
+            &v6.scope_id().to_string(),
+            v6.port(),
+        )?,
+        WrittenAddress::Socket(a) => ServerAddress::Socket(a),
+    };
+    for (name, span) in [
+        ("prefer", s.prefer.as_ref().map(Spanned::span)),
+        ("family", s.family.as_ref().map(Spanned::span)),
+    ] {
+        if let Some(span) = span {
+            let msg = "only used with a host name: this server's address is fixed";
+            ctx.error(span, &format!("{at}.{name}"), msg);
+        }
+    }
+    let a = address.socket()?;
     let problem = if a.port() == 0 {
         Some("port 0 cannot be connected to")
     } else if a.ip().is_unspecified() {
         Some("an unspecified address cannot be connected to")
     } else if a.ip().is_multicast() {
         Some("a multicast address cannot take TCP connections")
+    } else if matches!(address, ServerAddress::Socket(SocketAddr::V6(v6)) if v6.ip().is_unicast_link_local())
+    {
+        Some("a link-local address needs its interface, like \"[fe80::1%eth0]:80\"")
     } else {
         None
     };
     match problem {
         Some(p) => {
-            ctx.error(raw.span(), key, format!("{a}: {p}"));
+            ctx.error(raw.span(), &key, format!("{a}: {p}"));
             None
         }
-        None => Some(a),
+        None => Some(address),
+    }
+}
+
+fn checked_port(ctx: &mut Ctx<'_>, raw: &Spanned<String>, key: &str, port: u16) -> bool {
+    if port == 0 {
+        let msg = format!("{:?}: port 0 cannot be connected to", raw.get_ref());
+        ctx.error(raw.span(), key, msg);
+    }
+    port != 0
+}
+
+/// A link-local address with its zone: the interface (by name or index)
+/// must exist here, since connections leave through it.
+fn zoned(
+    ctx: &mut Ctx<'_>,
+    raw: &Spanned<String>,
+    key: &str,
+    ip: std::net::Ipv6Addr,
+    zone: &str,
+    port: u16,
+) -> Option<ServerAddress> {
+    if !ip.is_unicast_link_local() {
+        let msg = format!(
+            "{:?}: a zone only applies to a link-local address (fe80::/10)",
+            raw.get_ref()
+        );
+        ctx.error(raw.span(), key, msg);
+        return None;
+    }
+    if !checked_port(ctx, raw, key, port) {
+        return None;
+    }
+    let index = match zone.parse::<u32>() {
+        Ok(index) => Some(index),
+        Err(_) => nix::net::if_::if_nametoindex(zone).ok(),
+    };
+    match index {
+        Some(index) if index != 0 => Some(ServerAddress::LinkLocal {
+            address: SocketAddrV6::new(ip, port, 0, index),
+            interface: zone.to_owned(),
+        }),
+        _ => {
+            let msg = format!(
+                "{:?}: no interface {zone:?} on this host for the zone",
+                raw.get_ref()
+            );
+            ctx.error(raw.span(), key, msg);
+            None
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use toml::Spanned;
 
 use super::error::Diagnostic;
 use super::locate;
-use super::model::{Admin, Config, Tuning};
-use super::raw::{RawAdmin, RawConfig, RawTuning, ReadValues};
+use super::model::{Admin, Config, Resolver, Tuning};
+use super::raw::{RawAdmin, RawConfig, RawResolver, RawTuning, ReadValues};
 
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9100";
 
@@ -38,6 +38,7 @@ pub(super) fn validate(
     };
     let admin = admin(&mut ctx, raw.admin.as_ref().map(Spanned::get_ref));
     let tuning = tuning(&mut ctx, raw.tuning.as_ref().map(Spanned::get_ref));
+    let resolver = resolver(&mut ctx, raw.resolver.as_ref());
     let backends = backend::backends(&mut ctx, &raw.backend);
     let frontends = frontend::frontends(&mut ctx, &raw.frontend, &backends);
     let vrrp = vrrp::instances(&mut ctx, &raw.vrrp, &frontends);
@@ -48,6 +49,7 @@ pub(super) fn validate(
             backends,
             vrrp,
             tuning,
+            resolver,
         })
     } else {
         ctx.found.sort_by_key(|(offset, _)| *offset);
@@ -271,5 +273,74 @@ fn tuning(ctx: &mut Ctx<'_>, raw: Option<&RawTuning>) -> Tuning {
             1024,
             1..=i64::from(i32::MAX),
         ),
+    }
+}
+
+/// RFC 2181 §8: a TTL is at most 2^31 - 1 seconds; a day is already long
+/// for a server to keep an address the name no longer has.
+const MAX_TTL_BOUND: Duration = Duration::from_secs(24 * 3600);
+
+fn resolver(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawResolver>>) -> Resolver {
+    let r = raw.map(Spanned::get_ref);
+    let servers = r.map_or(&[][..], |r| &r.servers[..]);
+    let servers = servers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let text = s.get_ref().trim();
+            let address = text
+                .parse::<SocketAddr>()
+                .ok()
+                .or_else(|| Some(SocketAddr::new(text.parse().ok()?, 53)));
+            if address.is_none() {
+                let msg = format!(
+                    "{text:?} is not a name server address, like \"192.0.2.53\", \"[2001:db8::53]\" or \"127.0.0.1:5353\""
+                );
+                ctx.error(s.span(), &format!("resolver.servers[{i}]"), msg);
+            }
+            address
+        })
+        .collect();
+    let key = |k: &str| format!("resolver.{k}");
+    let defaults = Resolver::default();
+    let bound = Duration::from_millis(100)..=MAX_TTL_BOUND;
+    let min_ttl = ctx.duration_in(
+        r.and_then(|r| r.min_ttl.as_ref()),
+        &key("min_ttl"),
+        defaults.min_ttl,
+        bound.clone(),
+    );
+    let max_ttl = ctx.duration_in(
+        r.and_then(|r| r.max_ttl.as_ref()),
+        &key("max_ttl"),
+        defaults.max_ttl,
+        bound,
+    );
+    if min_ttl > max_ttl {
+        let msg = format!(
+            "min_ttl {} exceeds max_ttl {}",
+            humantime::format_duration(min_ttl),
+            humantime::format_duration(max_ttl)
+        );
+        ctx.error_at_key(&key("min_ttl"), msg);
+    }
+    let timeout = r.and_then(|r| r.timeout.as_ref()).map(|t| {
+        ctx.duration_in(
+            Some(t),
+            &key("timeout"),
+            Duration::from_secs(5),
+            Duration::from_millis(10)..=Duration::from_secs(60),
+        )
+    });
+    let attempts = r
+        .and_then(|r| r.attempts.as_ref())
+        .map(|a| ctx.int_in(Some(a), &key("attempts"), 2, 1..=10));
+    Resolver {
+        servers,
+        timeout,
+        attempts,
+        hosts: r.and_then(|r| r.hosts).unwrap_or(defaults.hosts),
+        min_ttl,
+        max_ttl,
     }
 }

@@ -44,6 +44,13 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print the BIRD 2 snippet that declares the `[[announce]]` groups'
+    /// static protocols; include it in bird.conf.
+    BirdConfig {
+        /// The configuration file [default: /etc/coexist/coexist.toml].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Show frontends, servers and VRRP instances of a running daemon.
     Status {
         /// Address of the daemon's admin endpoint [default: the one
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, watch } => run(config_file(config), watch),
         Command::Check { config } => check(config_file(config)),
+        Command::BirdConfig { config } => bird_config(config_file(config)),
         Command::Status { admin, json } => admin_endpoint(admin).and_then(|a| status(&a, json)),
         Command::Server {
             server,
@@ -198,12 +206,30 @@ fn init_logging(format: LogFormat) {
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let config = lb::config::load(&path)?;
     println!(
-        "{}: ok ({} frontend(s), {} backend(s), {} VRRP instance(s))",
+        "{}: ok ({} frontend(s), {} backend(s), {} VRRP instance(s){})",
         path.display(),
         config.frontends.len(),
         config.backends.len(),
-        config.vrrp.len()
+        config.vrrp.len(),
+        if config.announce.is_empty() {
+            String::new()
+        } else {
+            format!(", {} announce group(s)", config.announce.len())
+        }
     );
+    Ok(())
+}
+
+fn bird_config(path: PathBuf) -> anyhow::Result<()> {
+    let config = lb::config::load(&path)?;
+    let snippet = lb::announce::bird_config::render(&config, &path.display().to_string())
+        .with_context(|| {
+            format!(
+                "{}: no [bgp] and no [[announce]]: nothing to announce",
+                path.display()
+            )
+        })?;
+    print!("{snippet}");
     Ok(())
 }
 

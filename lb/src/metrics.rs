@@ -47,3 +47,9 @@ pub const UDP_BYTES_TOTAL: &str = "lb_udp_bytes_total";
 /// Datagrams not forwarded, by `frontend` and `reason` (`no_server`,
 /// `socket`, `send`, `unreachable`, `unexpected_reply`, `limit`, `truncated`).
 pub const UDP_DROPPED_TOTAL: &str = "lb_udp_dropped_total";
+/// 1 while this node announces an `[[announce]]` group's prefixes, by
+/// `name` and `family` (`ipv4` / `ipv6`).
+pub const ANNOUNCE_UP: &str = "lb_announce_up";
+/// Announce state changes, by `name`, `family` and new `state`
+/// (`announced` / `withdrawn`).
+pub const ANNOUNCE_TRANSITIONS_TOTAL: &str = "lb_announce_transitions_total";

@@ -10,6 +10,8 @@
 //! allocated.
 #![allow(unsafe_code)]
 
+pub mod tun;
+
 use std::io;
 use std::mem::{size_of, size_of_val, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

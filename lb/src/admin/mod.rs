@@ -37,6 +37,8 @@ pub struct AdminContext {
     pub vrrp: VrrpBoard,
     /// Session counters of the UDP frontends.
     pub udp: crate::udp::StatsBoard,
+    /// `[[announce]]` groups' state.
+    pub announce: crate::announce::AnnounceBoard,
 }
 
 impl AdminContext {
@@ -59,6 +61,7 @@ impl AdminContext {
             SystemTime::now(),
         );
         status.add_udp_sessions(&self.udp);
+        status.announce = self.announce.lock().expect("announce board lock").clone();
         status
     }
 }

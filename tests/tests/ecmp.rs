@@ -1,0 +1,159 @@
+//! Scale-out behind an ECMP router: every coexist node announces the VIPs
+//! through its BIRD while it can serve, and the router spreads new flows
+//! over the nodes announcing (issue rows E1 and E2). The topology is
+//! drawn in `coexist_tests::ecmp`:
+//!
+//! ```text
+//!   client ── router (BIRD, ECMP, L4 hash) ──┬── n1: coexist + BIRD ──► [::1]:8080 "n1"
+//!                                            ├── n2: coexist + BIRD ──► [::1]:8080 "n2"
+//!                                            └── n3: coexist + BIRD ──► [::1]:8080 "n3"
+//! ```
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use coexist_tests::dns::tools_or_skip;
+use coexist_tests::ecmp::{EcmpLab, Family, ANNOUNCE_AFTER, TOOLS};
+use coexist_tests::netns::enter_or_skip;
+
+const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
+/// BGP sessions start within a second or two; allow for a loaded machine.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn all(nodes: usize) -> BTreeSet<usize> {
+    (1..=nodes).collect()
+}
+
+/// Starts the lab and waits until the router has a path to every node for
+/// both families.
+fn converged(tag: &str, nodes: usize) -> EcmpLab {
+    let lab = EcmpLab::start(tag, nodes);
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &all(nodes), CONVERGE);
+        assert!(
+            took.is_some(),
+            "{}: the router has paths {:?}, not every node; logs:\n{}",
+            family.label(),
+            lab.paths(family),
+            lab.logs()
+        );
+    }
+    lab
+}
+
+// E1: three nodes announce; the router holds three paths per family and
+// new connections from IPv4 and IPv6 clients spread over all three (each
+// reaching the node's IPv6 server), none failing.
+#[test]
+fn new_connections_spread_over_every_announcing_node() {
+    let test = "new_connections_spread_over_every_announcing_node";
+    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+        return;
+    }
+    let lab = converged("ecmp1", 3);
+    const CONNECTIONS: usize = 600;
+    for family in FAMILIES {
+        let seen = lab.spread(family, CONNECTIONS);
+        println!(
+            "E1 {} client, {CONNECTIONS} connections: {seen:?}",
+            family.label()
+        );
+        assert_eq!(seen.get("failed"), None, "{seen:?}");
+        for node in ["n1", "n2", "n3"] {
+            let share = seen.get(node).copied().unwrap_or(0) as f64 / CONNECTIONS as f64;
+            // 33.3 %, with room for the hash of 600 random source ports
+            // (the lab's 3,000 connections show the ± 4 point figure).
+            assert!(
+                (0.2..=0.47).contains(&share),
+                "{}: {node} took {:.1} % ({seen:?})",
+                family.label(),
+                share * 100.0
+            );
+        }
+    }
+}
+
+// E2: node2's tracked frontend loses its last server: the router drops
+// node2 for both families while n1 and n3 stay, BGP sessions stay up, and
+// node2 comes back once its server is up for announce_after.
+#[test]
+fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
+    let test = "a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns";
+    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+        return;
+    }
+    let lab = converged("ecmp2", 3);
+    let sessions_before = lab.router_sessions();
+    assert_eq!(sessions_before.len(), 6, "{sessions_before:?}");
+    let node2 = &lab.nodes[1];
+
+    node2.set_server_up(false);
+    let survivors: BTreeSet<usize> = [1, 3].into();
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &survivors, Duration::from_secs(10));
+        assert!(
+            took.is_some(),
+            "{}: node2 not withdrawn: paths {:?}; logs:\n{}",
+            family.label(),
+            lab.paths(family),
+            lab.logs()
+        );
+        println!(
+            "E2 {}: node2 withdrawn {:?} after its server stopped (check interval 100 ms)",
+            family.label(),
+            took.unwrap()
+        );
+    }
+    // While withdrawn, every new connection lands on the others.
+    for family in FAMILIES {
+        let seen = lab.spread(family, 60);
+        assert_eq!(seen.get("n2"), None, "{seen:?}");
+        assert_eq!(seen.get("failed"), None, "{seen:?}");
+    }
+    let status = lab.lab.exec(
+        &node2.ns,
+        &[
+            coexist_tests::daemon::coexist_binary().to_str().unwrap(),
+            "status",
+            "--admin",
+            "127.0.0.1:9100",
+        ],
+    );
+    assert!(
+        status.contains("withdrawn") && status.contains("frontend \"web\" has no usable server"),
+        "{status}"
+    );
+
+    node2.set_server_up(true);
+    let every = all(3);
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &every, Duration::from_secs(10));
+        assert!(
+            took.is_some(),
+            "{}: node2 not announced again: paths {:?}; logs:\n{}",
+            family.label(),
+            lab.paths(family),
+            lab.logs()
+        );
+        let took = took.unwrap();
+        println!(
+            "E2 {}: node2 back {took:?} after its server restarted (announce_after {ANNOUNCE_AFTER:?})",
+            family.label()
+        );
+        if family == Family::V4 {
+            assert!(
+                took >= ANNOUNCE_AFTER,
+                "announced before announce_after: {took:?}"
+            );
+        }
+    }
+    // The withdrawal and the return were route updates, not session resets.
+    let sessions_after = lab.router_sessions();
+    assert_eq!(sessions_after, sessions_before);
+    assert!(
+        sessions_after
+            .iter()
+            .all(|(_, state, _)| state == "Established"),
+        "{sessions_after:?}"
+    );
+}

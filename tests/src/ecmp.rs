@@ -41,7 +41,7 @@ pub const PORT: u16 = 80;
 /// How long a node must be healthy before it announces.
 pub const ANNOUNCE_AFTER: Duration = Duration::from_millis(500);
 /// What the tools the topology runs are called (for a skip message).
-pub const TOOLS: &[&str] = &["bird", "birdc"];
+pub const TOOLS: &[&str] = &["bird", "birdc", "nft"];
 
 /// The address family of a client or a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +313,24 @@ impl EcmpLab {
         })
     }
 
+    /// Makes node `index`'s link drop every packet, as a dead cable or
+    /// switch port would, without the carrier change a veth would show.
+    pub fn cut_link(&self, node: &Node) {
+        let ns = &node.ns;
+        self.lab.exec(ns, &["nft", "add", "table", "inet", "cut"]);
+        for (chain, hook, dir) in [("in", "input", "iifname"), ("out", "output", "oifname")] {
+            let spec = format!("{{ type filter hook {hook} priority 0; policy accept; }}");
+            self.lab
+                .exec(ns, &["nft", "add", "chain", "inet", "cut", chain, &spec]);
+            self.lab.exec(
+                ns,
+                &[
+                    "nft", "add", "rule", "inet", "cut", chain, dir, "eth0", "drop",
+                ],
+            );
+        }
+    }
+
     /// The node's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -345,10 +363,14 @@ impl Drop for EcmpLab {
     }
 }
 
-/// Logs to stderr (the process's log file); short timers so sessions come
-/// up within a second or two of both sides running.
-const COMMON: &str = "log stderr all;\nprotocol device { scan time 10; }\n";
-const FAST_BGP: &str = "connect delay time 1; connect retry time 1; error wait time 1, 2;";
+/// Logs to stderr (the process's log file); BFD at 50 ms × 3 on every
+/// link, so a dead node is dropped in about 150 ms rather than at the BGP
+/// hold timer.
+const COMMON: &str = "log stderr all;\nprotocol device { scan time 10; }\n\
+    protocol bfd { interface \"*\" { min rx interval 50 ms; min tx interval 50 ms; multiplier 3; }; }\n";
+/// Short timers so sessions come up within a second or two of both sides
+/// running; BFD watches each session.
+const FAST_BGP: &str = "connect delay time 1; connect retry time 1; error wait time 1, 2; bfd on;";
 
 fn spawn_bird(lab: &Lab, ns: &Ns, dir: &Path, name: &str, conf: &Path, socket: &Path) -> Process {
     let pid = dir.join(format!("{name}.bird.pid"));

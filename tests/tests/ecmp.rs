@@ -157,3 +157,58 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
         "{sessions_after:?}"
     );
 }
+
+// E3: coexist dies on node2 (SIGKILL: no shutdown code runs, BIRD keeps
+// running): the TUN device the routes point at goes with the process, so
+// BIRD withdraws them. Then node3's link dies silently: BFD (50 ms x 3)
+// takes its sessions down long before the BGP hold timer would.
+#[test]
+fn a_killed_daemon_or_a_dead_link_withdraws_the_node() {
+    let test = "a_killed_daemon_or_a_dead_link_withdraws_the_node";
+    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+        return;
+    }
+    let mut lab = converged("ecmp3", 3);
+    let coexist = lab.nodes[1].coexist.as_ref().expect("running");
+    coexist.signal(nix::sys::signal::Signal::SIGKILL);
+    let survivors: BTreeSet<usize> = [1, 3].into();
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &survivors, Duration::from_secs(5));
+        assert!(
+            took.is_some(),
+            "{}: node2 still routed after SIGKILL: {:?}; logs:\n{}",
+            family.label(),
+            lab.paths(family),
+            lab.logs()
+        );
+        println!(
+            "E3 {}: withdrawn {:?} after SIGKILL",
+            family.label(),
+            took.unwrap()
+        );
+    }
+    lab.nodes[1].coexist.take();
+
+    lab.cut_link(&lab.nodes[2]);
+    let only: BTreeSet<usize> = [1].into();
+    for family in FAMILIES {
+        // The default hold timer is 240 s: only BFD gets here in 5 s.
+        let took = lab.wait_paths(family, &only, Duration::from_secs(5));
+        assert!(
+            took.is_some(),
+            "{}: node3 still routed after its link died: {:?}; logs:\n{}",
+            family.label(),
+            lab.paths(family),
+            lab.logs()
+        );
+        println!(
+            "E3 {}: withdrawn {:?} after the link died",
+            family.label(),
+            took.unwrap()
+        );
+    }
+    for family in FAMILIES {
+        let seen = lab.spread(family, 30);
+        assert_eq!(seen.get("n1"), Some(&30), "{seen:?}");
+    }
+}

@@ -73,6 +73,17 @@ enum Command {
         #[arg(long)]
         admin: Option<String>,
     },
+    /// Withdraw or announce again an `[[announce]]` group on this node
+    /// (a manual drain for maintenance; health still decides when announced).
+    Announce {
+        /// The group's name.
+        name: String,
+        #[arg(value_enum)]
+        action: lb::announce::AdminAction,
+        /// As for `coexist status`.
+        #[arg(long)]
+        admin: Option<String>,
+    },
     /// Print a coexist.toml equivalent to HAProxy and keepalived
     /// configurations; what cannot be carried over is listed, with file
     /// and line, in the output and on stderr.
@@ -109,6 +120,11 @@ fn main() -> ExitCode {
             weight,
             admin,
         } => admin_endpoint(admin).and_then(|a| change_server(&a, &server, state, weight)),
+        Command::Announce {
+            name,
+            action,
+            admin,
+        } => admin_endpoint(admin).and_then(|a| change_announce(&a, &name, action)),
         Command::Import {
             haproxy,
             keepalived,
@@ -341,6 +357,21 @@ fn change_server(
         println!(
             "{backend}/{}: {} (weight {}, {} active)",
             s.name, s.state, s.weight, s.active_connections
+        );
+    }
+    Ok(())
+}
+
+fn change_announce(
+    admin: &str,
+    name: &str,
+    action: lb::announce::AdminAction,
+) -> anyhow::Result<()> {
+    let change = lb::admin::AnnounceChange { action };
+    for group in lb::admin::client::change_announce(admin, name, &change)? {
+        println!(
+            "{}/{}: {} ({})",
+            group.name, group.family, group.state, group.reason
         );
     }
     Ok(())

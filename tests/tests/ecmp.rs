@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use coexist_tests::daemon::coexist_binary;
 use coexist_tests::dns::tools_or_skip;
 use coexist_tests::ecmp::{EcmpLab, Family, ANNOUNCE_AFTER, TOOLS};
 use coexist_tests::netns::enter_or_skip;
@@ -43,7 +44,8 @@ fn converged(tag: &str, nodes: usize) -> EcmpLab {
 
 // E1: three nodes announce; the router holds three paths per family and
 // new connections from IPv4 and IPv6 clients spread over all three (each
-// reaching the node's IPv6 server), none failing.
+// reaching the node's IPv6 server), none failing. Then the operator
+// drains node2 by hand and brings it back.
 #[test]
 fn new_connections_spread_over_every_announcing_node() {
     let test = "new_connections_spread_over_every_announcing_node";
@@ -70,6 +72,61 @@ fn new_connections_spread_over_every_announcing_node() {
                 share * 100.0
             );
         }
+    }
+
+    // A manual drain: `coexist announce web withdraw` on node2 takes it off
+    // the router; `announce` brings it back after announce_after.
+    let node2 = &lab.nodes[1];
+    let announce = |action: &str, group: &str| {
+        lab.lab.try_exec(
+            &node2.ns,
+            &[
+                coexist_binary().to_str().unwrap(),
+                "announce",
+                group,
+                action,
+                "--admin",
+                "127.0.0.1:9100",
+            ],
+        )
+    };
+    let out = announce("withdraw", "web");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("web/ipv4: withdrawn (withdrawn by the operator)"),
+        "{said}"
+    );
+    let survivors: BTreeSet<usize> = [1, 3].into();
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &survivors, Duration::from_secs(10));
+        assert!(
+            took.is_some(),
+            "{}: {:?}",
+            family.label(),
+            lab.paths(family)
+        );
+    }
+    let out = announce("withdraw", "mail");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no [[announce]] group is named \"mail\""),
+        "{said}"
+    );
+    assert!(announce("announce", "web").status.success());
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &all(3), Duration::from_secs(10));
+        assert!(
+            took.is_some(),
+            "{}: {:?}",
+            family.label(),
+            lab.paths(family)
+        );
     }
 }
 
@@ -113,7 +170,7 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
     let status = lab.lab.exec(
         &node2.ns,
         &[
-            coexist_tests::daemon::coexist_binary().to_str().unwrap(),
+            coexist_binary().to_str().unwrap(),
             "status",
             "--admin",
             "127.0.0.1:9100",

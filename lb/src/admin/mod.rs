@@ -61,7 +61,7 @@ impl AdminContext {
             SystemTime::now(),
         );
         status.add_udp_sessions(&self.udp);
-        status.announce = self.announce.lock().expect("announce board lock").clone();
+        status.announce = self.announce.status();
         status
     }
 }
@@ -81,6 +81,7 @@ pub fn router(context: AdminContext) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
         .route("/servers/{backend}/{server}", post(change_server))
+        .route("/announce/{name}", post(change_announce))
         .with_state(context)
 }
 
@@ -150,6 +151,28 @@ async fn change_server(
         .find(|b| b.name == backend)
         .and_then(|b| b.servers.into_iter().find(|s| s.name == server));
     Json(found).into_response()
+}
+
+/// Body of `POST /announce/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceChange {
+    pub action: crate::announce::AdminAction,
+}
+
+async fn change_announce(
+    State(context): State<AdminContext>,
+    Path(name): Path<String>,
+    Json(change): Json<AnnounceChange>,
+) -> Response {
+    use crate::announce::AdminError;
+    match context.announce.admin(&name, change.action).await {
+        Ok(groups) => Json(groups).into_response(),
+        Err(e @ AdminError::UnknownGroup(_)) => {
+            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
 }
 
 #[cfg(test)]

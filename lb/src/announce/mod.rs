@@ -39,10 +39,26 @@ pub struct AnnounceError {
     pub error: std::io::Error,
 }
 
-/// `coexist announce NAME ...` named no group.
+/// Why `coexist announce NAME withdraw|announce` was not applied.
 #[derive(Debug, thiserror::Error)]
-#[error("no [[announce]] group is named {0:?}")]
-pub struct UnknownGroup(pub String);
+pub enum AdminError {
+    #[error("no [[announce]] group is named {0:?}")]
+    UnknownGroup(String),
+    #[error("this node announces nothing (no [bgp] in its configuration)")]
+    NotAnnouncing,
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// What the operator asks of a group on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminAction {
+    /// Stop announcing (a manual drain of this node), whatever its health.
+    Withdraw,
+    /// Announce again when healthy (undoes `withdraw`).
+    Announce,
+}
 
 /// One group and family as `/status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -58,16 +74,52 @@ pub struct AnnounceStatus {
     pub protocol: String,
 }
 
-/// Groups publish their state here; the admin API only reads it.
-pub type AnnounceBoard = Arc<Mutex<Vec<AnnounceStatus>>>;
+/// Where the admin API reads the groups' state and sends the operator's
+/// requests; the manager task fills it in.
+#[derive(Debug, Default)]
+pub struct Board {
+    status: Mutex<Vec<AnnounceStatus>>,
+    control: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+}
 
+pub type AnnounceBoard = Arc<Board>;
+
+impl Board {
+    pub fn status(&self) -> Vec<AnnounceStatus> {
+        self.status.lock().expect("announce board lock").clone()
+    }
+
+    /// Applies `action` to group `name`; returns the group's new state.
+    pub async fn admin(
+        &self,
+        name: &str,
+        action: AdminAction,
+    ) -> Result<Vec<AnnounceStatus>, AdminError> {
+        let control = self.control.lock().expect("announce board lock").clone();
+        let control = control.ok_or(AdminError::NotAnnouncing)?;
+        let (done, result) = oneshot::channel();
+        let message = Message::Admin {
+            group: name.to_owned(),
+            withdraw: action == AdminAction::Withdraw,
+            done,
+        };
+        control
+            .send(message)
+            .map_err(|_| AdminError::ShuttingDown)?;
+        result.await.map_err(|_| AdminError::ShuttingDown)??;
+        let status = self.status();
+        Ok(status.into_iter().filter(|s| s.name == name).collect())
+    }
+}
+
+#[derive(Debug)]
 enum Message {
     Reload(Arc<Config>),
     Listening(bool),
     Admin {
         group: String,
         withdraw: bool,
-        done: oneshot::Sender<Result<(), UnknownGroup>>,
+        done: oneshot::Sender<Result<(), AdminError>>,
     },
     Shutdown(oneshot::Sender<()>),
 }
@@ -110,6 +162,7 @@ impl Announcer {
         };
         manager.configure(config);
         let (tx, rx) = mpsc::unbounded_channel();
+        *manager.board.control.lock().expect("announce board lock") = Some(tx.clone());
         let withdraw_settle = manager.bgp.withdraw_settle;
         let task = tokio::spawn(manager.run(rx, registry.subscribe()));
         Ok(Some(Announcer {
@@ -128,22 +181,6 @@ impl Announcer {
     /// than `announce_after` take effect at the next restart.
     pub fn reload(&self, config: Arc<Config>) {
         let _ = self.tx.send(Message::Reload(config));
-    }
-
-    /// `coexist announce NAME withdraw|announce`.
-    pub async fn admin(&self, group: &str, withdraw: bool) -> Result<(), UnknownGroup> {
-        let (done, result) = oneshot::channel();
-        let message = Message::Admin {
-            group: group.to_owned(),
-            withdraw,
-            done,
-        };
-        if self.tx.send(message).is_err() {
-            return Err(UnknownGroup(group.to_owned()));
-        }
-        result
-            .await
-            .unwrap_or_else(|_| Err(UnknownGroup(group.to_owned())))
     }
 
     /// Withdraws every group, waits for BIRD to confirm, then keeps serving
@@ -236,6 +273,7 @@ impl Manager {
                         let _ = done.send(self.admin(&group, withdraw));
                     }
                     Some(Message::Shutdown(done)) => {
+                        self.board.control.lock().expect("announce board lock").take();
                         let now = Instant::now();
                         self.each(|m| m.shutdown(now));
                         self.publish();
@@ -332,9 +370,9 @@ impl Manager {
         self.configure(config);
     }
 
-    fn admin(&mut self, group: &str, withdraw: bool) -> Result<(), UnknownGroup> {
+    fn admin(&mut self, group: &str, withdraw: bool) -> Result<(), AdminError> {
         if !self.groups.contains_key(group) {
-            return Err(UnknownGroup(group.to_owned()));
+            return Err(AdminError::UnknownGroup(group.to_owned()));
         }
         self.admin_withdrawn.retain(|g| g != group);
         if withdraw {
@@ -401,7 +439,7 @@ impl Manager {
             }
         }
         self.link.set(wanted);
-        *self.board.lock().expect("announce board lock") = board;
+        *self.board.status.lock().expect("announce board lock") = board;
     }
 }
 

@@ -40,6 +40,8 @@ pub const VIP6: &str = "fd88:100::10";
 pub const PORT: u16 = 80;
 /// How long a node must be healthy before it announces.
 pub const ANNOUNCE_AFTER: Duration = Duration::from_millis(500);
+/// How long a stopping node keeps serving after its withdrawal.
+pub const WITHDRAW_SETTLE: Duration = Duration::from_secs(1);
 /// What the tools the topology runs are called (for a skip message).
 pub const TOOLS: &[&str] = &["bird", "birdc", "nft"];
 
@@ -406,7 +408,7 @@ pub fn node_config(bird_socket: &Path) -> Config {
         bgp: Some(Bgp {
             control_socket: Some(bird_socket.display().to_string()),
             announce_after: Some(ANNOUNCE_AFTER),
-            withdraw_settle: Some(ms(300)),
+            withdraw_settle: Some(WITHDRAW_SETTLE),
             ..Bgp::default()
         }),
         announce: vec![Announce {

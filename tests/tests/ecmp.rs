@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use coexist_tests::daemon::coexist_binary;
 use coexist_tests::dns::tools_or_skip;
-use coexist_tests::ecmp::{EcmpLab, Family, ANNOUNCE_AFTER, TOOLS};
+use coexist_tests::ecmp::{EcmpLab, Family, ANNOUNCE_AFTER, TOOLS, WITHDRAW_SETTLE};
 use coexist_tests::netns::enter_or_skip;
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -128,6 +128,20 @@ fn new_connections_spread_over_every_announcing_node() {
             lab.paths(family)
         );
     }
+
+    // SIGTERM withdraws first and keeps serving for withdraw_settle: the
+    // router drops node3 while its daemon still runs.
+    let mut lab = lab;
+    let coexist = lab.nodes[2].coexist.as_ref().expect("running");
+    coexist.signal(nix::sys::signal::Signal::SIGTERM);
+    let two: BTreeSet<usize> = [1, 2].into();
+    let took = lab.wait_paths(Family::V4, &two, WITHDRAW_SETTLE);
+    let coexist = lab.nodes[2].coexist.as_mut().expect("running");
+    let exited = coexist.exited().unwrap();
+    assert!(took.is_some(), "node3 not withdrawn within withdraw_settle");
+    assert_eq!(exited, None, "exited before withdraw_settle was over");
+    let status = coexist.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
 // E2: node2's tracked frontend loses its last server: the router drops

@@ -270,7 +270,10 @@ impl Manager {
                         self.each(|m| m.set_listening(now, listening));
                     }
                     Some(Message::Admin { group, withdraw, done }) => {
-                        let _ = done.send(self.admin(&group, withdraw));
+                        let result = self.admin(&group, withdraw);
+                        // The caller reads the board next: show the change.
+                        self.publish();
+                        let _ = done.send(result);
                     }
                     Some(Message::Shutdown(done)) => {
                         self.board.control.lock().expect("announce board lock").take();

@@ -16,7 +16,11 @@
 //!                       (a server greeting with the node's name), checked every
 //!                       100 ms; [[announce]] "web" tracks "web"; routes via the
 //!                       TUN device "coexist0" the daemon holds
+//!                       frontend "sticky" on VIP:81 → backend "shared" (maglev)
 //!              BIRD AS 65001: `coexist bird-config` snippet, eBGP to the router
+//!              eth1 fd88:200::10<i>/64 ── br0 in ns "sw" ── ns "srv" eth0
+//!   ns "srv": servers s1..s3 on [fd88:200::11..13]:8080, shared by every node,
+//!             each greeting with its name and the node address it sees
 //! ```
 
 use std::collections::BTreeSet;
@@ -36,6 +40,9 @@ use crate::netns_thread;
 use crate::servers::TestServer;
 
 pub const VIP4: &str = "10.88.100.10";
+/// The port of frontend "sticky" (backend "shared", maglev).
+pub const STICKY_PORT: u16 = 81;
+const SHARED_SERVERS: [&str; 3] = ["fd88:200::11", "fd88:200::12", "fd88:200::13"];
 pub const VIP6: &str = "fd88:100::10";
 pub const PORT: u16 = 80;
 /// How long a node must be healthy before it announces.
@@ -151,6 +158,8 @@ pub struct EcmpLab {
     pub client: Ns,
     pub router_socket: PathBuf,
     router_bird: Option<Process>,
+    shared_servers: Option<std::thread::JoinHandle<()>>,
+    stop_shared: Option<tokio::sync::oneshot::Sender<()>>,
     pub dir: tempfile::TempDir,
     /// Last: dropping it removes the namespaces, after every process.
     pub lab: Lab,
@@ -186,6 +195,14 @@ impl EcmpLab {
             ],
         );
 
+        let switch = lab.switch("sw");
+        let servers = lab.ns("srv");
+        lab.plug(&servers, "eth0", &switch, "srv");
+        for address in SHARED_SERVERS {
+            lab.addr(&servers, "eth0", &format!("{address}/64"));
+        }
+        let (stop_shared, shared_servers) = start_shared_servers(&servers);
+
         let mut peers = String::new();
         let mut built = Vec::new();
         for index in 1..=nodes {
@@ -202,6 +219,8 @@ impl EcmpLab {
             let via6 = format!("fd88:{index}::1");
             lab.ip(&ns, &["route", "add", "default", "via", &via4]);
             lab.ip(&ns, &["-6", "route", "add", "default", "via", &via6]);
+            lab.plug(&ns, "eth1", &switch, &format!("p{index}"));
+            lab.addr(&ns, "eth1", &format!("fd88:200::{}/64", 100 + index));
             peers.push_str(&format!(
                 "protocol bgp {name}_v4 from node {{ neighbor 10.88.{index}.2 as 65001; ipv4 {{ import all; export none; }}; }}\n\
                  protocol bgp {name}_v6 from node {{ neighbor fd88:{index}::2 as 65001; ipv6 {{ import all; export none; }}; }}\n"
@@ -234,6 +253,8 @@ impl EcmpLab {
             client,
             router_socket,
             router_bird: Some(router_bird),
+            shared_servers: Some(shared_servers),
+            stop_shared: Some(stop_shared),
             dir,
             lab,
         }
@@ -265,6 +286,13 @@ impl EcmpLab {
     ) -> Option<Duration> {
         coexist_support::wait_until(limit, Duration::from_millis(5), || {
             self.paths(family) == *want
+        })
+    }
+
+    /// Polls until node `index` is on no path of `family`.
+    pub fn wait_gone(&self, family: Family, index: usize, limit: Duration) -> Option<Duration> {
+        coexist_support::wait_until(limit, Duration::from_millis(5), || {
+            !self.paths(family).contains(&index)
         })
     }
 
@@ -333,6 +361,54 @@ impl EcmpLab {
         }
     }
 
+    /// Gives the client `count` more addresses per family (10.88.0.100...,
+    /// fd88::100...): distinct clients for maglev.
+    pub fn client_addresses(&self, count: usize) -> Vec<(IpAddr, IpAddr)> {
+        (0..count)
+            .map(|k| {
+                let v4: IpAddr = format!("10.88.0.{}", 100 + k).parse().unwrap();
+                let v6: IpAddr = format!("fd88::{:x}", 0x100 + k).parse().unwrap();
+                self.lab.addr(&self.client, "eth0", &format!("{v4}/24"));
+                self.lab.addr(&self.client, "eth0", &format!("{v6}/64"));
+                (v4, v6)
+            })
+            .collect()
+    }
+
+    /// From each of `sources`, opens `per_source` connections to frontend
+    /// "sticky" and records each answer: (server, node address it came
+    /// through), or ("failed", error).
+    pub fn sticky(&self, sources: &[IpAddr], per_source: usize) -> Vec<Vec<(String, String)>> {
+        let client = self.client.clone();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    netns_thread::enter(&client);
+                    (sources.iter())
+                        .map(|source| {
+                            let vip = match source {
+                                IpAddr::V4(_) => Family::V4.vip(),
+                                IpAddr::V6(_) => Family::V6.vip(),
+                            };
+                            let vip = SocketAddr::new(vip.ip(), STICKY_PORT);
+                            (0..per_source)
+                                .map(|_| match ask_from(*source, vip) {
+                                    Ok(line) => {
+                                        let (server, node) =
+                                            line.split_once(' ').unwrap_or((&line, ""));
+                                        (server.to_owned(), node.to_owned())
+                                    }
+                                    Err(e) => ("failed".to_owned(), e.to_string()),
+                                })
+                                .collect()
+                        })
+                        .collect()
+                })
+                .join()
+                .expect("the client thread")
+        })
+    }
+
     /// The node's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -362,14 +438,60 @@ impl Drop for EcmpLab {
             node.bird.take();
         }
         self.router_bird.take();
+        self.stop_shared.take();
+        if let Some(thread) = self.shared_servers.take() {
+            let _ = thread.join();
+        }
     }
 }
 
-/// Logs to stderr (the process's log file); BFD at 50 ms × 3 on every
-/// link, so a dead node is dropped in about 150 ms rather than at the BGP
-/// hold timer.
+/// Servers s1..s3 in `ns`, each answering a connection with
+/// `"<name> <peer address>\n"`: which server, reached through which node.
+fn start_shared_servers(
+    ns: &Ns,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, started) = std::sync::mpsc::channel();
+    let ns = ns.clone();
+    let thread = std::thread::spawn(move || {
+        netns_thread::enter(&ns);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            for (k, address) in SHARED_SERVERS.iter().enumerate() {
+                let address = SocketAddr::new(address.parse().unwrap(), 8080);
+                let listener = lb::net::bind_listener(address, 1024).expect("bind a shared server");
+                let name = format!("s{}", k + 1);
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    while let Ok((mut stream, peer)) = listener.accept().await {
+                        let line = format!("{name} {}\n", peer.ip());
+                        tokio::spawn(async move {
+                            let _ = stream.write_all(line.as_bytes()).await;
+                        });
+                    }
+                });
+            }
+            let _ = ready.send(());
+            let _ = stopped.await;
+        });
+    });
+    started
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the shared servers start");
+    (stop, thread)
+}
+
+/// Logs to stderr (the process's log file); BFD at 100 ms × 5 on every
+/// link, so a dead node is dropped within 500 ms rather than at the BGP
+/// hold timer (50 ms × 3 flapped on a loaded 2-core machine).
 const COMMON: &str = "log stderr all;\nprotocol device { scan time 10; }\n\
-    protocol bfd { interface \"*\" { min rx interval 50 ms; min tx interval 50 ms; multiplier 3; }; }\n";
+    protocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 5; }; }\n";
 /// Short timers so sessions come up within a second or two of both sides
 /// running; BFD watches each session.
 const FAST_BGP: &str = "connect delay time 1; connect retry time 1; error wait time 1, 2; bfd on;";
@@ -395,16 +517,34 @@ fn spawn_bird(lab: &Lab, ns: &Ns, dir: &Path, name: &str, conf: &Path, socket: &
 /// The coexist config of node `index`.
 pub fn node_config(bird_socket: &Path) -> Config {
     let web = Frontend::new("web", [Family::V4.vip(), Family::V6.vip()], "pool");
+    let sticky_listen = [Family::V4.vip(), Family::V6.vip()].map(|mut a| {
+        a.set_port(STICKY_PORT);
+        a
+    });
+    let sticky = Frontend::new("sticky", sticky_listen, "shared");
+    let shared = SHARED_SERVERS.iter().enumerate().map(|(k, a)| {
+        Server::named(
+            &format!("s{}", k + 1),
+            SocketAddr::new(a.parse().unwrap(), 8080),
+        )
+    });
     let ms = Duration::from_millis;
     Config {
         admin: Some(Admin {
             listen: "127.0.0.1:9100".into(),
         }),
-        frontends: vec![web],
-        backends: vec![Backend {
-            health_check: Some(HealthCheck::every("tcp", ms(100), ms(100), 1, 1)),
-            ..Backend::new("pool", [Server::named("s", "[::1]:8080".parse().unwrap())])
-        }],
+        frontends: vec![web, sticky],
+        backends: vec![
+            Backend {
+                health_check: Some(HealthCheck::every("tcp", ms(100), ms(100), 1, 1)),
+                ..Backend::new("pool", [Server::named("s", "[::1]:8080".parse().unwrap())])
+            },
+            Backend {
+                balance: Some("maglev".into()),
+                health_check: Some(HealthCheck::every("tcp", ms(100), ms(100), 1, 1)),
+                ..Backend::new("shared", shared)
+            },
+        ],
         bgp: Some(Bgp {
             control_socket: Some(bird_socket.display().to_string()),
             announce_after: Some(ANNOUNCE_AFTER),
@@ -488,6 +628,19 @@ fn start_node(lab: &Lab, dir: &Path, ns: Ns, index: usize) -> Node {
 /// Connects to `vip` and returns the greeting line of the server reached.
 pub fn ask(vip: SocketAddr) -> std::io::Result<String> {
     let stream = TcpStream::connect_timeout(&vip, Duration::from_secs(2))?;
+    greeting(stream)
+}
+
+/// [`ask`] from the local address `source`.
+pub fn ask_from(source: IpAddr, vip: SocketAddr) -> std::io::Result<String> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(vip), Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&vip.into(), Duration::from_secs(2))?;
+    greeting(socket.into())
+}
+
+fn greeting(stream: TcpStream) -> std::io::Result<String> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;

@@ -134,11 +134,20 @@ fn new_connections_spread_over_every_announcing_node() {
     let mut lab = lab;
     let coexist = lab.nodes[2].coexist.as_ref().expect("running");
     coexist.signal(nix::sys::signal::Signal::SIGTERM);
-    let two: BTreeSet<usize> = [1, 2].into();
-    let took = lab.wait_paths(Family::V4, &two, WITHDRAW_SETTLE);
+    let took = lab.wait_gone(Family::V4, 3, WITHDRAW_SETTLE);
+    let exited = lab.nodes[2]
+        .coexist
+        .as_mut()
+        .expect("running")
+        .exited()
+        .unwrap();
+    assert!(
+        took.is_some(),
+        "node3 not withdrawn within withdraw_settle: {:?}; logs:\n{}",
+        lab.paths(Family::V4),
+        lab.logs()
+    );
     let coexist = lab.nodes[2].coexist.as_mut().expect("running");
-    let exited = coexist.exited().unwrap();
-    assert!(took.is_some(), "node3 not withdrawn within withdraw_settle");
     assert_eq!(exited, None, "exited before withdraw_settle was over");
     let status = coexist.wait_exit(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
@@ -220,7 +229,7 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
     }
     // The withdrawal and the return were route updates, not session resets.
     let sessions_after = lab.router_sessions();
-    assert_eq!(sessions_after, sessions_before);
+    assert_eq!(sessions_after, sessions_before, "logs:\n{}", lab.logs());
     assert!(
         sessions_after
             .iter()
@@ -231,7 +240,7 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
 
 // E3: coexist dies on node2 (SIGKILL: no shutdown code runs, BIRD keeps
 // running): the TUN device the routes point at goes with the process, so
-// BIRD withdraws them. Then node3's link dies silently: BFD (50 ms x 3)
+// BIRD withdraws them. Then node3's link dies silently: BFD (100 ms x 5)
 // takes its sessions down long before the BGP hold timer would.
 #[test]
 fn a_killed_daemon_or_a_dead_link_withdraws_the_node() {
@@ -281,5 +290,53 @@ fn a_killed_daemon_or_a_dead_link_withdraws_the_node() {
     for family in FAMILIES {
         let seen = lab.spread(family, 30);
         assert_eq!(seen.get("n1"), Some(&30), "{seen:?}");
+    }
+}
+
+// E7: a maglev backend behind three nodes: 100 clients per family, 10 new
+// connections each, spread over the nodes by the router's hash, and each
+// client's connections all land on one server whichever node took them
+// (every node builds the same table from the same servers).
+#[test]
+fn maglev_keeps_each_client_on_one_server_across_nodes() {
+    let test = "maglev_keeps_each_client_on_one_server_across_nodes";
+    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+        return;
+    }
+    let lab = converged("ecmp7", 3);
+    let clients = lab.client_addresses(100);
+    for (family, sources) in [
+        (Family::V4, clients.iter().map(|c| c.0).collect::<Vec<_>>()),
+        (Family::V6, clients.iter().map(|c| c.1).collect()),
+    ] {
+        let answers = lab.sticky(&sources, 10);
+        let mut nodes_seen = BTreeSet::new();
+        let mut servers_seen = BTreeSet::new();
+        let mut clients_over_several_nodes = 0;
+        for (source, answers) in sources.iter().zip(&answers) {
+            let servers: BTreeSet<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
+            let nodes: BTreeSet<&str> = answers.iter().map(|(_, n)| n.as_str()).collect();
+            assert_eq!(
+                servers.len(),
+                1,
+                "{}: client {source} reached {answers:?}",
+                family.label()
+            );
+            assert!(!servers.contains("failed"), "{source}: {answers:?}");
+            clients_over_several_nodes += usize::from(nodes.len() > 1);
+            nodes_seen.extend(nodes.into_iter().map(str::to_owned));
+            servers_seen.extend(servers.into_iter().map(str::to_owned));
+        }
+        println!(
+            "E7 {}: 100 clients x 10 connections, each on one server; {clients_over_several_nodes} clients came through more than one node; nodes {nodes_seen:?}, servers {servers_seen:?}",
+            family.label()
+        );
+        // The claim needs clients whose connections took different nodes.
+        assert!(
+            clients_over_several_nodes >= 50,
+            "{clients_over_several_nodes}"
+        );
+        assert_eq!(nodes_seen.len(), 3, "{nodes_seen:?}");
+        assert!(servers_seen.len() >= 2, "{servers_seen:?}");
     }
 }

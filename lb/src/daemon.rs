@@ -10,6 +10,7 @@ use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::admin::{self, AdminContext, VrrpBoard};
+use crate::announce::{AnnounceError, Announcer};
 use crate::checker;
 use crate::config::{self, Config, ConfigError};
 use crate::forward::PipePool;
@@ -37,6 +38,8 @@ pub enum DaemonError {
     Vrrp(#[from] HaError),
     #[error(transparent)]
     UdpBind(#[from] udp::BindError),
+    #[error(transparent)]
+    Announce(#[from] AnnounceError),
 }
 
 /// A running load balancer.
@@ -50,6 +53,8 @@ pub struct Daemon {
     admin: AdminContext,
     /// VRRP instances; `None` only once shut down.
     ha: Option<Ha>,
+    /// `[[announce]]` groups; `None` without `[bgp]` or once shut down.
+    announcer: Option<Announcer>,
 }
 
 impl Daemon {
@@ -103,6 +108,7 @@ impl Daemon {
             metrics,
             vrrp: VrrpBoard::default(),
             udp: udp.stats(),
+            announce: Default::default(),
         };
         if let Some(listener) = admin_listener {
             if let Ok(address) = listener.local_addr() {
@@ -119,6 +125,7 @@ impl Daemon {
             plane,
             admin,
             ha: None,
+            announcer: None,
         };
         let snapshot = daemon.snapshot.load_full();
         let config = Arc::clone(&snapshot.config);
@@ -136,6 +143,16 @@ impl Daemon {
         )
         .await?;
         daemon.ha = Some(ha);
+        // Routes last too: the router sends flows once this node serves.
+        daemon.announcer = Announcer::start(
+            &config,
+            daemon.admin.announce.clone(),
+            daemon.snapshot(),
+            &daemon.registry,
+        )?;
+        if let Some(announcer) = &daemon.announcer {
+            announcer.set_listening(true);
+        }
         Ok(daemon)
     }
 
@@ -192,12 +209,20 @@ impl Daemon {
         if let Some(ha) = &self.ha {
             ha.reload(Arc::clone(&snapshot.config));
         }
+        if let Some(announcer) = &self.announcer {
+            announcer.reload(Arc::clone(&snapshot.config));
+        }
         Ok(())
     }
 
     /// Stops accepting, then waits up to the grace period for open
     /// connections to finish. Returns how many were still open.
     pub async fn shutdown(mut self) -> usize {
+        // The routers move new flows to the other nodes first, while this
+        // one still serves what they send until they converge.
+        if let Some(announcer) = self.announcer.take() {
+            announcer.shutdown().await;
+        }
         // VRRP hands over first (priority 0, addresses removed), so the
         // peer takes new connections while this node drains its own.
         if let Some(ha) = self.ha.take() {

@@ -241,10 +241,7 @@ impl Manager {
         for running in self.instances.values() {
             // Tracked objects are named after the frontend they watch.
             for t in &running.config.config.tracks {
-                let up = snapshot
-                    .frontends
-                    .get(&t.name)
-                    .is_some_and(|f| f.backend.has_healthy_server());
+                let up = snapshot.frontend_can_serve(&t.name);
                 running.handle.set_track(&t.name, up);
             }
         }

@@ -2,6 +2,7 @@
 //! health state and zero-copy forwarding.
 
 pub mod admin;
+pub mod announce;
 pub mod balance;
 pub mod checker;
 pub mod config;

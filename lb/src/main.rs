@@ -44,6 +44,13 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print the BIRD 2 snippet that declares the `[[announce]]` groups'
+    /// static protocols; include it in bird.conf.
+    BirdConfig {
+        /// The configuration file [default: /etc/coexist/coexist.toml].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Show frontends, servers and VRRP instances of a running daemon.
     Status {
         /// Address of the daemon's admin endpoint [default: the one
@@ -62,6 +69,17 @@ enum Command {
         state: lb::health::AdminState,
         #[arg(long)]
         weight: Option<u32>,
+        /// As for `coexist status`.
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Withdraw or announce again an `[[announce]]` group on this node
+    /// (a manual drain for maintenance; health still decides when announced).
+    Announce {
+        /// The group's name.
+        name: String,
+        #[arg(value_enum)]
+        action: lb::announce::AdminAction,
         /// As for `coexist status`.
         #[arg(long)]
         admin: Option<String>,
@@ -94,6 +112,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, watch } => run(config_file(config), watch),
         Command::Check { config } => check(config_file(config)),
+        Command::BirdConfig { config } => bird_config(config_file(config)),
         Command::Status { admin, json } => admin_endpoint(admin).and_then(|a| status(&a, json)),
         Command::Server {
             server,
@@ -101,6 +120,11 @@ fn main() -> ExitCode {
             weight,
             admin,
         } => admin_endpoint(admin).and_then(|a| change_server(&a, &server, state, weight)),
+        Command::Announce {
+            name,
+            action,
+            admin,
+        } => admin_endpoint(admin).and_then(|a| change_announce(&a, &name, action)),
         Command::Import {
             haproxy,
             keepalived,
@@ -197,11 +221,16 @@ fn init_logging(format: LogFormat) {
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let config = lb::config::load(&path)?;
     println!(
-        "{}: ok ({} frontend(s), {} backend(s), {} VRRP instance(s))",
+        "{}: ok ({} frontend(s), {} backend(s), {} VRRP instance(s){})",
         path.display(),
         config.frontends.len(),
         config.backends.len(),
-        config.vrrp.len()
+        config.vrrp.len(),
+        if config.announce.is_empty() {
+            String::new()
+        } else {
+            format!(", {} announce group(s)", config.announce.len())
+        }
     );
     if config.has_nothing_to_run() {
         eprintln!(
@@ -214,6 +243,18 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 
 /// Why an import that carried nothing runnable still writes a config.
 const NOTHING_CARRIED: &str = "no frontend and no VRRP instance could be carried over (each directive is listed above): the configuration serves only the admin endpoint";
+fn bird_config(path: PathBuf) -> anyhow::Result<()> {
+    let config = lb::config::load(&path)?;
+    let snippet = lb::announce::bird_config::render(&config, &path.display().to_string())
+        .with_context(|| {
+            format!(
+                "{}: no [bgp] and no [[announce]]: nothing to announce",
+                path.display()
+            )
+        })?;
+    print!("{snippet}");
+    Ok(())
+}
 
 fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     // On one CPU (a pinned or small machine) a work-stealing scheduler only
@@ -323,6 +364,21 @@ fn change_server(
         println!(
             "{backend}/{}: {} (weight {}, {} active)",
             s.name, s.state, s.weight, s.active_connections
+        );
+    }
+    Ok(())
+}
+
+fn change_announce(
+    admin: &str,
+    name: &str,
+    action: lb::announce::AdminAction,
+) -> anyhow::Result<()> {
+    let change = lb::admin::AnnounceChange { action };
+    for group in lb::admin::client::change_announce(admin, name, &change)? {
+        println!(
+            "{}/{}: {} ({})",
+            group.name, group.family, group.state, group.reason
         );
     }
     Ok(())

@@ -66,3 +66,9 @@ pub const SERVER_CONNECTS_BY_FAMILY_TOTAL: &str = "lb_server_connects_by_family_
 pub const SERVER_RESOLVED_ADDRESSES: &str = "lb_server_resolved_addresses";
 /// Failed lookups of a server's name (its last addresses are kept), by `backend` and `server`.
 pub const SERVER_RESOLVE_ERRORS_TOTAL: &str = "lb_server_resolve_errors_total";
+/// 1 while this node announces an `[[announce]]` group's prefixes, by
+/// `name` and `family` (`ipv4` / `ipv6`).
+pub const ANNOUNCE_UP: &str = "lb_announce_up";
+/// Announce state changes, by `name`, `family` and new `state`
+/// (`announced` / `withdrawn`).
+pub const ANNOUNCE_TRANSITIONS_TOTAL: &str = "lb_announce_transitions_total";

@@ -14,6 +14,8 @@
 //! (`membarrier(2)`) have no safe wrapper in nix or socket2.
 #![allow(unsafe_code)]
 
+pub mod tun;
+
 use std::io;
 use std::mem::{size_of, zeroed, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

@@ -36,6 +36,10 @@ pub struct Config {
     pub backends: Vec<Backend>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vrrp: Vec<Vrrp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<Bgp>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub announce: Vec<Announce>,
 }
 
 impl Config {
@@ -339,6 +343,39 @@ impl Vrrp {
 pub struct Track {
     pub frontend: String,
     pub weight: u8,
+}
+
+/// `[bgp]`
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Bgp {
+    /// `"bird"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "duration")]
+    pub announce_after: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "duration")]
+    pub withdraw_settle: Option<Duration>,
+    /// The TUN device the announced routes point at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+/// `[[announce]]`
+#[derive(Debug, Clone, Serialize)]
+pub struct Announce {
+    pub name: String,
+    /// `"192.0.2.10/32"`, `"2001:db8::10"`.
+    pub prefixes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub track: Vec<AnnounceTrack>,
+}
+
+/// `track = [{ frontend = "web" }]` of an `[[announce]]` group.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnounceTrack {
+    pub frontend: String,
 }
 
 /// `"200ms"`, `"2s"`: a duration as the file writes it.

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod client;
 pub mod daemon;
 pub mod dns;
+pub mod ecmp;
 pub mod lab;
 pub mod lone_node;
 pub mod netns;

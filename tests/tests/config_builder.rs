@@ -21,7 +21,11 @@ fn every_key_the_builder_writes_is_read_by_the_daemon() {
             Frontend {
                 max_connections: Some(10),
                 proxy_protocol: Some("v2".into()),
-                ..Frontend::new("web", [address("127.0.0.1:8080")], "pool")
+                ..Frontend::new(
+                    "web",
+                    [address("127.0.0.1:8080"), address("[2001:db8::10]:8080")],
+                    "pool",
+                )
             },
             Frontend {
                 udp_idle_timeout: Some(Duration::from_secs(20)),
@@ -86,6 +90,20 @@ fn every_key_the_builder_writes_is_read_by_the_daemon() {
             garp_refresh: Some(Duration::from_secs(30)),
             ..Vrrp::new("v4", "eth0", 51, &["192.0.2.10/24"])
         }],
+        bgp: Some(Bgp {
+            engine: Some("bird".into()),
+            control_socket: Some("/run/bird/node.ctl".into()),
+            announce_after: Some(ms(500)),
+            withdraw_settle: Some(ms(1500)),
+            interface: Some("cx-announce".into()),
+        }),
+        announce: vec![Announce {
+            name: "web".into(),
+            prefixes: vec!["2001:db8::10".into()],
+            track: vec![AnnounceTrack {
+                frontend: "web".into(),
+            }],
+        }],
         ..Config::with_admin(address("127.0.0.1:9100"))
     };
     let text = config.to_toml();
@@ -112,4 +130,8 @@ fn every_key_the_builder_writes_is_read_by_the_daemon() {
     let v = &parsed.vrrp[0];
     assert_eq!(v.wire.garp.refresh, Some(Duration::from_secs(30)));
     assert_eq!(v.config.tracks[0].weight, 60);
+    let bgp = parsed.bgp.as_ref().unwrap();
+    assert_eq!(bgp.withdraw_settle, ms(1500));
+    assert_eq!(bgp.interface, "cx-announce");
+    assert_eq!(parsed.announce[0].track, ["web"]);
 }

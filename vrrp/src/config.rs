@@ -28,6 +28,17 @@ const GARP_COUNT_MAX: u32 = 100;
 const GARP_INTERVAL_MAX: Duration = Duration::from_secs(60);
 const GARP_REFRESH: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(24 * 3600));
 
+/// Whether `name` can name a Linux network interface.
+pub fn is_interface_name(name: &str) -> bool {
+    !(name.is_empty()
+        || name.len() > IFNAMSIZ_MAX
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control()))
+}
+
 /// A virtual address with the prefix length it is added with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VirtualAddress {
@@ -304,13 +315,7 @@ impl Wire {
 
     fn problems(&self, family: Family, out: &mut Problems) {
         let n = &self.interface;
-        let bad_name = n.is_empty()
-            || n.len() > IFNAMSIZ_MAX
-            || n == "."
-            || n == ".."
-            || n.chars()
-                .any(|c| c == '/' || c.is_whitespace() || c.is_control());
-        if bad_name {
+        if !is_interface_name(n) {
             out.push(Setting::Interface, Problem::InterfaceName(n.clone()));
         }
         let mut seen = BTreeSet::new();

@@ -43,7 +43,8 @@ pub mod packet;
 mod sys;
 
 pub use config::{
-    Config, ConfigError, Garp, InstanceSpec, Problem, Setting, Track, VirtualAddress, Wire,
+    is_interface_name, Config, ConfigError, Garp, InstanceSpec, Problem, Setting, Track,
+    VirtualAddress, Wire,
 };
 pub use instance::{Action, Discard, Instance, State, Transition, TransitionReason, UnknownTrack};
 pub use packet::{

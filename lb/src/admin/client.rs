@@ -57,6 +57,22 @@ pub fn change_server(
     })
 }
 
+/// `POST /announce/{name}`: the group's state after the change.
+pub fn change_announce(
+    admin: &str,
+    name: &str,
+    change: &super::AnnounceChange,
+) -> Result<Vec<crate::announce::AnnounceStatus>, ClientError> {
+    let url = url(admin, &format!("/announce/{name}"));
+    let response = ureq::post(&url)
+        .send_json(change)
+        .map_err(|e| failed(&url, e))?;
+    response.into_json().map_err(|e| ClientError::Malformed {
+        url,
+        cause: e.to_string(),
+    })
+}
+
 fn failed(url: &str, error: ureq::Error) -> ClientError {
     match error {
         ureq::Error::Status(code, response) => {

@@ -37,6 +37,8 @@ pub struct AdminContext {
     pub vrrp: VrrpBoard,
     /// Session counters of the UDP frontends.
     pub udp: crate::udp::StatsBoard,
+    /// `[[announce]]` groups' state.
+    pub announce: crate::announce::AnnounceBoard,
 }
 
 impl AdminContext {
@@ -60,6 +62,7 @@ impl AdminContext {
         );
         status.add_udp_sessions(&self.udp);
         status.process = Some(crate::pressure::process().status());
+        status.announce = self.announce.status();
         status
     }
 }
@@ -79,6 +82,7 @@ pub fn router(context: AdminContext) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
         .route("/servers/{backend}/{server}", post(change_server))
+        .route("/announce/{name}", post(change_announce))
         .with_state(context)
 }
 
@@ -148,6 +152,28 @@ async fn change_server(
         .find(|b| b.name == backend)
         .and_then(|b| b.servers.into_iter().find(|s| s.name == server));
     Json(found).into_response()
+}
+
+/// Body of `POST /announce/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceChange {
+    pub action: crate::announce::AdminAction,
+}
+
+async fn change_announce(
+    State(context): State<AdminContext>,
+    Path(name): Path<String>,
+    Json(change): Json<AnnounceChange>,
+) -> Response {
+    use crate::announce::AdminError;
+    match context.announce.admin(&name, change.action).await {
+        Ok(groups) => Json(groups).into_response(),
+        Err(e @ AdminError::UnknownGroup(_)) => {
+            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
 }
 
 #[cfg(test)]

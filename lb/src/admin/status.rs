@@ -18,6 +18,9 @@ pub struct Status {
     pub frontends: Vec<FrontendStatus>,
     pub backends: Vec<BackendStatus>,
     pub vrrp: Vec<VrrpStatus>,
+    /// `[[announce]]` groups, one entry per group and family.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announce: Vec<crate::announce::AnnounceStatus>,
     /// Seconds since the Unix epoch when the document was made: the clock
     /// that `last_transition` values are to be compared with.
     pub generated_at: Option<f64>,
@@ -247,6 +250,7 @@ impl Status {
             frontends,
             backends,
             vrrp,
+            announce: Vec::new(),
             generated_at: epoch_seconds(now),
             process: None,
         }
@@ -370,6 +374,21 @@ impl Status {
                     v.master.as_deref().unwrap_or("-"),
                     self.since(v.last_transition),
                     v.last_transition_reason.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        if !self.announce.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "ANNOUNCE         FAMILY  STATE      SINCE     REASON");
+            for a in &self.announce {
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:<7} {:<10} {:<8}  {}",
+                    a.name,
+                    a.family,
+                    a.state,
+                    self.since(Some(a.since)),
+                    a.reason
                 );
             }
         }

@@ -5,7 +5,8 @@
 //! in, so no `Option` means "use the default" past this point.
 
 use std::fmt;
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The algorithm a backend balances with, as the balancer defines it.
@@ -22,6 +23,10 @@ pub struct Config {
     pub vrrp: Vec<vrrp::InstanceSpec>,
     pub tuning: Tuning,
     pub resolver: Resolver,
+    /// `[bgp]`, with its defaults when only `[[announce]]` groups are given;
+    /// `None` when the file has neither.
+    pub bgp: Option<Bgp>,
+    pub announce: Vec<Announce>,
 }
 
 impl Config {
@@ -36,6 +41,54 @@ impl Config {
     }
     pub fn frontend(&self, name: &str) -> Option<&Frontend> {
         self.frontends.iter().find(|f| f.name == name)
+    }
+}
+
+/// `[bgp]`: the routing daemon that announces the `[[announce]]` groups
+/// for this node (coexist speaks no BGP itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bgp {
+    pub engine: Engine,
+    /// BIRD's control socket (its `-s` option).
+    pub control_socket: PathBuf,
+    /// How long a group must be able to serve before it is announced.
+    pub announce_after: Duration,
+    /// On SIGTERM: how long to keep serving after the withdrawal, while
+    /// the routers converge, before draining.
+    pub withdraw_settle: Duration,
+    /// The TUN device the announced routes point at: it exists only while
+    /// the daemon runs, so its routes die with the process.
+    pub interface: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// BIRD 2, driven over its control socket.
+    Bird,
+}
+
+/// `[[announce]]`: host routes this node announces while it can serve them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Announce {
+    pub name: String,
+    /// Host addresses (/32, /128), each on some frontend's listen list.
+    pub prefixes: Vec<IpAddr>,
+    /// Frontends that must each have a usable server.
+    pub track: Vec<String>,
+}
+
+impl Announce {
+    /// The families the group has prefixes of, IPv4 first.
+    pub fn families(&self) -> Vec<vrrp::Family> {
+        [vrrp::Family::V4, vrrp::Family::V6]
+            .into_iter()
+            .filter(|f| self.prefixes.iter().any(|p| vrrp::Family::of(*p) == *f))
+            .collect()
+    }
+
+    /// The group's prefixes of `family`.
+    pub fn prefixes_of(&self, family: vrrp::Family) -> impl Iterator<Item = IpAddr> + '_ {
+        (self.prefixes.iter().copied()).filter(move |p| vrrp::Family::of(*p) == family)
     }
 }
 

@@ -30,6 +30,9 @@ pub struct RawConfig {
     pub backend: Vec<Spanned<RawBackend>>,
     #[serde(default)]
     pub vrrp: Vec<Spanned<RawVrrp>>,
+    pub bgp: Option<Spanned<RawBgp>>,
+    #[serde(default)]
+    pub announce: Vec<Spanned<RawAnnounce>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,4 +299,38 @@ fn set<R, T>(slot: &mut T, raw: &Option<R>, read: impl FnOnce(&R) -> Option<T>) 
     if let Some(value) = raw.as_ref().and_then(read) {
         *slot = value;
     }
+}
+
+/// `[bgp]`: how this node announces its `[[announce]]` groups.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBgp {
+    pub engine: Option<Spanned<RawEngine>>,
+    pub control_socket: Option<Spanned<String>>,
+    pub announce_after: Option<Spanned<String>>,
+    pub withdraw_settle: Option<Spanned<String>>,
+    pub interface: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawEngine {
+    Bird,
+}
+
+/// `[[announce]]`: host routes announced while the tracked frontends can serve.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnnounce {
+    pub name: Spanned<String>,
+    pub prefixes: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub track: Vec<Spanned<RawAnnounceTrack>>,
+}
+
+/// `track = [{ frontend = "web" }]`: withdraw while "web" has no usable server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnnounceTrack {
+    pub frontend: Spanned<String>,
 }

@@ -33,6 +33,14 @@ pub struct Snapshot {
     pub backends: Vec<Arc<BackendRuntime>>,
 }
 
+impl Snapshot {
+    /// Whether frontend `name` has a usable server: the rule VRRP tracking
+    /// and route announcements both follow.
+    pub fn frontend_can_serve(&self, name: &str) -> bool {
+        (self.frontends.get(name)).is_some_and(|f| f.backend.has_healthy_server())
+    }
+}
+
 /// What building a snapshot did to the server registry, for checkers.
 #[derive(Debug, Default)]
 pub struct NewServers(pub Vec<Arc<ServerRuntime>>);

@@ -4,6 +4,7 @@
 //! Checks continue past the first error (using a default in place of a bad
 //! value) so one `coexist check` run reports as much as possible.
 
+mod announce;
 mod backend;
 mod dns_check;
 mod frontend;
@@ -42,6 +43,12 @@ pub(super) fn validate(
     let backends = backend::backends(&mut ctx, &raw.backend);
     let frontends = frontend::frontends(&mut ctx, &raw.frontend, &backends);
     let vrrp = vrrp::instances(&mut ctx, &raw.vrrp, &frontends);
+    let bgp = announce::bgp(
+        &mut ctx,
+        raw.bgp.as_ref().map(Spanned::get_ref),
+        raw.announce.len(),
+    );
+    let announce = announce::groups(&mut ctx, &raw.announce, &frontends);
     if ctx.found.is_empty() {
         Ok(Config {
             admin,
@@ -50,6 +57,8 @@ pub(super) fn validate(
             vrrp,
             tuning,
             resolver,
+            bgp,
+            announce,
         })
     } else {
         ctx.found.sort_by_key(|(offset, _)| *offset);

@@ -204,6 +204,20 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
         config.backends.len(),
         config.vrrp.len()
     );
+    // Not a config error: the file is right, this machine lacks a tool.
+    // ExecStartPre runs check, so the journal shows it before the start.
+    let refusing: Vec<&str> = (config.vrrp.iter())
+        .filter(|v| !v.config.master_accepts_virtual_traffic())
+        .map(|v| v.name.as_str())
+        .collect();
+    if !refusing.is_empty() && lb::filter::nft::locate().is_none() {
+        eprintln!(
+            "warning: VRRP instance(s) {} have accept_mode = false, which coexist enforces with nftables, \
+             but nft (Debian package nftables) is not installed: `coexist run` would accept all traffic \
+             to their virtual addresses while master",
+            refusing.join(", ")
+        );
+    }
     Ok(())
 }
 

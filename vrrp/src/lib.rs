@@ -44,6 +44,7 @@ mod sys;
 
 pub use config::{
     Config, ConfigError, Garp, InstanceSpec, Problem, Setting, Track, VirtualAddress, Wire,
+    OWNER_PRIORITY,
 };
 pub use instance::{Action, Discard, Instance, State, Transition, TransitionReason, UnknownTrack};
 pub use packet::{

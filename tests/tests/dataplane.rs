@@ -404,6 +404,36 @@ async fn max_connections_holds_further_clients_in_the_backlog() {
     assert_eq!(greeting(&mut third).await, "s1");
 }
 
+/// A server's `max_connections`: at its limit it takes no new connection,
+/// the others take them; once one closes it takes the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_at_its_max_connections_gets_no_new_ones() {
+    let servers = three_named_servers().await;
+    let listen = v4(free_port());
+    let mut capped = weighted(&[("s1", servers[0].address, 1), ("s2", servers[1].address, 1)]);
+    capped[0].max_connections = Some(1);
+    let _daemon = DaemonProcess::start_ready(&config(&[listen], capped).to_toml());
+    // Held open: without the cap round-robin would give s1 two of four.
+    let mut open = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        *seen.entry(greeting(&mut stream).await).or_insert(0) += 1;
+        open.push(stream);
+    }
+    assert_eq!(seen.get("s1"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("s2"), Some(&3), "{seen:?}");
+    // Closing every connection frees s1's slot.
+    drop(open);
+    let freed = coexist_support::wait_until_async(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        async || spread(listen, 2).await.contains_key("s1"),
+    )
+    .await;
+    assert!(freed.is_some(), "s1 never took a connection again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_a_silent_connection() {
     let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })

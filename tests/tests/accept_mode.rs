@@ -238,10 +238,11 @@ fn without_accept_mode_only_the_frontends_are_served_on_the_virtual_addresses() 
 }
 
 /// With Accept_Mode the master takes every packet to its addresses. The
-/// table a killed run left (SIGKILL: no cleanup) is removed at start.
+/// table a killed run left (SIGKILL: no cleanup) is removed at start; a
+/// reload that turns accept mode off puts the filter in place.
 #[test]
-fn with_accept_mode_everything_is_accepted_and_a_dead_runs_table_is_removed() {
-    let test = "with_accept_mode_everything_is_accepted_and_a_dead_runs_table_is_removed";
+fn with_accept_mode_all_is_accepted_a_dead_runs_table_goes_and_a_reload_filters() {
+    let test = "with_accept_mode_all_is_accepted_a_dead_runs_table_goes_and_a_reload_filters";
     if !enter_or_skip(test) || !tools_or_skip(test, &["nft"]) {
         return;
     }
@@ -266,6 +267,23 @@ fn with_accept_mode_everything_is_accepted_and_a_dead_runs_table_is_removed() {
             assert_eq!(got, expected, "{vip}:{port}");
         }
     }
+
+    // A reload that turns accept mode off installs the table.
+    std::fs::write(n.dir.path().join("accepting.toml"), config(false)).unwrap();
+    coexist.signal(nix::sys::signal::Signal::SIGHUP);
+    let installed = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        n.table().is_some()
+    });
+    assert!(
+        installed.is_some(),
+        "no table after the reload; log:\n{}",
+        n.log("accepting")
+    );
+    assert_eq!(greeting(&n.client, VIP4, FRONTEND_PORT).unwrap(), "backend");
+    assert_eq!(
+        greeting(&n.client, VIP4, OTHER_PORT).map_err(|e| e.kind()),
+        Err(ErrorKind::TimedOut)
+    );
     n.stop(coexist, "accepting");
     assert_eq!(n.table(), None);
 }

@@ -434,6 +434,58 @@ async fn a_server_at_its_max_connections_gets_no_new_ones() {
     assert!(freed.is_some(), "s1 never took a connection again");
 }
 
+/// A backend's `connect_timeout`: a server that never completes the
+/// handshake (its accept queue is full, so the kernel drops the SYN) is
+/// given up after it, not after the default 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_gives_up_on_a_server_that_never_answers() {
+    let silent = std::net::TcpListener::bind(v4(0)).unwrap();
+    let silent_address = silent.local_addr().unwrap();
+    // Backlog 0: one handshake completes, then the queue is full.
+    nix::sys::socket::listen(&silent, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+    let _filler = std::net::TcpStream::connect(silent_address).unwrap();
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("silent", silent_address, 1)]));
+    cfg.backends[0].connect_timeout = Some(Duration::from_millis(300));
+    cfg.backends[0].retries = Some(0);
+    let daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let mut client = TcpStream::connect(listen).await.unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut byte)).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the client was not closed: {read:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1800),
+        "closed after {took:?}; log:\n{}",
+        daemon.log()
+    );
+}
+
+/// `tuning.backlog`: the listeners' accept queue is as long as asked
+/// (`ss` shows it as the listening socket's Send-Q).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_sets_the_listeners_accept_queue() {
+    let server = TestServer::named(v4(0), "s1").await.unwrap();
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.tuning.as_mut().unwrap().backlog = Some(7);
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", listen.port())])
+        .output()
+        .expect("run ss (iproute2)");
+    let out = String::from_utf8_lossy(&out.stdout);
+    let send_q: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(send_q, ["7"], "ss:\n{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_a_silent_connection() {
     let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })

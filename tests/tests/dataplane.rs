@@ -549,6 +549,38 @@ async fn sigterm_stops_accepting_and_lets_open_connections_finish() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// `tuning.shutdown_grace`: SIGTERM waits that long for open connections,
+/// then exits with them still open (the default would wait 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_after_shutdown_grace_with_a_connection_still_open() {
+    let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.tuning.as_mut().unwrap().shutdown_grace = Some(Duration::from_millis(500));
+    let mut daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let mut open = TcpStream::connect(listen).await.unwrap();
+    open.write_all(b"held").await.unwrap();
+    let mut buf = [0u8; 4];
+    open.read_exact(&mut buf).await.unwrap();
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        daemon.wait_exit(Duration::from_millis(300)).is_none(),
+        "exited before the grace period with a connection open"
+    );
+    let status = daemon.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some(),
+        "still running long after shutdown_grace; log:\n{}",
+        daemon.log()
+    );
+    // The connection was cut, not finished.
+    let read = tokio::time::timeout(Duration::from_secs(2), open.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+}
+
 #[test]
 fn check_reports_file_line_column_and_key() {
     let (ok, message) =

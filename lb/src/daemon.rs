@@ -181,8 +181,11 @@ impl Daemon {
 
     async fn try_reload(&mut self) -> Result<(), DaemonError> {
         let config = config::load(&self.path)?;
-        if config.admin.listen != self.snapshot.load().config.admin.listen {
-            tracing::warn!("admin.listen changed; the admin endpoint moves at the next restart");
+        for key in self.snapshot.load().config.changed_until_restart(&config) {
+            tracing::warn!(
+                key,
+                "changed; the running value stays until the next restart"
+            );
         }
         let bound = self.listeners.bind_new(&config)?;
         let udp_bound = self.udp.bind_new(&config)?;

@@ -9,10 +9,11 @@ use metrics::counter;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::admin::{self, AdminContext, VrrpBoard};
+use crate::admin::{self, AdminContext, FilterBoard, VrrpBoard};
 use crate::announce::{AnnounceError, Announcer};
 use crate::checker;
 use crate::config::{self, Config, ConfigError};
+use crate::filter::{AcceptFilter, Ruleset};
 use crate::forward::PipePool;
 use crate::frontend::{BindError, Listeners};
 use crate::ha::{Ha, HaError};
@@ -55,6 +56,8 @@ pub struct Daemon {
     ha: Option<Ha>,
     /// `[[announce]]` groups; `None` without `[bgp]` or once shut down.
     announcer: Option<Announcer>,
+    /// The packet filter of `accept_mode`; `None` only once shut down.
+    filter: Option<AcceptFilter>,
 }
 
 impl Daemon {
@@ -107,6 +110,7 @@ impl Daemon {
             snapshot: Arc::clone(&snapshot),
             metrics,
             vrrp: VrrpBoard::default(),
+            filter: FilterBoard::default(),
             udp: udp.stats(),
             announce: Default::default(),
         };
@@ -126,6 +130,7 @@ impl Daemon {
             admin,
             ha: None,
             announcer: None,
+            filter: None,
         };
         let snapshot = daemon.snapshot.load_full();
         let config = Arc::clone(&snapshot.config);
@@ -134,6 +139,10 @@ impl Daemon {
             .apply(&config, bound, &daemon.snapshot, &daemon.plane);
         daemon.udp.apply(&snapshot, udp_bound);
         start_checkers(new_servers, &daemon.registry);
+        // Before VRRP: a master never holds an address unfiltered. This
+        // also replaces or removes a table a dead run left.
+        let filter =
+            AcceptFilter::start(Ruleset::for_config(&config), daemon.admin.filter.clone()).await;
         // VRRP last: a node may become master only once it can serve.
         let ha = Ha::start(
             &config,
@@ -141,8 +150,15 @@ impl Daemon {
             daemon.snapshot(),
             &daemon.registry,
         )
-        .await?;
-        daemon.ha = Some(ha);
+        .await;
+        match ha {
+            Ok(ha) => daemon.ha = Some(ha),
+            Err(e) => {
+                filter.shutdown().await;
+                return Err(e.into());
+            }
+        }
+        daemon.filter = Some(filter);
         // Routes last too: the router sends flows once this node serves.
         daemon.announcer = Announcer::start(
             &config,
@@ -176,8 +192,8 @@ impl Daemon {
     ///
     /// Order matters: validate everything, bind new listeners, and only
     /// then touch live state, so any failure leaves the old config serving.
-    pub fn reload(&mut self) -> Result<(), DaemonError> {
-        let result = self.try_reload();
+    pub async fn reload(&mut self) -> Result<(), DaemonError> {
+        let result = self.try_reload().await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         counter!(m::CONFIG_RELOADS_TOTAL, "result" => outcome).increment(1);
         match &result {
@@ -191,23 +207,35 @@ impl Daemon {
         result
     }
 
-    fn try_reload(&mut self) -> Result<(), DaemonError> {
+    async fn try_reload(&mut self) -> Result<(), DaemonError> {
         let config = config::load(&self.path)?;
         warn_if_idle(&config);
-        if config.admin.listen != self.snapshot.load().config.admin.listen {
-            tracing::warn!("admin.listen changed; the admin endpoint moves at the next restart");
+        for key in self.snapshot.load().config.changed_until_restart(&config) {
+            tracing::warn!(
+                key,
+                "changed; the running value stays until the next restart"
+            );
         }
         let bound = self.listeners.bind_new(&config)?;
         let udp_bound = self.udp.bind_new(&config)?;
         let (snapshot, new_servers) = Snapshot::build(config, &self.registry);
         let snapshot = Arc::new(snapshot);
-        self.snapshot.store(Arc::clone(&snapshot));
+        let old = self.snapshot.swap(Arc::clone(&snapshot));
+        let (old, new) = (&old.config, &snapshot.config);
         self.listeners
-            .apply(&snapshot.config, bound, &self.snapshot, &self.plane);
+            .apply(new, bound, &self.snapshot, &self.plane);
         self.udp.apply(&snapshot, udp_bound);
         start_checkers(new_servers, &self.registry);
+        // The filter covers the old and the new addresses while the VRRP
+        // instances move from one to the other, then the new ones only.
+        if let Some(filter) = &self.filter {
+            filter.apply(Ruleset::for_reload(old, new)).await;
+        }
         if let Some(ha) = &self.ha {
-            ha.reload(Arc::clone(&snapshot.config));
+            ha.reload(Arc::clone(new)).await;
+        }
+        if let Some(filter) = &self.filter {
+            filter.apply(Ruleset::for_config(new)).await;
         }
         if let Some(announcer) = &self.announcer {
             announcer.reload(Arc::clone(&snapshot.config));
@@ -227,6 +255,10 @@ impl Daemon {
         // peer takes new connections while this node drains its own.
         if let Some(ha) = self.ha.take() {
             ha.shutdown().await;
+        }
+        // The addresses are gone: the table may go too.
+        if let Some(filter) = self.filter.take() {
+            filter.shutdown().await;
         }
         let grace = self.snapshot.load().config.tuning.shutdown_grace;
         self.listeners.stop_all().await;
@@ -278,10 +310,10 @@ impl Daemon {
                 }
             };
             tokio::select! {
-                _ = hangup.recv() => { let _ = self.reload(); }
+                _ = hangup.recv() => { let _ = self.reload().await; }
                 _ = file_changed => {
                     tracing::info!(config = %self.path.display(), "configuration file changed");
-                    let _ = self.reload();
+                    let _ = self.reload().await;
                 }
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,

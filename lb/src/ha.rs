@@ -29,7 +29,7 @@ pub struct HaError {
 }
 
 enum Message {
-    Reload(Arc<Config>),
+    Reload(Arc<Config>, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -67,12 +67,15 @@ impl Ha {
         Ok(Ha { tx, task })
     }
 
-    /// Applies a reloaded configuration in the background: unchanged
-    /// instances are untouched, changed ones updated in place (no
-    /// transition) or, when their identity changed, replaced; removed
-    /// ones stop cleanly; new ones start. Failures are logged.
-    pub fn reload(&self, config: Arc<Config>) {
-        let _ = self.tx.send(Message::Reload(config));
+    /// Applies a reloaded configuration: unchanged instances are
+    /// untouched, changed ones updated in place (no transition) or, when
+    /// their identity changed, replaced; removed ones stop cleanly; new
+    /// ones start. Failures are logged. Returns once applied.
+    pub async fn reload(&self, config: Arc<Config>) {
+        let (done, applied) = oneshot::channel();
+        if self.tx.send(Message::Reload(config, done)).is_ok() {
+            let _ = applied.await;
+        }
     }
 
     /// Stops every instance: masters send priority 0 and remove their
@@ -110,9 +113,10 @@ impl Manager {
         loop {
             tokio::select! {
                 message = rx.recv() => match message {
-                    Some(Message::Reload(config)) => {
+                    Some(Message::Reload(config, done)) => {
                         self.reload(&config).await;
                         self.track();
+                        let _ = done.send(());
                     }
                     Some(Message::Shutdown(done)) => {
                         self.stop_all().await;
@@ -267,6 +271,7 @@ pub fn status_entry(spec: &InstanceSpec, status: &Status) -> VrrpStatus {
             .and_then(|t| t.at.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs_f64()),
         last_transition_reason: status.last_transition.as_ref().map(|t| t.reason.clone()),
+        accept_mode: config.accept_mode,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod checker;
 pub mod config;
 pub mod daemon;
+pub mod filter;
 pub mod forward;
 pub mod frontend;
 pub mod ha;

@@ -232,6 +232,20 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
             format!(", {} announce group(s)", config.announce.len())
         }
     );
+    // Not a config error: the file is right, this machine lacks a tool.
+    // ExecStartPre runs check, so the journal shows it before the start.
+    let refusing: Vec<&str> = (config.vrrp.iter())
+        .filter(|v| !v.config.master_accepts_virtual_traffic())
+        .map(|v| v.name.as_str())
+        .collect();
+    if !refusing.is_empty() && lb::filter::nft::locate().is_none() {
+        eprintln!(
+            "coexist: warning: VRRP instance(s) {} have accept_mode = false, which coexist enforces with nftables, \
+             but nft (Debian package nftables) is not installed: `coexist run` would accept all traffic \
+             to their virtual addresses while master",
+            refusing.join(", ")
+        );
+    }
     if config.has_nothing_to_run() {
         eprintln!(
             "coexist: warning: {}: no [[frontend]] and no [[vrrp]]: the daemon would serve only its admin endpoint",
@@ -243,6 +257,7 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 
 /// Why an import that carried nothing runnable still writes a config.
 const NOTHING_CARRIED: &str = "no frontend and no VRRP instance could be carried over (each directive is listed above): the configuration serves only the admin endpoint";
+
 fn bird_config(path: PathBuf) -> anyhow::Result<()> {
     let config = lb::config::load(&path)?;
     let snippet = lb::announce::bird_config::render(&config, &path.display().to_string())

@@ -404,6 +404,88 @@ async fn max_connections_holds_further_clients_in_the_backlog() {
     assert_eq!(greeting(&mut third).await, "s1");
 }
 
+/// A server's `max_connections`: at its limit it takes no new connection,
+/// the others take them; once one closes it takes the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_at_its_max_connections_gets_no_new_ones() {
+    let servers = three_named_servers().await;
+    let listen = v4(free_port());
+    let mut capped = weighted(&[("s1", servers[0].address, 1), ("s2", servers[1].address, 1)]);
+    capped[0].max_connections = Some(1);
+    let _daemon = DaemonProcess::start_ready(&config(&[listen], capped).to_toml());
+    // Held open: without the cap round-robin would give s1 two of four.
+    let mut open = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        *seen.entry(greeting(&mut stream).await).or_insert(0) += 1;
+        open.push(stream);
+    }
+    assert_eq!(seen.get("s1"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("s2"), Some(&3), "{seen:?}");
+    // Closing every connection frees s1's slot.
+    drop(open);
+    let freed = coexist_support::wait_until_async(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        async || spread(listen, 2).await.contains_key("s1"),
+    )
+    .await;
+    assert!(freed.is_some(), "s1 never took a connection again");
+}
+
+/// A backend's `connect_timeout`: a server that never completes the
+/// handshake (its accept queue is full, so the kernel drops the SYN) is
+/// given up after it, not after the default 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_gives_up_on_a_server_that_never_answers() {
+    let silent = std::net::TcpListener::bind(v4(0)).unwrap();
+    let silent_address = silent.local_addr().unwrap();
+    // Backlog 0: one handshake completes, then the queue is full.
+    nix::sys::socket::listen(&silent, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+    let _filler = std::net::TcpStream::connect(silent_address).unwrap();
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("silent", silent_address, 1)]));
+    cfg.backends[0].connect_timeout = Some(Duration::from_millis(300));
+    cfg.backends[0].retries = Some(0);
+    let daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let mut client = TcpStream::connect(listen).await.unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut byte)).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the client was not closed: {read:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1800),
+        "closed after {took:?}; log:\n{}",
+        daemon.log()
+    );
+}
+
+/// `tuning.backlog`: the listeners' accept queue is as long as asked
+/// (`ss` shows it as the listening socket's Send-Q).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_sets_the_listeners_accept_queue() {
+    let server = TestServer::named(v4(0), "s1").await.unwrap();
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.tuning.as_mut().unwrap().backlog = Some(7);
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", listen.port())])
+        .output()
+        .expect("run ss (iproute2)");
+    let out = String::from_utf8_lossy(&out.stdout);
+    let send_q: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(send_q, ["7"], "ss:\n{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_a_silent_connection() {
     let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
@@ -465,6 +547,38 @@ async fn sigterm_stops_accepting_and_lets_open_connections_finish() {
         .wait_exit(Duration::from_secs(5))
         .expect("exits once drained");
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// `tuning.shutdown_grace`: SIGTERM waits that long for open connections,
+/// then exits with them still open (the default would wait 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_after_shutdown_grace_with_a_connection_still_open() {
+    let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.tuning.as_mut().unwrap().shutdown_grace = Some(Duration::from_millis(500));
+    let mut daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let mut open = TcpStream::connect(listen).await.unwrap();
+    open.write_all(b"held").await.unwrap();
+    let mut buf = [0u8; 4];
+    open.read_exact(&mut buf).await.unwrap();
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        daemon.wait_exit(Duration::from_millis(300)).is_none(),
+        "exited before the grace period with a connection open"
+    );
+    let status = daemon.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some(),
+        "still running long after shutdown_grace; log:\n{}",
+        daemon.log()
+    );
+    // The connection was cut, not finished.
+    let read = tokio::time::timeout(Duration::from_secs(2), open.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
 }
 
 #[test]

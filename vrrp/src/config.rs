@@ -27,6 +27,9 @@ const TRACK_WEIGHT: (u8, u8) = (1, 253);
 const GARP_COUNT_MAX: u32 = 100;
 const GARP_INTERVAL_MAX: Duration = Duration::from_secs(60);
 const GARP_REFRESH: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+/// The priority of the address owner (RFC 9568 §6.1): the router whose own
+/// interface carries the virtual addresses.
+pub const OWNER_PRIORITY: u8 = 255;
 
 /// Whether `name` can name a Linux network interface.
 pub fn is_interface_name(name: &str) -> bool {
@@ -126,7 +129,8 @@ pub struct Config {
     /// it starts preempting (keepalived's `preempt_delay`; not in the RFCs).
     pub preempt_delay: Duration,
     /// Accept_Mode (RFC 9568 §6.1): a non-owner master accepts packets to
-    /// the virtual addresses. Read by the wire layer.
+    /// the virtual addresses ([`Config::master_accepts_virtual_traffic`]).
+    /// Enforcing it is the host's packet filter's job, not the protocol's.
     pub accept_mode: bool,
     /// This router's primary address on the interface, the source of its
     /// adverts and the tie-breaker (RFC 9568 §6.1): for IPv6 its
@@ -163,6 +167,21 @@ impl Config {
     /// The address family of the instance (of its primary address).
     pub fn family(&self) -> Family {
         Family::of(self.primary_address)
+    }
+
+    /// Whether this router is configured as the address owner (priority
+    /// 255). Tracking may lower its effective priority; it still owns the
+    /// addresses.
+    pub fn is_address_owner(&self) -> bool {
+        self.priority == OWNER_PRIORITY
+    }
+
+    /// Whether this router, while master, accepts packets addressed to the
+    /// virtual addresses (RFC 9568 §6.4.3): the address owner always, any
+    /// other router only in Accept_Mode. ARP and Neighbor Discovery for
+    /// the addresses are answered either way (§6.4.3, §8.1.2, §8.2.2).
+    pub fn master_accepts_virtual_traffic(&self) -> bool {
+        self.accept_mode || self.is_address_owner()
     }
 
     /// The first rule the configuration breaks, if any.

@@ -344,9 +344,10 @@ impl Instance {
 
     /// Whether the host should accept packets addressed to the virtual
     /// addresses (RFC 9568 §6.4.3): only as master, and only when the
-    /// address owner or in accept mode.
+    /// address owner or in accept mode
+    /// ([`Config::master_accepts_virtual_traffic`]).
     pub fn accepts_virtual_traffic(&self) -> bool {
-        self.state == State::Master && (self.is_owner() || self.config.accept_mode)
+        self.state == State::Master && self.config.master_accepts_virtual_traffic()
     }
 
     /// Names of the tracked objects currently down.
@@ -537,7 +538,7 @@ impl Instance {
     // ---- internals --------------------------------------------------------
 
     fn is_owner(&self) -> bool {
-        self.effective_priority == 255
+        self.effective_priority == crate::config::OWNER_PRIORITY
     }
 
     /// Configured minus failed weights. Tracking only ever lowers, and

@@ -44,7 +44,7 @@ mod sys;
 
 pub use config::{
     is_interface_name, Config, ConfigError, Garp, InstanceSpec, Problem, Setting, Track,
-    VirtualAddress, Wire,
+    VirtualAddress, Wire, OWNER_PRIORITY,
 };
 pub use instance::{Action, Discard, Instance, State, Transition, TransitionReason, UnknownTrack};
 pub use packet::{

@@ -25,16 +25,20 @@ use serde::{Deserialize, Serialize};
 use crate::health::AdminState;
 use crate::runtime::Snapshot;
 use counters::Counters;
-use status::{ServerStatus, Status, VrrpStatus};
+use status::{AcceptFilterStatus, ServerStatus, Status, VrrpStatus};
 
 /// VRRP instances publish their state here; the admin API only reads it.
 pub type VrrpBoard = Arc<Mutex<BTreeMap<String, VrrpStatus>>>;
+
+/// The accept filter's owner publishes its state here.
+pub type FilterBoard = Arc<Mutex<AcceptFilterStatus>>;
 
 #[derive(Clone)]
 pub struct AdminContext {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Option<PrometheusHandle>,
     pub vrrp: VrrpBoard,
+    pub filter: FilterBoard,
     /// Session counters of the UDP frontends.
     pub udp: crate::udp::StatsBoard,
     /// `[[announce]]` groups' state.
@@ -63,6 +67,7 @@ impl AdminContext {
         status.add_udp_sessions(&self.udp);
         status.process = Some(crate::pressure::process().status());
         status.announce = self.announce.status();
+        status.accept_filter = self.filter.lock().expect("filter board lock").clone();
         status
     }
 }

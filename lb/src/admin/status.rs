@@ -21,6 +21,9 @@ pub struct Status {
     /// `[[announce]]` groups, one entry per group and family.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub announce: Vec<crate::announce::AnnounceStatus>,
+    /// The packet filter that enforces `accept_mode = false`.
+    #[serde(default)]
+    pub accept_filter: AcceptFilterStatus,
     /// Seconds since the Unix epoch when the document was made: the clock
     /// that `last_transition` values are to be compared with.
     pub generated_at: Option<f64>,
@@ -155,6 +158,49 @@ pub struct VrrpStatus {
     /// Seconds since the Unix epoch of the last state change.
     pub last_transition: Option<f64>,
     pub last_transition_reason: Option<String>,
+    /// The configured `accept_mode`.
+    #[serde(default)]
+    pub accept_mode: bool,
+}
+
+/// Whether coexist's nftables table is what the configuration asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterState {
+    /// No instance refuses traffic (each has `accept_mode` or owns its
+    /// addresses): no table.
+    #[default]
+    Off,
+    /// The table is in place.
+    On,
+    /// The table should be in place and is not; `error` says why.
+    Failed,
+}
+
+impl FilterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterState::Off => "off",
+            FilterState::On => "on",
+            FilterState::Failed => "failed",
+        }
+    }
+}
+
+/// The packet filter that keeps a master without `accept_mode` from
+/// accepting traffic to its virtual addresses, except its frontends'.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AcceptFilterStatus {
+    pub state: FilterState,
+    /// The nftables table, `inet coexist`.
+    pub table: String,
+    /// Virtual addresses that take only their frontends' traffic while
+    /// this node is master.
+    pub addresses: Vec<String>,
+    /// Their frontends' ports: `"192.0.2.10 tcp/80"`.
+    pub open: Vec<String>,
+    /// Why the table is not in place (state `failed`).
+    pub error: Option<String>,
 }
 
 /// The metric names whose samples [`Status::from_snapshot`] reads.
@@ -251,6 +297,7 @@ impl Status {
             backends,
             vrrp,
             announce: Vec::new(),
+            accept_filter: AcceptFilterStatus::default(),
             generated_at: epoch_seconds(now),
             process: None,
         }
@@ -376,6 +423,31 @@ impl Status {
                     v.last_transition_reason.as_deref().unwrap_or("-")
                 );
             }
+            let f = &self.accept_filter;
+            let _ = writeln!(out);
+            let _ = match f.state {
+                FilterState::Off => writeln!(
+                    out,
+                    "ACCEPT FILTER    off (every instance has accept_mode or owns its addresses)"
+                ),
+                FilterState::On => writeln!(
+                    out,
+                    "ACCEPT FILTER    on ({}): {} take only {}",
+                    f.table,
+                    f.addresses.join(", "),
+                    if f.open.is_empty() {
+                        "ICMP errors and ND".to_owned()
+                    } else {
+                        f.open.join(", ")
+                    }
+                ),
+                FilterState::Failed => writeln!(
+                    out,
+                    "ACCEPT FILTER    FAILED: {} accept all traffic while master: {}",
+                    f.addresses.join(", "),
+                    f.error.as_deref().unwrap_or("-")
+                ),
+            };
         }
         if !self.announce.is_empty() {
             let _ = writeln!(out);

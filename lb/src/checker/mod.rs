@@ -249,6 +249,46 @@ mod tests {
             .contains("malformed"));
     }
 
+    /// `path` and `host` of an HTTP check are what the server is asked.
+    #[tokio::test]
+    async fn http_check_asks_for_its_path_with_its_host() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let request = read_until(&mut stream, |r| r.windows(4).any(|w| w == b"\r\n\r\n"))
+                .await
+                .unwrap();
+            stream
+                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        let check = HealthCheck {
+            kind: CheckKind::Http {
+                path: "/healthz?deep=1".to_owned(),
+                host: "www.example.org".to_owned(),
+                expect_status: 200..=299,
+            },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            rise: 1,
+            fall: 1,
+            initial_state: crate::config::InitialState::Down,
+        };
+        assert_eq!(run(&check, address).await, Ok(()));
+        let request = server.await.unwrap();
+        assert!(
+            request.starts_with("GET /healthz?deep=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("\r\nHost: www.example.org\r\n"),
+            "{request}"
+        );
+    }
+
     #[test]
     fn status_ranges_read_like_an_operator_writes_them() {
         assert_eq!(describe_range(&(200..=299)), "2xx");

@@ -42,6 +42,27 @@ impl Config {
     pub fn frontend(&self, name: &str) -> Option<&Frontend> {
         self.frontends.iter().find(|f| f.name == name)
     }
+
+    /// The keys whose values differ in `new` that the daemon reads only at
+    /// start: a reload keeps the old value (and says so) until a restart.
+    /// `tuning.backlog` applies to listeners a reload adds, not to those
+    /// already open.
+    pub fn changed_until_restart(&self, new: &Config) -> Vec<&'static str> {
+        let (old_t, new_t) = (&self.tuning, &new.tuning);
+        [
+            ("admin.listen", self.admin.listen != new.admin.listen),
+            ("tuning.pipe_size", old_t.pipe_size != new_t.pipe_size),
+            (
+                "tuning.pipe_pool_max",
+                old_t.pipe_pool_max != new_t.pipe_pool_max,
+            ),
+            ("tuning.splice", old_t.splice != new_t.splice),
+            ("tuning.backlog", old_t.backlog != new_t.backlog),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
 }
 
 /// `[bgp]`: the routing daemon that announces the `[[announce]]` groups

@@ -1010,3 +1010,28 @@ fn load_names_the_missing_file() {
         "the cause is said once"
     );
 }
+
+/// A reload cannot change what is set up once at start; the daemon warns
+/// about exactly these keys, and not about those a reload applies.
+#[test]
+fn keys_read_only_at_start_are_named_when_a_reload_changes_them() {
+    let vrrp =
+        "[[vrrp]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 1\naddresses = [\"192.0.2.10/24\"]\n";
+    let base = "[admin]\nlisten = \"127.0.0.1:9100\"\n";
+    let old = parse(&format!("{base}{vrrp}"), "t.toml").unwrap();
+    let grace = "[tuning]\nshutdown_grace = \"5s\"\n";
+    let same = parse(&format!("{base}{grace}{vrrp}"), "t.toml").unwrap();
+    assert_eq!(old.changed_until_restart(&same), Vec::<&str>::new());
+    let text = "[admin]\nlisten = \"127.0.0.1:9101\"\n[tuning]\npipe_size = 131072\npipe_pool_max = 8\nsplice = false\nbacklog = 16\n";
+    let new = parse(&format!("{text}{vrrp}"), "t.toml").unwrap();
+    assert_eq!(
+        old.changed_until_restart(&new),
+        [
+            "admin.listen",
+            "tuning.pipe_size",
+            "tuning.pipe_pool_max",
+            "tuning.splice",
+            "tuning.backlog"
+        ]
+    );
+}

@@ -647,6 +647,24 @@ fn rfc9568_6_4_3_accept_mode() {
     assert!(owner.accepts_virtual_traffic());
 }
 
+/// RFC 9568 §6.1: the owner is the router whose interface carries the
+/// addresses; a tracked failure lowers its advertised priority but does
+/// not make it a non-owner that would refuse traffic to its own addresses.
+#[test]
+fn rfc9568_6_1_owner_accepts_while_a_track_lowers_its_priority() {
+    let t0 = Instant::now();
+    let mut owner = started(tracked(255, &[("web", 60)]), t0);
+    assert_eq!(owner.state(), State::Master);
+    owner.set_track("web", false).unwrap();
+    assert_eq!(owner.effective_priority(), 195);
+    assert!(owner.accepts_virtual_traffic());
+    assert!(owner.config().is_address_owner());
+    let mut c = config(254);
+    assert!(!c.master_accepts_virtual_traffic());
+    c.accept_mode = true;
+    assert!(c.master_accepts_virtual_traffic());
+}
+
 fn tracked(priority: u8, tracks: &[(&str, u8)]) -> Config {
     let mut c = config(priority);
     c.tracks = tracks

@@ -22,6 +22,9 @@ pub const TRANSITIONS_TOTAL: &str = "vrrp_transitions_total";
 pub const ADVERTS_SENT_TOTAL: &str = "vrrp_adverts_sent_total";
 /// Adverts received and handed to the instance, by `vrrp_instance`.
 pub const ADVERTS_RECEIVED_TOTAL: &str = "vrrp_adverts_received_total";
+/// Immediate adverts that received packets called for but the reply limit
+/// held back (see `Instance::adverts_suppressed`), by `vrrp_instance`.
+pub const ADVERTS_SUPPRESSED_TOTAL: &str = "vrrp_adverts_suppressed_total";
 
 /// At most one log line per key and period; the rest are counted and
 /// reported with the next line.
@@ -97,3 +100,8 @@ pub(super) fn received(instance: &str) {
     counter!(ADVERTS_RECEIVED_TOTAL, "vrrp_instance" => instance.to_owned()).increment(1);
 }
 
+/// `n` more replies held back; `n = 0` makes the series exist from the
+/// instance's start, so a rate over it is defined before the first flood.
+pub(super) fn suppressed(instance: &str, n: u64) {
+    counter!(ADVERTS_SUPPRESSED_TOTAL, "vrrp_instance" => instance.to_owned()).increment(n);
+}

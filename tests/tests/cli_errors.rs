@@ -2,7 +2,7 @@
 //! at fault and its cause, said once, from the real binary.
 //!
 //! ```text
-//!   coexist run|check --config <missing | directory | not UTF-8>
+//!   coexist run|check --config <missing | directory | not UTF-8 (located)>
 //!   coexist run   --config <listen on a taken 127.0.0.1:P>   (frontend, admin)
 //!   coexist status|server --admin <closed 127.0.0.1:P>
 //!   coexist server web/nope ──► admin 127.0.0.1:A of a running daemon
@@ -42,8 +42,9 @@ fn missing_config_file() {
     fails_with(&["check", "--config", path], &line);
 }
 
-// Root reads any file whatever its mode, so unreadable here means: a
-// directory given as the file, and bytes that are not UTF-8 text.
+// Root reads any file whatever its mode, so unreadable here means a
+// directory given as the file. Bytes that are not UTF-8 text are read but
+// rejected, located like any other mistake.
 #[test]
 fn unreadable_config_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,11 +53,14 @@ fn unreadable_config_file() {
     fails_with(&["run", "--config", path], &line);
     fails_with(&["check", "--config", path], &line);
 
-    let binary = dir.path().join("coexist.toml");
-    std::fs::write(&binary, b"\xff\xfe[admin]\n").unwrap();
-    let binary = binary.to_str().unwrap();
-    let line = format!("coexist: cannot read {binary}: stream did not contain valid UTF-8");
-    fails_with(&["check", "--config", binary], &line);
+    let latin1 = dir.path().join("coexist.toml");
+    std::fs::write(&latin1, b"[admin]\nlisten = \"127.0.0.1:9100\" # caf\xe9\n").unwrap();
+    let latin1 = latin1.to_str().unwrap();
+    let line = format!(
+        "coexist: {latin1}:2:32: admin.listen: byte 0xe9 is not UTF-8: the file must be UTF-8 text"
+    );
+    fails_with(&["check", "--config", latin1], &line);
+    fails_with(&["run", "--config", latin1], &line);
 }
 
 #[test]

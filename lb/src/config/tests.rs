@@ -853,3 +853,31 @@ fn load_names_the_missing_file() {
         "the cause is said once"
     );
 }
+
+/// Input: a Latin-1 "é" (0xe9) inside a string value, in a key, and a
+/// file cut inside a character. Output: line, column (in characters of
+/// the text before it) and key of the first invalid byte, said once.
+#[test]
+fn invalid_utf8_is_located_at_its_first_byte() {
+    let mut text = b"[[frontend]]\nname = \"caf\xe9\"\nlisten = [\"127.0.0.1:8080\"]\nbackend = \"web\"\n".to_vec();
+    text.extend_from_slice(WEB_BACKEND.as_bytes());
+    let e = parse_bytes(text, "t.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:12: frontend[0].name: byte 0xe9 is not UTF-8: the file must be UTF-8 text"
+    );
+
+    let text = b"[admin]\nlisten = \"127.0.0.1:9100\"\n\xc3\xa9t\xe9 = 1\n".to_vec();
+    let e = parse_bytes(text, "t.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:3: admin: byte 0xe9 is not UTF-8: the file must be UTF-8 text"
+    );
+
+    let truncated = b"[admin]\nlisten = \"\xe2\x82".to_vec();
+    let e = parse_bytes(truncated, "t.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:11: admin.listen: the file ends inside a UTF-8 character (0xe2 0x82): the file must be UTF-8 text"
+    );
+}

@@ -56,7 +56,10 @@ fn not_utf8(origin: &str, e: &std::string::FromUtf8Error) -> ConfigError {
     }
     if key.contains(char::REPLACEMENT_CHARACTER) {
         // The invalid bytes are in the key itself: name its table.
-        key = key.rsplit_once('.').map_or("", |(table, _)| table).to_owned();
+        key = key
+            .rsplit_once('.')
+            .map_or("", |(table, _)| table)
+            .to_owned();
     }
     let len = e.utf8_error().error_len().unwrap_or(bytes.len() - valid);
     let shown: Vec<String> = bytes[valid..valid + len]

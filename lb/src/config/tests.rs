@@ -859,7 +859,9 @@ fn load_names_the_missing_file() {
 /// the text before it) and key of the first invalid byte, said once.
 #[test]
 fn invalid_utf8_is_located_at_its_first_byte() {
-    let mut text = b"[[frontend]]\nname = \"caf\xe9\"\nlisten = [\"127.0.0.1:8080\"]\nbackend = \"web\"\n".to_vec();
+    let mut text =
+        b"[[frontend]]\nname = \"caf\xe9\"\nlisten = [\"127.0.0.1:8080\"]\nbackend = \"web\"\n"
+            .to_vec();
     text.extend_from_slice(WEB_BACKEND.as_bytes());
     let e = parse_bytes(text, "t.toml").unwrap_err();
     assert_eq!(

@@ -498,7 +498,10 @@ fn rfc9568_6_4_3_answer_after_a_quiet_interval() {
     let timer = vr.poll_timeout();
     vr.handle_advert(at + ms(600), ip(HIGHER), &advert(0, Duration::from_secs(1)))
         .unwrap();
-    assert!(drain(&mut vr).is_empty(), "within 1 s of the last: no answer");
+    assert!(
+        drain(&mut vr).is_empty(),
+        "within 1 s of the last: no answer"
+    );
     assert_eq!(vr.poll_timeout(), timer);
     assert_eq!(vr.adverts_suppressed(), 1);
     // 1 s after the last answerable packet (not after the last answer).

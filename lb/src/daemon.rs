@@ -9,7 +9,8 @@ use metrics::counter;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::admin::{self, AdminContext, VrrpBoard};
+use crate::admin::serve::{AdminError, Endpoints};
+use crate::admin::{AdminContext, VrrpBoard};
 use crate::checker;
 use crate::config::{self, Config, ConfigError};
 use crate::forward::PipePool;
@@ -27,11 +28,8 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("cannot listen on {address} for the admin endpoint: {error}")]
-    Admin {
-        address: std::net::SocketAddr,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error(transparent)]
     Vrrp(#[from] HaError),
     #[error(transparent)]
@@ -47,6 +45,8 @@ pub struct Daemon {
     udp: udp::Listeners,
     plane: Arc<DataPlane>,
     admin: AdminContext,
+    /// The admin listeners; dropping them removes the control socket.
+    endpoints: Endpoints,
     /// VRRP instances; `None` only once shut down.
     ha: Option<Ha>,
 }
@@ -71,14 +71,6 @@ impl Daemon {
         let bound = listeners.bind_new(&config)?;
         let udp = udp::Listeners::default();
         let udp_bound = udp.bind_new(&config)?;
-        let admin_listener = match config.admin.listen {
-            Some(address) => Some(
-                admin::bind(address)
-                    .await
-                    .map_err(|error| DaemonError::Admin { address, error })?,
-            ),
-            None => None,
-        };
         let registry = Arc::new(Registry::default());
         let plane = Arc::new(DataPlane {
             pipes: PipePool::new(config.tuning.pipe_size, config.tuning.pipe_pool_max),
@@ -93,12 +85,7 @@ impl Daemon {
             vrrp: VrrpBoard::default(),
             udp: udp.stats(),
         };
-        if let Some(listener) = admin_listener {
-            if let Ok(address) = listener.local_addr() {
-                tracing::info!(%address, "admin endpoint listening (/metrics, /status)");
-            }
-            tokio::spawn(admin::serve(listener, admin.clone()));
-        }
+        let endpoints = Endpoints::start(&snapshot.load().config.admin, admin.clone()).await?;
         let mut daemon = Self {
             path,
             snapshot,
@@ -107,6 +94,7 @@ impl Daemon {
             udp,
             plane,
             admin,
+            endpoints,
             ha: None,
         };
         let snapshot = daemon.snapshot.load_full();
@@ -165,11 +153,11 @@ impl Daemon {
 
     fn try_reload(&mut self) -> Result<(), DaemonError> {
         let config = config::load(&self.path)?;
-        if config.admin.listen != self.snapshot.load().config.admin.listen {
-            tracing::warn!("admin.listen changed; the admin endpoint moves at the next restart");
-        }
+        let token = Endpoints::read_token(&config.admin)?;
         let bound = self.listeners.bind_new(&config)?;
         let udp_bound = self.udp.bind_new(&config)?;
+        self.endpoints
+            .reload(&self.snapshot.load().config.admin, &config.admin, token);
         let (snapshot, new_servers) = Snapshot::build(config, &self.registry);
         let snapshot = Arc::new(snapshot);
         self.snapshot.store(Arc::clone(&snapshot));

@@ -5,7 +5,8 @@
 //!   coexist run|check --config <missing | directory | not UTF-8 (located)>
 //!   coexist run   --config <listen on a taken 127.0.0.1:P>   (frontend, admin)
 //!   coexist status|server --admin <closed 127.0.0.1:P>
-//!   coexist server web/nope ──► admin 127.0.0.1:A of a running daemon
+//!   coexist server web/nope ──► control socket of a running daemon
+//!   coexist server web/web1 ──► admin 127.0.0.1:A (read-only: no token file)
 //! ```
 
 use std::net::{SocketAddr, TcpListener};
@@ -23,13 +24,16 @@ fn fails_with(args: &[&str], line: &str) {
 
 /// Frontend `web` on `listen`, its backend with server `web1`.
 fn config(listen: SocketAddr, admin: Option<SocketAddr>) -> String {
+    config_of(listen, admin).to_toml()
+}
+
+fn config_of(listen: SocketAddr, admin: Option<SocketAddr>) -> Config {
     let web1 = "127.0.0.1:9".parse().unwrap();
     Config {
         frontends: vec![Frontend::new("web", [listen], "web")],
         backends: vec![Backend::new("web", [Server::named("web1", web1)])],
         ..admin.map_or_else(Config::without_admin, Config::with_admin)
     }
-    .to_toml()
 }
 
 #[test]
@@ -99,15 +103,30 @@ fn daemon_not_running() {
 
 #[test]
 fn unknown_server() {
-    let admin = v4(free_port());
-    let _daemon = DaemonProcess::start_ready(&config(v4(0), Some(admin)));
-    let admin = admin.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let mut config = config_of(v4(0), Some(v4(free_port())));
+    config.admin.as_mut().unwrap().control_socket = Some(socket.clone());
+    let _daemon = DaemonProcess::start_ready(&config.to_toml());
+    let socket = socket.to_str().unwrap();
     fails_with(
-        &["server", "web/nope", "drain", "--admin", &admin],
+        &["server", "web/nope", "drain", "--socket", socket],
         "coexist: no server web/nope",
     );
     fails_with(
-        &["server", "nope/web1", "drain", "--admin", &admin],
+        &["server", "nope/web1", "drain", "--socket", socket],
         "coexist: no server nope/web1",
+    );
+}
+
+/// Without `admin.token_file`, the TCP endpoint is read-only: the refusal
+/// says where writes can go.
+#[test]
+fn write_over_tcp_without_a_token_file() {
+    let admin = v4(free_port());
+    let _daemon = DaemonProcess::start_ready(&config(v4(0), Some(admin)));
+    fails_with(
+        &["server", "web/web1", "drain", "--admin", &admin.to_string()],
+        "coexist: writes over TCP are disabled: use the control socket, or set admin.token_file and send its token as a bearer token",
     );
 }

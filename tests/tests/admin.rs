@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use coexist_support::config::{Backend, Config, Frontend, HealthCheck, Server};
+use coexist_support::config::{Admin, Backend, Config, Frontend, HealthCheck, Server};
 use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
 use coexist_tests::daemon::{admin_get, admin_metrics, cli, metric_value, DaemonProcess};
@@ -176,17 +176,43 @@ async fn status_follows_a_server_going_down() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_stops_new_connections_and_keeps_existing_ones() {
+/// A daemon with servers s1 (IPv4) and s2 (IPv6), its admin endpoint, and
+/// a control socket in a temporary directory; `adjust` sets the rest of
+/// `[admin]` (and may write files in the directory first).
+struct WithSocket {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    socket: String,
+    dir: tempfile::TempDir,
+    _daemon: DaemonProcess,
+    _servers: (TestServer, TestServer),
+}
+
+async fn with_socket(adjust: impl FnOnce(&mut Admin, &std::path::Path)) -> WithSocket {
     let s1 = TestServer::named(v4(0), "s1").await.unwrap();
     let s2 = TestServer::named(v6(0), "s2").await.unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
     let mut config = config(listen, admin, s1.address, s2.address);
-    config.admin.as_mut().unwrap().control_socket = Some(socket.clone());
-    let _daemon = DaemonProcess::start_ready(&config.to_toml());
-    let socket = socket.to_str().unwrap();
+    let settings = config.admin.as_mut().unwrap();
+    settings.control_socket = Some(socket.clone());
+    adjust(settings, dir.path());
+    let daemon = DaemonProcess::start_ready(&config.to_toml());
+    WithSocket {
+        listen,
+        admin,
+        socket: socket.to_str().unwrap().to_owned(),
+        dir,
+        _daemon: daemon,
+        _servers: (s1, s2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_stops_new_connections_and_keeps_existing_ones() {
+    let node = with_socket(|_, _| {}).await;
+    let (listen, admin, socket) = (node.listen, node.admin, node.socket.as_str());
     assert_eventually("both up", async || {
         status(admin).await.backends[0]
             .servers
@@ -262,30 +288,24 @@ async fn post_over_tcp(admin: SocketAddr, authorization: Option<&str>) -> String
 /// with the bearer token of `admin.token_file`. Reads stay open on TCP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_need_the_control_socket_or_the_token() {
-    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
-    let s2 = TestServer::named(v6(0), "s2").await.unwrap();
-    let (listen, admin) = (v4(free_port()), v4(free_port()));
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let token = dir.path().join("admin.token");
-    std::fs::write(&token, "s3cret-token\n").unwrap();
-    let wrong = dir.path().join("wrong.token");
-    std::fs::write(&wrong, "not-it\n").unwrap();
-    for file in [&token, &wrong] {
-        // As an operator keeps it: not readable by every user (else a warning).
-        std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-    }
-    let mut config = config(listen, admin, s1.address, s2.address);
-    let settings = config.admin.as_mut().unwrap();
-    settings.control_socket = Some(socket.clone());
-    settings.token_file = Some(token.clone());
-    let _daemon = DaemonProcess::start_ready(&config.to_toml());
-    let (socket, token, wrong) = (
-        socket.to_str().unwrap(),
-        token.to_str().unwrap(),
-        wrong.to_str().unwrap(),
-    );
+    let node = with_socket(|settings, dir| {
+        for (name, secret) in [
+            ("admin.token", "s3cret-token\n"),
+            ("wrong.token", "not-it\n"),
+        ] {
+            let file = dir.join(name);
+            std::fs::write(&file, secret).unwrap();
+            // As an operator keeps it: not readable by every user (else a warning).
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        settings.token_file = Some(dir.join("admin.token"));
+    })
+    .await;
+    let (admin, socket) = (node.admin, node.socket.as_str());
+    let path = |name: &str| node.dir.path().join(name).to_str().unwrap().to_owned();
+    let (token, wrong) = (path("admin.token"), path("wrong.token"));
+    let (token, wrong) = (token.as_str(), wrong.as_str());
     let admin_text = admin.to_string();
 
     // Input: no token, a wrong token. Output: 401 / 403, nothing changed.
@@ -347,16 +367,11 @@ async fn writes_need_the_control_socket_or_the_token() {
 /// so idle clients cannot hold descriptors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_admin_connections_are_closed() {
-    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
-    let s2 = TestServer::named(v6(0), "s2").await.unwrap();
-    let (listen, admin) = (v4(free_port()), v4(free_port()));
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let mut config = config(listen, admin, s1.address, s2.address);
-    let settings = config.admin.as_mut().unwrap();
-    settings.control_socket = Some(socket.clone());
-    settings.request_timeout = Some(Duration::from_millis(300));
-    let _daemon = DaemonProcess::start_ready(&config.to_toml());
+    let node = with_socket(|settings, _| {
+        settings.request_timeout = Some(Duration::from_millis(300));
+    })
+    .await;
+    let (admin, socket) = (node.admin, &node.socket);
 
     // Waits (at most 10 s, far beyond the 300 ms) for the daemon to close.
     async fn closed_by_daemon(mut stream: impl tokio::io::AsyncRead + Unpin) -> bool {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use axum::serve::Listener;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -73,12 +74,12 @@ impl Endpoints {
                 tracing::info!(%address, "admin endpoint listening (/metrics, /status)");
             }
             let app = router(context.clone(), Access::Tcp(Arc::clone(&tokens)), timeout);
-            tokio::spawn(serve_tcp(listener, app, timeout));
+            tokio::spawn(serve(listener, app, timeout));
         }
         let socket = socket.map(|(file, listener)| {
             tracing::info!(path = %file.path.display(), "control socket listening");
             let app = router(context, Access::ControlSocket, timeout);
-            tokio::spawn(serve_unix(listener, app, timeout));
+            tokio::spawn(serve(listener, app, timeout));
             file
         });
         Ok(Endpoints {
@@ -118,32 +119,13 @@ impl Endpoints {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, app: Router, timeout: Duration) {
+/// Accepts for ever; axum's [`Listener`] waits and retries when an
+/// accept fails (out of descriptors), rather than spinning.
+async fn serve<L: Listener>(mut listener: L, app: Router, timeout: Duration) {
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, app.clone(), timeout));
-            }
-            Err(error) => accept_failed(error).await,
-        }
+        let (stream, _) = listener.accept().await;
+        tokio::spawn(serve_connection(stream, app.clone(), timeout));
     }
-}
-
-async fn serve_unix(listener: UnixListener, app: Router, timeout: Duration) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, app.clone(), timeout));
-            }
-            Err(error) => accept_failed(error).await,
-        }
-    }
-}
-
-/// Out of descriptors, most likely: wait rather than spin.
-async fn accept_failed(error: io::Error) {
-    tracing::warn!(%error, "admin connection not accepted");
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// One connection, HTTP/1.1 with keep-alive. `timeout` bounds the wait for

@@ -9,8 +9,13 @@ use metrics::counter;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+<<<<<<< HEAD
 use crate::admin::{self, AdminContext, FilterBoard, VrrpBoard};
 use crate::announce::{AnnounceError, Announcer};
+=======
+use crate::admin::serve::{AdminError, Endpoints};
+use crate::admin::{AdminContext, VrrpBoard};
+>>>>>>> ctlplane
 use crate::checker;
 use crate::config::{self, Config, ConfigError};
 use crate::filter::{AcceptFilter, Ruleset};
@@ -30,11 +35,8 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("cannot listen on {address} for the admin endpoint: {error}")]
-    Admin {
-        address: std::net::SocketAddr,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error(transparent)]
     Vrrp(#[from] HaError),
     #[error(transparent)]
@@ -52,6 +54,8 @@ pub struct Daemon {
     udp: udp::Listeners,
     plane: Arc<DataPlane>,
     admin: AdminContext,
+    /// The admin listeners; dropping them removes the control socket.
+    endpoints: Endpoints,
     /// VRRP instances; `None` only once shut down.
     ha: Option<Ha>,
     /// `[[announce]]` groups; `None` without `[bgp]` or once shut down.
@@ -81,6 +85,7 @@ impl Daemon {
         let bound = listeners.bind_new(&config)?;
         let udp = udp::Listeners::default();
         let udp_bound = udp.bind_new(&config)?;
+<<<<<<< HEAD
         let admin_listener = match config.admin.listen {
             Some(address) => Some(
                 admin::bind(address)
@@ -98,6 +103,8 @@ impl Daemon {
             .tuning
             .pipe_pool_max
             .min((process.max_connections() / 4).max(1));
+=======
+>>>>>>> ctlplane
         let registry = Arc::new(Registry::default());
         let plane = Arc::new(DataPlane {
             pipes: PipePool::new(config.tuning.pipe_size, idle_pipes),
@@ -114,12 +121,7 @@ impl Daemon {
             udp: udp.stats(),
             announce: Default::default(),
         };
-        if let Some(listener) = admin_listener {
-            if let Ok(address) = listener.local_addr() {
-                tracing::info!(%address, "admin endpoint listening (/metrics, /status)");
-            }
-            tokio::spawn(admin::serve(listener, admin.clone()));
-        }
+        let endpoints = Endpoints::start(&snapshot.load().config.admin, admin.clone()).await?;
         let mut daemon = Self {
             path,
             snapshot,
@@ -128,6 +130,7 @@ impl Daemon {
             udp,
             plane,
             admin,
+            endpoints,
             ha: None,
             announcer: None,
             filter: None,
@@ -209,6 +212,7 @@ impl Daemon {
 
     async fn try_reload(&mut self) -> Result<(), DaemonError> {
         let config = config::load(&self.path)?;
+<<<<<<< HEAD
         warn_if_idle(&config);
         for key in self.snapshot.load().config.changed_until_restart(&config) {
             tracing::warn!(
@@ -216,8 +220,13 @@ impl Daemon {
                 "changed; the running value stays until the next restart"
             );
         }
+=======
+        let token = Endpoints::read_token(&config.admin)?;
+>>>>>>> ctlplane
         let bound = self.listeners.bind_new(&config)?;
         let udp_bound = self.udp.bind_new(&config)?;
+        self.endpoints
+            .reload(&self.snapshot.load().config.admin, &config.admin, token);
         let (snapshot, new_servers) = Snapshot::build(config, &self.registry);
         let snapshot = Arc::new(snapshot);
         let old = self.snapshot.swap(Arc::clone(&snapshot));

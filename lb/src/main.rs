@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use lb::admin::client::Endpoint;
 use lb::locations::DEFAULT_CONFIG;
 
 #[derive(Debug, Parser)]
@@ -19,6 +20,21 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where a command that changes something sends it.
+#[derive(Debug, clap::Args)]
+struct WriteTo {
+    /// The daemon's control socket [default: the one
+    /// /etc/coexist/coexist.toml configures, else /run/coexist/control.sock].
+    #[arg(long, value_name = "PATH", conflicts_with = "admin")]
+    socket: Option<PathBuf>,
+    /// Send it over TCP to this admin endpoint instead (with --token-file).
+    #[arg(long, value_name = "ADDRESS")]
+    admin: Option<String>,
+    /// The file holding the admin endpoint's bearer token (admin.token_file).
+    #[arg(long, value_name = "FILE", requires = "admin")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -61,7 +77,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Change a server's state (and optionally weight) at run time.
+    /// Change a server's state (and optionally weight) at run time,
+    /// through the daemon's control socket.
     Server {
         /// The server, as BACKEND/SERVER.
         server: String,
@@ -69,9 +86,8 @@ enum Command {
         state: lb::health::AdminState,
         #[arg(long)]
         weight: Option<u32>,
-        /// As for `coexist status`.
-        #[arg(long)]
-        admin: Option<String>,
+        #[command(flatten)]
+        to: WriteTo,
     },
     /// Withdraw or announce again an `[[announce]]` group on this node
     /// (a manual drain for maintenance; health still decides when announced).
@@ -80,9 +96,8 @@ enum Command {
         name: String,
         #[arg(value_enum)]
         action: lb::announce::AdminAction,
-        /// As for `coexist status`.
-        #[arg(long)]
-        admin: Option<String>,
+        #[command(flatten)]
+        to: WriteTo,
     },
     /// Print a coexist.toml equivalent to HAProxy and keepalived
     /// configurations; what cannot be carried over is listed, with file
@@ -113,18 +128,16 @@ fn main() -> ExitCode {
         Command::Run { config, watch } => run(config_file(config), watch),
         Command::Check { config } => check(config_file(config)),
         Command::BirdConfig { config } => bird_config(config_file(config)),
-        Command::Status { admin, json } => admin_endpoint(admin).and_then(|a| status(&a, json)),
+        Command::Status { admin, json } => admin_endpoint(admin).and_then(|a| status(a, json)),
         Command::Server {
             server,
             state,
             weight,
-            admin,
-        } => admin_endpoint(admin).and_then(|a| change_server(&a, &server, state, weight)),
-        Command::Announce {
-            name,
-            action,
-            admin,
-        } => admin_endpoint(admin).and_then(|a| change_announce(&a, &name, action)),
+            to,
+        } => write_endpoint(to).and_then(|e| change_server(&e, &server, state, weight)),
+        Command::Announce { name, action, to } => {
+            write_endpoint(to).and_then(|e| change_announce(&e, &name, action))
+        }
         Command::Import {
             haproxy,
             keepalived,
@@ -159,12 +172,41 @@ fn admin_endpoint(given: Option<String>) -> anyhow::Result<String> {
         return Ok(a);
     }
     let path = std::path::Path::new(DEFAULT_CONFIG);
-    let found = lb::locations::admin_endpoint(path, std::fs::read_to_string(path))
-        .map_err(anyhow::Error::msg)?;
+    let found =
+        lb::locations::admin_endpoint(path, std::fs::read(path)).map_err(anyhow::Error::msg)?;
     if let Some(remark) = found.remark {
         eprintln!("coexist: {remark}");
     }
     Ok(found.address)
+}
+
+/// `--socket`, `--admin` with its token, or the control socket the
+/// conventional config file sets up.
+fn write_endpoint(to: WriteTo) -> anyhow::Result<Endpoint> {
+    if let Some(address) = to.admin {
+        let token = match to.token_file {
+            Some(file) => Some(lb::admin::access::Token::read(&file)?.text().with_context(
+                || {
+                    format!(
+                        "the token in {} is not printable ASCII: it cannot go in an HTTP header",
+                        file.display()
+                    )
+                },
+            )?),
+            None => None,
+        };
+        return Ok(Endpoint::Tcp { address, token });
+    }
+    if let Some(socket) = to.socket {
+        return Ok(Endpoint::Socket(socket));
+    }
+    let path = std::path::Path::new(DEFAULT_CONFIG);
+    let found =
+        lb::locations::control_socket(path, std::fs::read(path)).map_err(anyhow::Error::msg)?;
+    if let Some(remark) = found.remark {
+        eprintln!("coexist: {remark}");
+    }
+    Ok(Endpoint::Socket(found.address))
 }
 
 fn import(haproxy: &[PathBuf], keepalived: &[PathBuf]) -> anyhow::Result<()> {
@@ -352,8 +394,12 @@ fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::Pro
         .context("cannot install the metrics recorder")
 }
 
-fn status(admin: &str, json: bool) -> anyhow::Result<()> {
-    let status = lb::admin::client::status(admin)?;
+fn status(address: String, json: bool) -> anyhow::Result<()> {
+    let endpoint = Endpoint::Tcp {
+        address,
+        token: None,
+    };
+    let status = lb::admin::client::status(&endpoint)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -363,7 +409,7 @@ fn status(admin: &str, json: bool) -> anyhow::Result<()> {
 }
 
 fn change_server(
-    admin: &str,
+    endpoint: &Endpoint,
     server: &str,
     state: lb::health::AdminState,
     weight: Option<u32>,
@@ -375,7 +421,7 @@ fn change_server(
         state: Some(state),
         weight,
     };
-    if let Some(s) = lb::admin::client::change_server(admin, backend, name, &change)? {
+    if let Some(s) = lb::admin::client::change_server(endpoint, backend, name, &change)? {
         println!(
             "{backend}/{}: {} (weight {}, {} active)",
             s.name, s.state, s.weight, s.active_connections
@@ -385,12 +431,12 @@ fn change_server(
 }
 
 fn change_announce(
-    admin: &str,
+    endpoint: &Endpoint,
     name: &str,
     action: lb::announce::AdminAction,
 ) -> anyhow::Result<()> {
     let change = lb::admin::AnnounceChange { action };
-    for group in lb::admin::client::change_announce(admin, name, &change)? {
+    for group in lb::admin::client::change_announce(endpoint, name, &change)? {
         println!(
             "{}/{}: {} ({})",
             group.name, group.family, group.state, group.reason

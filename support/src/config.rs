@@ -48,6 +48,7 @@ impl Config {
         Config {
             admin: Some(Admin {
                 listen: address.to_string(),
+                ..Admin::default()
             }),
             ..Config::default()
         }
@@ -58,6 +59,7 @@ impl Config {
         Config {
             admin: Some(Admin {
                 listen: String::new(),
+                ..Admin::default()
             }),
             ..Config::default()
         }
@@ -70,10 +72,16 @@ impl Config {
 }
 
 /// `[admin]`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Admin {
     /// An address, or empty for no endpoint.
     pub listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<std::path::PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<std::path::PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "duration")]
+    pub request_timeout: Option<Duration>,
 }
 
 /// `[tuning]`

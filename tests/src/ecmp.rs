@@ -141,6 +141,8 @@ pub struct Node {
     pub coexist: Option<Process>,
     pub bird: Option<Process>,
     pub bird_socket: PathBuf,
+    /// coexist's control socket, where `coexist announce` writes.
+    pub control_socket: PathBuf,
     pub coexist_log: PathBuf,
     server: NodeServer,
 }
@@ -515,7 +517,9 @@ fn spawn_bird(lab: &Lab, ns: &Ns, dir: &Path, name: &str, conf: &Path, socket: &
 }
 
 /// The coexist config of node `index`.
-pub fn node_config(bird_socket: &Path) -> Config {
+/// A node's config: BIRD's socket at `bird_socket`, coexist's own control
+/// socket (for `coexist announce`) at `control_socket`.
+pub fn node_config(bird_socket: &Path, control_socket: &Path) -> Config {
     let web = Frontend::new("web", [Family::V4.vip(), Family::V6.vip()], "pool");
     let sticky_listen = [Family::V4.vip(), Family::V6.vip()].map(|mut a| {
         a.set_port(STICKY_PORT);
@@ -532,6 +536,8 @@ pub fn node_config(bird_socket: &Path) -> Config {
     Config {
         admin: Some(Admin {
             listen: "127.0.0.1:9100".into(),
+            control_socket: Some(control_socket.to_owned()),
+            ..Admin::default()
         }),
         frontends: vec![web, sticky],
         backends: vec![
@@ -567,7 +573,8 @@ fn start_node(lab: &Lab, dir: &Path, ns: Ns, index: usize) -> Node {
     let server = NodeServer::start(&ns, &name);
     let bird_socket = dir.join(format!("{name}.ctl"));
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(&config, node_config(&bird_socket).to_toml()).unwrap();
+    let control_socket = dir.join(format!("{name}.sock"));
+    std::fs::write(&config, node_config(&bird_socket, &control_socket).to_toml()).unwrap();
     // The snippet as an operator makes it.
     let snippet = lab.exec(
         &ns,
@@ -620,6 +627,7 @@ fn start_node(lab: &Lab, dir: &Path, ns: Ns, index: usize) -> Node {
         coexist: Some(coexist),
         bird: Some(bird),
         bird_socket,
+        control_socket,
         coexist_log,
         server,
     }

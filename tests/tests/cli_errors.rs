@@ -2,10 +2,11 @@
 //! at fault and its cause, said once, from the real binary.
 //!
 //! ```text
-//!   coexist run|check --config <missing | directory | not UTF-8>
+//!   coexist run|check --config <missing | directory | not UTF-8 (located)>
 //!   coexist run   --config <listen on a taken 127.0.0.1:P>   (frontend, admin)
 //!   coexist status|server --admin <closed 127.0.0.1:P>
-//!   coexist server web/nope ──► admin 127.0.0.1:A of a running daemon
+//!   coexist server web/nope ──► control socket of a running daemon
+//!   coexist server web/web1 ──► admin 127.0.0.1:A (read-only: no token file)
 //! ```
 
 use std::net::{SocketAddr, TcpListener};
@@ -23,13 +24,16 @@ fn fails_with(args: &[&str], line: &str) {
 
 /// Frontend `web` on `listen`, its backend with server `web1`.
 fn config(listen: SocketAddr, admin: Option<SocketAddr>) -> String {
+    config_of(listen, admin).to_toml()
+}
+
+fn config_of(listen: SocketAddr, admin: Option<SocketAddr>) -> Config {
     let web1 = "127.0.0.1:9".parse().unwrap();
     Config {
         frontends: vec![Frontend::new("web", [listen], "web")],
         backends: vec![Backend::new("web", [Server::named("web1", web1)])],
         ..admin.map_or_else(Config::without_admin, Config::with_admin)
     }
-    .to_toml()
 }
 
 #[test]
@@ -42,8 +46,9 @@ fn missing_config_file() {
     fails_with(&["check", "--config", path], &line);
 }
 
-// Root reads any file whatever its mode, so unreadable here means: a
-// directory given as the file, and bytes that are not UTF-8 text.
+// Root reads any file whatever its mode, so unreadable here means a
+// directory given as the file. Bytes that are not UTF-8 text are read but
+// rejected, located like any other mistake.
 #[test]
 fn unreadable_config_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,11 +57,14 @@ fn unreadable_config_file() {
     fails_with(&["run", "--config", path], &line);
     fails_with(&["check", "--config", path], &line);
 
-    let binary = dir.path().join("coexist.toml");
-    std::fs::write(&binary, b"\xff\xfe[admin]\n").unwrap();
-    let binary = binary.to_str().unwrap();
-    let line = format!("coexist: cannot read {binary}: stream did not contain valid UTF-8");
-    fails_with(&["check", "--config", binary], &line);
+    let latin1 = dir.path().join("coexist.toml");
+    std::fs::write(&latin1, b"[admin]\nlisten = \"127.0.0.1:9100\" # caf\xe9\n").unwrap();
+    let latin1 = latin1.to_str().unwrap();
+    let line = format!(
+        "coexist: {latin1}:2:32: admin.listen: byte 0xe9 is not UTF-8: the file must be UTF-8 text"
+    );
+    fails_with(&["check", "--config", latin1], &line);
+    fails_with(&["run", "--config", latin1], &line);
 }
 
 #[test]
@@ -95,15 +103,18 @@ fn daemon_not_running() {
 
 #[test]
 fn unknown_server() {
-    let admin = v4(free_port());
-    let _daemon = DaemonProcess::start_ready(&config(v4(0), Some(admin)));
-    let admin = admin.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let mut config = config_of(v4(0), Some(v4(free_port())));
+    config.admin.as_mut().unwrap().control_socket = Some(socket.clone());
+    let _daemon = DaemonProcess::start_ready(&config.to_toml());
+    let socket = socket.to_str().unwrap();
     fails_with(
-        &["server", "web/nope", "drain", "--admin", &admin],
+        &["server", "web/nope", "drain", "--socket", socket],
         "coexist: no server web/nope",
     );
     fails_with(
-        &["server", "nope/web1", "drain", "--admin", &admin],
+        &["server", "nope/web1", "drain", "--socket", socket],
         "coexist: no server nope/web1",
     );
 }
@@ -125,5 +136,17 @@ fn check_warns_about_a_config_with_nothing_to_run() {
     assert_eq!(
         stderr,
         format!("coexist: warning: {path}: no [[frontend]] and no [[vrrp]]: the daemon would serve only its admin endpoint\n")
+    );
+}
+
+/// Without `admin.token_file`, the TCP endpoint is read-only: the refusal
+/// says where writes can go.
+#[test]
+fn write_over_tcp_without_a_token_file() {
+    let admin = v4(free_port());
+    let _daemon = DaemonProcess::start_ready(&config(v4(0), Some(admin)));
+    fails_with(
+        &["server", "web/web1", "drain", "--admin", &admin.to_string()],
+        "coexist: writes over TCP are disabled: use the control socket, or set admin.token_file and send its token as a bearer token",
     );
 }

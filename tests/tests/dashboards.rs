@@ -29,10 +29,10 @@ const DASHBOARD: &str = "conf/grafana/coexist.json";
 const RULES: &str = "conf/prometheus/coexist-rules.yml";
 const RULE_TESTS: &str = "conf/prometheus/coexist-rules.test.yml";
 
-/// Labels Prometheus adds on scrape: the target's `job` and `instance`,
-/// and `exported_instance`, the daemon's own `instance` label renamed
-/// because it clashes with the target's.
-const SCRAPE_LABELS: [&str; 3] = ["job", "instance", "exported_instance"];
+/// Labels Prometheus adds on scrape: the target's `job` and `instance`.
+/// No coexist metric has a label of these names, so none is renamed
+/// (`exported_instance`) on scrape.
+const SCRAPE_LABELS: [&str; 2] = ["job", "instance"];
 
 fn read_conf(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
@@ -42,6 +42,8 @@ fn read_conf(path: &str) -> String {
 /// Identifiers in `text` that name coexist metrics (`lb_*`, `vrrp_*`).
 fn metric_names_in(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        // A YAML key (`vrrp_instance: v4`) ends with the colon.
+        .map(|word| word.trim_end_matches(':'))
         .filter(|word| word.starts_with("lb_") || word.starts_with("vrrp_"))
         .map(str::to_owned)
         .collect()
@@ -172,16 +174,34 @@ fn dashboard_and_rules_use_only_metrics_a_live_daemon_exposes() {
     let page = lone_node::run("dash", || exercise_the_daemon(&used));
 
     let exposed = exposed(&page);
-    let missing: Vec<&String> = used.iter().filter(|n| !exposed.contains_key(*n)).collect();
+    // `vrrp_instance` reads like a metric name but is a label.
+    let labels: BTreeSet<&String> = exposed.values().flatten().collect();
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|n| !exposed.contains_key(*n) && !labels.contains(n))
+        .collect();
     assert!(
         missing.is_empty(),
         "{DASHBOARD}, {RULES} or {RULE_TESTS} use metrics the daemon does not expose: {missing:?}\n/metrics:\n{page}"
     );
+    // A label of the target's name would be renamed on scrape
+    // (`exported_instance`), and queries would have to know it.
+    for (name, labels) in &exposed {
+        let clash: Vec<&&str> = SCRAPE_LABELS
+            .iter()
+            .filter(|l| labels.contains(**l))
+            .collect();
+        assert!(
+            clash.is_empty(),
+            "{name} has label(s) {clash:?}, which Prometheus sets on scrape"
+        );
+    }
     // A label must be on one of the metrics its expression reads.
     for expr in &exprs {
         let on_its_metrics: BTreeSet<&String> = metric_names_in(expr)
             .iter()
-            .flat_map(|name| &exposed[name])
+            .filter_map(|name| exposed.get(name))
+            .flatten()
             .collect();
         for label in labels_in_expr(expr) {
             assert!(

@@ -85,8 +85,8 @@ fn new_connections_spread_over_every_announcing_node() {
                 "announce",
                 group,
                 action,
-                "--admin",
-                "127.0.0.1:9100",
+                "--socket",
+                node2.control_socket.to_str().unwrap(),
             ],
         )
     };

@@ -257,6 +257,12 @@ pub struct Instance {
     /// Since when a lower-priority master has been heard without a break,
     /// for `preempt_delay`.
     lower_master_since: Option<Instant>,
+    /// When the last received packet that calls for an immediate advert
+    /// (a lower-priority master's, or another master's release) arrived,
+    /// answered or not: see [`Instance::answer`].
+    last_answerable: Option<Instant>,
+    /// Immediate adverts not sent because of that limit.
+    adverts_suppressed: u64,
     /// Source of the last v3 advert whose address list differed from ours,
     /// so that the warning is logged once per master, not per packet.
     warned_address_mismatch: Option<IpAddr>,
@@ -279,6 +285,8 @@ impl Instance {
             down_cause: DownCause::Silence,
             master: None,
             lower_master_since: None,
+            last_answerable: None,
+            adverts_suppressed: 0,
             warned_address_mismatch: None,
             last_transition: None,
             actions: VecDeque::new(),
@@ -335,6 +343,12 @@ impl Instance {
             Version::V2 => self.config.advert_interval,
         };
         interval * 3 + self.skew_time()
+    }
+
+    /// How many adverts that received packets called for were not sent,
+    /// since the instance was made (see [`Instance::handle_advert`]).
+    pub fn adverts_suppressed(&self) -> u64 {
+        self.adverts_suppressed
     }
 
     /// The last state change, if there was one.
@@ -448,6 +462,13 @@ impl Instance {
     /// instance state, then §6.4.2 / §6.4.3). `Ok` means it was processed,
     /// which includes the protocol's own silent ignoring of lower-priority
     /// adverts by a preempting backup.
+    ///
+    /// A master answers a lower-priority advert (v3) or another master's
+    /// release (priority 0) with an immediate advert, as RFC 9568 §6.4.3
+    /// says, but only to the first such packet after a quiet advertisement
+    /// interval: a flood of them (spoofed, or a peer gone wrong) costs at
+    /// most one advert per interval beyond the periodic ones, never one per
+    /// packet. The others are counted in [`Instance::adverts_suppressed`].
     pub fn handle_advert(
         &mut self,
         now: Instant,
@@ -659,7 +680,7 @@ impl Instance {
         let local = self.effective_priority;
         if packet.priority == 0 {
             // RFC 9568 §6.4.3: another master released; assert ourselves.
-            self.send_advert(now);
+            self.answer(now);
             return;
         }
         let reason = if packet.priority > local {
@@ -685,7 +706,7 @@ impl Instance {
             None if self.config.version == Version::V3 => {
                 // RFC 9568 §6.4.3: a lower-priority master exists; advertise
                 // at once so it steps down without waiting an interval.
-                self.send_advert(now);
+                self.answer(now);
             }
             // RFC 3768 §6.4.3: VRRPv2 just discards it.
             None => {}
@@ -728,6 +749,23 @@ impl Instance {
         });
         self.actions
             .push_back(Action::StateChanged { from, to, reason });
+    }
+
+    /// An advert in answer to a received packet, unless another such
+    /// packet arrived less than an advertisement interval ago: the first
+    /// of a burst is answered (the sender hears us at once), the rest wait
+    /// for the periodic adverts. Each answer is one the sender caused, so
+    /// without the limit every received packet would make us send one.
+    fn answer(&mut self, now: Instant) {
+        let quiet = self
+            .last_answerable
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.config.advert_interval);
+        self.last_answerable = Some(now);
+        if quiet {
+            self.send_advert(now);
+        } else {
+            self.adverts_suppressed += 1;
+        }
     }
 
     fn send_advert(&mut self, now: Instant) {

@@ -1,21 +1,26 @@
-//! The admin HTTP endpoint: `/metrics`, `/status` and run-time server control.
+//! The admin HTTP API: `/metrics`, `/status`, the status page, and
+//! run-time server control.
 //!
-//! It binds loopback by default; an operator must configure another
-//! address explicitly to expose it.
+//! One router serves two listeners ([`serve`]): the TCP endpoint (loopback
+//! by default; an operator must configure another address explicitly to
+//! expose it), where writes need a bearer token, and the control socket,
+//! where the file's permissions decide ([`access`]).
 
+pub mod access;
 pub mod client;
 pub mod counters;
 mod page;
+pub mod serve;
 pub mod status;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::AdminState;
 use crate::runtime::Snapshot;
+use access::Access;
 use counters::Counters;
 use status::{AcceptFilterStatus, ServerStatus, Status, VrrpStatus};
 
@@ -81,24 +87,39 @@ pub struct ServerChange {
     pub weight: Option<u32>,
 }
 
-pub fn router(context: AdminContext) -> Router {
+/// Largest request body: a write's JSON is a few dozen bytes.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The API as served on a listener with `access`. Every route that changes
+/// state goes in `writes`, behind [`access::authorize`]; `timeout` bounds
+/// the time from a request's head to its answer (a body sent slowly).
+pub fn router(context: AdminContext, access: Access, timeout: Duration) -> Router {
+    let writes = Router::new()
+        .route("/servers/{backend}/{server}", post(change_server))
+        .route("/announce/{name}", post(change_announce))
+        .route_layer(middleware::from_fn_with_state(access, access::authorize));
     Router::new()
         .route("/", get(page::serve))
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
-        .route("/servers/{backend}/{server}", post(change_server))
-        .route("/announce/{name}", post(change_announce))
+        .merge(writes)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(timeout, within))
         .with_state(context)
 }
 
-/// Binds the admin endpoint; the caller spawns [`serve`] on the listener.
-pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(address).await
-}
-
-pub async fn serve(listener: tokio::net::TcpListener, context: AdminContext) {
-    if let Err(error) = axum::serve(listener, router(context)).await {
-        tracing::error!(%error, "admin endpoint stopped");
+/// Answers 408 when a request (its body included) is not done in time.
+async fn within(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request not complete within {}\n",
+                humantime::format_duration(timeout)
+            ),
+        )
+            .into_response(),
     }
 }
 

@@ -39,7 +39,8 @@ impl fmt::Display for Diagnostic {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read (missing, unreadable, not UTF-8).
+    /// The file could not be read (missing, unreadable); text that is
+    /// not UTF-8 is [`ConfigError::Invalid`], located.
     #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,

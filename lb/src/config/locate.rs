@@ -201,7 +201,7 @@ fn visit_value(value: &Value, offset: usize, path: &mut Vec<Segment>, best: &mut
 /// Best effort for text that is not valid TOML: the last table header above
 /// the offset (counting `[[x]]` repeats into indices) plus the key assigned
 /// on the offending line, if any.
-fn key_path_by_headers(text: &str, offset: usize) -> String {
+pub(crate) fn key_path_by_headers(text: &str, offset: usize) -> String {
     let offset = floor_char_boundary(text, offset.min(text.len()));
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);

@@ -113,11 +113,35 @@ impl Announce {
     }
 }
 
-/// `[admin]`: the HTTP endpoint for /metrics and /status.
+/// `[admin]`: the HTTP endpoint for /metrics and /status, and the control
+/// socket that also takes writes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
     /// `None` when the operator set `listen = ""` to disable the endpoint.
     pub listen: Option<SocketAddr>,
+    /// `None` unless the operator sets `control_socket` (the packaged
+    /// file does): a daemon started by hand or by a test makes no file
+    /// outside the places its configuration names.
+    pub control_socket: Option<ControlSocket>,
+    /// A file holding the bearer token that allows writes over `listen`;
+    /// without one, `listen` is read-only.
+    pub token_file: Option<PathBuf>,
+    /// How long a client of either listener may take to send a request,
+    /// counted from the connection's start or the previous response: an
+    /// idle or slow connection is closed after it.
+    pub request_timeout: Duration,
+}
+
+/// `[admin] control_socket*`: a Unix socket serving the admin API with
+/// writes allowed to whoever the file's permissions let connect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlSocket {
+    pub path: PathBuf,
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// Group of the socket file (a name or a number); the daemon's own
+    /// group when `None`.
+    pub group: Option<String>,
 }
 
 /// `[tuning]`: process-wide knobs an operator rarely touches.

@@ -39,6 +39,11 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<Spanned<String>>,
+    pub control_socket: Option<Spanned<String>>,
+    pub control_socket_mode: Option<Spanned<String>>,
+    pub control_socket_group: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

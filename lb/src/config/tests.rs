@@ -1035,3 +1035,98 @@ fn keys_read_only_at_start_are_named_when_a_reload_changes_them() {
         ]
     );
 }
+
+/// Input: a Latin-1 "é" (0xe9) inside a string value, in a key, and a
+/// file cut inside a character. Output: line, column (in characters of
+/// the text before it) and key of the first invalid byte, said once.
+#[test]
+fn invalid_utf8_is_located_at_its_first_byte() {
+    let mut text =
+        b"[[frontend]]\nname = \"caf\xe9\"\nlisten = [\"127.0.0.1:8080\"]\nbackend = \"web\"\n"
+            .to_vec();
+    text.extend_from_slice(WEB_BACKEND.as_bytes());
+    let e = parse_bytes(text, "t.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:12: frontend[0].name: byte 0xe9 is not UTF-8: the file must be UTF-8 text"
+    );
+
+    let text = b"[admin]\nlisten = \"127.0.0.1:9100\"\n\xc3\xa9t\xe9 = 1\n".to_vec();
+    let e = parse_bytes(text, "t.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:3: admin: byte 0xe9 is not UTF-8: the file must be UTF-8 text"
+    );
+
+    let truncated = b"[admin]\nlisten = \"\xe2\x82".to_vec();
+    let e = parse_bytes(truncated, "t.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:11: admin.listen: the file ends inside a UTF-8 character (0xe2 0x82): the file must be UTF-8 text"
+    );
+}
+
+const WEB_FRONTEND: &str =
+    "[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\nbackend = \"web\"\n";
+
+/// `[admin]` writes: no control socket unless one is named; paths are
+/// absolute, the mode octal, the timeout within bounds.
+#[test]
+fn admin_control_socket_token_and_timeout() {
+    let with = |admin: &str| format!("[admin]\n{admin}\n{WEB_FRONTEND}{WEB_BACKEND}");
+    let config = parse(&with(""), "t.toml").unwrap();
+    assert_eq!(config.admin.control_socket, None);
+    assert_eq!(config.admin.token_file, None);
+    assert_eq!(config.admin.request_timeout, Duration::from_secs(10));
+
+    let text = with(
+        "control_socket = \"/run/cx/ctl.sock\"\ncontrol_socket_mode = \"0640\"\ncontrol_socket_group = \"adm\"\ntoken_file = \"/etc/cx/token\"\nrequest_timeout = \"2s\"",
+    );
+    let admin = parse(&text, "t.toml").unwrap().admin;
+    let socket = admin.control_socket.unwrap();
+    assert_eq!(socket.path, std::path::Path::new("/run/cx/ctl.sock"));
+    assert_eq!((socket.mode, socket.group.as_deref()), (0o640, Some("adm")));
+    assert_eq!(
+        admin.token_file.unwrap(),
+        std::path::Path::new("/etc/cx/token")
+    );
+    assert_eq!(admin.request_timeout, Duration::from_secs(2));
+
+    let e = |admin: &str| with(admin);
+    assert_error(
+        &e("control_socket = \"ctl.sock\""),
+        2,
+        18,
+        "admin.control_socket",
+        "is not an absolute path",
+    );
+    assert_error(
+        &e("token_file = \"token\""),
+        2,
+        14,
+        "admin.token_file",
+        "is not an absolute path",
+    );
+    assert_error(
+        &e("control_socket_mode = \"0999\""),
+        2,
+        23,
+        "admin.control_socket_mode",
+        "not a file mode in octal",
+    );
+    let long = format!("control_socket = \"/{}\"", "x".repeat(120));
+    assert_error(
+        &e(&long),
+        2,
+        18,
+        "admin.control_socket",
+        "too long for a Unix socket path",
+    );
+    assert_error(
+        &e("request_timeout = \"1ms\""),
+        2,
+        19,
+        "admin.request_timeout",
+        "",
+    );
+}

@@ -453,6 +453,63 @@ fn rfc9568_6_4_3_master_readvertises_on_lower_priority() {
     assert_eq!(vr.state(), State::Master);
 }
 
+/// RFC 9568 §6.4.3 answers every lower-priority advert with an advert;
+/// answered one for one, a flood of them makes the master a reflector.
+/// Input: a master (interval 100 ms) hears 1,661 lower-priority adverts
+/// evenly over 5 s, running its own timer meanwhile. Output: the first
+/// (at once after becoming master) is answered at once, the rest wait for
+/// the periodic adverts: 50 adverts in all (1 answer, which restarts the
+/// Adver_Timer, + 49 periodic), not ~1,700, and 1,660 counted suppressed.
+#[test]
+fn rfc9568_6_4_3_answers_to_a_lower_priority_flood_are_rate_limited() {
+    let t0 = Instant::now();
+    let mut c = config(150);
+    c.advert_interval = ms(100);
+    let (mut vr, start) = master(c, t0);
+    let flood = 1_661u32;
+    let span = Duration::from_secs(5);
+    let mut sent = 0;
+    for i in 0..flood {
+        let now = start + span * i / flood;
+        while let Some(due) = vr.poll_timeout().filter(|&due| due <= now) {
+            vr.handle_timeout(due);
+            sent += sent_priorities(&drain(&mut vr)).len();
+        }
+        vr.handle_advert(now, ip(HIGHER), &advert(100, ms(100)))
+            .unwrap();
+        sent += sent_priorities(&drain(&mut vr)).len();
+    }
+    assert_eq!(vr.state(), State::Master);
+    assert_eq!(sent, 50, "adverts sent while 1,661 lower-priority arrived");
+    assert_eq!(vr.adverts_suppressed(), 1_660);
+}
+
+/// RFC 9568 §6.4.3, with the limit above: a lower-priority advert (or a
+/// release) after a quiet advertisement interval is answered at once
+/// again; one within the interval of the previous is not, and the
+/// Adver_Timer keeps its schedule.
+#[test]
+fn rfc9568_6_4_3_answer_after_a_quiet_interval() {
+    let t0 = Instant::now();
+    let (mut vr, at) = master(config(150), t0);
+    let lower = advert(100, Duration::from_secs(1));
+    vr.handle_advert(at + ms(100), ip(HIGHER), &lower).unwrap();
+    assert_eq!(sent_priorities(&drain(&mut vr)), vec![150]);
+    let timer = vr.poll_timeout();
+    vr.handle_advert(at + ms(600), ip(HIGHER), &advert(0, Duration::from_secs(1)))
+        .unwrap();
+    assert!(
+        drain(&mut vr).is_empty(),
+        "within 1 s of the last: no answer"
+    );
+    assert_eq!(vr.poll_timeout(), timer);
+    assert_eq!(vr.adverts_suppressed(), 1);
+    // 1 s after the last answerable packet (not after the last answer).
+    vr.handle_advert(at + ms(1600), ip(HIGHER), &lower).unwrap();
+    assert_eq!(sent_priorities(&drain(&mut vr)), vec![150]);
+    assert_eq!(vr.poll_timeout(), Some(at + ms(2600)));
+}
+
 /// RFC 3768 §6.4.3: a VRRPv2 master simply discards a lower-priority advert.
 #[test]
 fn rfc3768_6_4_3_v2_master_discards_lower_priority() {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -28,7 +28,32 @@ pub(super) struct Inbound {
     pub packet: Packet,
 }
 
-type Routes = Arc<Mutex<HashMap<u8, (String, mpsc::Sender<Inbound>)>>>;
+/// Where the adverts of one VRID go.
+enum Route {
+    /// The instance's name and queue.
+    Running(String, mpsc::Sender<Inbound>),
+    /// The instance stopped (or is stopping) until this instant: its peers
+    /// answer its release and go on advertising for a while, which is
+    /// expected, not a packet for a VRID this node never had.
+    Retired { until: Instant },
+}
+
+/// How long a stopped instance's VRID stays [`Route::Retired`]: the peers
+/// take over within a master-down interval (at most ~3 × 40 s in v2, but
+/// ~3 × 1 s as usually configured), and a stopping daemon finishes within
+/// seconds; after it, adverts for the VRID are discarded as unknown again.
+const RETIRED_FOR: Duration = Duration::from_secs(10);
+
+type Routes = Arc<Mutex<HashMap<u8, Route>>>;
+
+/// What became of a datagram (for tests; the reader only counts and logs).
+#[derive(Debug, PartialEq, Eq)]
+enum Dispatched {
+    Queued,
+    /// For a stopped instance, within [`RETIRED_FOR`]: dropped quietly.
+    Retired,
+    Discarded(&'static str),
+}
 
 pub(super) struct Link {
     pub index: u32,
@@ -62,17 +87,13 @@ impl Link {
 
     /// The queue of adverts for `vrid`; `None` if another instance has it.
     pub(super) fn register(&self, vrid: u8, instance: &str) -> Option<mpsc::Receiver<Inbound>> {
-        let mut routes = self.routes.lock().expect("routes lock");
-        if routes.contains_key(&vrid) {
-            return None;
-        }
-        let (tx, rx) = mpsc::channel(QUEUE);
-        routes.insert(vrid, (instance.to_owned(), tx));
-        Some(rx)
+        register(&self.routes, vrid, instance)
     }
 
+    /// The instance of `vrid` stops: its peers' adverts are dropped quietly
+    /// for [`RETIRED_FOR`].
     pub(super) fn unregister(&self, vrid: u8) {
-        self.routes.lock().expect("routes lock").remove(&vrid);
+        retire(&self.routes, vrid, Instant::now());
     }
 }
 
@@ -104,10 +125,29 @@ impl Links {
     }
 }
 
+fn register(routes: &Routes, vrid: u8, instance: &str) -> Option<mpsc::Receiver<Inbound>> {
+    let mut routes = routes.lock().expect("routes lock");
+    if matches!(routes.get(&vrid), Some(Route::Running(..))) {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel(QUEUE);
+    routes.insert(vrid, Route::Running(instance.to_owned(), tx));
+    Some(rx)
+}
+
+fn retire(routes: &Routes, vrid: u8, now: Instant) {
+    let until = now + RETIRED_FOR;
+    let mut routes = routes.lock().expect("routes lock");
+    routes.insert(vrid, Route::Retired { until });
+    routes.retain(|_, r| !matches!(r, Route::Retired { until } if *until <= now));
+}
+
 async fn read(socket: Arc<AdvertSocket>, index: u32, routes: Routes) {
     loop {
         match socket.recv().await {
-            Ok(d) => dispatch(d, index, &routes),
+            Ok(d) => {
+                dispatch(d, index, &routes, Instant::now());
+            }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 observe::discard(None, "malformed_ip", None, &e);
             }
@@ -120,32 +160,36 @@ async fn read(socket: Arc<AdvertSocket>, index: u32, routes: Routes) {
     }
 }
 
-fn dispatch(d: Datagram, index: u32, routes: &Routes) {
+fn dispatch(d: Datagram, index: u32, routes: &Routes, now: Instant) -> Dispatched {
     let from = Some(d.src);
+    let discard = |instance: Option<&str>, reason, detail: &dyn std::fmt::Display| {
+        observe::discard(instance, reason, from, detail);
+        Dispatched::Discarded(reason)
+    };
     if d.ifindex != Some(index) {
         let detail = format!("arrived on interface {:?}, not {index}", d.ifindex);
-        return observe::discard(None, "interface", from, &detail);
+        return discard(None, "interface", &detail);
     }
     // RFC 9568 §7.1: only a packet that crossed no router can be an advert.
     if d.ttl != Some(TTL) {
         let detail = format!("TTL/hop limit {:?}, not 255", d.ttl);
-        return observe::discard(None, "ttl", from, &detail);
+        return discard(None, "ttl", &detail);
     }
     let decoded = match decode(&d.payload, d.src, d.dst) {
         Ok(decoded) => decoded,
-        Err(e) => return observe::discard(None, e.reason(), from, &e),
+        Err(e) => return discard(None, e.reason(), &e),
     };
     let vrid = decoded.packet.vrid;
     let routes = routes.lock().expect("routes lock");
-    let Some((instance, tx)) = routes.get(&vrid) else {
+    let (instance, tx) = match routes.get(&vrid) {
+        Some(Route::Running(instance, tx)) => (instance, tx),
+        Some(Route::Retired { until }) if now < *until => {
+            tracing::debug!(vrid, from = %d.src, "advert for a stopped instance dropped");
+            return Dispatched::Retired;
+        }
         // Other virtual routers on the segment are normal: count, no log
         // line per packet (the rate limit still applies).
-        return observe::discard(
-            None,
-            "vrid",
-            from,
-            &format!("vrid {vrid} is not configured here"),
-        );
+        _ => return discard(None, "vrid", &format!("vrid {vrid} is not configured here")),
     };
     let inbound = Inbound {
         src: d.src,
@@ -153,8 +197,73 @@ fn dispatch(d: Datagram, index: u32, routes: &Routes) {
     };
     if tx.try_send(inbound).is_err() {
         // Logged as the instance's line, like those of its own task.
-        tracing::info_span!("vrrp", instance = %instance).in_scope(|| {
-            observe::discard(Some(instance), "queue_full", from, &"instance queue full")
-        });
+        return tracing::info_span!("vrrp", instance = %instance)
+            .in_scope(|| discard(Some(instance), "queue_full", &"instance queue full"));
+    }
+    Dispatched::Queued
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::packet::{ChecksumMode, Version};
+
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    const GROUP: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18));
+
+    fn advert(vrid: u8) -> Datagram {
+        let packet = Packet {
+            version: Version::V3,
+            vrid,
+            priority: 100,
+            max_advert_int: 100,
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))],
+            reserved: 0,
+            auth_data: Default::default(),
+        };
+        Datagram {
+            src: PEER,
+            dst: GROUP,
+            ttl: Some(TTL),
+            ifindex: Some(7),
+            payload: packet
+                .encode(PEER, GROUP, ChecksumMode::PseudoHeader)
+                .unwrap(),
+        }
+    }
+
+    /// Input: a peer's adverts for VRID 51 while its instance here runs,
+    /// right after it stopped (the peer answering its release), and after
+    /// RETIRED_FOR. Output: queued; dropped quietly (no "not configured
+    /// here" discard, the shutdown race of the VRRP tests); discarded as
+    /// unknown. Another VRID never configured is discarded at once.
+    #[test]
+    fn a_stopped_instances_peer_adverts_are_not_unknown_packets() {
+        let routes = Routes::default();
+        let t0 = Instant::now();
+        let mut queue = register(&routes, 51, "v4").unwrap();
+        assert_eq!(dispatch(advert(51), 7, &routes, t0), Dispatched::Queued);
+        assert_eq!(queue.try_recv().unwrap().packet.vrid, 51);
+        assert!(register(&routes, 51, "again").is_none(), "VRID in use");
+
+        retire(&routes, 51, t0);
+        let soon = t0 + Duration::from_millis(300);
+        assert_eq!(dispatch(advert(51), 7, &routes, soon), Dispatched::Retired);
+        assert_eq!(
+            dispatch(advert(52), 7, &routes, soon),
+            Dispatched::Discarded("vrid")
+        );
+        let later = t0 + RETIRED_FOR;
+        assert_eq!(
+            dispatch(advert(51), 7, &routes, later),
+            Dispatched::Discarded("vrid")
+        );
+
+        // Configured again (a reload): its adverts are its own again.
+        let mut queue = register(&routes, 51, "v4").unwrap();
+        assert_eq!(dispatch(advert(51), 7, &routes, soon), Dispatched::Queued);
+        assert!(queue.try_recv().is_ok());
     }
 }

@@ -33,7 +33,8 @@ use tracing::Instrument;
 pub use announce::{garp_frame, na_message};
 pub use netlink::{InterfaceAddress, LinkInfo, Netlink, NetlinkError};
 pub use observe::{
-    ADVERTS_RECEIVED_TOTAL, ADVERTS_SENT_TOTAL, PACKETS_DISCARDED_TOTAL, STATE, TRANSITIONS_TOTAL,
+    ADVERTS_RECEIVED_TOTAL, ADVERTS_SENT_TOTAL, ADVERTS_SUPPRESSED_TOTAL, PACKETS_DISCARDED_TOTAL,
+    STATE, TRANSITIONS_TOTAL,
 };
 
 use crate::config::{Config, ConfigError};

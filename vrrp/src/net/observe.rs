@@ -12,16 +12,19 @@ use metrics::{counter, gauge};
 
 use crate::instance::State;
 
-/// Packets dropped, by `reason` (and `instance` once it is known).
+/// Packets dropped, by `reason` (and `vrrp_instance` once it is known).
 pub const PACKETS_DISCARDED_TOTAL: &str = "vrrp_packets_discarded_total";
-/// 0 initialize, 1 backup, 2 master, by `instance`.
+/// 0 initialize, 1 backup, 2 master, by `vrrp_instance` (the instance's name).
 pub const STATE: &str = "vrrp_state";
-/// Transitions, by `instance` and `to`.
+/// Transitions, by `vrrp_instance` and `to`.
 pub const TRANSITIONS_TOTAL: &str = "vrrp_transitions_total";
-/// Adverts sent, by `instance`.
+/// Adverts sent, by `vrrp_instance`.
 pub const ADVERTS_SENT_TOTAL: &str = "vrrp_adverts_sent_total";
-/// Adverts received and handed to the instance, by `instance`.
+/// Adverts received and handed to the instance, by `vrrp_instance`.
 pub const ADVERTS_RECEIVED_TOTAL: &str = "vrrp_adverts_received_total";
+/// Immediate adverts that received packets called for but the reply limit
+/// held back (see `Instance::adverts_suppressed`), by `vrrp_instance`.
+pub const ADVERTS_SUPPRESSED_TOTAL: &str = "vrrp_adverts_suppressed_total";
 
 /// At most one log line per key and period; the rest are counted and
 /// reported with the next line.
@@ -34,7 +37,7 @@ type LogTimes = HashMap<(String, &'static str), (Instant, u64)>;
 static LAST_LOG: Mutex<Option<LogTimes>> = Mutex::new(None);
 
 /// Counts a discarded packet and logs it, rate-limited per reason.
-/// `instance` labels the counter (the log line has it from its span).
+/// `instance` becomes the counter's `vrrp_instance` label (the log line has it from its span).
 pub(super) fn discard(
     instance: Option<&str>,
     reason: &'static str,
@@ -43,7 +46,7 @@ pub(super) fn discard(
 ) {
     match instance {
         Some(i) => {
-            counter!(PACKETS_DISCARDED_TOTAL, "instance" => i.to_owned(), "reason" => reason)
+            counter!(PACKETS_DISCARDED_TOTAL, "vrrp_instance" => i.to_owned(), "reason" => reason)
                 .increment(1)
         }
         None => counter!(PACKETS_DISCARDED_TOTAL, "reason" => reason).increment(1),
@@ -81,18 +84,24 @@ pub(super) fn discard(
 }
 
 pub(super) fn state(instance: &str, state: State) {
-    gauge!(STATE, "instance" => instance.to_owned()).set(f64::from(state.code()));
+    gauge!(STATE, "vrrp_instance" => instance.to_owned()).set(f64::from(state.code()));
 }
 
 pub(super) fn transition(instance: &str, to: State) {
-    counter!(TRANSITIONS_TOTAL, "instance" => instance.to_owned(), "to" => to.as_str())
+    counter!(TRANSITIONS_TOTAL, "vrrp_instance" => instance.to_owned(), "to" => to.as_str())
         .increment(1);
 }
 
 pub(super) fn sent(instance: &str) {
-    counter!(ADVERTS_SENT_TOTAL, "instance" => instance.to_owned()).increment(1);
+    counter!(ADVERTS_SENT_TOTAL, "vrrp_instance" => instance.to_owned()).increment(1);
 }
 
 pub(super) fn received(instance: &str) {
-    counter!(ADVERTS_RECEIVED_TOTAL, "instance" => instance.to_owned()).increment(1);
+    counter!(ADVERTS_RECEIVED_TOTAL, "vrrp_instance" => instance.to_owned()).increment(1);
+}
+
+/// `n` more replies held back; `n = 0` makes the series exist from the
+/// instance's start, so a rate over it is defined before the first flood.
+pub(super) fn suppressed(instance: &str, n: u64) {
+    counter!(ADVERTS_SUPPRESSED_TOTAL, "vrrp_instance" => instance.to_owned()).increment(n);
 }

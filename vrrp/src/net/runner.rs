@@ -89,6 +89,7 @@ impl Runner {
 
     pub(super) async fn run(mut self) {
         observe::state(&self.name, State::Initialize);
+        observe::suppressed(&self.name, 0);
         self.vr.start(Instant::now());
         self.act().await;
         loop {
@@ -141,11 +142,16 @@ impl Runner {
             return observe::discard(Some(&self.name), "not_peer", from, &detail);
         }
         observe::received(&self.name);
+        let suppressed = self.vr.adverts_suppressed();
         if let Err(d) = self
             .vr
             .handle_advert(Instant::now(), advert.src, &advert.packet)
         {
             observe::discard(Some(&self.name), d.reason(), from, &d);
+        }
+        let held_back = self.vr.adverts_suppressed() - suppressed;
+        if held_back > 0 {
+            observe::suppressed(&self.name, held_back);
         }
     }
 

@@ -4,6 +4,7 @@
 //! Checks continue past the first error (using a default in place of a bad
 //! value) so one `coexist check` run reports as much as possible.
 
+mod admin;
 mod announce;
 mod backend;
 mod dns_check;
@@ -21,10 +22,8 @@ use toml::Spanned;
 
 use super::error::Diagnostic;
 use super::locate;
-use super::model::{Admin, Config, Resolver, Tuning};
-use super::raw::{RawAdmin, RawConfig, RawResolver, RawTuning, ReadValues};
-
-const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9100";
+use super::model::{Config, Resolver, Tuning};
+use super::raw::{RawConfig, RawResolver, RawTuning, ReadValues};
 
 /// Validate `raw`, parsed from `text`. Diagnostics come back in file order.
 pub(super) fn validate(
@@ -37,7 +36,7 @@ pub(super) fn validate(
         origin,
         found: Vec::new(),
     };
-    let admin = admin(&mut ctx, raw.admin.as_ref().map(Spanned::get_ref));
+    let admin = admin::admin(&mut ctx, raw.admin.as_ref().map(Spanned::get_ref));
     let tuning = tuning(&mut ctx, raw.tuning.as_ref().map(Spanned::get_ref));
     let resolver = resolver(&mut ctx, raw.resolver.as_ref());
     let backends = backend::backends(&mut ctx, &raw.backend);
@@ -237,19 +236,6 @@ impl ReadValues for Ctx<'_> {
         values::duration(value.get_ref())
             .map_err(|msg| self.error_here(value.span(), msg))
             .ok()
-    }
-}
-
-fn admin(ctx: &mut Ctx<'_>, raw: Option<&RawAdmin>) -> Admin {
-    let Some(listen) = raw.and_then(|a| a.listen.as_ref()) else {
-        let listen = DEFAULT_ADMIN_LISTEN.parse().ok();
-        return Admin { listen };
-    };
-    if listen.get_ref().is_empty() {
-        return Admin { listen: None };
-    }
-    Admin {
-        listen: ctx.socket_addr(listen, "admin.listen"),
     }
 }
 

@@ -9,13 +9,9 @@ use metrics::counter;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-<<<<<<< HEAD
-use crate::admin::{self, AdminContext, FilterBoard, VrrpBoard};
-use crate::announce::{AnnounceError, Announcer};
-=======
 use crate::admin::serve::{AdminError, Endpoints};
-use crate::admin::{AdminContext, VrrpBoard};
->>>>>>> ctlplane
+use crate::admin::{AdminContext, FilterBoard, VrrpBoard};
+use crate::announce::{AnnounceError, Announcer};
 use crate::checker;
 use crate::config::{self, Config, ConfigError};
 use crate::filter::{AcceptFilter, Ruleset};
@@ -85,17 +81,8 @@ impl Daemon {
         let bound = listeners.bind_new(&config)?;
         let udp = udp::Listeners::default();
         let udp_bound = udp.bind_new(&config)?;
-<<<<<<< HEAD
-        let admin_listener = match config.admin.listen {
-            Some(address) => Some(
-                admin::bind(address)
-                    .await
-                    .map_err(|error| DaemonError::Admin { address, error })?,
-            ),
-            None => None,
-        };
-        // Listeners and admin socket are open: the connection ceiling is
-        // what the descriptor limit leaves beside them.
+        // The listeners are open: the connection ceiling is what the
+        // descriptor limit leaves beside them (and the admin endpoints).
         let process = crate::pressure::process();
         // Idle pipes hold descriptors too: at most one per four
         // connections the ceiling allows (HAProxy's maxpipes default).
@@ -103,8 +90,6 @@ impl Daemon {
             .tuning
             .pipe_pool_max
             .min((process.max_connections() / 4).max(1));
-=======
->>>>>>> ctlplane
         let registry = Arc::new(Registry::default());
         let plane = Arc::new(DataPlane {
             pipes: PipePool::new(config.tuning.pipe_size, idle_pipes),
@@ -212,7 +197,6 @@ impl Daemon {
 
     async fn try_reload(&mut self) -> Result<(), DaemonError> {
         let config = config::load(&self.path)?;
-<<<<<<< HEAD
         warn_if_idle(&config);
         for key in self.snapshot.load().config.changed_until_restart(&config) {
             tracing::warn!(
@@ -220,13 +204,10 @@ impl Daemon {
                 "changed; the running value stays until the next restart"
             );
         }
-=======
         let token = Endpoints::read_token(&config.admin)?;
->>>>>>> ctlplane
         let bound = self.listeners.bind_new(&config)?;
         let udp_bound = self.udp.bind_new(&config)?;
-        self.endpoints
-            .reload(&self.snapshot.load().config.admin, &config.admin, token);
+        self.endpoints.set_token(token);
         let (snapshot, new_servers) = Snapshot::build(config, &self.registry);
         let snapshot = Arc::new(snapshot);
         let old = self.snapshot.swap(Arc::clone(&snapshot));

@@ -100,22 +100,11 @@ impl Endpoints {
         Ok(token.map(Arc::new))
     }
 
-    /// Applies a reloaded `[admin]` with its token (see
-    /// [`Endpoints::read_token`]): a rotated token takes effect at once;
-    /// listeners and timeouts change only at a restart.
-    pub fn reload(&self, old: &Admin, new: &Admin, token: Option<Arc<Token>>) {
+    /// A reloaded `[admin]`'s token (see [`Endpoints::read_token`]): a
+    /// rotated token takes effect at once. Listeners and timeouts change
+    /// only at a restart (`Config::changed_until_restart` names them).
+    pub fn set_token(&self, token: Option<Arc<Token>>) {
         self.tokens.store(token);
-        if new.listen != old.listen {
-            tracing::warn!("admin.listen changed; the admin endpoint moves at the next restart");
-        }
-        if new.control_socket != old.control_socket {
-            tracing::warn!(
-                "admin.control_socket changed; the control socket moves at the next restart"
-            );
-        }
-        if new.request_timeout != old.request_timeout {
-            tracing::warn!("admin.request_timeout changed; it applies from the next restart");
-        }
     }
 }
 

@@ -51,6 +51,14 @@ impl Config {
         let (old_t, new_t) = (&self.tuning, &new.tuning);
         [
             ("admin.listen", self.admin.listen != new.admin.listen),
+            (
+                "admin.control_socket",
+                self.admin.control_socket != new.admin.control_socket,
+            ),
+            (
+                "admin.request_timeout",
+                self.admin.request_timeout != new.admin.request_timeout,
+            ),
             ("tuning.pipe_size", old_t.pipe_size != new_t.pipe_size),
             (
                 "tuning.pipe_pool_max",

@@ -54,11 +54,11 @@ pub fn timeline_svg(timeline: &Timeline) -> anyhow::Result<String> {
     Ok(svg)
 }
 
-/// What time zero is, for the x axis: the first fault.
+/// What time zero is, for the x axis: what the lab did at zero.
 fn zero_label(timeline: &Timeline) -> String {
     let fault = (timeline.lanes.iter())
         .flat_map(|l| &l.events)
-        .find(|e| e.mark == Mark::Fault && e.at_ms == Some(0.0));
+        .find(|e| matches!(e.mark, Mark::Fault | Mark::Repair) && e.at_ms == Some(0.0));
     match fault {
         Some(e) => format!("ms from: {}", e.label),
         None => "ms".to_owned(),

@@ -116,6 +116,7 @@ where
         .bold_line_style(BLACK.mix(0.08))
         .x_labels(12)
         .y_labels(6)
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{:.0}", v.abs()))
         .x_desc(zero)
         .y_desc("opened / 10 ms (failed below)")

@@ -70,11 +70,11 @@ impl Report {
 }
 
 /// One row of the table.
-struct Metric {
+pub(crate) struct Metric {
     /// Stable name in the JSON summary.
-    key: &'static str,
-    label: fn(&Settings) -> String,
-    higher_is_better: bool,
+    pub(crate) key: &'static str,
+    pub(crate) label: fn(&Settings) -> String,
+    pub(crate) higher_is_better: bool,
     decimals: usize,
     value: fn(&TargetResult) -> Option<f64>,
 }
@@ -91,7 +91,7 @@ const ECHO_PER_CORE: &str = "echo_round_trips_per_second_per_proxy_core";
 const MEMORY: &str = "memory_per_idle_connection_kib";
 const CPU_PER_GIB: &str = "proxy_cpu_seconds_per_gib";
 
-const METRICS: &[Metric] = &[
+pub(crate) const METRICS: &[Metric] = &[
     Metric {
         key: BULK_1,
         label: |_| "Bulk, 1 stream (Gbit/s)".into(),

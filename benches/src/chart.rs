@@ -204,8 +204,7 @@ pub fn write(report: &Report, dir: &Path) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::echo::EchoSettings;
-    use crate::measure::{Bulk, IdleMemory, Settings};
+    use crate::measure::{Bulk, IdleMemory};
     use crate::run::TargetResult;
 
     /// A target with a bulk figure (higher is better) and a memory figure
@@ -233,21 +232,7 @@ mod tests {
     }
 
     fn report() -> Report {
-        let settings = Settings {
-            bulk_seconds: 3,
-            rate_seconds: 3,
-            rate_connections: 50,
-            echo: EchoSettings {
-                open: 7500,
-                open_in_flight: 100,
-                active: 750,
-                message_bytes: 512,
-                seconds: 5,
-            },
-            idle_connections: 5000,
-            client_cpu: Some(0),
-            proxy_cpu: Some(1),
-        };
+        let settings = crate::report::tests::settings();
         // Input: coexist bulk 30 and 32, HAProxy 20 (ratio 1.55, spread
         // 1.50–1.60); coexist memory 4 KiB, HAProxy 2 (ratio 2, worse).
         let reps = (0..2)

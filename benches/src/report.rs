@@ -524,7 +524,7 @@ fn verdict(c: Spread, (median, min, max): (f64, f64, f64), higher_is_better: boo
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::echo::EchoSettings;
     use crate::measure::{Bulk, ConnectionRate, IdleMemory};
@@ -567,7 +567,7 @@ mod tests {
         }
     }
 
-    fn settings() -> Settings {
+    pub(crate) fn settings() -> Settings {
         Settings {
             bulk_seconds: 3,
             rate_seconds: 3,

@@ -7,9 +7,11 @@
 //!
 //! A module per tool (`iperf`, `wrk`, `nginx`, `haproxy`, `coexist`, `echo`,
 //! `perf`), the measurements (`measure`), the run sequence (`run`), the
-//! statistics over repetitions (`stats`) and the output (`report`). Tool
+//! statistics over repetitions (`stats`) and the output (`report`, and
+//! `chart` for the pictures of `--report`). Tool
 //! output parsers are pure and unit-tested on real samples.
 
+pub mod chart;
 pub mod child;
 pub mod coexist;
 pub mod echo;

@@ -71,11 +71,11 @@ impl Report {
 }
 
 /// One row of the table.
-struct Metric {
+pub(crate) struct Metric {
     /// Stable name in the JSON summary.
-    key: &'static str,
-    label: fn(&Settings) -> String,
-    higher_is_better: bool,
+    pub(crate) key: &'static str,
+    pub(crate) label: fn(&Settings) -> String,
+    pub(crate) higher_is_better: bool,
     decimals: usize,
     value: fn(&TargetResult) -> Option<f64>,
     /// The target the cells give their ratio to.
@@ -128,7 +128,7 @@ const UDP_LONG_P99: &str = "udp_long_sessions_saturated_p99_us";
 const UDP_LONG_PACED_P50: &str = "udp_long_sessions_paced_p50_us";
 const UDP_LONG_PACED_P99: &str = "udp_long_sessions_paced_p99_us";
 
-const METRICS: &[Metric] = &[
+pub(crate) const METRICS: &[Metric] = &[
     Metric {
         key: BULK_1,
         label: |_| "Bulk, 1 stream (Gbit/s)".into(),
@@ -772,7 +772,7 @@ fn verdict(c: Spread, (median, min, max): (f64, f64, f64), higher_is_better: boo
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::echo::EchoSettings;
     use crate::measure::{Bulk, ConnectionRate, IdleMemory};
@@ -815,7 +815,7 @@ mod tests {
         }
     }
 
-    fn settings() -> Settings {
+    pub(crate) fn settings() -> Settings {
         Settings {
             bulk_seconds: 3,
             rate_seconds: 3,

@@ -4,11 +4,13 @@
 //! dual-stack servers, all in network namespaces (see
 //! `coexist_tests::lab::topology`), and DNS through UDP frontends to BIND 9
 //! on the IPv6-only servers (issue 14). The matrix runs once; every row is
-//! asserted on its verdict and on its key figures.
+//! asserted on its verdict and on its key figures, and the HTML report is
+//! written (under `target/tmp/lab-report/`) and checked.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use coexist_tests::lab::timeline::Mark;
 use coexist_tests::lab::{self, Report};
 use coexist_tests::netns::enter_or_skip;
 use serde_json::Value;
@@ -124,5 +126,52 @@ fn lab_matrix_rows_1_to_11() {
         let t = figure(&report, 11, "takeover_ms")[family].as_f64();
         assert!(t.is_some_and(|t| t <= bound), "takeover {family}: {t:?}");
         assert!(figure(&report, 11, "DNS gap_ms")[family].as_f64().is_some());
+    }
+
+    // The HTML report (`coexist-lab --report`): a timeline per takeover,
+    // a lane per family, each with what the lab did at zero and the VIP
+    // move seen; the clients' failed connections while node1 was dead
+    // are drawn; the page refers to nothing outside itself.
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-report");
+    let page = lab::html::write(&report, &out).expect("the report is written");
+    println!("lab report: {}", page.display());
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert_eq!(lab::html::external_references(&html), Vec::<String>::new());
+    let drawn: Vec<(u8, &str)> = (report.rows.iter())
+        .flat_map(|r| r.timelines.iter().map(move |t| (r.id, t.title.as_str())))
+        .collect();
+    assert_eq!(
+        drawn,
+        [
+            (4, "node1 dies"),
+            (4, "node1's daemon SIGKILLed, then restarted"),
+            (5, "node1 back: preemption"),
+            (7, "node1 loses its servers, then gets them back"),
+        ]
+    );
+    for (row, timeline) in
+        (report.rows.iter()).flat_map(|r| r.timelines.iter().map(move |t| (r.id, t)))
+    {
+        let names: Vec<&str> = timeline.lanes.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["IPv4", "IPv6"], "row {row}");
+        for lane in &timeline.lanes {
+            let what = format!("row {row}, {}, {}", timeline.title, lane.name);
+            assert!(lane.total_succeeded() > 0, "{what}");
+            assert_eq!(
+                lane.events.first().and_then(|e| e.at_ms),
+                Some(0.0),
+                "{what}"
+            );
+            assert!(
+                (lane.events.iter()).any(|e| e.mark == Mark::VipMoved && e.at_ms.is_some()),
+                "{what}: {:?}",
+                lane.events
+            );
+            let svg = out.join(lab::html::svg_name(row, timeline));
+            assert!(svg.is_file(), "{}", svg.display());
+        }
+        if timeline.title == "node1 dies" {
+            assert!(timeline.lanes.iter().all(|l| l.total_failed() > 0));
+        }
     }
 }

@@ -40,6 +40,11 @@ struct Cli {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also write an HTML report into DIR (created if missing):
+    /// `bench.html`, the ratio of every target to HAProxy per figure as a
+    /// picture (also `bench-ratios.svg`) and the table, self-contained.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
     /// The coexist binary (default: `coexist` next to this binary).
     #[arg(long, value_name = "PATH")]
     coexist: Option<PathBuf>,
@@ -375,6 +380,11 @@ fn run_bench(cli: Cli) -> Result<()> {
     if let Some(path) = &cli.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(dir) = &cli.report {
+        let page =
+            coexist_benches::chart::write(&report, dir).context("writing the HTML report")?;
+        eprintln!("coexist-bench: report written to {}", page.display());
     }
     eprintln!(
         "coexist-bench: done in {:.0} s",

@@ -50,6 +50,12 @@ struct Cli {
     /// Keep the logs, configs and client records even when every row passes.
     #[arg(long)]
     keep_logs: bool,
+    /// Also write an HTML report into DIR (created if missing): `lab.html`,
+    /// the matrix and a timeline per takeover row of what each client saw,
+    /// self-contained (opens from the file, no internet), and each timeline
+    /// as its own SVG file beside it.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 /// The lab's own servers and clients, run inside namespaces.
@@ -209,6 +215,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             bail!("{e:#}\n(logs kept in {})", kept.display());
         }
     };
+    if let Some(dir) = &cli.report {
+        let page = lab::html::write(&report, dir).context("writing the HTML report")?;
+        eprintln!("coexist-lab: report written to {}", page.display());
+    }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -23,6 +23,7 @@ use super::clock::{ms_between, now_ns};
 use super::dns;
 use super::load::{ClientRun, Conn};
 use super::report::{Report, RowResult, Verdict};
+use super::timeline::{Lane, Mark, Timeline};
 use super::topology::*;
 use crate::netns::Ns;
 
@@ -352,39 +353,68 @@ fn row_3(net: &mut Net) -> anyhow::Result<Verdict> {
     Ok(v)
 }
 
-/// Per-family times (ms since `from_ns`) until `cond` holds for each VIP.
-fn watch_vips(
+/// Whether node `node` holds each VIP and the other node does not.
+fn sole_holder(net: &Net, node: usize) -> (bool, bool) {
+    let (a4, a6) = net.holds(node);
+    let (o4, o6) = net.holds(1 - node);
+    (a4 && !o4, a6 && !o6)
+}
+
+/// Per-family times (ms since `from_ns`), `(IPv4, IPv6)`; `None` when
+/// not seen.
+type PerFamily = (Option<f64>, Option<f64>);
+
+/// Per-family times (ms since `from_ns`) until `cond` holds for each VIP,
+/// for a takeover by node `to`, and meanwhile the times until client4's ARP entry for VIP4 and client6's neighbour entry
+/// for VIP6 name node `to`'s MAC: when the takeover's announcements took
+/// effect on the clients.
+fn watch_takeover(
+    net: &Net,
+    from_ns: u64,
+    to: usize,
+    mut cond: impl FnMut(&Net) -> (bool, bool),
+) -> (PerFamily, PerFamily) {
+    let mac = Some(net.lab.mac(&net.nodes[to], "eth0"));
+    let limit = vrrp_limit(net);
+    // Two pollers, so that reading the neighbour tables does not make
+    // the VIP polls coarser.
+    std::thread::scope(|scope| {
+        let neighbours = scope.spawn(|| {
+            watch(net, from_ns, limit, |n| {
+                [
+                    n.lab.neighbour(&n.client4, VIP4) == mac,
+                    n.lab.neighbour(&n.client6, VIP6) == mac,
+                ]
+            })
+        });
+        let [t4, t6] = watch(net, from_ns, limit, |n| cond(n).into());
+        let [n4, n6] = neighbours
+            .join()
+            .expect("the neighbour poller does not panic");
+        ((t4, t6), (n4, n6))
+    })
+}
+
+/// Times (ms since `from_ns`) until each of `cond`'s conditions first
+/// held, polled every 2 ms until all did or `limit` passed.
+fn watch<const N: usize>(
     net: &Net,
     from_ns: u64,
     limit: Duration,
-    mut cond: impl FnMut(&Net) -> (bool, bool),
-) -> (Option<f64>, Option<f64>) {
-    let (mut t4, mut t6) = (None, None);
+    mut cond: impl FnMut(&Net) -> [bool; N],
+) -> [Option<f64>; N] {
+    let mut seen = [None; N];
     let _ = coexist_support::wait_until(limit, Duration::from_millis(2), || {
-        let (v4, v6) = cond(net);
+        let held = cond(net);
         let now = ms_between(from_ns, now_ns());
-        if v4 && t4.is_none() {
-            t4 = Some(now);
+        for (at, held) in seen.iter_mut().zip(held) {
+            if held && at.is_none() {
+                *at = Some(now);
+            }
         }
-        if v6 && t6.is_none() {
-            t6 = Some(now);
-        }
-        t4.is_some() && t6.is_some()
+        seen.iter().all(Option::is_some)
     });
-    (t4, t6)
-}
-
-/// Times (ms since `from_ns`) until client4's ARP entry for VIP4 and
-/// client6's neighbour entry for VIP6 name node `to`'s MAC: when the
-/// takeover announcements took effect on the clients.
-fn neighbours_move(net: &Net, to: usize, from_ns: u64) -> (Option<f64>, Option<f64>) {
-    let mac = Some(net.lab.mac(&net.nodes[to], "eth0"));
-    watch_vips(net, from_ns, Duration::from_secs(3), |n| {
-        (
-            n.lab.neighbour(&n.client4, VIP4) == mac,
-            n.lab.neighbour(&n.client6, VIP6) == mac,
-        )
-    })
+    seen
 }
 
 fn gap_ms(conns: &[Conn], from_ns: u64, to_ns: u64) -> Option<f64> {
@@ -418,6 +448,57 @@ fn per_family<T: serde::Serialize>(v4: T, v6: T) -> Value {
     json!({ "IPv4": v4, "IPv6": v6 })
 }
 
+/// A moment of a row's picture, in ms from its zero, per family.
+struct Moment {
+    mark: Mark,
+    label: &'static str,
+    at: (Option<f64>, Option<f64>),
+}
+
+impl Moment {
+    fn new(mark: Mark, label: &'static str, at: (Option<f64>, Option<f64>)) -> Moment {
+        Moment { mark, label, at }
+    }
+
+    /// The same moment for both families (what the lab did).
+    fn both(mark: Mark, label: &'static str, at_ms: f64) -> Moment {
+        Moment::new(mark, label, (Some(at_ms), Some(at_ms)))
+    }
+
+    /// A per-family moment measured from `offset_ms` instead of zero.
+    fn after(
+        mark: Mark,
+        label: &'static str,
+        offset_ms: f64,
+        at: (Option<f64>, Option<f64>),
+    ) -> Moment {
+        let shift = |t: Option<f64>| t.map(|t| t + offset_ms);
+        Moment::new(mark, label, (shift(at.0), shift(at.1)))
+    }
+}
+
+/// The picture of a row: what the IPv4 and the IPv6 client saw from
+/// before `zero_ns` (the fault) up to `end_ns`, with the row's moments.
+fn timeline(
+    title: &str,
+    (r4, r6): (&ClientRun, &ClientRun),
+    zero_ns: u64,
+    end_ns: u64,
+    moments: &[Moment],
+) -> Timeline {
+    let lane = |name: &str, run: &ClientRun, at: fn(&Moment) -> Option<f64>| {
+        let mut lane = Lane::of(name, &run.conns, zero_ns, end_ns);
+        for m in moments {
+            lane.event(m.mark, m.label, at(m));
+        }
+        lane
+    };
+    Timeline {
+        title: title.to_owned(),
+        lanes: vec![lane("IPv4", r4, |m| m.at.0), lane("IPv6", r6, |m| m.at.1)],
+    }
+}
+
 /// Row 4a: node1's links go down and its daemon is killed, as when the
 /// machine fails. Leaves node1 down for row 5.
 fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
@@ -428,8 +509,7 @@ fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
         net.set_link(0, ifname, false);
     }
     net.kill_daemon(0);
-    let (t4, t6) = watch_vips(net, event, vrrp_limit(net), |n| n.holds(1));
-    let (n4, n6) = neighbours_move(net, 1, event);
+    let ((t4, t6), (n4, n6)) = watch_takeover(net, event, 1, |n| n.holds(1));
     std::thread::sleep(POST);
     let (r4, r6, end) = finish(clients)?;
     let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
@@ -440,7 +520,7 @@ fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
     v.figures(vec![
         ("node1 dies: takeover_ms", per_family(t4, t6)),
         (
-            "node1 dies: clients' neighbour entry -> node2_ms (polled after both takeovers)",
+            "node1 dies: clients' neighbour entry -> node2_ms",
             per_family(n4, n6),
         ),
         ("node1 dies: gap_ms", per_family(g4, g6)),
@@ -450,6 +530,21 @@ fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
         ),
         ("takeover bound_ms", json!(bound)),
     ]);
+    v.timeline(timeline(
+        "node1 dies",
+        (&r4, &r6),
+        event,
+        end,
+        &[
+            Moment::both(Mark::Fault, "node1's links down, its daemon killed", 0.0),
+            Moment::new(Mark::VipMoved, "VIP on node2", (t4, t6)),
+            Moment::new(
+                Mark::NeighbourMoved,
+                "client's neighbour entry -> node2",
+                (n4, n6),
+            ),
+        ],
+    ));
     Ok(v)
 }
 
@@ -473,11 +568,7 @@ fn row_5(net: &mut Net) -> anyhow::Result<Verdict> {
     std::thread::sleep(PRE);
     let event = now_ns();
     net.start_daemon(0);
-    let (t4, t6) = watch_vips(net, event, vrrp_limit(net), |n| {
-        let (a4, a6) = n.holds(0);
-        let (b4, b6) = n.holds(1);
-        (a4 && !b4, a6 && !b6)
-    });
+    let ((t4, t6), (n4, n6)) = watch_takeover(net, event, 0, |n| sole_holder(n, 0));
     std::thread::sleep(POST);
     let (r4, r6, end) = finish(clients)?;
     let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
@@ -489,10 +580,29 @@ fn row_5(net: &mut Net) -> anyhow::Result<Verdict> {
     wait_steady(net, Duration::from_secs(10))?;
     v.figures(vec![
         ("daemon start -> node1 sole holder_ms", per_family(t4, t6)),
+        (
+            "daemon start -> clients' neighbour entry -> node1_ms",
+            per_family(n4, n6),
+        ),
         ("gap_ms", per_family(g4, g6)),
         ("failed connections", failed_per_family(&r4, &r6)),
         ("node1", json!(back)),
     ]);
+    v.timeline(timeline(
+        "node1 back: preemption",
+        (&r4, &r6),
+        event,
+        end,
+        &[
+            Moment::both(Mark::Repair, "node1's daemon starts", 0.0),
+            Moment::new(Mark::VipMoved, "node1 sole VIP holder", (t4, t6)),
+            Moment::new(
+                Mark::NeighbourMoved,
+                "client's neighbour entry -> node1",
+                (n4, n6),
+            ),
+        ],
+    ));
     Ok(v)
 }
 
@@ -504,7 +614,7 @@ fn daemon_killed(net: &mut Net) -> anyhow::Result<Verdict> {
     std::thread::sleep(PRE);
     let event = now_ns();
     net.kill_daemon(0);
-    let (t4, t6) = watch_vips(net, event, vrrp_limit(net), |n| n.holds(1));
+    let ((t4, t6), (n4, n6)) = watch_takeover(net, event, 1, |n| n.holds(1));
     let stale = net.holds(0);
     let monitor_log = net.dir.join("node1-addresses.log");
     let mut monitor = net.lab.spawn(
@@ -516,11 +626,7 @@ fn daemon_killed(net: &mut Net) -> anyhow::Result<Verdict> {
     std::thread::sleep(Duration::from_millis(100));
     let restart = now_ns();
     net.start_daemon(0);
-    let (b4, b6) = watch_vips(net, restart, vrrp_limit(net), |n| {
-        let (a4, a6) = n.holds(0);
-        let (o4, o6) = n.holds(1);
-        (a4 && !o4, a6 && !o6)
-    });
+    let ((b4, b6), (m4, m6)) = watch_takeover(net, restart, 0, |n| sole_holder(n, 0));
     std::thread::sleep(POST);
     let (r4, r6, end) = finish(clients)?;
     monitor.signal(Signal::SIGTERM);
@@ -551,6 +657,10 @@ fn daemon_killed(net: &mut Net) -> anyhow::Result<Verdict> {
     v.figures(vec![
         ("daemon killed: takeover_ms", per_family(t4, t6)),
         (
+            "daemon killed: clients' neighbour entry -> node2_ms",
+            per_family(n4, n6),
+        ),
+        (
             "daemon killed: gap_ms",
             per_family(
                 gap_ms(&r4.conns, event, restart),
@@ -572,6 +682,35 @@ fn daemon_killed(net: &mut Net) -> anyhow::Result<Verdict> {
             ),
         ),
     ]);
+    let restart_ms = ms_between(event, restart);
+    v.timeline(timeline(
+        "node1's daemon SIGKILLed, then restarted",
+        (&r4, &r6),
+        event,
+        end,
+        &[
+            Moment::both(Mark::Fault, "node1's daemon SIGKILLed", 0.0),
+            Moment::new(Mark::VipMoved, "VIP on node2", (t4, t6)),
+            Moment::new(
+                Mark::NeighbourMoved,
+                "client's neighbour entry -> node2",
+                (n4, n6),
+            ),
+            Moment::both(Mark::Repair, "node1's daemon restarted", restart_ms),
+            Moment::after(
+                Mark::VipMoved,
+                "node1 sole VIP holder",
+                restart_ms,
+                (b4, b6),
+            ),
+            Moment::after(
+                Mark::NeighbourMoved,
+                "client's neighbour entry -> node1",
+                restart_ms,
+                (m4, m6),
+            ),
+        ],
+    ));
     Ok(v)
 }
 
@@ -668,11 +807,7 @@ fn row_7(net: &mut Net) -> anyhow::Result<Verdict> {
     std::thread::sleep(PRE);
     let down = now_ns();
     net.set_link(0, "eth1", false);
-    let (t4, t6) = watch_vips(net, down, vrrp_limit(net), |n| {
-        let (a4, a6) = n.holds(1);
-        let (o4, o6) = n.holds(0);
-        (a4 && !o4, a6 && !o6)
-    });
+    let ((t4, t6), (n4, n6)) = watch_takeover(net, down, 1, |n| sole_holder(n, 1));
     let lowered = net.status(0).map(|s| {
         s.vrrp
             .iter()
@@ -683,11 +818,7 @@ fn row_7(net: &mut Net) -> anyhow::Result<Verdict> {
     std::thread::sleep(Duration::from_millis(300));
     let up = now_ns();
     net.set_link(0, "eth1", true);
-    let (b4, b6) = watch_vips(net, up, vrrp_limit(net), |n| {
-        let (a4, a6) = n.holds(0);
-        let (o4, o6) = n.holds(1);
-        (a4 && !o4, a6 && !o6)
-    });
+    let ((b4, b6), (m4, m6)) = watch_takeover(net, up, 0, |n| sole_holder(n, 0));
     std::thread::sleep(POST);
     let (r4, r6, end) = finish(clients)?;
     let expected = PRIORITIES[0] - TRACK_WEIGHT;
@@ -716,6 +847,10 @@ fn row_7(net: &mut Net) -> anyhow::Result<Verdict> {
     wait_steady(net, Duration::from_secs(10))?;
     v.figures(vec![
         ("link down -> node2 sole holder_ms", per_family(t4, t6)),
+        (
+            "link down -> clients' neighbour entry -> node2_ms",
+            per_family(n4, n6),
+        ),
         ("node1 while its servers are unreachable", json!(node1_then)),
         (
             "gap_ms",
@@ -723,11 +858,39 @@ fn row_7(net: &mut Net) -> anyhow::Result<Verdict> {
         ),
         ("link up -> node1 sole holder_ms", per_family(b4, b6)),
         (
+            "link up -> clients' neighbour entry -> node1_ms",
+            per_family(m4, m6),
+        ),
+        (
             "back: gap_ms",
             per_family(gap_ms(&r4.conns, up, end), gap_ms(&r6.conns, up, end)),
         ),
         ("failed connections", failed_per_family(&r4, &r6)),
     ]);
+    let up_ms = ms_between(down, up);
+    v.timeline(timeline(
+        "node1 loses its servers, then gets them back",
+        (&r4, &r6),
+        down,
+        end,
+        &[
+            Moment::both(Mark::Fault, "node1's server link down", 0.0),
+            Moment::new(Mark::VipMoved, "node2 sole VIP holder", (t4, t6)),
+            Moment::new(
+                Mark::NeighbourMoved,
+                "client's neighbour entry -> node2",
+                (n4, n6),
+            ),
+            Moment::both(Mark::Repair, "node1's server link up", up_ms),
+            Moment::after(Mark::VipMoved, "node1 sole VIP holder", up_ms, (b4, b6)),
+            Moment::after(
+                Mark::NeighbourMoved,
+                "client's neighbour entry -> node1",
+                up_ms,
+                (m4, m6),
+            ),
+        ],
+    ));
     Ok(v)
 }
 

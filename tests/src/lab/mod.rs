@@ -20,9 +20,12 @@
 pub mod analysis;
 pub mod clock;
 pub mod dns;
+pub mod draw;
+pub mod html;
 pub mod load;
 pub mod matrix;
 pub mod report;
+pub mod timeline;
 pub mod topology;
 
 pub use matrix::{run, Options};

@@ -7,6 +7,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::timeline::Timeline;
+
 /// The result of one row of the matrix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowResult {
@@ -18,6 +20,10 @@ pub struct RowResult {
     #[serde(default)]
     pub failed: Vec<String>,
     pub figures: Figures,
+    /// What the clients saw, for the HTML report (not in the JSON: the
+    /// figures say it in numbers).
+    #[serde(skip)]
+    pub timelines: Vec<Timeline>,
 }
 
 impl RowResult {
@@ -38,6 +44,7 @@ impl RowResult {
                 .map(|(check, _)| check)
                 .collect(),
             figures: verdict.figures,
+            timelines: verdict.timelines,
         }
     }
 }
@@ -47,6 +54,7 @@ impl RowResult {
 pub struct Verdict {
     checks: Vec<(String, bool)>,
     figures: Figures,
+    timelines: Vec<Timeline>,
 }
 
 impl Verdict {
@@ -70,7 +78,13 @@ impl Verdict {
         self
     }
 
-    /// Adds `other`'s checks and figures, its check names prefixed with
+    /// A picture of what the clients saw, for the HTML report.
+    pub fn timeline(&mut self, timeline: Timeline) -> &mut Self {
+        self.timelines.push(timeline);
+        self
+    }
+
+    /// Adds `other`'s checks, figures and timelines, its check names prefixed with
     /// `label`; a part that did not run is one failed check.
     pub fn merge(&mut self, label: &str, other: anyhow::Result<Verdict>) {
         match other {
@@ -79,6 +93,7 @@ impl Verdict {
                     self.check(format!("{label}: {name}"), held);
                 }
                 self.figures.0.extend(other.figures.0);
+                self.timelines.extend(other.timelines);
             }
             Err(e) => {
                 self.figure(
@@ -201,7 +216,7 @@ impl Report {
 
 /// A figure as a reader wants it: numbers with at most one decimal,
 /// strings bare, objects as `a 1, b 2`.
-fn render(value: &Value) -> String {
+pub fn render(value: &Value) -> String {
     match value {
         Value::Number(n) => match n.as_f64() {
             Some(f) if n.is_f64() => format!("{f:.1}"),

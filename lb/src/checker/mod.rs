@@ -56,7 +56,7 @@ pub fn spawn(server: Arc<ServerRuntime>) -> tokio::task::JoinHandle<()> {
             }
             let result = match server.current_address() {
                 Some(address) => run(&check, address).await,
-                None => Err("name not resolved yet".to_owned()),
+                None => Err(CheckFailure::Server("name not resolved yet".to_owned())),
             };
             let observation = match result {
                 Ok(()) => Observation::CheckPassed,
@@ -277,7 +277,8 @@ mod tests {
             fall: 1,
             initial_state: crate::config::InitialState::Down,
         };
-        assert_eq!(run(&check, address).await, Ok(()));
+        let result = run(&check, address).await;
+        assert!(result.is_ok(), "{result:?}");
         let request = server.await.unwrap();
         assert!(
             request.starts_with("GET /healthz?deep=1 HTTP/1.1\r\n"),

@@ -1066,14 +1066,14 @@ fn invalid_utf8_is_located_at_its_first_byte() {
     );
 }
 
-const WEB_FRONTEND: &str =
+const ADMIN_TEST_FRONTEND: &str =
     "[[frontend]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\nbackend = \"web\"\n";
 
 /// `[admin]` writes: no control socket unless one is named; paths are
 /// absolute, the mode octal, the timeout within bounds.
 #[test]
 fn admin_control_socket_token_and_timeout() {
-    let with = |admin: &str| format!("[admin]\n{admin}\n{WEB_FRONTEND}{WEB_BACKEND}");
+    let with = |admin: &str| format!("[admin]\n{admin}\n{ADMIN_TEST_FRONTEND}{WEB_BACKEND}");
     let config = parse(&with(""), "t.toml").unwrap();
     assert_eq!(config.admin.control_socket, None);
     assert_eq!(config.admin.token_file, None);

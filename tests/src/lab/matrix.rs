@@ -1094,7 +1094,7 @@ fn row_11(net: &mut Net) -> anyhow::Result<Verdict> {
     std::thread::sleep(PRE);
     let event = now_ns();
     net.kill_daemon(0);
-    let (t4, t6) = watch_vips(net, event, vrrp_limit(net), |n| n.holds(1));
+    let [t4, t6] = watch(net, event, vrrp_limit(net), |n| n.holds(1).into());
     std::thread::sleep(POST);
     let (r4, r6, end) = finish(clients)?;
     let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));

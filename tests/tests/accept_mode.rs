@@ -10,6 +10,7 @@
 //!      coexist, alone on the link: master (priority 150, not the owner)
 //!        of 10.77.19.10/24 and fd77:19::10/64
 //!        frontend "web" 10.77.19.10:80, [fd77:19::10]:80 ──► 127.0.0.1:9000 ("backend")
+//!      admin endpoint 127.0.0.1:9100 (coexist status)
 //!      another service on [::]:2222, both families ("other"), as sshd would be
 //! ```
 
@@ -33,6 +34,8 @@ const NODE4: &str = "10.77.19.1";
 const FRONTEND_PORT: u16 = 80;
 const OTHER_PORT: u16 = 2222;
 const BACKEND: &str = "127.0.0.1:9000";
+/// In the node's namespace: no other test's daemon listens there.
+const ADMIN: &str = "127.0.0.1:9100";
 
 fn config(accept_mode: bool) -> String {
     let vrrp = |name: &str, vrid: u8, address: &str| Vrrp {
@@ -52,7 +55,7 @@ fn config(accept_mode: bool) -> String {
             vrrp("v4", 51, &format!("{VIP4}/24")),
             vrrp("v6", 52, &format!("{VIP6}/64")),
         ],
-        ..Config::without_admin()
+        ..Config::with_admin(ADMIN.parse().unwrap())
     }
     .to_toml()
 }
@@ -225,8 +228,23 @@ fn without_accept_mode_only_the_frontends_are_served_on_the_virtual_addresses() 
             "{vip}:{OTHER_PORT} must be dropped; table:\n{table}"
         );
     }
-    // The service itself is up: only its virtual addresses are closed.
+    // The service itself is up: only its virtual addresses are closed, and
+    // only to the network (the node reaches them through lo).
     assert_eq!(greeting(&n.client, NODE4, OTHER_PORT).unwrap(), "other");
+    assert_eq!(greeting(&n.node, VIP4, OTHER_PORT).unwrap(), "other");
+    let status = n.lab.exec(
+        &n.node,
+        &[
+            coexist_binary().to_str().unwrap(),
+            "status",
+            "--admin",
+            ADMIN,
+        ],
+    );
+    assert!(
+        status.contains(&format!("ACCEPT FILTER    on (inet coexist): {VIP4}, {VIP6} take only {VIP4} tcp/80, {VIP6} tcp/80")),
+        "{status}"
+    );
     let counted = n.table().unwrap();
     assert!(
         !counted.contains("counter packets 0 "),
@@ -260,6 +278,16 @@ fn with_accept_mode_all_is_accepted_a_dead_runs_table_goes_and_a_reload_filters(
 
     let coexist = n.coexist("accepting", &config(true));
     assert_eq!(n.table(), None, "the dead run's table is still there");
+    let status = n.lab.exec(
+        &n.node,
+        &[
+            coexist_binary().to_str().unwrap(),
+            "status",
+            "--admin",
+            ADMIN,
+        ],
+    );
+    assert!(status.contains("ACCEPT FILTER    off"), "{status}");
     for vip in [VIP4, VIP6] {
         for (port, expected) in [(FRONTEND_PORT, "backend"), (OTHER_PORT, "other")] {
             let got = greeting(&n.client, vip, port)

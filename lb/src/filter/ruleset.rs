@@ -23,6 +23,9 @@
 //!   checked, and the kernel reassembles nothing without it (IPv4 is
 //!   reassembled before the input hook).
 //!
+//! - whatever the node sends itself (through `lo`): the rule is about what
+//!   the network delivers, and local monitoring of the address keeps working.
+//!
 //! Everything else addressed to it is dropped (and counted). ARP is not IP
 //! and never reaches an `inet` table; VRRP adverts go to the multicast
 //! group or to the peers' own addresses, never to a virtual address;
@@ -174,6 +177,7 @@ impl Ruleset {
             out,
             "\t\ttype filter hook input priority -10; policy accept;"
         );
+        let _ = writeln!(out, "\t\tiif \"lo\" accept");
         for f in &families {
             let (n, ip) = (f.number(), f.keyword());
             let _ = writeln!(out, "\t\t{ip} daddr @refused{n} jump refused{n}");

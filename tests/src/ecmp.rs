@@ -34,7 +34,7 @@ use coexist_support::config::{
 };
 use tokio::sync::mpsc;
 
-use crate::daemon::{coexist_binary, READY_LINE};
+use crate::daemon::READY_LINE;
 use crate::netns::{Lab, Ns, Process};
 use crate::netns_thread;
 use crate::servers::TestServer;
@@ -148,6 +148,22 @@ pub struct Node {
 }
 
 impl Node {
+    /// When this node's daemon logged its group going `state`
+    /// ("announced" / "withdrawn") for `family`, oldest first.
+    pub fn announce_logged(&self, family: Family, state: &str) -> Vec<std::time::SystemTime> {
+        let family = match family {
+            Family::V4 => "family=\"ipv4\"",
+            Family::V6 => "family=\"ipv6\"",
+        };
+        let state = format!("state=\"{state}\"");
+        let log = std::fs::read_to_string(&self.coexist_log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("announce state changed") && l.contains(family))
+            .filter(|l| l.contains(&state))
+            .filter_map(|l| humantime::parse_rfc3339(l.split_whitespace().next()?).ok())
+            .collect()
+    }
+
     /// Makes the node's only server refuse (`false`) or accept connections.
     pub fn set_server_up(&self, up: bool) {
         self.server.set_up(up);
@@ -168,9 +184,9 @@ pub struct EcmpLab {
 }
 
 impl EcmpLab {
-    /// Builds the topology with `nodes` nodes and starts everything; does
-    /// not wait for BGP.
-    pub fn start(tag: &str, nodes: usize) -> EcmpLab {
+    /// Builds the topology with `nodes` nodes running the daemon at
+    /// `coexist` and starts everything; does not wait for BGP.
+    pub fn start(tag: &str, nodes: usize, coexist: &Path) -> EcmpLab {
         let mut lab = Lab::new(tag);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let router = lab.ns("rt");
@@ -227,7 +243,7 @@ impl EcmpLab {
                 "protocol bgp {name}_v4 from node {{ neighbor 10.88.{index}.2 as 65001; ipv4 {{ import all; export none; }}; }}\n\
                  protocol bgp {name}_v6 from node {{ neighbor fd88:{index}::2 as 65001; ipv6 {{ import all; export none; }}; }}\n"
             ));
-            built.push(start_node(&lab, dir.path(), ns, index));
+            built.push(start_node(&lab, dir.path(), ns, index, coexist));
         }
         let router_conf = dir.path().join("rt.conf");
         std::fs::write(
@@ -489,11 +505,11 @@ fn start_shared_servers(
     (stop, thread)
 }
 
-/// Logs to stderr (the process's log file); BFD at 100 ms × 5 on every
-/// link, so a dead node is dropped within 500 ms rather than at the BGP
+/// Logs to stderr (the process's log file); BFD at 50 ms × 6 on every
+/// link, so a dead node is dropped in about 300 ms rather than at the BGP
 /// hold timer (50 ms × 3 flapped on a loaded 2-core machine).
 const COMMON: &str = "log stderr all;\nprotocol device { scan time 10; }\n\
-    protocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 5; }; }\n";
+    protocol bfd { interface \"*\" { min rx interval 50 ms; min tx interval 50 ms; multiplier 6; }; }\n";
 /// Short timers so sessions come up within a second or two of both sides
 /// running; BFD watches each session.
 const FAST_BGP: &str = "connect delay time 1; connect retry time 1; error wait time 1, 2; bfd on;";
@@ -568,7 +584,7 @@ pub fn node_config(bird_socket: &Path, control_socket: &Path) -> Config {
     }
 }
 
-fn start_node(lab: &Lab, dir: &Path, ns: Ns, index: usize) -> Node {
+fn start_node(lab: &Lab, dir: &Path, ns: Ns, index: usize, coexist: &Path) -> Node {
     let name = format!("n{index}");
     let server = NodeServer::start(&ns, &name);
     let bird_socket = dir.join(format!("{name}.ctl"));
@@ -579,7 +595,7 @@ fn start_node(lab: &Lab, dir: &Path, ns: Ns, index: usize) -> Node {
     let snippet = lab.exec(
         &ns,
         &[
-            coexist_binary().to_str().unwrap(),
+            coexist.to_str().unwrap(),
             "bird-config",
             "--config",
             config.to_str().unwrap(),
@@ -604,7 +620,7 @@ fn start_node(lab: &Lab, dir: &Path, ns: Ns, index: usize) -> Node {
     let coexist = lab
         .spawn(
             &ns,
-            &coexist_binary(),
+            coexist,
             &["run", "--config", config.to_str().unwrap()],
             &coexist_log,
         )

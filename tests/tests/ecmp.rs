@@ -28,7 +28,7 @@ fn all(nodes: usize) -> BTreeSet<usize> {
 /// Starts the lab and waits until the router has a path to every node for
 /// both families.
 fn converged(tag: &str, nodes: usize) -> EcmpLab {
-    let lab = EcmpLab::start(tag, nodes);
+    let lab = EcmpLab::start(tag, nodes, &coexist_binary());
     for family in FAMILIES {
         let took = lab.wait_paths(family, &all(nodes), CONVERGE);
         assert!(

@@ -47,6 +47,10 @@ struct Cli {
     /// The coexist binary (default: `coexist` next to this program).
     #[arg(long)]
     coexist: Option<PathBuf>,
+    /// Run the scale-out rows instead: a BIRD router with ECMP in front of
+    /// three coexist + BIRD nodes (needs bird2 and nftables).
+    #[arg(long)]
+    ecmp: bool,
     /// Keep the logs, configs and client records even when every row passes.
     #[arg(long)]
     keep_logs: bool,
@@ -202,6 +206,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     })
     .context("install the signal handler")?;
 
+    if cli.ecmp {
+        let report = lab::ecmp::run(&coexist, !cli.json);
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!(
+                "{}",
+                report.table_titled("--ecmp, 3 nodes behind a BIRD router")
+            );
+        }
+        return Ok(if report.passed() { 0 } else { 1 });
+    }
     let report = lab::run(&lab::Options {
         advert,
         programs: lab::Programs { coexist, helper },

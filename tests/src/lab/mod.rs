@@ -21,6 +21,7 @@ pub mod analysis;
 pub mod clock;
 pub mod dns;
 pub mod draw;
+pub mod ecmp;
 pub mod html;
 pub mod load;
 pub mod matrix;

@@ -172,6 +172,11 @@ impl Report {
     /// One line per row (id, name, PASS/FAIL), the failed checks and the
     /// figures indented below.
     pub fn table(&self) -> String {
+        self.table_titled(&format!("advert interval {} ms", self.advert_interval_ms))
+    }
+
+    /// [`Report::table`] under another first line.
+    pub fn table_titled(&self, title: &str) -> String {
         let width = self
             .rows
             .iter()
@@ -180,8 +185,8 @@ impl Report {
             .unwrap_or(3)
             .max(3);
         let mut out = format!(
-            "coexist-lab: advert interval {} ms\n\n{:>2}  {:<width$}  pass\n",
-            self.advert_interval_ms, "id", "row"
+            "coexist-lab: {title}\n\n{:>2}  {:<width$}  pass\n",
+            "id", "row"
         );
         for r in &self.rows {
             let pad = width - r.name.chars().count();

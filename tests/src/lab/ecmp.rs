@@ -1,0 +1,219 @@
+//! `coexist-lab --ecmp`: the scale-out rows of issue 11 on the topology of
+//! [`crate::ecmp`] (a BIRD router with L4 ECMP in front of three coexist +
+//! BIRD nodes). Each row builds its own topology, so a row that kills or
+//! cuts a node leaves the next one a fresh start.
+//!
+//! Done: E1 (spread), E2 (tracked health), E3 (crash and dead link), E7
+//! (maglev across nodes). Not yet: E4–E6 (drains under load, resilient
+//! next-hop groups) and E8 (FRR as the router).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use super::report::{Report, RowResult, Verdict};
+use crate::ecmp::{EcmpLab, Family, ANNOUNCE_AFTER};
+
+const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
+const NODES: usize = 3;
+const CONVERGE: Duration = Duration::from_secs(30);
+/// How long the issue allows a withdrawal to reach the router after a
+/// crash or a dead link.
+const CRASH_LIMIT: Duration = Duration::from_millis(500);
+/// From node2's transition (its daemon's log line) to the router's route.
+const HEALTH_LIMIT: Duration = Duration::from_millis(100);
+
+/// Runs every row with the daemon at `coexist`.
+pub fn run(coexist: &Path, progress: bool) -> Report {
+    type Row = fn(&Path) -> anyhow::Result<Verdict>;
+    let rows: [(u8, &str, Row); 4] = [
+        (1, "E1: 3 nodes, 3,000 new connections per family", spread),
+        (2, "E2: tracked frontend down on node2 only", tracked_health),
+        (3, "E3: node2's daemon SIGKILLed, node3's link dead", crash),
+        (7, "E7: maglev, 100 clients x 10 connections", maglev),
+    ];
+    let mut results = Vec::new();
+    for (id, name, row) in rows {
+        if progress {
+            eprintln!("coexist-lab: {name}");
+        }
+        results.push(RowResult::of(id, name, row(coexist)));
+    }
+    Report {
+        advert_interval_ms: 0,
+        rows: results,
+    }
+}
+
+fn converged(coexist: &Path) -> anyhow::Result<EcmpLab> {
+    let lab = EcmpLab::start("lab", NODES, coexist);
+    let every: BTreeSet<usize> = (1..=NODES).collect();
+    for family in FAMILIES {
+        if lab.wait_paths(family, &every, CONVERGE).is_none() {
+            anyhow::bail!(
+                "{}: the router has paths {:?} after {CONVERGE:?}, not one per node",
+                family.label(),
+                lab.paths(family)
+            );
+        }
+    }
+    Ok(lab)
+}
+
+fn ms(d: Option<Duration>) -> serde_json::Value {
+    d.map_or(json!(null), |d| json!(d.as_secs_f64() * 1000.0))
+}
+
+fn spread(coexist: &Path) -> anyhow::Result<Verdict> {
+    const CONNECTIONS: usize = 3000;
+    let lab = converged(coexist)?;
+    let mut v = Verdict::default();
+    for family in FAMILIES {
+        let f = family.label();
+        v.figure(format!("{f} router paths"), json!(lab.paths(family).len()));
+        v.check(
+            format!("{f}: router has 3 paths"),
+            lab.paths(family).len() == NODES,
+        );
+        let seen = lab.spread(family, CONNECTIONS);
+        let failed = seen.get("failed").copied().unwrap_or(0);
+        v.figure(format!("{f} client failed connections"), json!(failed));
+        v.check(format!("{f}: no failed connection"), failed == 0);
+        for node in lab.nodes.iter().map(|n| n.name.as_str()) {
+            let share = 100.0 * seen.get(node).copied().unwrap_or(0) as f64 / CONNECTIONS as f64;
+            v.figure(format!("{f} client share {node} (%)"), json!(share));
+            let fair = (100.0 / NODES as f64 - share).abs() <= 4.0;
+            v.check(format!("{f}: {node} within 33.3 % ± 4 points"), fair);
+        }
+    }
+    v.figure("server", json!("[::1]:8080 on each node (IPv6 only)"));
+    Ok(v)
+}
+
+/// Waits until node `index` is off (`gone`) or on every family's route;
+/// returns when the router showed it, per family.
+fn route_change(lab: &EcmpLab, index: usize, gone: bool) -> Vec<Option<SystemTime>> {
+    let every: BTreeSet<usize> = (1..=NODES).collect();
+    (FAMILIES.iter())
+        .map(|family| {
+            let changed = if gone {
+                lab.wait_gone(*family, index, Duration::from_secs(5))
+            } else {
+                lab.wait_paths(*family, &every, Duration::from_secs(5))
+            };
+            changed.map(|_| SystemTime::now())
+        })
+        .collect()
+}
+
+/// Milliseconds from `from` to `to`, when both happened.
+fn between(from: Option<SystemTime>, to: Option<SystemTime>) -> Option<Duration> {
+    to?.duration_since(from?).ok()
+}
+
+fn tracked_health(coexist: &Path) -> anyhow::Result<Verdict> {
+    let lab = converged(coexist)?;
+    let mut v = Verdict::default();
+    let sessions = lab.router_sessions();
+    let node2 = &lab.nodes[1];
+    node2.set_server_up(false);
+    let gone = route_change(&lab, 2, true);
+    node2.set_server_up(true);
+    let back = route_change(&lab, 2, false);
+    for (k, family) in FAMILIES.iter().enumerate() {
+        let f = family.label();
+        let withdrawn = node2.announce_logged(*family, "withdrawn").last().copied();
+        let took = between(withdrawn, gone[k]);
+        v.figure(
+            format!("{f} route lost node2 after its transition (ms)"),
+            ms(took),
+        );
+        v.check(
+            format!("{f}: withdrawn within {HEALTH_LIMIT:?} of node2's transition"),
+            took.is_some_and(|t| t <= HEALTH_LIMIT),
+        );
+        let announced = node2.announce_logged(*family, "announced").last().copied();
+        let took = between(announced, back[k]);
+        v.figure(
+            format!("{f} route regained node2 after its transition (ms)"),
+            ms(took),
+        );
+        v.check(
+            format!("{f}: back within {HEALTH_LIMIT:?} of recovery + announce_after"),
+            took.is_some_and(|t| t <= HEALTH_LIMIT),
+        );
+    }
+    v.figure("announce_after (ms)", json!(ANNOUNCE_AFTER.as_millis()));
+    let after = lab.router_sessions();
+    v.check(
+        "BGP sessions Established throughout (none restarted)",
+        after == sessions && after.iter().all(|(_, state, _)| state == "Established"),
+    );
+    Ok(v)
+}
+
+fn crash(coexist: &Path) -> anyhow::Result<Verdict> {
+    let mut lab = converged(coexist)?;
+    let mut v = Verdict::default();
+    let daemon = lab.nodes[1].coexist.as_ref().expect("running");
+    let killed = SystemTime::now();
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    let gone = route_change(&lab, 2, true);
+    for (k, family) in FAMILIES.iter().enumerate() {
+        let f = family.label();
+        let took = between(Some(killed), gone[k]);
+        v.figure(format!("{f} withdrawn after SIGKILL (ms)"), ms(took));
+        v.check(
+            format!("{f}: withdrawn within {CRASH_LIMIT:?} of SIGKILL"),
+            took.is_some_and(|t| t <= CRASH_LIMIT),
+        );
+    }
+    lab.nodes[1].coexist.take();
+    let cut = SystemTime::now();
+    lab.cut_link(&lab.nodes[2]);
+    let gone = route_change(&lab, 3, true);
+    for (k, family) in FAMILIES.iter().enumerate() {
+        let f = family.label();
+        let took = between(Some(cut), gone[k]);
+        v.figure(format!("{f} withdrawn after link death (ms)"), ms(took));
+        v.check(
+            format!("{f}: withdrawn within {CRASH_LIMIT:?} of the link dying (BFD)"),
+            took.is_some_and(|t| t <= CRASH_LIMIT),
+        );
+    }
+    v.figure("BFD", json!("50 ms x 6"));
+    Ok(v)
+}
+
+fn maglev(coexist: &Path) -> anyhow::Result<Verdict> {
+    let lab = converged(coexist)?;
+    let mut v = Verdict::default();
+    let clients = lab.client_addresses(100);
+    for (family, sources) in [
+        (Family::V4, clients.iter().map(|c| c.0).collect::<Vec<_>>()),
+        (Family::V6, clients.iter().map(|c| c.1).collect()),
+    ] {
+        let f = family.label();
+        let answers = lab.sticky(&sources, 10);
+        let one_server = answers
+            .iter()
+            .filter(|a| {
+                let servers: BTreeSet<&str> = a.iter().map(|(s, _)| s.as_str()).collect();
+                servers.len() == 1 && !servers.contains("failed")
+            })
+            .count();
+        let several_nodes = answers
+            .iter()
+            .filter(|a| a.iter().map(|(_, n)| n).collect::<BTreeSet<_>>().len() > 1)
+            .count();
+        v.figure(format!("{f} clients on one server"), json!(one_server));
+        v.figure(format!("{f} clients through >1 node"), json!(several_nodes));
+        v.check(
+            format!("{f}: every client on one server"),
+            one_server == sources.len(),
+        );
+    }
+    Ok(v)
+}

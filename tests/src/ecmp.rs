@@ -590,7 +590,11 @@ fn start_node(lab: &Lab, dir: &Path, ns: Ns, index: usize, coexist: &Path) -> No
     let bird_socket = dir.join(format!("{name}.ctl"));
     let config = dir.join(format!("{name}.toml"));
     let control_socket = dir.join(format!("{name}.sock"));
-    std::fs::write(&config, node_config(&bird_socket, &control_socket).to_toml()).unwrap();
+    std::fs::write(
+        &config,
+        node_config(&bird_socket, &control_socket).to_toml(),
+    )
+    .unwrap();
     // The snippet as an operator makes it.
     let snippet = lab.exec(
         &ns,

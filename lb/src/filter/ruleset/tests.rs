@@ -187,7 +187,7 @@ table inet coexist {
 \t}
 \tchain input {
 \t\ttype filter hook input priority -10; policy accept;
-\t\tiif "lo" accept
+\t\tiif \"lo\" accept
 \t\tip daddr @refused4 jump refused4
 \t\tip6 daddr @refused6 jump refused6
 \t}

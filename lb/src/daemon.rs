@@ -81,21 +81,8 @@ impl Daemon {
         let bound = listeners.bind_new(&config)?;
         let udp = udp::Listeners::default();
         let udp_bound = udp.bind_new(&config)?;
-        // The listeners are open: the connection ceiling is what the
-        // descriptor limit leaves beside them (and the admin endpoints).
-        let process = crate::pressure::process();
-        // Idle pipes hold descriptors too: at most one per four
-        // connections the ceiling allows (HAProxy's maxpipes default).
-        let idle_pipes = config
-            .tuning
-            .pipe_pool_max
-            .min((process.max_connections() / 4).max(1));
         let registry = Arc::new(Registry::default());
-        let plane = Arc::new(DataPlane {
-            pipes: PipePool::new(config.tuning.pipe_size, idle_pipes),
-            splice: config.tuning.splice,
-            connections: tokio_util::task::TaskTracker::new(),
-        });
+        let tuning = config.tuning.clone();
         let (snapshot, new_servers) = Snapshot::build(config, &registry);
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let admin = AdminContext {
@@ -107,6 +94,20 @@ impl Daemon {
             announce: Default::default(),
         };
         let endpoints = Endpoints::start(&snapshot.load().config.admin, admin.clone()).await?;
+        // The listeners and admin endpoints are open: the connection
+        // ceiling is what the descriptor limit leaves beside them. Derived
+        // (and logged) only once nothing is left that could fail to bind.
+        let process = crate::pressure::process();
+        // Idle pipes hold descriptors too: at most one per four
+        // connections the ceiling allows (HAProxy's maxpipes default).
+        let idle_pipes = tuning
+            .pipe_pool_max
+            .min((process.max_connections() / 4).max(1));
+        let plane = Arc::new(DataPlane {
+            pipes: PipePool::new(tuning.pipe_size, idle_pipes),
+            splice: tuning.splice,
+            connections: tokio_util::task::TaskTracker::new(),
+        });
         let mut daemon = Self {
             path,
             snapshot,

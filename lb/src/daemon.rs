@@ -286,12 +286,14 @@ impl Daemon {
     /// `watch`, whenever the config file changes.
     pub async fn run_until_signalled(
         mut self,
+        signals: Signals,
         watch: Option<ConfigWatch>,
     ) -> std::io::Result<usize> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = signal(SignalKind::hangup())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
+        let Signals {
+            mut hangup,
+            mut terminate,
+            mut interrupt,
+        } = signals;
         let mut watch = watch;
         loop {
             let file_changed = async {
@@ -312,6 +314,27 @@ impl Daemon {
         }
         tracing::info!("stopping: no new connections");
         Ok(self.shutdown().await)
+    }
+}
+
+/// The signals the daemon answers, caught from [`Signals::install`] on.
+/// Installed before the daemon says it is ready: a SIGTERM sent the moment
+/// it is must drain, not kill it by the default action.
+pub struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Catches SIGHUP, SIGTERM and SIGINT; needs a running tokio runtime.
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
 }
 

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 /// The file `coexist run` and `coexist check` read without `--config`.
 pub const DEFAULT_CONFIG: &str = "/etc/coexist/coexist.toml";
 
-/// The admin endpoint of a configuration without `[admin]`.
-pub const DEFAULT_ADMIN: &str = "127.0.0.1:9100";
+pub use crate::config::DEFAULT_ADMIN;
 
 /// The control socket the packaged configuration sets (in the systemd
 /// unit's `RuntimeDirectory=coexist`), tried when there is no

@@ -332,6 +332,7 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         // does, but nobody may scrape it (or the admin endpoint is off), and
         // every connection records two samples.
         tokio::spawn(drain_histograms(metrics.clone()));
+        let signals = lb::daemon::Signals::install().context("cannot catch signals")?;
         let daemon = lb::daemon::Daemon::start(&path, Some(metrics)).await?;
         let watch = watch
             .then(|| lb::watch::ConfigWatch::new(&path))
@@ -348,7 +349,7 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         );
         // Type=notify units wait for this: listeners (and VRRP) are up.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let left = daemon.run_until_signalled(watch).await?;
+        let left = daemon.run_until_signalled(signals, watch).await?;
         if left > 0 {
             tracing::warn!(
                 cut = left,

@@ -152,6 +152,9 @@ pub struct ControlSocket {
     pub group: Option<String>,
 }
 
+/// The admin endpoint of a configuration without `[admin]`.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9100";
+
 /// `[tuning]`: process-wide knobs an operator rarely touches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tuning {

@@ -23,6 +23,20 @@ pub use eyeballs::{order, Attempts};
 pub use refresh::{Bounds, Outcome, Resolution};
 pub use shell::{connect, spawn};
 
+/// The server a name is resolved for, as the resolving task sees it: who
+/// it is (for logs and metrics) and whether a reload removed it. A trait,
+/// so that resolving does not depend on the runtime that depends on it.
+pub trait NameOwner: Send + Sync + 'static {
+    /// The backend's name.
+    fn backend(&self) -> &str;
+    /// The server's name within its backend.
+    fn server_name(&self) -> String;
+    /// Whether a reload removed the server.
+    fn is_retired(&self) -> bool;
+    /// Completes when a reload removes the server.
+    fn retired(&self) -> impl std::future::Future<Output = ()> + Send + '_;
+}
+
 /// What a connect to a named server follows; a reload may change it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Settings {

@@ -15,15 +15,14 @@ use hickory_resolver::{ResolveError, TokioResolver};
 use metrics::gauge;
 use tokio::net::TcpStream;
 
-use super::{Attempts, Bounds, NamedTarget, Outcome, Resolution, Resolved};
+use super::{Attempts, Bounds, NameOwner, NamedTarget, Outcome, Resolution, Resolved};
 use crate::config::{self, Family};
 use crate::metrics as m;
-use crate::runtime::ServerRuntime;
 
 /// Resolves `named` (the target of `server`) until a reload removes the
 /// server, following the `[resolver]` that `resolver` holds at each lookup.
 pub fn spawn(
-    server: Arc<ServerRuntime>,
+    server: Arc<impl NameOwner>,
     named: Arc<NamedTarget>,
     resolver: Arc<ArcSwap<config::Resolver>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -54,11 +53,11 @@ pub fn spawn(
                 return;
             }
             let changed = resolution.record(outcome, Instant::now());
-            publish(&server, &named, &resolution, changed);
+            publish(&*server, &named, &resolution, changed);
             let next = tokio::time::Instant::from_std(resolution.next_lookup());
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                _ = server.retired_signal.notified() => return,
+                _ = server.retired() => return,
             }
         }
     })
@@ -121,16 +120,16 @@ async fn lookup(client: &TokioResolver, named: &NamedTarget) -> Outcome {
     }
 }
 
-fn publish(server: &ServerRuntime, named: &NamedTarget, resolution: &Resolution, changed: bool) {
+fn publish(server: &impl NameOwner, named: &NamedTarget, resolution: &Resolution, changed: bool) {
     let resolved = Resolved {
         addresses: resolution.addresses().to_vec(),
         expires: resolution.expires(),
         error: resolution.error().map(str::to_owned),
     };
-    let name = server.name();
+    let (backend, name) = (server.backend(), server.server_name());
     if let Some(error) = &resolved.error {
         tracing::warn!(
-            backend = %server.backend,
+            backend = %backend,
             server = %name,
             host = %named.host,
             error = %error,
@@ -139,7 +138,7 @@ fn publish(server: &ServerRuntime, named: &NamedTarget, resolution: &Resolution,
         );
     } else if changed {
         tracing::info!(
-            backend = %server.backend,
+            backend = %backend,
             server = %name,
             host = %named.host,
             addresses = ?resolved.addresses,
@@ -154,7 +153,7 @@ fn publish(server: &ServerRuntime, named: &NamedTarget, resolution: &Resolution,
             .count();
         gauge!(
             m::SERVER_RESOLVED_ADDRESSES,
-            "backend" => server.backend.clone(),
+            "backend" => backend.to_owned(),
             "server" => name.to_string(),
             "family" => family.as_str()
         )
@@ -163,7 +162,7 @@ fn publish(server: &ServerRuntime, named: &NamedTarget, resolution: &Resolution,
     if resolved.error.is_some() {
         metrics::counter!(
             m::SERVER_RESOLVE_ERRORS_TOTAL,
-            "backend" => server.backend.clone(),
+            "backend" => backend.to_owned(),
             "server" => name.to_string()
         )
         .increment(1);

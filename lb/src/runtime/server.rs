@@ -364,3 +364,21 @@ impl ServerRuntime {
         self.changes.send_modify(|generation| *generation += 1);
     }
 }
+
+impl crate::resolve::NameOwner for ServerRuntime {
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    fn server_name(&self) -> String {
+        self.name().to_string()
+    }
+
+    fn is_retired(&self) -> bool {
+        ServerRuntime::is_retired(self)
+    }
+
+    fn retired(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        self.retired_signal.notified()
+    }
+}

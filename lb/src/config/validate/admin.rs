@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::Ctx;
 use crate::config::model::{Admin, ControlSocket};
 use crate::config::raw::RawAdmin;
-use crate::locations::DEFAULT_ADMIN;
+use crate::config::DEFAULT_ADMIN;
 
 /// Group and owner may use the socket: the daemon's group has no members
 /// until the operator adds some, and root can always connect.

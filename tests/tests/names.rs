@@ -44,8 +44,11 @@ struct Dns {
 impl Dns {
     fn start(dir: &std::path::Path, records: &[&str]) -> Dns {
         let hosts = dir.join("hosts");
+        // Before dnsmasq starts: it reads the file once at start, and a
+        // file written after that would be served only after a SIGHUP.
+        write_hosts(&hosts, records);
         let address = v4(free_port());
-        let dns = Dns {
+        Dns {
             child: Command::new("dnsmasq")
                 .args([
                     "--keep-in-foreground",
@@ -65,19 +68,12 @@ impl Dns {
                 .expect("start dnsmasq"),
             hosts,
             address,
-        };
-        dns.write(records);
-        dns
-    }
-
-    fn write(&self, records: &[&str]) {
-        let text: String = records.iter().map(|ip| format!("{ip} {NAME}\n")).collect();
-        std::fs::write(&self.hosts, text).expect("write hosts file");
+        }
     }
 
     /// New records, and dnsmasq told to reread them (its reload).
     fn change(&self, records: &[&str]) {
-        self.write(records);
+        write_hosts(&self.hosts, records);
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP dnsmasq");
     }
@@ -86,6 +82,11 @@ impl Dns {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn write_hosts(hosts: &std::path::Path, records: &[&str]) {
+    let text: String = records.iter().map(|ip| format!("{ip} {NAME}\n")).collect();
+    std::fs::write(hosts, text).expect("write hosts file");
 }
 
 impl Drop for Dns {

@@ -465,7 +465,9 @@ impl Instance {
     ///
     /// A master answers a lower-priority advert (v3) or another master's
     /// release (priority 0) with an immediate advert, as RFC 9568 §6.4.3
-    /// says, but only to the first such packet after a quiet advertisement
+    /// says, and announces its addresses again (gratuitous ARP / unsolicited
+    /// NA: the other master's announcements may have moved the neighbours),
+    /// but only to the first such packet after a quiet advertisement
     /// interval: a flood of them (spoofed, or a peer gone wrong) costs at
     /// most one advert per interval beyond the periodic ones, never one per
     /// packet. The others are counted in [`Instance::adverts_suppressed`].
@@ -763,6 +765,12 @@ impl Instance {
         self.last_answerable = Some(now);
         if quiet {
             self.send_advert(now);
+            // The other node held, or still holds, the addresses as master:
+            // neighbours may have followed its announcements. Announcing
+            // again points them back here at once instead of when their
+            // entries go stale (keepalived's vrrp_garp_lower_prio_repeat).
+            let announce = self.config.addresses.iter().map(|va| va.addr).collect();
+            self.actions.push_back(Action::Announce(announce));
         } else {
             self.adverts_suppressed += 1;
         }

@@ -453,6 +453,29 @@ fn rfc9568_6_4_3_master_readvertises_on_lower_priority() {
     assert_eq!(vr.state(), State::Master);
 }
 
+/// RFC 9568 §6.4.3 with keepalived's `vrrp_garp_lower_prio_repeat`: a
+/// lower-priority master held the addresses (a split brain after a stall,
+/// or a peer started without hearing us) and announced them, so the
+/// neighbours may send to it. Input: a master hears a lower-priority
+/// advert, then another within the interval. Output: the first is
+/// answered by an advert and a new announcement of the virtual address;
+/// the second by nothing (the same limit as the advert).
+#[test]
+fn rfc9568_6_4_3_master_announces_again_when_a_lower_priority_master_is_heard() {
+    let t0 = Instant::now();
+    let (mut vr, at) = master(config(150), t0);
+    let lower = advert(100, Duration::from_secs(1));
+    vr.handle_advert(at + ms(300), ip(HIGHER), &lower).unwrap();
+    let actions = drain(&mut vr);
+    assert_eq!(sent_priorities(&actions), vec![150]);
+    assert!(
+        actions.contains(&Action::Announce(vec![ip(VIP)])),
+        "{actions:?}"
+    );
+    vr.handle_advert(at + ms(400), ip(HIGHER), &lower).unwrap();
+    assert!(drain(&mut vr).is_empty());
+}
+
 /// RFC 9568 §6.4.3 answers every lower-priority advert with an advert;
 /// answered one for one, a flood of them makes the master a reflector.
 /// Input: a master (interval 100 ms) hears 1,661 lower-priority adverts

@@ -10,11 +10,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use coexist_support::config::{Backend, Config, Frontend, Server, Tuning};
+use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
-use coexist_tests::daemon::{check, DaemonProcess};
+use coexist_tests::daemon::{admin_get, check, DaemonProcess};
 use coexist_tests::pattern;
 use coexist_tests::ports::{free_port, v4, v6};
 use coexist_tests::servers::{Behaviour, TestServer};
+use lb::admin::status::Status;
 use lb::proxy_protocol::{ProxyHeader, ProxyVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -224,11 +226,57 @@ async fn round_robin_spreads_evenly_over_three_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connections_spreads_over_three_servers() {
-    // Connections are sequential and closed, so every server is at zero
-    // active connections at each pick: ties must still rotate.
-    let seen = balance_spread("least-connections").await;
-    assert_eq!(seen.len(), 3, "{seen:?}");
-    assert!(seen.values().all(|&n| n >= 10), "{seen:?}");
+    // Each connection is over, as the daemon counts it, before the next
+    // starts, so every server is at zero active connections at each pick:
+    // ties must still rotate. (Only closing the client's end is not enough:
+    // on a loaded machine the daemon may still count the previous
+    // connection, and rightly prefer the other servers.)
+    let servers = three_named_servers().await;
+    let listen = v4(free_port());
+    let admin = v4(free_port());
+    let rows: Vec<(&str, SocketAddr, u32)> = vec![
+        ("s1", servers[0].address, 1),
+        ("s2", servers[1].address, 1),
+        ("s3", servers[2].address, 1),
+    ];
+    let mut cfg = config(&[listen], weighted(&rows));
+    cfg.backends[0].balance = Some("least-connections".to_owned());
+    cfg.admin = Config::with_admin(admin).admin;
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let mut seen = HashMap::new();
+    for _ in 0..60 {
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        *seen.entry(greeting(&mut stream).await).or_insert(0) += 1;
+        drop(stream);
+        let idle = wait_until_async(
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            async || {
+                tokio::task::spawn_blocking(move || {
+                    let status: Status = admin_get(admin, "/status");
+                    status.backends[0]
+                        .servers
+                        .iter()
+                        .all(|s| s.active_connections == 0)
+                })
+                .await
+                .unwrap()
+            },
+        )
+        .await;
+        assert!(
+            idle.is_some(),
+            "a closed connection still counted after 5 s"
+        );
+    }
+    assert_eq!(
+        seen,
+        HashMap::from([
+            ("s1".to_owned(), 20),
+            ("s2".to_owned(), 20),
+            ("s3".to_owned(), 20)
+        ])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
-//! The scale-out topology: a router running BIRD 2 spreads flows to a
-//! virtual address over the coexist nodes announcing it by BGP (ECMP with
-//! kernel L4 hashing), each node running coexist and its own BIRD.
+//! The scale-out topology: a router running BIRD 2 (or FRR, see
+//! [`Router`]) spreads flows to a virtual address over the coexist nodes
+//! announcing it by BGP (ECMP with kernel L4 hashing), each node running
+//! coexist and its own BIRD.
 //!
 //! ```text
 //!   ns "cl"   eth0 10.88.0.2/24, fd88::2/64            (IPv4 and IPv6 client)
@@ -8,6 +9,7 @@
 //!   ns "rt"   cl 10.88.0.1/24, fd88::1/64
 //!             BIRD AS 65000: one BGP session per node and family, kernel
 //!             export with `merge paths`, fib_multipath_hash_policy = 1 (L4)
+//!             (or FRR: zebra + bgpd + bfdd, `maximum-paths 8`)
 //!      ├── n1 10.88.1.1/24 fd88:1::1/64 ─ eth0 10.88.1.2/24 fd88:1::2/64  ns "n1"
 //!      ├── n2 10.88.2.1/24 fd88:2::1/64 ─ eth0 10.88.2.2/24 fd88:2::2/64  ns "n2"
 //!      └── n3 ...                                                          ns "n3"
@@ -51,6 +53,45 @@ pub const ANNOUNCE_AFTER: Duration = Duration::from_millis(500);
 pub const WITHDRAW_SETTLE: Duration = Duration::from_secs(1);
 /// What the tools the topology runs are called (for a skip message).
 pub const TOOLS: &[&str] = &["bird", "birdc", "nft"];
+/// Where Debian's frr package puts its daemons (they are not on PATH).
+const FRR_BIN: &str = "/usr/lib/frr";
+
+/// The BGP engine of the router namespace. The nodes always run BIRD;
+/// either router installs its multipath routes into the kernel, where
+/// [`EcmpLab::paths`] reads them, so only starting it and asking it for its
+/// sessions differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Router {
+    /// BIRD 2, kernel protocol with `merge paths`.
+    Bird,
+    /// FRR 8.4: zebra (kernel routes), bgpd with `maximum-paths`, bfdd.
+    Frr,
+}
+
+impl Router {
+    pub fn label(self) -> &'static str {
+        match self {
+            Router::Bird => "BIRD",
+            Router::Frr => "FRR",
+        }
+    }
+
+    /// The tools a lab with this router needs (for a skip message).
+    pub fn tools(self) -> &'static [&'static str] {
+        match self {
+            Router::Bird => TOOLS,
+            Router::Frr => &[
+                "bird",
+                "birdc",
+                "nft",
+                "/usr/lib/frr/zebra",
+                "/usr/lib/frr/bgpd",
+                "/usr/lib/frr/bfdd",
+                "vtysh",
+            ],
+        }
+    }
+}
 
 /// The address family of a client or a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,9 +214,15 @@ impl Node {
 pub struct EcmpLab {
     pub nodes: Vec<Node>,
     pub router: Ns,
+    pub router_engine: Router,
     pub client: Ns,
+    /// BIRD's CLI socket, or the directory of FRR's vty sockets.
     pub router_socket: PathBuf,
-    router_bird: Option<Process>,
+    /// Stopped last first.
+    router_daemons: Vec<Process>,
+    /// FRR's daemons run as user frr: their files live in a directory of
+    /// their own that user owns.
+    frr_dir: Option<tempfile::TempDir>,
     shared_servers: Option<std::thread::JoinHandle<()>>,
     stop_shared: Option<tokio::sync::oneshot::Sender<()>>,
     pub dir: tempfile::TempDir,
@@ -184,9 +231,14 @@ pub struct EcmpLab {
 }
 
 impl EcmpLab {
-    /// Builds the topology with `nodes` nodes running the daemon at
-    /// `coexist` and starts everything; does not wait for BGP.
+    /// Builds the topology with a BIRD router and `nodes` nodes running
+    /// the daemon at `coexist` and starts everything; does not wait for BGP.
     pub fn start(tag: &str, nodes: usize, coexist: &Path) -> EcmpLab {
+        EcmpLab::start_with(tag, nodes, coexist, Router::Bird)
+    }
+
+    /// [`EcmpLab::start`] with `router` as the router's BGP engine.
+    pub fn start_with(tag: &str, nodes: usize, coexist: &Path, router_engine: Router) -> EcmpLab {
         let mut lab = Lab::new(tag);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let router = lab.ns("rt");
@@ -221,7 +273,6 @@ impl EcmpLab {
         }
         let (stop_shared, shared_servers) = start_shared_servers(&servers);
 
-        let mut peers = String::new();
         let mut built = Vec::new();
         for index in 1..=nodes {
             let name = format!("n{index}");
@@ -239,38 +290,26 @@ impl EcmpLab {
             lab.ip(&ns, &["-6", "route", "add", "default", "via", &via6]);
             lab.plug(&ns, "eth1", &switch, &format!("p{index}"));
             lab.addr(&ns, "eth1", &format!("fd88:200::{}/64", 100 + index));
-            peers.push_str(&format!(
-                "protocol bgp {name}_v4 from node {{ neighbor 10.88.{index}.2 as 65001; ipv4 {{ import all; export none; }}; }}\n\
-                 protocol bgp {name}_v6 from node {{ neighbor fd88:{index}::2 as 65001; ipv6 {{ import all; export none; }}; }}\n"
-            ));
             built.push(start_node(&lab, dir.path(), ns, index, coexist));
         }
-        let router_conf = dir.path().join("rt.conf");
-        std::fs::write(
-            &router_conf,
-            format!(
-                "{COMMON}router id 10.88.0.1;\n\
-                 protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
-                 protocol kernel {{ ipv6 {{ import none; export all; }}; merge paths on; }}\n\
-                 template bgp node {{ local as 65000; {FAST_BGP} }}\n{peers}"
-            ),
-        )
-        .unwrap();
-        let router_socket = dir.path().join("rt.ctl");
-        let router_bird = spawn_bird(
-            &lab,
-            &router,
-            dir.path(),
-            "rt",
-            &router_conf,
-            &router_socket,
-        );
+        let (router_daemons, router_socket, frr_dir) = match router_engine {
+            Router::Bird => {
+                let (bird, socket) = start_bird_router(&lab, &router, dir.path(), nodes);
+                (vec![bird], socket, None)
+            }
+            Router::Frr => {
+                let (daemons, frr_dir) = start_frr_router(&lab, &router, nodes);
+                (daemons, frr_dir.path().to_owned(), Some(frr_dir))
+            }
+        };
         EcmpLab {
             nodes: built,
             router,
+            router_engine,
             client,
             router_socket,
-            router_bird: Some(router_bird),
+            router_daemons,
+            frr_dir,
             shared_servers: Some(shared_servers),
             stop_shared: Some(stop_shared),
             dir,
@@ -314,26 +353,66 @@ impl EcmpLab {
         })
     }
 
-    /// Every BGP session of the router and how long it has been in its
-    /// state, as `birdc show protocols` prints them: (name, state, since).
+    /// Every BGP session of the router, its state and when it last became
+    /// that (BIRD: `show protocols`' since; FRR: the time it became
+    /// Established and how many times it did): (name, state, since). Equal
+    /// lists mean no session went down and came back in between.
     pub fn router_sessions(&self) -> Vec<(String, String, String)> {
-        let out = self.lab.exec(
+        match self.router_engine {
+            Router::Bird => {
+                let out = self.lab.exec(
+                    &self.router,
+                    &[
+                        "birdc",
+                        "-s",
+                        self.router_socket.to_str().unwrap(),
+                        "show",
+                        "protocols",
+                    ],
+                );
+                out.lines()
+                    .filter_map(|l| {
+                        let w: Vec<&str> = l.split_whitespace().collect();
+                        (w.len() >= 6 && w[1] == "BGP")
+                            .then(|| (w[0].to_owned(), w[5].to_owned(), w[4].to_owned()))
+                    })
+                    .collect()
+            }
+            Router::Frr => {
+                let out = self.vtysh("show bgp neighbors json");
+                let neighbors: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&out)
+                        .unwrap_or_else(|e| panic!("vtysh's neighbors are not JSON ({e}): {out}"));
+                neighbors
+                    .into_iter()
+                    .map(|(address, n)| {
+                        let state = n["bgpState"].as_str();
+                        let count = n["connectionsEstablished"].as_u64();
+                        let (Some(state), Some(count)) = (state, count) else {
+                            panic!("vtysh's neighbor {address} lacks bgpState or connectionsEstablished: {n}");
+                        };
+                        // Absent until the session first comes up.
+                        let last = &n["bgpTimerUpEstablishedEpoch"];
+                        let since = format!("established {count} times, last at {last}");
+                        (address, state.to_owned(), since)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Runs one FRR CLI command in the router namespace.
+    fn vtysh(&self, command: &str) -> String {
+        self.lab.exec(
             &self.router,
             &[
-                "birdc",
-                "-s",
+                "vtysh",
+                "--vty_socket",
                 self.router_socket.to_str().unwrap(),
-                "show",
-                "protocols",
+                "-c",
+                command,
             ],
-        );
-        out.lines()
-            .filter_map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                (w.len() >= 6 && w[1] == "BGP")
-                    .then(|| (w[0].to_owned(), w[5].to_owned(), w[4].to_owned()))
-            })
-            .collect()
+        )
     }
 
     /// Opens `count` connections from the client to the VIP of `family`,
@@ -442,8 +521,17 @@ impl EcmpLab {
                 out.push_str(&format!("--- {} {what}\n{text}", node.name));
             }
         }
-        let router = std::fs::read_to_string(self.dir.path().join("rt.bird.log"));
-        out.push_str(&format!("--- router bird\n{}", router.unwrap_or_default()));
+        let logs: Vec<PathBuf> = match &self.frr_dir {
+            None => vec![self.dir.path().join("rt.bird.log")],
+            Some(frr) => ["zebra", "bgpd", "bfdd"]
+                .map(|d| frr.path().join(format!("{d}.log")))
+                .into(),
+        };
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let name = log.file_name().unwrap().to_string_lossy();
+            out.push_str(&format!("--- router {name}\n{text}"));
+        }
         out
     }
 }
@@ -455,7 +543,9 @@ impl Drop for EcmpLab {
             node.coexist.take();
             node.bird.take();
         }
-        self.router_bird.take();
+        while let Some(daemon) = self.router_daemons.pop() {
+            drop(daemon);
+        }
         self.stop_shared.take();
         if let Some(thread) = self.shared_servers.take() {
             let _ = thread.join();
@@ -513,6 +603,128 @@ const COMMON: &str = "log stderr all;\nprotocol device { scan time 10; }\n\
 /// Short timers so sessions come up within a second or two of both sides
 /// running; BFD watches each session.
 const FAST_BGP: &str = "connect delay time 1; connect retry time 1; error wait time 1, 2; bfd on;";
+
+/// The router's BIRD: one session per node and family, every path merged
+/// into one multipath kernel route. Returns BIRD and its CLI socket.
+fn start_bird_router(lab: &Lab, router: &Ns, dir: &Path, nodes: usize) -> (Process, PathBuf) {
+    let mut peers = String::new();
+    for index in 1..=nodes {
+        peers.push_str(&format!(
+            "protocol bgp n{index}_v4 from node {{ neighbor 10.88.{index}.2 as 65001; ipv4 {{ import all; export none; }}; }}\n\
+             protocol bgp n{index}_v6 from node {{ neighbor fd88:{index}::2 as 65001; ipv6 {{ import all; export none; }}; }}\n"
+        ));
+    }
+    let router_conf = dir.join("rt.conf");
+    std::fs::write(
+        &router_conf,
+        format!(
+            "{COMMON}router id 10.88.0.1;\n\
+             protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
+             protocol kernel {{ ipv6 {{ import none; export all; }}; merge paths on; }}\n\
+             template bgp node {{ local as 65000; {FAST_BGP} }}\n{peers}"
+        ),
+    )
+    .unwrap();
+    let socket = dir.join("rt.ctl");
+    let bird = spawn_bird(lab, router, dir, "rt", &router_conf, &socket);
+    (bird, socket)
+}
+
+/// The router as FRR: zebra (which installs the kernel routes), then bgpd
+/// with one session per node and family and `maximum-paths`, and bfdd
+/// with the same BFD timers as the nodes' BIRD. Each daemon reads its own
+/// config file and keeps its pid file and vty socket in a directory owned
+/// by user frr, the user the daemons drop to.
+fn start_frr_router(lab: &Lab, router: &Ns, nodes: usize) -> (Vec<Process>, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("coexist-frr")
+        .tempdir()
+        .expect("a temporary directory");
+    let mut neighbors = String::new();
+    let (mut v4, mut v6) = (String::new(), String::new());
+    for index in 1..=nodes {
+        for (address, family) in [
+            (format!("10.88.{index}.2"), &mut v4),
+            (format!("fd88:{index}::2"), &mut v6),
+        ] {
+            neighbors.push_str(&format!(
+                " neighbor {address} remote-as 65001\n \
+                 neighbor {address} timers connect 1\n \
+                 neighbor {address} bfd profile fast\n"
+            ));
+            family.push_str(&format!(
+                "  neighbor {address} activate\n  neighbor {address} route-map none out\n"
+            ));
+        }
+    }
+    let configs = [
+        ("zebra", "hostname rt\n".to_owned()),
+        (
+            "bgpd",
+            format!(
+                "hostname rt\n\
+                 route-map none deny 10\n\
+                 router bgp 65000\n \
+                 bgp router-id 10.88.0.1\n \
+                 no bgp ebgp-requires-policy\n \
+                 no bgp default ipv4-unicast\n\
+                 {neighbors} \
+                 address-family ipv4 unicast\n  maximum-paths 8\n{v4} exit-address-family\n \
+                 address-family ipv6 unicast\n  maximum-paths 8\n{v6} exit-address-family\n"
+            ),
+        ),
+        (
+            "bfdd",
+            "bfd\n profile fast\n  receive-interval 50\n  transmit-interval 50\n  \
+             detect-multiplier 6\n exit\nexit\n"
+                .to_owned(),
+        ),
+    ];
+    for (daemon, config) in &configs {
+        std::fs::write(dir.path().join(format!("{daemon}.conf")), config).unwrap();
+    }
+    lab.exec(
+        router,
+        &["chown", "-R", "frr:frr", dir.path().to_str().unwrap()],
+    );
+    let zserv = dir.path().join("zserv.api");
+    let mut daemons = Vec::new();
+    for (daemon, _) in &configs {
+        let path = |name: String| dir.path().join(name).to_str().unwrap().to_owned();
+        let program = Path::new(FRR_BIN).join(daemon);
+        let args = [
+            "-f",
+            &path(format!("{daemon}.conf")),
+            "-i",
+            &path(format!("{daemon}.pid")),
+            "-z",
+            zserv.to_str().unwrap(),
+            "--vty_socket",
+            dir.path().to_str().unwrap(),
+            // No TCP vty: the CLI is the socket.
+            "-P",
+            "0",
+            "--log",
+            "stdout",
+        ];
+        let log = dir.path().join(format!("{daemon}.log"));
+        daemons.push(lab.spawn(router, &program, &args, &log));
+        if *daemon == "zebra" {
+            // bgpd and bfdd would retry, but only after seconds.
+            let up = coexist_support::wait_until(
+                Duration::from_secs(10),
+                Duration::from_millis(20),
+                || zserv.exists(),
+            );
+            assert!(
+                up.is_some(),
+                "zebra did not open its socket:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    }
+    (daemons, dir)
+}
 
 fn spawn_bird(lab: &Lab, ns: &Ns, dir: &Path, name: &str, conf: &Path, socket: &Path) -> Process {
     let pid = dir.join(format!("{name}.bird.pid"));

@@ -1,12 +1,13 @@
 //! Scale-out behind an ECMP router: every coexist node announces the VIPs
 //! through its BIRD while it can serve, and the router spreads new flows
-//! over the nodes announcing (issue rows E1 and E2). The topology is
-//! drawn in `coexist_tests::ecmp`:
+//! over the nodes announcing (issue rows E1, E2, E3, E7; E8: E1 and E2
+//! again with FRR as the router). The topology is drawn in
+//! `coexist_tests::ecmp`:
 //!
 //! ```text
-//!   client ── router (BIRD, ECMP, L4 hash) ──┬── n1: coexist + BIRD ──► [::1]:8080 "n1"
-//!                                            ├── n2: coexist + BIRD ──► [::1]:8080 "n2"
-//!                                            └── n3: coexist + BIRD ──► [::1]:8080 "n3"
+//!   client ── router (BIRD or FRR, ECMP, L4 hash) ──┬── n1: coexist + BIRD ──► [::1]:8080 "n1"
+//!                                                   ├── n2: coexist + BIRD ──► [::1]:8080 "n2"
+//!                                                   └── n3: coexist + BIRD ──► [::1]:8080 "n3"
 //! ```
 
 use std::collections::BTreeSet;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use coexist_tests::daemon::coexist_binary;
 use coexist_tests::dns::tools_or_skip;
-use coexist_tests::ecmp::{EcmpLab, Family, ANNOUNCE_AFTER, TOOLS, WITHDRAW_SETTLE};
+use coexist_tests::ecmp::{EcmpLab, Family, Router, ANNOUNCE_AFTER, TOOLS, WITHDRAW_SETTLE};
 use coexist_tests::netns::enter_or_skip;
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -25,10 +26,14 @@ fn all(nodes: usize) -> BTreeSet<usize> {
     (1..=nodes).collect()
 }
 
-/// Starts the lab and waits until the router has a path to every node for
-/// both families.
+/// Starts the lab with a BIRD router and waits until the router has a
+/// path to every node for both families.
 fn converged(tag: &str, nodes: usize) -> EcmpLab {
-    let lab = EcmpLab::start(tag, nodes, &coexist_binary());
+    converged_with(tag, nodes, Router::Bird)
+}
+
+fn converged_with(tag: &str, nodes: usize, router: Router) -> EcmpLab {
+    let lab = EcmpLab::start_with(tag, nodes, &coexist_binary(), router);
     for family in FAMILIES {
         let took = lab.wait_paths(family, &all(nodes), CONVERGE);
         assert!(
@@ -48,16 +53,37 @@ fn converged(tag: &str, nodes: usize) -> EcmpLab {
 // drains node2 by hand and brings it back.
 #[test]
 fn new_connections_spread_over_every_announcing_node() {
-    let test = "new_connections_spread_over_every_announcing_node";
-    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+    spread_and_drain(
+        "new_connections_spread_over_every_announcing_node",
+        Router::Bird,
+    );
+}
+
+// E8 for E1: the same with FRR as the router (zebra, bgpd with
+// `maximum-paths`, bfdd); the nodes and their BIRD do not change.
+#[test]
+fn an_frr_router_spreads_new_connections_over_every_announcing_node() {
+    spread_and_drain(
+        "an_frr_router_spreads_new_connections_over_every_announcing_node",
+        Router::Frr,
+    );
+}
+
+fn spread_and_drain(test: &str, router: Router) {
+    if !enter_or_skip(test) || !tools_or_skip(test, router.tools()) {
         return;
     }
-    let lab = converged("ecmp1", 3);
+    let tag = match router {
+        Router::Bird => "ecmp1",
+        Router::Frr => "ecmpf1",
+    };
+    let lab = converged_with(tag, 3, router);
     const CONNECTIONS: usize = 600;
     for family in FAMILIES {
         let seen = lab.spread(family, CONNECTIONS);
         println!(
-            "E1 {} client, {CONNECTIONS} connections: {seen:?}",
+            "E1 ({} router) {} client, {CONNECTIONS} connections: {seen:?}",
+            router.label(),
             family.label()
         );
         assert_eq!(seen.get("failed"), None, "{seen:?}");
@@ -158,11 +184,30 @@ fn new_connections_spread_over_every_announcing_node() {
 // node2 comes back once its server is up for announce_after.
 #[test]
 fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
-    let test = "a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns";
-    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+    withdrawn_and_back(
+        "a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns",
+        Router::Bird,
+    );
+}
+
+// E8 for E2: the same with FRR as the router.
+#[test]
+fn an_frr_router_drops_a_node_whose_tracked_frontend_fails_and_takes_it_back() {
+    withdrawn_and_back(
+        "an_frr_router_drops_a_node_whose_tracked_frontend_fails_and_takes_it_back",
+        Router::Frr,
+    );
+}
+
+fn withdrawn_and_back(test: &str, router: Router) {
+    if !enter_or_skip(test) || !tools_or_skip(test, router.tools()) {
         return;
     }
-    let lab = converged("ecmp2", 3);
+    let tag = match router {
+        Router::Bird => "ecmp2",
+        Router::Frr => "ecmpf2",
+    };
+    let lab = converged_with(tag, 3, router);
     let sessions_before = lab.router_sessions();
     assert_eq!(sessions_before.len(), 6, "{sessions_before:?}");
     let node2 = &lab.nodes[1];
@@ -179,7 +224,8 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
             lab.logs()
         );
         println!(
-            "E2 {}: node2 withdrawn {:?} after its server stopped (check interval 100 ms)",
+            "E2 ({} router) {}: node2 withdrawn {:?} after its server stopped (check interval 100 ms)",
+            router.label(),
             family.label(),
             took.unwrap()
         );
@@ -217,7 +263,8 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
         );
         let took = took.unwrap();
         println!(
-            "E2 {}: node2 back {took:?} after its server restarted (announce_after {ANNOUNCE_AFTER:?})",
+            "E2 ({} router) {}: node2 back {took:?} after its server restarted (announce_after {ANNOUNCE_AFTER:?})",
+            router.label(),
             family.label()
         );
         if family == Family::V4 {
@@ -229,6 +276,10 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
     }
     // The withdrawal and the return were route updates, not session resets.
     let sessions_after = lab.router_sessions();
+    println!(
+        "E2 ({} router) sessions: {sessions_after:?}",
+        router.label()
+    );
     assert_eq!(sessions_after, sessions_before, "logs:\n{}", lab.logs());
     assert!(
         sessions_after

@@ -401,6 +401,36 @@ impl EcmpLab {
         }
     }
 
+    /// How many of the router's BFD sessions are up.
+    pub fn router_bfd_up(&self) -> usize {
+        match self.router_engine {
+            Router::Bird => {
+                let out = self.lab.exec(
+                    &self.router,
+                    &[
+                        "birdc",
+                        "-s",
+                        self.router_socket.to_str().unwrap(),
+                        "show",
+                        "bfd",
+                        "sessions",
+                    ],
+                );
+                (out.lines())
+                    .filter(|l| l.split_whitespace().nth(2) == Some("Up"))
+                    .count()
+            }
+            Router::Frr => {
+                let out = self.vtysh("show bfd peers json");
+                let peers: Vec<serde_json::Value> = serde_json::from_str(&out)
+                    .unwrap_or_else(|e| panic!("vtysh's BFD peers are not JSON ({e}): {out}"));
+                (peers.iter())
+                    .filter(|p| p["status"].as_str() == Some("up"))
+                    .count()
+            }
+        }
+    }
+
     /// Runs one FRR CLI command in the router namespace.
     fn vtysh(&self, command: &str) -> String {
         self.lab.exec(

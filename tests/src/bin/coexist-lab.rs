@@ -213,7 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         } else {
             print!(
                 "{}",
-                report.table_titled("--ecmp, 3 nodes behind a BIRD router")
+                report.table_titled("--ecmp, 3 nodes behind a BIRD router (E8: an FRR router)")
             );
         }
         return Ok(if report.passed() { 0 } else { 1 });

@@ -4,8 +4,8 @@
 //! cuts a node leaves the next one a fresh start.
 //!
 //! Done: E1 (spread), E2 (tracked health), E3 (crash and dead link), E7
-//! (maglev across nodes). Not yet: E4–E6 (drains under load, resilient
-//! next-hop groups) and E8 (FRR as the router).
+//! (maglev across nodes), E8 (E1 and E2 with FRR as the router). Not yet:
+//! E4–E6 (drains under load, resilient next-hop groups).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::report::{Report, RowResult, Verdict};
-use crate::ecmp::{EcmpLab, Family, ANNOUNCE_AFTER};
+use crate::ecmp::{EcmpLab, Family, Router, ANNOUNCE_AFTER};
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
 const NODES: usize = 3;
@@ -28,11 +28,16 @@ const HEALTH_LIMIT: Duration = Duration::from_millis(100);
 /// Runs every row with the daemon at `coexist`.
 pub fn run(coexist: &Path, progress: bool) -> Report {
     type Row = fn(&Path) -> anyhow::Result<Verdict>;
-    let rows: [(u8, &str, Row); 4] = [
-        (1, "E1: 3 nodes, 3,000 new connections per family", spread),
-        (2, "E2: tracked frontend down on node2 only", tracked_health),
+    let rows: [(u8, &str, Row); 5] = [
+        (1, "E1: 3 nodes, 3,000 new connections per family", |c| {
+            spread(c, Router::Bird)
+        }),
+        (2, "E2: tracked frontend down on node2 only", |c| {
+            tracked_health(c, Router::Bird)
+        }),
         (3, "E3: node2's daemon SIGKILLed, node3's link dead", crash),
         (7, "E7: maglev, 100 clients x 10 connections", maglev),
+        (8, "E8: FRR router instead of BIRD: E1 and E2", frr),
     ];
     let mut results = Vec::new();
     for (id, name, row) in rows {
@@ -48,7 +53,11 @@ pub fn run(coexist: &Path, progress: bool) -> Report {
 }
 
 fn converged(coexist: &Path) -> anyhow::Result<EcmpLab> {
-    let lab = EcmpLab::start("lab", NODES, coexist);
+    converged_with(coexist, Router::Bird)
+}
+
+fn converged_with(coexist: &Path, router: Router) -> anyhow::Result<EcmpLab> {
+    let lab = EcmpLab::start_with("lab", NODES, coexist, router);
     let every: BTreeSet<usize> = (1..=NODES).collect();
     for family in FAMILIES {
         if lab.wait_paths(family, &every, CONVERGE).is_none() {
@@ -66,10 +75,19 @@ fn ms(d: Option<Duration>) -> serde_json::Value {
     d.map_or(json!(null), |d| json!(d.as_secs_f64() * 1000.0))
 }
 
-fn spread(coexist: &Path) -> anyhow::Result<Verdict> {
+fn spread(coexist: &Path, router: Router) -> anyhow::Result<Verdict> {
     const CONNECTIONS: usize = 3000;
-    let lab = converged(coexist)?;
+    let lab = converged_with(coexist, router)?;
     let mut v = Verdict::default();
+    // FRR asks bfdd for a session only once BGP is Established, so BFD
+    // may come up after the paths did.
+    let sessions = 2 * NODES;
+    let bfd =
+        coexist_support::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            lab.router_bfd_up() == sessions
+        });
+    v.figure("router BFD sessions up", json!(lab.router_bfd_up()));
+    v.check(format!("router: {sessions} BFD sessions up"), bfd.is_some());
     for family in FAMILIES {
         let f = family.label();
         v.figure(format!("{f} router paths"), json!(lab.paths(family).len()));
@@ -113,8 +131,8 @@ fn between(from: Option<SystemTime>, to: Option<SystemTime>) -> Option<Duration>
     to?.duration_since(from?).ok()
 }
 
-fn tracked_health(coexist: &Path) -> anyhow::Result<Verdict> {
-    let lab = converged(coexist)?;
+fn tracked_health(coexist: &Path, router: Router) -> anyhow::Result<Verdict> {
+    let lab = converged_with(coexist, router)?;
     let mut v = Verdict::default();
     let sessions = lab.router_sessions();
     let node2 = &lab.nodes[1];
@@ -151,6 +169,15 @@ fn tracked_health(coexist: &Path) -> anyhow::Result<Verdict> {
         "BGP sessions Established throughout (none restarted)",
         after == sessions && after.iter().all(|(_, state, _)| state == "Established"),
     );
+    Ok(v)
+}
+
+/// E8: rows E1 and E2, their checks unchanged, with FRR as the router.
+fn frr(coexist: &Path) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::default();
+    v.figure("router", json!("FRR: zebra, bgpd (maximum-paths 8), bfdd"));
+    v.merge("E1", spread(coexist, Router::Frr));
+    v.merge("E2", tracked_health(coexist, Router::Frr));
     Ok(v)
 }
 

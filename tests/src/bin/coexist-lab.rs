@@ -51,6 +51,9 @@ struct Cli {
     /// three coexist + BIRD nodes (needs bird2 and nftables).
     #[arg(long)]
     ecmp: bool,
+    /// With --ecmp: run only these rows (ids, comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "ecmp")]
+    rows: Vec<u8>,
     /// Keep the logs, configs and client records even when every row passes.
     #[arg(long)]
     keep_logs: bool,
@@ -207,7 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     .context("install the signal handler")?;
 
     if cli.ecmp {
-        let report = lab::ecmp::run(&coexist, !cli.json);
+        let report = lab::ecmp::run(&coexist, !cli.json, &cli.rows);
         if cli.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

@@ -10,6 +10,8 @@
 //!             BIRD AS 65000: one BGP session per node and family, kernel
 //!             export with `merge paths`, fib_multipath_hash_policy = 1 (L4)
 //!             (or FRR: zebra + bgpd + bfdd, `maximum-paths 8`)
+//!             (or, resilient hashing: BIRD exports to table 100, a sync
+//!             copies the paths into `ip nexthop ... type resilient` groups)
 //!      ├── n1 10.88.1.1/24 fd88:1::1/64 ─ eth0 10.88.1.2/24 fd88:1::2/64  ns "n1"
 //!      ├── n2 10.88.2.1/24 fd88:2::1/64 ─ eth0 10.88.2.2/24 fd88:2::2/64  ns "n2"
 //!      └── n3 ...                                                          ns "n3"
@@ -594,12 +596,10 @@ impl EcmpLab {
     /// new run logs to a file of its own, which becomes the node's log.
     pub fn restart_coexist(&mut self, index: usize) {
         let node = &mut self.nodes[index - 1];
-        let old = node.coexist.take();
-        assert!(
-            old.is_none_or(|mut p| p.exited().ok().flatten().is_some()),
-            "{} still runs",
-            node.name
-        );
+        if let Some(mut old) = node.coexist.take() {
+            let exited = old.wait_exit(Duration::from_secs(5));
+            assert!(exited.is_some(), "{} still runs", node.name);
+        }
         let runs = (self.dir.path().read_dir().unwrap())
             .filter(|e| {
                 let name = e.as_ref().unwrap().file_name();

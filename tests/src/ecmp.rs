@@ -1214,6 +1214,10 @@ fn router_ip(router: &Ns, args: &[&str]) -> Result<String, String> {
 const PING_EVERY: Duration = Duration::from_millis(500);
 /// An unanswered ping counts as a broken connection after this long.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long after a route change every broken long-lived connection has
+/// noticed: a ping, its timeout, and a margin.
+pub const BREAK_NOTICED: Duration =
+    Duration::from_millis(PING_EVERY.as_millis() as u64 + PING_TIMEOUT.as_millis() as u64 + 500);
 
 /// One long-lived connection: which node's server greeted it, and whether
 /// it broke (a reset, an end, or an unanswered ping).

@@ -1,8 +1,8 @@
 //! Scale-out behind an ECMP router: every coexist node announces the VIPs
 //! through its BIRD while it can serve, and the router spreads new flows
 //! over the nodes announcing (issue rows E1, E2, E3, E7; E8: E1 and E2
-//! again with FRR as the router). The topology is drawn in
-//! `coexist_tests::ecmp`:
+//! again with FRR as the router; E5 and E6 with a resilient next-hop group
+//! on the router). The topology is drawn in `coexist_tests::ecmp`:
 //!
 //! ```text
 //!   client ── router (BIRD or FRR, ECMP, L4 hash) ──┬── n1: coexist + BIRD ──► [::1]:8080 "n1"
@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use coexist_tests::daemon::coexist_binary;
 use coexist_tests::dns::tools_or_skip;
-use coexist_tests::ecmp::{EcmpLab, Family, Router, ANNOUNCE_AFTER, TOOLS, WITHDRAW_SETTLE};
+use coexist_tests::ecmp::{
+    EcmpLab, Family, Hashing, Router, ANNOUNCE_AFTER, BREAK_NOTICED, IDLE_TIMER_S, TOOLS,
+    WITHDRAW_SETTLE,
+};
 use coexist_tests::netns::enter_or_skip;
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -33,7 +36,11 @@ fn converged(tag: &str, nodes: usize) -> EcmpLab {
 }
 
 fn converged_with(tag: &str, nodes: usize, router: Router) -> EcmpLab {
-    let lab = EcmpLab::start_with(tag, nodes, &coexist_binary(), router);
+    converged_hashing(tag, nodes, router, Hashing::Threshold)
+}
+
+fn converged_hashing(tag: &str, nodes: usize, router: Router, hashing: Hashing) -> EcmpLab {
+    let lab = EcmpLab::start_hashing(tag, nodes, &coexist_binary(), router, hashing);
     for family in FAMILIES {
         let took = lab.wait_paths(family, &all(nodes), CONVERGE);
         assert!(
@@ -389,5 +396,119 @@ fn maglev_keeps_each_client_on_one_server_across_nodes() {
         );
         assert_eq!(nodes_seen.len(), 3, "{nodes_seen:?}");
         assert!(servers_seen.len() >= 2, "{servers_seen:?}");
+    }
+}
+
+// E5 with resilient hashing: the router's route uses a resilient next-hop
+// group (BIRD's paths copied into `ip nexthop ... type resilient`).
+// node1's daemon dies under 300 long-lived connections: its own
+// connections break, none of those on n2 and n3 does. (Hash-threshold
+// would move part of node2's hash range to node3 here.)
+#[test]
+fn with_a_resilient_group_losing_a_node_breaks_no_connection_on_the_others() {
+    let test = "with_a_resilient_group_losing_a_node_breaks_no_connection_on_the_others";
+    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+        return;
+    }
+    let lab = converged_hashing("ecmpr5", 3, Router::Bird, Hashing::Resilient);
+    let long = lab.long_lived(150);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = long.now();
+    assert!(before.iter().all(|c| !c.broken), "{before:?}");
+    let coexist = lab.nodes[0].coexist.as_ref().expect("running");
+    coexist.signal(nix::sys::signal::Signal::SIGKILL);
+    for family in FAMILIES {
+        let took = lab.wait_gone(family, 1, Duration::from_secs(5));
+        assert!(
+            took.is_some(),
+            "{}: {:?}",
+            family.label(),
+            lab.paths(family)
+        );
+    }
+    std::thread::sleep(BREAK_NOTICED);
+    let conns = long.finish();
+    for family in FAMILIES {
+        let on = |node: &str| -> (usize, usize) {
+            let here: Vec<_> = (conns.iter())
+                .filter(|c| c.family == family && c.node == node)
+                .collect();
+            (here.len(), here.iter().filter(|c| c.broken).count())
+        };
+        let (n1, n1_broken) = on("n1");
+        let (n2, n2_broken) = on("n2");
+        let (n3, n3_broken) = on("n3");
+        println!(
+            "E5 resilient {}: broken n1 {n1_broken}/{n1}, n2 {n2_broken}/{n2}, n3 {n3_broken}/{n3}",
+            family.label()
+        );
+        assert!(n1 > 0 && n2 > 0 && n3 > 0, "{conns:?}");
+        assert_eq!(n1_broken, n1, "node1's connections died with its daemon");
+        assert_eq!((n2_broken, n3_broken), (0, 0), "{}", family.label());
+    }
+}
+
+// E6 with resilient hashing: a fourth node, withdrawn until 300
+// long-lived connections are open, announces. No connection breaks (their
+// buckets are busy), and once idle buckets have moved the new node takes
+// new connections.
+#[test]
+fn with_a_resilient_group_a_joining_node_breaks_no_connection() {
+    let test = "with_a_resilient_group_a_joining_node_breaks_no_connection";
+    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+        return;
+    }
+    let lab = converged_hashing("ecmpr6", 4, Router::Bird, Hashing::Resilient);
+    let node4 = &lab.nodes[3];
+    let announce = |action: &str| {
+        lab.lab.exec(
+            &node4.ns,
+            &[
+                coexist_binary().to_str().unwrap(),
+                "announce",
+                "web",
+                action,
+                "--socket",
+                node4.control_socket.to_str().unwrap(),
+            ],
+        )
+    };
+    announce("withdraw");
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &all(3), Duration::from_secs(5));
+        assert!(
+            took.is_some(),
+            "{}: {:?}",
+            family.label(),
+            lab.paths(family)
+        );
+    }
+    let long = lab.long_lived(150);
+    std::thread::sleep(Duration::from_secs(1));
+    announce("announce");
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &all(4), Duration::from_secs(5));
+        assert!(
+            took.is_some(),
+            "{}: {:?}",
+            family.label(),
+            lab.paths(family)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(IDLE_TIMER_S) + BREAK_NOTICED);
+    let new: Vec<_> = FAMILIES.iter().map(|f| lab.spread(*f, 200)).collect();
+    let conns = long.finish();
+    for (family, new) in FAMILIES.iter().zip(new) {
+        let broken: Vec<_> = (conns.iter())
+            .filter(|c| c.family == *family && c.broken)
+            .collect();
+        println!(
+            "E6 resilient {}: {} of 150 broken; new connections afterwards {new:?}",
+            family.label(),
+            broken.len()
+        );
+        assert!(broken.is_empty(), "{broken:?}");
+        assert!(new.get("n4").is_some_and(|n| *n > 0), "{new:?}");
+        assert_eq!(new.get("failed"), None, "{new:?}");
     }
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::report::{Report, RowResult, Verdict};
-use crate::ecmp::{EcmpLab, Family, Hashing, LongLivedConn, Router, ANNOUNCE_AFTER, IDLE_TIMER_S};
+use crate::ecmp::{
+    EcmpLab, Family, Hashing, LongLivedConn, Router, ANNOUNCE_AFTER, BREAK_NOTICED, IDLE_TIMER_S,
+};
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
 const NODES: usize = 3;
@@ -262,8 +264,6 @@ fn maglev(coexist: &Path) -> anyhow::Result<Verdict> {
 
 /// Long-lived connections per family in rows E4–E6 (300 in all).
 const LONG_LIVED: usize = 150;
-/// Long enough for every broken long-lived connection to have noticed.
-const NOTICE: Duration = Duration::from_millis(3000);
 
 /// Runs `row` with hash-threshold, then with resilient hashing.
 fn both(
@@ -349,7 +349,7 @@ fn drain(coexist: &Path, hashing: Hashing) -> anyhow::Result<Verdict> {
         (loads, gone, drained)
     });
     drained?;
-    std::thread::sleep(NOTICE);
+    std::thread::sleep(BREAK_NOTICED);
     let conns = long.finish();
     for (k, family) in FAMILIES.iter().enumerate() {
         let f = family.label();
@@ -393,7 +393,7 @@ fn loss(coexist: &Path, hashing: Hashing) -> anyhow::Result<Verdict> {
         let gone: Vec<_> = (FAMILIES.iter())
             .map(|f| lab.wait_gone(*f, k, Duration::from_secs(5)))
             .collect();
-        std::thread::sleep(NOTICE);
+        std::thread::sleep(BREAK_NOTICED);
         let conns = long.finish();
         for (i, family) in FAMILIES.iter().enumerate() {
             let f = family.label();
@@ -455,7 +455,7 @@ fn join(coexist: &Path, hashing: Hashing) -> anyhow::Result<Verdict> {
         .collect();
     // Long enough for idle buckets to move to n4 and for a broken
     // connection to notice.
-    std::thread::sleep(Duration::from_secs(IDLE_TIMER_S) + NOTICE);
+    std::thread::sleep(Duration::from_secs(IDLE_TIMER_S) + BREAK_NOTICED);
     let spread: Vec<_> = FAMILIES.iter().map(|f| lab.spread(*f, 200)).collect();
     let conns = long.finish();
     for (i, family) in FAMILIES.iter().enumerate() {

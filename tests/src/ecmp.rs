@@ -694,6 +694,12 @@ impl Drop for EcmpLab {
         // The sync first: it would chase every route the shutdown removes.
         self.resilient.take();
         // Daemons first (their TUN devices and sockets), then the BIRDs.
+        // All told at once: each withdraws and settles before it exits.
+        for node in &self.nodes {
+            if let Some(coexist) = &node.coexist {
+                coexist.signal(nix::sys::signal::Signal::SIGTERM);
+            }
+        }
         for node in &mut self.nodes {
             node.coexist.take();
             node.bird.take();

@@ -265,20 +265,40 @@ fn maglev(coexist: &Path) -> anyhow::Result<Verdict> {
 /// Long-lived connections per family in rows E4–E6 (300 in all).
 const LONG_LIVED: usize = 150;
 
-/// Runs `row` with hash-threshold, then with resilient hashing.
+/// Runs `row` with hash-threshold and with resilient hashing, each on its
+/// own topology, side by side: they only share the machine, and the rows
+/// spend most of their time waiting.
 fn both(
     coexist: &Path,
     row: fn(&Path, Hashing) -> anyhow::Result<Verdict>,
 ) -> anyhow::Result<Verdict> {
     let mut v = Verdict::default();
-    for hashing in [Hashing::Threshold, Hashing::Resilient] {
-        v.merge(hashing.label(), row(coexist, hashing));
+    let results = std::thread::scope(|scope| {
+        let runs: Vec<_> = [Hashing::Threshold, Hashing::Resilient]
+            .map(|hashing| (hashing, scope.spawn(move || row(coexist, hashing))))
+            .into();
+        (runs.into_iter())
+            .map(|(hashing, run)| {
+                let result = run
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the row panicked")));
+                (hashing, result)
+            })
+            .collect::<Vec<_>>()
+    });
+    for (hashing, result) in results {
+        v.merge(hashing.label(), result);
     }
     Ok(v)
 }
 
 fn converged_hashing(coexist: &Path, nodes: usize, hashing: Hashing) -> anyhow::Result<EcmpLab> {
-    let lab = EcmpLab::start_hashing("lab", nodes, coexist, Router::Bird, hashing);
+    // Distinct namespace names, since both variants run at once.
+    let tag = match hashing {
+        Hashing::Threshold => "lab-t",
+        Hashing::Resilient => "lab-r",
+    };
+    let lab = EcmpLab::start_hashing(tag, nodes, coexist, Router::Bird, hashing);
     let every: BTreeSet<usize> = (1..=nodes).collect();
     for family in FAMILIES {
         if lab.wait_paths(family, &every, CONVERGE).is_none() {
@@ -341,15 +361,16 @@ fn drain(coexist: &Path, hashing: Hashing) -> anyhow::Result<Verdict> {
             })
             .collect();
         std::thread::sleep(LOAD / 3);
-        let drained = announce(&lab, 2, "withdraw");
+        let drained_at = std::time::Instant::now();
+        let drained = announce(&lab, 2, "withdraw").map(|_| drained_at);
         let gone: Vec<_> = (FAMILIES.iter())
             .map(|f| lab.wait_gone(*f, 2, Duration::from_secs(5)))
             .collect();
         let loads: Vec<_> = loads.into_iter().map(|l| l.join().expect("load")).collect();
         (loads, gone, drained)
     });
-    drained?;
-    std::thread::sleep(BREAK_NOTICED);
+    let drained_at = drained?;
+    std::thread::sleep(BREAK_NOTICED.saturating_sub(drained_at.elapsed()));
     let conns = long.finish();
     for (k, family) in FAMILIES.iter().enumerate() {
         let f = family.label();

@@ -372,6 +372,12 @@ fn drain(coexist: &Path, hashing: Hashing) -> anyhow::Result<Verdict> {
     let drained_at = drained?;
     std::thread::sleep(BREAK_NOTICED.saturating_sub(drained_at.elapsed()));
     let conns = long.finish();
+    if hashing == Hashing::Threshold {
+        v.figure(
+            format!("{m} note"),
+            json!("node2 holds the middle third of the hash range: its leaving moves no other node's flows; losing n1 or n3 does (E5)"),
+        );
+    }
     for (k, family) in FAMILIES.iter().enumerate() {
         let f = family.label();
         let (answered, failed) = loads[k];

@@ -382,6 +382,12 @@ impl EcmpLab {
     /// The nodes (1-based) the router's route to the VIP of `family` goes
     /// through now.
     pub fn paths(&self, family: Family) -> BTreeSet<usize> {
+        self.path_order(family).into_iter().collect()
+    }
+
+    /// The nodes on the router's route for `family` in the kernel's order:
+    /// hash-threshold gives each its slice of the hash range in this order.
+    pub fn path_order(&self, family: Family) -> Vec<usize> {
         let (flag, vip) = match family {
             Family::V4 => ("-4", VIP4),
             Family::V6 => ("-6", VIP6),
@@ -1074,8 +1080,9 @@ fn greeting(stream: TcpStream) -> std::io::Result<String> {
     Ok(line.trim().to_owned())
 }
 
-/// The nodes (1-based) an `ip route show` of one route goes through.
-fn nodes_on(route: &str) -> BTreeSet<usize> {
+/// The nodes (1-based) an `ip route show` of one route goes through, in
+/// its order.
+fn nodes_on(route: &str) -> Vec<usize> {
     let words: Vec<&str> = route.split_whitespace().collect();
     words
         .windows(2)
@@ -1156,7 +1163,7 @@ fn sync(router: &Ns, copied: &mut [Option<BTreeSet<usize>>; 2]) {
         ) else {
             continue;
         };
-        let paths = nodes_on(&staged);
+        let paths: BTreeSet<usize> = nodes_on(&staged).into_iter().collect();
         if copied[k].as_ref() == Some(&paths) {
             continue;
         }

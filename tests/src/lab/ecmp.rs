@@ -351,6 +351,15 @@ fn drain(coexist: &Path, hashing: Hashing) -> anyhow::Result<Verdict> {
     let lab = converged_hashing(coexist, NODES, hashing)?;
     let mut v = Verdict::default();
     let m = hashing.label();
+    if hashing == Hashing::Threshold {
+        // Node2's slice in the middle of the hash range goes to its
+        // neighbours: no other node's flows move. Losing n1 or n3 moves
+        // some (E5).
+        let order: Vec<String> = (FAMILIES.iter())
+            .map(|f| format!("{} {:?}", f.label(), lab.path_order(*f)))
+            .collect();
+        v.figure(format!("{m} path order before"), json!(order.join(", ")));
+    }
     let long = lab.long_lived(LONG_LIVED);
     std::thread::sleep(Duration::from_secs(1));
     let (loads, gone, drained) = std::thread::scope(|scope| {
@@ -372,12 +381,6 @@ fn drain(coexist: &Path, hashing: Hashing) -> anyhow::Result<Verdict> {
     let drained_at = drained?;
     std::thread::sleep(BREAK_NOTICED.saturating_sub(drained_at.elapsed()));
     let conns = long.finish();
-    if hashing == Hashing::Threshold {
-        v.figure(
-            format!("{m} note"),
-            json!("node2 holds the middle third of the hash range: its leaving moves no other node's flows; losing n1 or n3 does (E5)"),
-        );
-    }
     for (k, family) in FAMILIES.iter().enumerate() {
         let f = family.label();
         let (answered, failed) = loads[k];

@@ -48,7 +48,9 @@ struct Cli {
     #[arg(long)]
     coexist: Option<PathBuf>,
     /// Run the scale-out rows instead: a BIRD router with ECMP in front of
-    /// three coexist + BIRD nodes (needs bird2 and nftables).
+    /// three coexist + BIRD nodes, with hash-threshold and resilient
+    /// next-hop groups, and FRR as the router in row E8 (needs bird2, frr
+    /// and nftables).
     #[arg(long)]
     ecmp: bool,
     /// With --ecmp: run only these rows (ids, comma-separated).

@@ -1,12 +1,13 @@
 //! Scale-out behind an ECMP router: every coexist node announces the VIPs
 //! through its BIRD while it can serve, and the router spreads new flows
-//! over the nodes announcing (issue rows E1 and E2). The topology is
-//! drawn in `coexist_tests::ecmp`:
+//! over the nodes announcing (issue rows E1, E2, E3, E7; E8: E1 and E2
+//! again with FRR as the router; E5 and E6 with a resilient next-hop group
+//! on the router). The topology is drawn in `coexist_tests::ecmp`:
 //!
 //! ```text
-//!   client ── router (BIRD, ECMP, L4 hash) ──┬── n1: coexist + BIRD ──► [::1]:8080 "n1"
-//!                                            ├── n2: coexist + BIRD ──► [::1]:8080 "n2"
-//!                                            └── n3: coexist + BIRD ──► [::1]:8080 "n3"
+//!   client ── router (BIRD or FRR, ECMP, L4 hash) ──┬── n1: coexist + BIRD ──► [::1]:8080 "n1"
+//!                                                   ├── n2: coexist + BIRD ──► [::1]:8080 "n2"
+//!                                                   └── n3: coexist + BIRD ──► [::1]:8080 "n3"
 //! ```
 
 use std::collections::BTreeSet;
@@ -14,7 +15,10 @@ use std::time::Duration;
 
 use coexist_tests::daemon::coexist_binary;
 use coexist_tests::dns::tools_or_skip;
-use coexist_tests::ecmp::{EcmpLab, Family, ANNOUNCE_AFTER, TOOLS, WITHDRAW_SETTLE};
+use coexist_tests::ecmp::{
+    EcmpLab, Family, Hashing, Router, ANNOUNCE_AFTER, BREAK_NOTICED, IDLE_TIMER_S, TOOLS,
+    WITHDRAW_SETTLE,
+};
 use coexist_tests::netns::enter_or_skip;
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -25,10 +29,18 @@ fn all(nodes: usize) -> BTreeSet<usize> {
     (1..=nodes).collect()
 }
 
-/// Starts the lab and waits until the router has a path to every node for
-/// both families.
+/// Starts the lab with a BIRD router and waits until the router has a
+/// path to every node for both families.
 fn converged(tag: &str, nodes: usize) -> EcmpLab {
-    let lab = EcmpLab::start(tag, nodes, &coexist_binary());
+    converged_with(tag, nodes, Router::Bird)
+}
+
+fn converged_with(tag: &str, nodes: usize, router: Router) -> EcmpLab {
+    converged_hashing(tag, nodes, router, Hashing::Threshold)
+}
+
+fn converged_hashing(tag: &str, nodes: usize, router: Router, hashing: Hashing) -> EcmpLab {
+    let lab = EcmpLab::start_hashing(tag, nodes, &coexist_binary(), router, hashing);
     for family in FAMILIES {
         let took = lab.wait_paths(family, &all(nodes), CONVERGE);
         assert!(
@@ -48,16 +60,37 @@ fn converged(tag: &str, nodes: usize) -> EcmpLab {
 // drains node2 by hand and brings it back.
 #[test]
 fn new_connections_spread_over_every_announcing_node() {
-    let test = "new_connections_spread_over_every_announcing_node";
-    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+    spread_and_drain(
+        "new_connections_spread_over_every_announcing_node",
+        Router::Bird,
+    );
+}
+
+// E8 for E1: the same with FRR as the router (zebra, bgpd with
+// `maximum-paths`, bfdd); the nodes and their BIRD do not change.
+#[test]
+fn an_frr_router_spreads_new_connections_over_every_announcing_node() {
+    spread_and_drain(
+        "an_frr_router_spreads_new_connections_over_every_announcing_node",
+        Router::Frr,
+    );
+}
+
+fn spread_and_drain(test: &str, router: Router) {
+    if !enter_or_skip(test) || !tools_or_skip(test, router.tools()) {
         return;
     }
-    let lab = converged("ecmp1", 3);
+    let tag = match router {
+        Router::Bird => "ecmp1",
+        Router::Frr => "ecmpf1",
+    };
+    let lab = converged_with(tag, 3, router);
     const CONNECTIONS: usize = 600;
     for family in FAMILIES {
         let seen = lab.spread(family, CONNECTIONS);
         println!(
-            "E1 {} client, {CONNECTIONS} connections: {seen:?}",
+            "E1 ({} router) {} client, {CONNECTIONS} connections: {seen:?}",
+            router.label(),
             family.label()
         );
         assert_eq!(seen.get("failed"), None, "{seen:?}");
@@ -158,11 +191,30 @@ fn new_connections_spread_over_every_announcing_node() {
 // node2 comes back once its server is up for announce_after.
 #[test]
 fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
-    let test = "a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns";
-    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+    withdrawn_and_back(
+        "a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns",
+        Router::Bird,
+    );
+}
+
+// E8 for E2: the same with FRR as the router.
+#[test]
+fn an_frr_router_drops_a_node_whose_tracked_frontend_fails_and_takes_it_back() {
+    withdrawn_and_back(
+        "an_frr_router_drops_a_node_whose_tracked_frontend_fails_and_takes_it_back",
+        Router::Frr,
+    );
+}
+
+fn withdrawn_and_back(test: &str, router: Router) {
+    if !enter_or_skip(test) || !tools_or_skip(test, router.tools()) {
         return;
     }
-    let lab = converged("ecmp2", 3);
+    let tag = match router {
+        Router::Bird => "ecmp2",
+        Router::Frr => "ecmpf2",
+    };
+    let lab = converged_with(tag, 3, router);
     let sessions_before = lab.router_sessions();
     assert_eq!(sessions_before.len(), 6, "{sessions_before:?}");
     let node2 = &lab.nodes[1];
@@ -179,7 +231,8 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
             lab.logs()
         );
         println!(
-            "E2 {}: node2 withdrawn {:?} after its server stopped (check interval 100 ms)",
+            "E2 ({} router) {}: node2 withdrawn {:?} after its server stopped (check interval 100 ms)",
+            router.label(),
             family.label(),
             took.unwrap()
         );
@@ -217,7 +270,8 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
         );
         let took = took.unwrap();
         println!(
-            "E2 {}: node2 back {took:?} after its server restarted (announce_after {ANNOUNCE_AFTER:?})",
+            "E2 ({} router) {}: node2 back {took:?} after its server restarted (announce_after {ANNOUNCE_AFTER:?})",
+            router.label(),
             family.label()
         );
         if family == Family::V4 {
@@ -229,6 +283,10 @@ fn a_node_whose_tracked_frontend_fails_is_withdrawn_and_returns() {
     }
     // The withdrawal and the return were route updates, not session resets.
     let sessions_after = lab.router_sessions();
+    println!(
+        "E2 ({} router) sessions: {sessions_after:?}",
+        router.label()
+    );
     assert_eq!(sessions_after, sessions_before, "logs:\n{}", lab.logs());
     assert!(
         sessions_after
@@ -338,5 +396,119 @@ fn maglev_keeps_each_client_on_one_server_across_nodes() {
         );
         assert_eq!(nodes_seen.len(), 3, "{nodes_seen:?}");
         assert!(servers_seen.len() >= 2, "{servers_seen:?}");
+    }
+}
+
+// E5 with resilient hashing: the router's route uses a resilient next-hop
+// group (BIRD's paths copied into `ip nexthop ... type resilient`).
+// node1's daemon dies under 300 long-lived connections: its own
+// connections break, none of those on n2 and n3 does. (Hash-threshold
+// would move part of node2's hash range to node3 here.)
+#[test]
+fn with_a_resilient_group_losing_a_node_breaks_no_connection_on_the_others() {
+    let test = "with_a_resilient_group_losing_a_node_breaks_no_connection_on_the_others";
+    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+        return;
+    }
+    let lab = converged_hashing("ecmpr5", 3, Router::Bird, Hashing::Resilient);
+    let long = lab.long_lived(150);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = long.now();
+    assert!(before.iter().all(|c| !c.broken), "{before:?}");
+    let coexist = lab.nodes[0].coexist.as_ref().expect("running");
+    coexist.signal(nix::sys::signal::Signal::SIGKILL);
+    for family in FAMILIES {
+        let took = lab.wait_gone(family, 1, Duration::from_secs(5));
+        assert!(
+            took.is_some(),
+            "{}: {:?}",
+            family.label(),
+            lab.paths(family)
+        );
+    }
+    std::thread::sleep(BREAK_NOTICED);
+    let conns = long.finish();
+    for family in FAMILIES {
+        let on = |node: &str| -> (usize, usize) {
+            let here: Vec<_> = (conns.iter())
+                .filter(|c| c.family == family && c.node == node)
+                .collect();
+            (here.len(), here.iter().filter(|c| c.broken).count())
+        };
+        let (n1, n1_broken) = on("n1");
+        let (n2, n2_broken) = on("n2");
+        let (n3, n3_broken) = on("n3");
+        println!(
+            "E5 resilient {}: broken n1 {n1_broken}/{n1}, n2 {n2_broken}/{n2}, n3 {n3_broken}/{n3}",
+            family.label()
+        );
+        assert!(n1 > 0 && n2 > 0 && n3 > 0, "{conns:?}");
+        assert_eq!(n1_broken, n1, "node1's connections died with its daemon");
+        assert_eq!((n2_broken, n3_broken), (0, 0), "{}", family.label());
+    }
+}
+
+// E6 with resilient hashing: a fourth node, withdrawn until 300
+// long-lived connections are open, announces. No connection breaks (their
+// buckets are busy), and once idle buckets have moved the new node takes
+// new connections.
+#[test]
+fn with_a_resilient_group_a_joining_node_breaks_no_connection() {
+    let test = "with_a_resilient_group_a_joining_node_breaks_no_connection";
+    if !enter_or_skip(test) || !tools_or_skip(test, TOOLS) {
+        return;
+    }
+    let lab = converged_hashing("ecmpr6", 4, Router::Bird, Hashing::Resilient);
+    let node4 = &lab.nodes[3];
+    let announce = |action: &str| {
+        lab.lab.exec(
+            &node4.ns,
+            &[
+                coexist_binary().to_str().unwrap(),
+                "announce",
+                "web",
+                action,
+                "--socket",
+                node4.control_socket.to_str().unwrap(),
+            ],
+        )
+    };
+    announce("withdraw");
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &all(3), Duration::from_secs(5));
+        assert!(
+            took.is_some(),
+            "{}: {:?}",
+            family.label(),
+            lab.paths(family)
+        );
+    }
+    let long = lab.long_lived(150);
+    std::thread::sleep(Duration::from_secs(1));
+    announce("announce");
+    for family in FAMILIES {
+        let took = lab.wait_paths(family, &all(4), Duration::from_secs(5));
+        assert!(
+            took.is_some(),
+            "{}: {:?}",
+            family.label(),
+            lab.paths(family)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(IDLE_TIMER_S) + BREAK_NOTICED);
+    let new: Vec<_> = FAMILIES.iter().map(|f| lab.spread(*f, 200)).collect();
+    let conns = long.finish();
+    for (family, new) in FAMILIES.iter().zip(new) {
+        let broken: Vec<_> = (conns.iter())
+            .filter(|c| c.family == *family && c.broken)
+            .collect();
+        println!(
+            "E6 resilient {}: {} of 150 broken; new connections afterwards {new:?}",
+            family.label(),
+            broken.len()
+        );
+        assert!(broken.is_empty(), "{broken:?}");
+        assert!(new.get("n4").is_some_and(|n| *n > 0), "{new:?}");
+        assert_eq!(new.get("failed"), None, "{new:?}");
     }
 }

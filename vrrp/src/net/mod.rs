@@ -42,7 +42,7 @@ pub use crate::config::{Garp, InstanceSpec, Wire};
 use crate::instance::{Instance, State};
 use crate::packet::Family;
 use link::Links;
-use runner::{Command, Runner, Target};
+use runner::{Attached, Command, Runner, Target};
 
 /// The last state change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,9 @@ pub struct Status {
     pub interface: String,
     /// The last state change, if any.
     pub last_transition: Option<LastTransition>,
+    /// Why the instance is in Initialize though started: its interface
+    /// is missing, down, or lacks the address adverts come from.
+    pub waiting: Option<String>,
 }
 
 /// Why an instance could not be started or updated.
@@ -151,11 +154,79 @@ impl Vrrp {
             wire,
         } = spec;
         let family = config.family();
-        let info = self.netlink.link(&wire.interface).await?;
-        config.primary_address = primary_address(&info, family, &config, &wire)?;
+        // Subscribed before the interface is read, so that no change
+        // between the read and the runner's start goes unseen.
+        let changes = self.netlink.changes();
+        // A missing interface is no error: the instance waits for it
+        // (the runner reads it again on every change).
+        let info = match self.netlink.link(&wire.interface).await {
+            Ok(info) => Some(info),
+            Err(NetlinkError::NoSuchLink(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(Ok(primary)) = info
+            .as_ref()
+            .map(|info| primary_address(info, family, &config, &wire))
+        {
+            config.primary_address = primary;
+        }
         let vr = Instance::new(config)?;
+        // An interface that exists is attached now, so that a VRID in use
+        // or a socket that cannot open fails the start as before.
+        let attached = match &info {
+            Some(info) => Some(self.attach(&name, &wire, &vr, info).await?),
+            None => None,
+        };
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let interface = attached
+            .as_ref()
+            .map_or_else(|| wire.interface.clone(), |a| a.target.name.clone());
+        let (status_tx, status) = watch::channel(Status {
+            state: State::Initialize,
+            priority: vr.config().priority,
+            effective_priority: vr.effective_priority(),
+            master: None,
+            primary_address: vr.config().primary_address,
+            interface,
+            last_transition: None,
+            waiting: None,
+        });
+        let runner = Runner::new(
+            name.clone(),
+            vr,
+            wire,
+            attached,
+            changes,
+            commands,
+            self.clone(),
+            status_tx,
+        );
+        let task = tokio::spawn(runner.run().instrument(tracing::Span::current()));
+        Ok(InstanceHandle {
+            name,
+            commands: commands_tx,
+            status,
+            task,
+        })
+    }
+
+    /// Everything an instance needs on an interface that exists: its
+    /// macvlan with `virtual_mac`, no stale virtual addresses, the shared
+    /// advertisement socket and its VRID's queue on it.
+    async fn attach(
+        &self,
+        name: &str,
+        wire: &Wire,
+        vr: &Instance,
+        info: &LinkInfo,
+    ) -> Result<Attached, NetError> {
+        let family = vr.config().family();
         let vrid = vr.config().vrid;
-        let target = if wire.virtual_mac {
+        let socket_error = |interface: &str| {
+            let interface = interface.to_owned();
+            move |error| NetError::Socket { interface, error }
+        };
+        let (target, sender) = if wire.virtual_mac {
             let mac = virtual_mac(family, vrid);
             let vname = macvlan_name(family, info.index, vrid);
             // Set before the device is up so its link-local, and our
@@ -186,19 +257,23 @@ impl Vrrp {
                     }
                 }
             }
-            Target {
+            let sender = socket::AdvertSocket::open_sender(&vname, vinfo.index, family)
+                .map_err(socket_error(&vname))?;
+            let target = Target {
                 name: vname,
                 index: vinfo.index,
                 mac,
                 macvlan: true,
-            }
+            };
+            (target, Some(sender))
         } else {
-            Target {
+            let target = Target {
                 name: wire.interface.clone(),
                 index: info.index,
                 mac: info.mac,
                 macvlan: false,
-            }
+            };
+            (target, None)
         };
         // A run that died (SIGKILL, crash) left its addresses: never enter
         // Backup while still holding them.
@@ -208,43 +283,20 @@ impl Vrrp {
         let link = self
             .links
             .get_or_open(&wire.interface, info.index, family)
-            .map_err(|error| NetError::Socket {
-                interface: wire.interface.clone(),
-                error,
-            })?;
+            .map_err(socket_error(&wire.interface))?;
         let inbound = link
-            .register(vrid, &name)
+            .register(vrid, name)
             .ok_or_else(|| NetError::VridInUse {
                 interface: wire.interface.clone(),
                 vrid,
             })?;
-        let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(Status {
-            state: State::Initialize,
-            priority: vr.config().priority,
-            effective_priority: vr.effective_priority(),
-            master: None,
-            primary_address: vr.config().primary_address,
-            interface: target.name.clone(),
-            last_transition: None,
-        });
-        let runner = Runner::new(
-            name.clone(),
-            vr,
-            wire,
+        Ok(Attached {
+            parent: info.index,
             link,
             inbound,
-            commands,
-            self.netlink.clone(),
             target,
-            status_tx,
-        );
-        let task = tokio::spawn(runner.run().instrument(tracing::Span::current()));
-        Ok(InstanceHandle {
-            name,
-            commands: commands_tx,
-            status,
-            task,
+            sender,
+            macvlan_up: false,
         })
     }
 }
@@ -322,7 +374,7 @@ fn primary_address(
     wire: &Wire,
 ) -> Result<IpAddr, NetError> {
     let vips: Vec<IpAddr> = config.addresses.iter().map(|va| va.addr).collect();
-    let own = || info.addresses.iter().filter(|a| !vips.contains(&a.addr));
+    let own = || (info.addresses.iter()).filter(|a| !a.tentative && !vips.contains(&a.addr));
     let missing = |what| NetError::NoPrimaryAddress {
         interface: wire.interface.clone(),
         what,
@@ -371,8 +423,10 @@ mod tests {
                     addr: a.parse().unwrap(),
                     prefix_len: 24,
                     secondary: *secondary,
+                    tentative: false,
                 })
                 .collect(),
+            up: true,
         }
     }
 

@@ -1,0 +1,210 @@
+//! Interfaces that come and go under running coexist nodes, v3 at 100 ms.
+//!
+//! ```text
+//!   node1 coexist (eth0 10.77.0.1, fd77::1) ──┐
+//!   node2 coexist (eth0 10.77.0.2, fd77::2) ──┤ br0 (namespace "sw")
+//!   client        (eth0 10.77.0.100, fd77::100) ┘
+//!   VIPs 10.77.0.10/24 (vrid 51), fd77::10/64 (vrid 52)
+//! ```
+//! Link down on the master: it goes to Initialize and drops its addresses
+//! (RFC 9568 §6.4.3, Shutdown without the advert the dead link cannot
+//! carry), the peer takes over within a Master_Down_Interval; link up: a
+//! Startup event (§6.4.1), and node1 preempts back. A node whose interface
+//! does not exist yet waits for it and runs once it is created.
+
+mod vrrp_common;
+
+use std::time::{Duration, Instant};
+
+use coexist_support::wait_until;
+use coexist_tests::netns::{enter_or_skip, Ns};
+use nix::sys::signal::Signal;
+use vrrp_common::*;
+
+const INTERVAL: Duration = Duration::from_millis(100);
+
+fn config(priority: u8) -> String {
+    coexist_config(vec![
+        vr("v4", 51, priority, INTERVAL, "10.77.0.10/24"),
+        vr("v6", 52, priority, INTERVAL, "fd77::10/64"),
+    ])
+}
+
+/// Instance `name` of node `i` as `coexist status --json` shows it.
+fn status(seg: &Segment, i: usize, name: &str) -> serde_json::Value {
+    let binary = coexist_tests::daemon::coexist_binary();
+    let binary = binary.to_str().expect("utf-8 path");
+    let out = seg.lab.try_exec(
+        &seg.nodes[i],
+        &[binary, "status", "--admin", "127.0.0.1:9100", "--json"],
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    s["vrrp"]
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["name"] == name).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn wait_state(seg: &Segment, i: usize, name: &str, state: &str, limit: Duration) -> bool {
+    wait_until(limit, Duration::from_millis(20), || {
+        status(seg, i, name)["state"] == state
+    })
+    .is_some()
+}
+
+#[test]
+fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
+    if !enter_or_skip("vrrp_interfaces_link_down_releases_and_link_up_resumes") {
+        return;
+    }
+    let _serial = serial();
+    let seg = segment("ifdown");
+    let logs = ["n1", "n2"];
+    let mut n1 = seg.coexist(0, "n1", &config(200));
+    let mut n2 = seg.coexist(1, "n2", &config(100));
+    for vip in [VIP4, VIP6] {
+        assert!(
+            seg.wait_holds(0, vip, Instant::now(), Duration::from_secs(5))
+                .is_some(),
+            "node1 never became master for {vip}\n{}",
+            seg.logs(&logs)
+        );
+    }
+    assert!(wait_state(&seg, 1, "v4", "backup", Duration::from_secs(2)));
+
+    // Link down on the master.
+    let down = Instant::now();
+    seg.lab.ip(&seg.nodes[0], &["link", "set", "eth0", "down"]);
+    let took4 = seg.wait_holds(1, VIP4, down, Duration::from_secs(3));
+    let took6 = seg.wait_holds(1, VIP6, down, Duration::from_secs(3));
+    assert!(
+        took4.is_some() && took6.is_some(),
+        "node2 did not take over\n{}",
+        seg.logs(&logs)
+    );
+    // The downed node let its addresses go (the kernel keeps IPv4
+    // addresses on a down interface: only coexist removes them).
+    assert!(
+        seg.wait_released(0, VIP4, Duration::from_secs(1)) && !seg.holds(0, VIP6),
+        "node1 kept a VIP on its down interface: {:?}\n{}",
+        seg.lab.addresses(&seg.nodes[0], "eth0"),
+        seg.logs(&logs)
+    );
+    assert!(
+        wait_state(&seg, 0, "v4", "initialize", Duration::from_secs(2)),
+        "{}",
+        seg.logs(&logs)
+    );
+    let s = status(&seg, 0, "v4");
+    assert_eq!(s["last_transition_reason"], "interface down", "{s}");
+    assert!(
+        s["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("eth0") && w.contains("come up")),
+        "{s}"
+    );
+    let mdi = master_down_interval(INTERVAL, 100);
+    println!(
+        "link down on the master: node2 holds VIP4 after {:.0} ms, VIP6 after {:.0} ms \
+         (Master_Down_Interval {:.0} ms)",
+        ms(took4.unwrap()),
+        ms(took6.unwrap()),
+        ms(mdi)
+    );
+    // Still silent and empty-handed while down.
+    std::thread::sleep(mdi * 2);
+    assert!(!seg.holds(0, VIP4) && seg.holds(1, VIP4));
+
+    // Link up: node1 starts again (Backup) and, priority 200, preempts.
+    let up = Instant::now();
+    seg.lab.ip(&seg.nodes[0], &["link", "set", "eth0", "up"]);
+    let back4 = seg.wait_holds(0, VIP4, up, Duration::from_secs(5));
+    // IPv6 waits for the new link-local's duplicate address detection.
+    let back6 = seg.wait_holds(0, VIP6, up, Duration::from_secs(8));
+    assert!(
+        back4.is_some() && back6.is_some(),
+        "node1 did not resume and preempt\n{}",
+        seg.logs(&logs)
+    );
+    assert!(seg.wait_released(1, VIP4, Duration::from_secs(2)));
+    assert!(seg.wait_released(1, VIP6, Duration::from_secs(2)));
+    assert!(wait_state(&seg, 0, "v4", "master", Duration::from_secs(2)));
+    assert!(status(&seg, 0, "v4")["waiting"].is_null());
+    println!(
+        "link up: node1 master again for VIP4 after {:.0} ms, VIP6 after {:.0} ms",
+        ms(back4.unwrap()),
+        ms(back6.unwrap())
+    );
+    let log = seg.log("n1");
+    assert!(
+        log.contains("reason=interface down") && log.contains("reason=interface up"),
+        "{log}"
+    );
+    for (p, name) in [(&mut n1, "n1"), (&mut n2, "n2")] {
+        p.signal(Signal::SIGTERM);
+        assert!(
+            p.wait_exit(Duration::from_secs(5)).is_some(),
+            "{name} did not stop"
+        );
+    }
+}
+
+#[test]
+fn vrrp_interfaces_instance_waits_for_a_late_interface() {
+    if !enter_or_skip("vrrp_interfaces_instance_waits_for_a_late_interface") {
+        return;
+    }
+    let _serial = serial();
+    let mut seg = segment("iflate");
+    let logs = ["n1", "n2"];
+    // node1's interface does not exist yet when coexist starts.
+    seg.lab.ip(&seg.nodes[0], &["link", "del", "eth0"]);
+    let mut n1 = seg.coexist(0, "n1", &config(200));
+    let mut n2 = seg.coexist(1, "n2", &config(100));
+    assert!(
+        seg.wait_holds(1, VIP4, Instant::now(), Duration::from_secs(5))
+            .is_some(),
+        "node2 never became master\n{}",
+        seg.logs(&logs)
+    );
+    assert!(
+        wait_state(&seg, 0, "v4", "initialize", Duration::from_secs(5)),
+        "node1 is not up and waiting\n{}",
+        seg.logs(&logs)
+    );
+    let s = status(&seg, 0, "v4");
+    assert_eq!(s["waiting"], "waiting for interface eth0", "{s}");
+    assert!(n1.exited().expect("wait").is_none(), "node1 exited");
+
+    // The interface appears (plugged into the switch, then addressed).
+    let created = Instant::now();
+    let sw = Ns {
+        name: format!("{}sw", seg.lab.prefix()),
+    };
+    seg.lab.plug(&seg.nodes[0], "eth0", &sw, "p1b");
+    seg.lab.addr(&seg.nodes[0], "eth0", "10.77.0.1/24");
+    seg.lab.addr(&seg.nodes[0], "eth0", "fd77::1/64");
+    let got4 = seg.wait_holds(0, VIP4, created, Duration::from_secs(5));
+    let got6 = seg.wait_holds(0, VIP6, created, Duration::from_secs(8));
+    assert!(
+        got4.is_some() && got6.is_some(),
+        "node1 did not start on its new interface\n{}",
+        seg.logs(&logs)
+    );
+    assert!(seg.wait_released(1, VIP4, Duration::from_secs(2)));
+    assert!(wait_state(&seg, 1, "v4", "backup", Duration::from_secs(2)));
+    assert!(status(&seg, 0, "v4")["waiting"].is_null());
+    println!(
+        "late interface: node1 master for VIP4 {:.0} ms, VIP6 {:.0} ms after it was created",
+        ms(got4.unwrap()),
+        ms(got6.unwrap())
+    );
+    for (p, name) in [(&mut n1, "n1"), (&mut n2, "n2")] {
+        p.signal(Signal::SIGTERM);
+        assert!(
+            p.wait_exit(Duration::from_secs(5)).is_some(),
+            "{name} did not stop"
+        );
+    }
+}

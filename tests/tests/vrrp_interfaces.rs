@@ -10,7 +10,9 @@
 //! (RFC 9568 §6.4.3, Shutdown without the advert the dead link cannot
 //! carry), the peer takes over within a Master_Down_Interval; link up: a
 //! Startup event (§6.4.1), and node1 preempts back. A node whose interface
-//! does not exist yet waits for it and runs once it is created.
+//! does not exist yet waits for it and runs once it is created. A master
+//! whose primary address changes advertises from the new one (§5.1.1.1,
+//! §5.1.2.1) without a transition.
 
 mod vrrp_common;
 
@@ -200,6 +202,90 @@ fn vrrp_interfaces_instance_waits_for_a_late_interface() {
         ms(got4.unwrap()),
         ms(got6.unwrap())
     );
+    for (p, name) in [(&mut n1, "n1"), (&mut n2, "n2")] {
+        p.signal(Signal::SIGTERM);
+        assert!(
+            p.wait_exit(Duration::from_secs(5)).is_some(),
+            "{name} did not stop"
+        );
+    }
+}
+
+#[test]
+fn vrrp_interfaces_primary_address_change_is_followed() {
+    if !enter_or_skip("vrrp_interfaces_primary_address_change_is_followed") {
+        return;
+    }
+    let _serial = serial();
+    let seg = segment("ifaddr");
+    let logs = ["n1", "n2"];
+    let n1_ns = &seg.nodes[0];
+    let mut n1 = seg.coexist(0, "n1", &config(200));
+    let mut n2 = seg.coexist(1, "n2", &config(100));
+    for vip in [VIP4, VIP6] {
+        assert!(
+            seg.wait_holds(0, vip, Instant::now(), Duration::from_secs(5))
+                .is_some(),
+            "node1 never became master for {vip}
+{}",
+            seg.logs(&logs)
+        );
+    }
+    let master_seen_by_node2 = |name: &str, addr: &str| {
+        wait_until(Duration::from_secs(3), Duration::from_millis(20), || {
+            status(&seg, 1, name)["master"] == addr
+        })
+        .is_some()
+    };
+    assert!(
+        master_seen_by_node2("v4", "10.77.0.1"),
+        "{}",
+        seg.logs(&logs)
+    );
+    let old_ll = seg
+        .lab
+        .addresses(n1_ns, "eth0")
+        .into_iter()
+        .find(|a| matches!(a, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .expect("node1 has a link-local address");
+    let transitions = |log: &str| log.matches("VRRP state changed").count();
+    let before = transitions(&seg.log("n1"));
+
+    // IPv4: a new address, then the old primary goes (the virtual address,
+    // a secondary of the subnet, is promoted rather than deleted with it).
+    let changed = Instant::now();
+    seg.lab.exec(
+        n1_ns,
+        &["sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"],
+    );
+    seg.lab.addr(n1_ns, "eth0", "10.77.0.3/24");
+    seg.lab
+        .ip(n1_ns, &["addr", "del", "10.77.0.1/24", "dev", "eth0"]);
+    // IPv6: another link-local replaces the first.
+    seg.lab.addr(n1_ns, "eth0", "fe80::99/64");
+    let old = format!("{old_ll}/64");
+    seg.lab.ip(n1_ns, &["addr", "del", &old, "dev", "eth0"]);
+    assert!(
+        master_seen_by_node2("v4", "10.77.0.3") && master_seen_by_node2("v6", "fe80::99"),
+        "node2 sees {} and {}\n{}",
+        status(&seg, 1, "v4"),
+        status(&seg, 1, "v6"),
+        seg.logs(&logs)
+    );
+    println!(
+        "primary address change: node2 names the new sources after {:.0} ms",
+        ms(changed.elapsed())
+    );
+    assert_eq!(status(&seg, 0, "v4")["master"], "10.77.0.3");
+    assert_eq!(status(&seg, 0, "v6")["master"], "fe80::99");
+    // Mastership never moved: no transition on either node, node1 holds
+    // both addresses and node2 none.
+    assert_eq!(transitions(&seg.log("n1")), before, "{}", seg.log("n1"));
+    seg.assert_sole_holder(0, VIP4, Duration::from_millis(500), &logs);
+    seg.assert_sole_holder(0, VIP6, Duration::from_millis(500), &logs);
+    assert_eq!(status(&seg, 1, "v4")["state"], "backup");
+    let log = seg.log("n1");
+    assert!(log.contains("VRRP primary address changed"), "{log}");
     for (p, name) in [(&mut n1, "n1"), (&mut n2, "n2")] {
         p.signal(Signal::SIGTERM);
         assert!(

@@ -470,6 +470,20 @@ mod tests {
         assert_eq!(got, "2001:db8::2".parse::<IpAddr>().unwrap());
     }
 
+    // RFC 9568 §5.1.2.1 with RFC 4862 §5.4: a link-local still in
+    // duplicate address detection cannot be a source; until it passes the
+    // instance has none and waits.
+    #[test]
+    fn tentative_link_local_is_not_a_source() {
+        let mut i = info(&[("fe80::2", false)]);
+        i.addresses[0].tentative = true;
+        let vip = config("2001:db8::10");
+        assert!(primary_address(&i, Family::V6, &vip, &Wire::default()).is_err());
+        i.addresses[0].tentative = false;
+        let got = primary_address(&i, Family::V6, &vip, &Wire::default()).unwrap();
+        assert_eq!(got, "fe80::2".parse::<IpAddr>().unwrap());
+    }
+
     #[test]
     fn no_usable_address_is_an_error_naming_the_interface() {
         let i = info(&[("192.0.2.10", false)]);

@@ -18,6 +18,7 @@ mod vrrp_common;
 
 use std::time::{Duration, Instant};
 
+use coexist_support::config::Vrrp;
 use coexist_support::wait_until;
 use coexist_tests::netns::{enter_or_skip, Ns};
 use nix::sys::signal::Signal;
@@ -26,9 +27,17 @@ use vrrp_common::*;
 const INTERVAL: Duration = Duration::from_millis(100);
 
 fn config(priority: u8) -> String {
+    config_with(priority, false)
+}
+
+fn config_with(priority: u8, virtual_mac: bool) -> String {
+    let instance = |name, vrid, address| Vrrp {
+        virtual_mac: Some(virtual_mac),
+        ..vr(name, vrid, priority, INTERVAL, address)
+    };
     coexist_config(vec![
-        vr("v4", 51, priority, INTERVAL, "10.77.0.10/24"),
-        vr("v6", 52, priority, INTERVAL, "fd77::10/64"),
+        instance("v4", 51, "10.77.0.10/24"),
+        instance("v6", 52, "fd77::10/64"),
     ])
 }
 
@@ -60,15 +69,68 @@ fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
     if !enter_or_skip("vrrp_interfaces_link_down_releases_and_link_up_resumes") {
         return;
     }
+    link_down_and_up("ifdown", false);
+}
+
+/// The same with `virtual_mac`: the addresses live on macvlans, which
+/// must go down with the parent (one holder of the virtual MAC) and come
+/// back on the master only.
+#[test]
+fn vrrp_interfaces_link_down_and_up_with_virtual_mac() {
+    if !enter_or_skip("vrrp_interfaces_link_down_and_up_with_virtual_mac") {
+        return;
+    }
+    link_down_and_up("ifdownvm", true);
+}
+
+/// Whether node `i` holds `vip` on any interface (eth0 or a macvlan).
+fn holds(seg: &Segment, i: usize, vip: &str) -> bool {
+    let out = seg.lab.ip(&seg.nodes[i], &["-o", "addr", "show"]);
+    out.split_whitespace()
+        .any(|w| w.split('/').next() == Some(vip))
+}
+
+fn wait_holds(
+    seg: &Segment,
+    i: usize,
+    vip: &str,
+    from: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    let left = limit.saturating_sub(from.elapsed());
+    wait_until(left, Duration::from_millis(2), || holds(seg, i, vip)).map(|_| from.elapsed())
+}
+
+fn wait_released(seg: &Segment, i: usize, vip: &str, limit: Duration) -> bool {
+    wait_until(limit, Duration::from_millis(5), || !holds(seg, i, vip)).is_some()
+}
+
+/// Macvlans of node `i` that are up (`virtual_mac`).
+fn macvlans_up(seg: &Segment, i: usize) -> Vec<String> {
+    let out = seg.lab.ip(&seg.nodes[i], &["-o", "link", "show", "up"]);
+    out.lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|n| {
+            n.trim_end_matches(':')
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .filter(|n| n.starts_with("cx"))
+        .collect()
+}
+
+fn link_down_and_up(tag: &str, virtual_mac: bool) {
     let _serial = serial();
-    let seg = segment("ifdown");
+    let seg = segment(tag);
     let logs = ["n1", "n2"];
+    let config = |priority| config_with(priority, virtual_mac);
     let mut n1 = seg.coexist(0, "n1", &config(200));
     let mut n2 = seg.coexist(1, "n2", &config(100));
     for vip in [VIP4, VIP6] {
         assert!(
-            seg.wait_holds(0, vip, Instant::now(), Duration::from_secs(5))
-                .is_some(),
+            wait_holds(&seg, 0, vip, Instant::now(), Duration::from_secs(5)).is_some(),
             "node1 never became master for {vip}\n{}",
             seg.logs(&logs)
         );
@@ -78,8 +140,8 @@ fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
     // Link down on the master.
     let down = Instant::now();
     seg.lab.ip(&seg.nodes[0], &["link", "set", "eth0", "down"]);
-    let took4 = seg.wait_holds(1, VIP4, down, Duration::from_secs(3));
-    let took6 = seg.wait_holds(1, VIP6, down, Duration::from_secs(3));
+    let took4 = wait_holds(&seg, 1, VIP4, down, Duration::from_secs(3));
+    let took6 = wait_holds(&seg, 1, VIP6, down, Duration::from_secs(3));
     assert!(
         took4.is_some() && took6.is_some(),
         "node2 did not take over\n{}",
@@ -88,7 +150,7 @@ fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
     // The downed node let its addresses go (the kernel keeps IPv4
     // addresses on a down interface: only coexist removes them).
     assert!(
-        seg.wait_released(0, VIP4, Duration::from_secs(1)) && !seg.holds(0, VIP6),
+        wait_released(&seg, 0, VIP4, Duration::from_secs(1)) && !holds(&seg, 0, VIP6),
         "node1 kept a VIP on its down interface: {:?}\n{}",
         seg.lab.addresses(&seg.nodes[0], "eth0"),
         seg.logs(&logs)
@@ -98,6 +160,16 @@ fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
         "{}",
         seg.logs(&logs)
     );
+    if virtual_mac {
+        assert!(
+            wait_until(Duration::from_secs(1), Duration::from_millis(10), || {
+                macvlans_up(&seg, 0).is_empty()
+            })
+            .is_some(),
+            "node1 left macvlans up on a down parent: {:?}",
+            macvlans_up(&seg, 0)
+        );
+    }
     let s = status(&seg, 0, "v4");
     assert_eq!(s["last_transition_reason"], "interface down", "{s}");
     assert!(
@@ -108,7 +180,7 @@ fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
     );
     let mdi = master_down_interval(INTERVAL, 100);
     println!(
-        "link down on the master: node2 holds VIP4 after {:.0} ms, VIP6 after {:.0} ms \
+        "virtual_mac {virtual_mac}: link down on the master: node2 holds VIP4 after {:.0} ms, VIP6 after {:.0} ms \
          (Master_Down_Interval {:.0} ms)",
         ms(took4.unwrap()),
         ms(took6.unwrap()),
@@ -116,23 +188,27 @@ fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
     );
     // Still silent and empty-handed while down.
     std::thread::sleep(mdi * 2);
-    assert!(!seg.holds(0, VIP4) && seg.holds(1, VIP4));
+    assert!(!holds(&seg, 0, VIP4) && holds(&seg, 1, VIP4));
 
     // Link up: node1 starts again (Backup) and, priority 200, preempts.
     let up = Instant::now();
     seg.lab.ip(&seg.nodes[0], &["link", "set", "eth0", "up"]);
-    let back4 = seg.wait_holds(0, VIP4, up, Duration::from_secs(5));
+    let back4 = wait_holds(&seg, 0, VIP4, up, Duration::from_secs(5));
     // IPv6 waits for the new link-local's duplicate address detection.
-    let back6 = seg.wait_holds(0, VIP6, up, Duration::from_secs(8));
+    let back6 = wait_holds(&seg, 0, VIP6, up, Duration::from_secs(8));
     assert!(
         back4.is_some() && back6.is_some(),
         "node1 did not resume and preempt\n{}",
         seg.logs(&logs)
     );
-    assert!(seg.wait_released(1, VIP4, Duration::from_secs(2)));
-    assert!(seg.wait_released(1, VIP6, Duration::from_secs(2)));
+    assert!(wait_released(&seg, 1, VIP4, Duration::from_secs(2)));
+    assert!(wait_released(&seg, 1, VIP6, Duration::from_secs(2)));
     assert!(wait_state(&seg, 0, "v4", "master", Duration::from_secs(2)));
     assert!(status(&seg, 0, "v4")["waiting"].is_null());
+    if virtual_mac {
+        assert_eq!(macvlans_up(&seg, 0).len(), 2, "node1 masters both");
+        assert!(macvlans_up(&seg, 1).is_empty(), "node2 keeps a macvlan up");
+    }
     println!(
         "link up: node1 master again for VIP4 after {:.0} ms, VIP6 after {:.0} ms",
         ms(back4.unwrap()),
@@ -143,6 +219,15 @@ fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
         log.contains("reason=interface down") && log.contains("reason=interface up"),
         "{log}"
     );
+    // Nothing failed on the way: no advert sent into the dead link, no
+    // address or macvlan request refused.
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("ERROR") || (l.contains("WARN") && !l.contains("waits for its interface"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     for (p, name) in [(&mut n1, "n1"), (&mut n2, "n2")] {
         p.signal(Signal::SIGTERM);
         assert!(

@@ -226,6 +226,49 @@ impl Vrrp {
             let interface = interface.to_owned();
             move |error| NetError::Socket { interface, error }
         };
+        // The VRID first: another instance of it on this interface and
+        // family would share the macvlan's name, which is made afresh below.
+        let link = self
+            .links
+            .get_or_open(&wire.interface, info.index, family)
+            .map_err(socket_error(&wire.interface))?;
+        let inbound = link
+            .register(vrid, name)
+            .ok_or_else(|| NetError::VridInUse {
+                interface: wire.interface.clone(),
+                vrid,
+            })?;
+        match self.prepare(wire, vr, info).await {
+            Ok((target, sender)) => Ok(Attached {
+                parent: info.index,
+                link,
+                inbound,
+                target,
+                sender,
+                macvlan_up: false,
+            }),
+            Err(e) => {
+                link.unregister(vrid);
+                Err(e)
+            }
+        }
+    }
+
+    /// The device the addresses go on (a fresh macvlan with
+    /// `virtual_mac`), and the socket adverts leave from if not the
+    /// shared one; stale virtual addresses removed.
+    async fn prepare(
+        &self,
+        wire: &Wire,
+        vr: &Instance,
+        info: &LinkInfo,
+    ) -> Result<(Target, Option<socket::AdvertSocket>), NetError> {
+        let family = vr.config().family();
+        let vrid = vr.config().vrid;
+        let socket_error = |interface: &str| {
+            let interface = interface.to_owned();
+            move |error| NetError::Socket { interface, error }
+        };
         let (target, sender) = if wire.virtual_mac {
             let mac = virtual_mac(family, vrid);
             let vname = macvlan_name(family, info.index, vrid);
@@ -280,24 +323,7 @@ impl Vrrp {
         self.netlink
             .remove(target.index, vr.config().addresses.clone())
             .await?;
-        let link = self
-            .links
-            .get_or_open(&wire.interface, info.index, family)
-            .map_err(socket_error(&wire.interface))?;
-        let inbound = link
-            .register(vrid, name)
-            .ok_or_else(|| NetError::VridInUse {
-                interface: wire.interface.clone(),
-                vrid,
-            })?;
-        Ok(Attached {
-            parent: info.index,
-            link,
-            inbound,
-            target,
-            sender,
-            macvlan_up: false,
-        })
+        Ok((target, sender))
     }
 }
 

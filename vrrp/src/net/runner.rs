@@ -264,22 +264,16 @@ impl Runner {
     async fn apply_interface(&mut self, info: Option<LinkInfo>) {
         let now = Instant::now();
         let interface = self.wire.interface.clone();
+        // A device gone (or replaced by another of the same name) took its
+        // addresses and macvlans with it: let go first, so that going to
+        // Initialize asks nothing of a device that no longer exists.
         let Some(info) = info else {
-            if self.attached.is_some() {
-                self.vr.interface_down(now);
-                self.act().await;
-                self.release(false).await;
-            }
+            self.release(false).await;
             return self.wait(now, format!("waiting for interface {interface}"));
         };
-        if self
-            .attached
-            .as_ref()
-            .is_some_and(|a| a.parent != info.index)
-        {
-            self.vr.interface_down(now);
-            self.act().await;
+        if (self.attached.as_ref()).is_some_and(|a| a.parent != info.index) {
             self.release(false).await;
+            self.vr.interface_down(now);
         }
         if self.attached.is_none() {
             match self
@@ -378,10 +372,8 @@ impl Runner {
                             Err(e) => tracing::error!(error = %e, "cannot set the macvlan up"),
                         }
                     }
-                    let socket = match &attached.sender {
-                        Some(sender) if attached.macvlan_up => sender,
-                        _ => &*attached.link.socket,
-                    };
+                    let parent = &*attached.link.socket;
+                    let macvlan = attached.sender.as_ref().filter(|_| attached.macvlan_up);
                     let primary = self.vr.config().primary_address;
                     let group = [packet.family().multicast_group()];
                     let peers = if self.wire.unicast_peers.is_empty() {
@@ -390,13 +382,32 @@ impl Runner {
                         &self.wire.unicast_peers[..]
                     };
                     for &dst in peers {
+                        let send = |bytes: &[u8]| match macvlan {
+                            Some(sender) => match sender.send(primary, dst, bytes) {
+                                // A macvlan set up while the kernel has not
+                                // yet seen its parent's carrier come back
+                                // has no IPv6 route for a while (the
+                                // kernel's link watch runs up to a second
+                                // later): the advert goes out of the parent
+                                // rather than not at all.
+                                Err(e)
+                                    if matches!(
+                                        e.raw_os_error(),
+                                        Some(libc::ENETUNREACH | libc::ENETDOWN)
+                                    ) =>
+                                {
+                                    tracing::debug!(error = %e, "macvlan not ready: advert sent from the parent");
+                                    parent.send(primary, dst, bytes)
+                                }
+                                other => other,
+                            },
+                            None => parent.send(primary, dst, bytes),
+                        };
                         let sent = self
                             .vr
                             .encode_advert(&packet, dst)
                             .map_err(|e| e.to_string())
-                            .and_then(|bytes| {
-                                socket.send(primary, dst, &bytes).map_err(|e| e.to_string())
-                            });
+                            .and_then(|bytes| send(&bytes).map_err(|e| e.to_string()));
                         match sent {
                             Ok(()) => observe::sent(&self.name),
                             Err(e) => {

@@ -69,7 +69,7 @@ fn vrrp_interfaces_link_down_releases_and_link_up_resumes() {
     if !enter_or_skip("vrrp_interfaces_link_down_releases_and_link_up_resumes") {
         return;
     }
-    link_down_and_up("ifdown", false);
+    link_down_and_up("ifdown", false, Cut::AdminDown);
 }
 
 /// The same with `virtual_mac`: the addresses live on macvlans, which
@@ -80,7 +80,39 @@ fn vrrp_interfaces_link_down_and_up_with_virtual_mac() {
     if !enter_or_skip("vrrp_interfaces_link_down_and_up_with_virtual_mac") {
         return;
     }
-    link_down_and_up("ifdownvm", true);
+    link_down_and_up("ifdownvm", true, Cut::AdminDown);
+}
+
+/// Carrier lost (the switch port goes down; node1's eth0 stays up but not
+/// running) is a link down too, and its return a link up.
+#[test]
+fn vrrp_interfaces_carrier_loss_is_a_link_down() {
+    if !enter_or_skip("vrrp_interfaces_carrier_loss_is_a_link_down") {
+        return;
+    }
+    link_down_and_up("ifcarrier", false, Cut::CarrierLoss);
+}
+
+/// How node1 loses its link.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// `ip link set eth0 down` on node1.
+    AdminDown,
+    /// `ip link set p1 down` on the switch: no carrier on node1's eth0.
+    CarrierLoss,
+}
+
+fn cut_link(seg: &Segment, cut: Cut, up: bool) {
+    let state = if up { "up" } else { "down" };
+    match cut {
+        Cut::AdminDown => seg.lab.ip(&seg.nodes[0], &["link", "set", "eth0", state]),
+        Cut::CarrierLoss => {
+            let sw = Ns {
+                name: format!("{}sw", seg.lab.prefix()),
+            };
+            seg.lab.ip(&sw, &["link", "set", "p1", state])
+        }
+    };
 }
 
 /// Whether node `i` holds `vip` on any interface (eth0 or a macvlan).
@@ -121,7 +153,7 @@ fn macvlans_up(seg: &Segment, i: usize) -> Vec<String> {
         .collect()
 }
 
-fn link_down_and_up(tag: &str, virtual_mac: bool) {
+fn link_down_and_up(tag: &str, virtual_mac: bool, cut: Cut) {
     let _serial = serial();
     let seg = segment(tag);
     let logs = ["n1", "n2"];
@@ -139,7 +171,7 @@ fn link_down_and_up(tag: &str, virtual_mac: bool) {
 
     // Link down on the master.
     let down = Instant::now();
-    seg.lab.ip(&seg.nodes[0], &["link", "set", "eth0", "down"]);
+    cut_link(&seg, cut, false);
     let took4 = wait_holds(&seg, 1, VIP4, down, Duration::from_secs(3));
     let took6 = wait_holds(&seg, 1, VIP6, down, Duration::from_secs(3));
     assert!(
@@ -180,7 +212,7 @@ fn link_down_and_up(tag: &str, virtual_mac: bool) {
     );
     let mdi = master_down_interval(INTERVAL, 100);
     println!(
-        "virtual_mac {virtual_mac}: link down on the master: node2 holds VIP4 after {:.0} ms, VIP6 after {:.0} ms \
+        "{cut:?}, virtual_mac {virtual_mac}: link down on the master: node2 holds VIP4 after {:.0} ms, VIP6 after {:.0} ms \
          (Master_Down_Interval {:.0} ms)",
         ms(took4.unwrap()),
         ms(took6.unwrap()),
@@ -192,7 +224,7 @@ fn link_down_and_up(tag: &str, virtual_mac: bool) {
 
     // Link up: node1 starts again (Backup) and, priority 200, preempts.
     let up = Instant::now();
-    seg.lab.ip(&seg.nodes[0], &["link", "set", "eth0", "up"]);
+    cut_link(&seg, cut, true);
     let back4 = wait_holds(&seg, 0, VIP4, up, Duration::from_secs(5));
     // IPv6 waits for the new link-local's duplicate address detection.
     let back6 = wait_holds(&seg, 0, VIP6, up, Duration::from_secs(8));

@@ -183,8 +183,8 @@ fn link_down_and_up(tag: &str, virtual_mac: bool, cut: Cut) {
     // addresses on a down interface: only coexist removes them).
     assert!(
         wait_released(&seg, 0, VIP4, Duration::from_secs(1)) && !holds(&seg, 0, VIP6),
-        "node1 kept a VIP on its down interface: {:?}\n{}",
-        seg.lab.addresses(&seg.nodes[0], "eth0"),
+        "node1 kept a VIP after its link went down:\n{}\n{}",
+        seg.lab.ip(&seg.nodes[0], &["-o", "addr", "show"]),
         seg.logs(&logs)
     );
     assert!(

@@ -136,7 +136,13 @@ impl Runner {
                     }
                     Some(Command::Update(spec, reply)) => {
                         let result = self.update(*spec);
+                        let applied = result.is_ok();
                         let _ = reply.send(result);
+                        // Unicast peers decide which IPv6 address is the
+                        // primary (link-local or global): choose again.
+                        if applied {
+                            self.follow_interface().await;
+                        }
                     }
                     Some(Command::Shutdown(done)) => {
                         self.stop().await;

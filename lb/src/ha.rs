@@ -272,6 +272,7 @@ pub fn status_entry(spec: &InstanceSpec, status: &Status) -> VrrpStatus {
             .map(|d| d.as_secs_f64()),
         last_transition_reason: status.last_transition.as_ref().map(|t| t.reason.clone()),
         accept_mode: config.accept_mode,
+        waiting: status.waiting.clone(),
     }
 }
 
@@ -311,6 +312,7 @@ mod tests {
                 at: UNIX_EPOCH + std::time::Duration::from_secs(100),
                 reason: "startup".into(),
             }),
+            waiting: None,
         };
         let e = status_entry(&c.vrrp[0], &status);
         assert_eq!(

@@ -288,6 +288,18 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
             refusing.join(", ")
         );
     }
+    // Not an error either: `coexist run` waits for a missing interface
+    // (one a later unit or hotplug creates).
+    for v in &config.vrrp {
+        let interface = &v.wire.interface;
+        if nix::net::if_::if_nametoindex(interface.as_str()).is_err() {
+            eprintln!(
+                "coexist: warning: VRRP instance {}: interface {interface} does not exist (yet): \
+                 `coexist run` would wait for it",
+                v.name
+            );
+        }
+    }
     if config.has_nothing_to_run() {
         eprintln!(
             "coexist: warning: {}: no [[frontend]] and no [[vrrp]]: the daemon would serve only its admin endpoint",

@@ -150,3 +150,27 @@ fn write_over_tcp_without_a_token_file() {
         "coexist: writes over TCP are disabled: use the control socket, or set admin.token_file and send its token as a bearer token",
     );
 }
+
+/// A VRRP interface missing here is a warning, not an error: `coexist
+/// run` waits for it to appear.
+#[test]
+fn check_warns_about_a_missing_vrrp_interface() {
+    use coexist_support::config::Vrrp;
+    let config = Config {
+        vrrp: vec![Vrrp {
+            accept_mode: Some(true),
+            ..Vrrp::new("v4", "cx-missing0", 51, &["192.0.2.10/24"])
+        }],
+        ..Config::without_admin()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coexist.toml");
+    std::fs::write(&path, config.to_toml()).unwrap();
+    let (ok, _, stderr) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert!(ok, "coexist check refused a missing interface: {stderr}");
+    assert_eq!(
+        stderr,
+        "coexist: warning: VRRP instance v4: interface cx-missing0 does not exist (yet): \
+         `coexist run` would wait for it\n"
+    );
+}

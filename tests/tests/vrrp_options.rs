@@ -213,3 +213,102 @@ fn vrrp_options_virtual_mac_unicast_and_notify() {
     n2.signal(Signal::SIGTERM);
     assert!(n2.wait_exit(Duration::from_secs(5)).is_some());
 }
+
+/// RFC 9568 §7.3: with `virtual_mac`, the master's adverts carry the
+/// virtual router MAC as Ethernet source, so that the switches learn it
+/// on the master's port from the adverts themselves. Captured on node2's
+/// eth0 (node2 is a backup and sends nothing): unicast IPv4 adverts and
+/// multicast IPv6 ones, each with its family's virtual MAC.
+#[test]
+fn vrrp_options_virtual_mac_adverts_leave_from_the_virtual_mac() {
+    let test = "vrrp_options_virtual_mac_adverts_leave_from_the_virtual_mac";
+    if !enter_or_skip(test) {
+        return;
+    }
+    let present = std::process::Command::new("tcpdump")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(present, "{test}: tcpdump is needed");
+    let _serial = serial();
+    let seg = segment("vmacsrc");
+    let logs = ["n1", "n2"];
+    let quiet = seg.dir.path().join("notify.txt");
+    let quiet = quiet.to_str().expect("utf-8");
+    let capture_log = seg.dir.path().join("tcpdump.log");
+    let capture = || std::fs::read_to_string(&capture_log).unwrap_or_default();
+    let mut n1 = seg.coexist(0, "n1", &config(200, "10.77.0.2", quiet));
+    let held = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+        holds_on_macvlan(&seg, 0, "cx4.", VIP4) && holds_on_macvlan(&seg, 0, "cx6.", VIP6)
+    });
+    assert!(held.is_some(), "node1 never master\n{}", seg.logs(&logs));
+    let mut tcpdump = seg.lab.spawn(
+        &seg.nodes[1],
+        std::path::Path::new("tcpdump"),
+        &[
+            "-i",
+            "eth0",
+            "-e",
+            "-n",
+            "-l",
+            "-t",
+            "--immediate-mode",
+            "ip proto 112 or ip6 proto 112",
+        ],
+        &capture_log,
+    );
+    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        capture().contains("listening on")
+    });
+    assert!(listening.is_some(), "tcpdump did not start: {}", capture());
+    let mut n2 = seg.coexist(1, "n2", &config(100, "10.77.0.1", quiet));
+    // (source MAC, ethertype) of each captured advert.
+    let adverts = || -> Vec<(String, String)> {
+        capture()
+            .lines()
+            .filter(|l| l.contains("ethertype"))
+            .filter_map(|l| {
+                let src = l.split_whitespace().next()?.to_owned();
+                let kind = if l.contains("ethertype IPv6") {
+                    "IPv6"
+                } else {
+                    "IPv4"
+                };
+                Some((src, kind.to_owned()))
+            })
+            .collect()
+    };
+    let count = |kind: &str| adverts().iter().filter(|(_, k)| k == kind).count();
+    let seen = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        count("IPv4") >= 10 && count("IPv6") >= 10
+    });
+    tcpdump.signal(Signal::SIGTERM);
+    let _ = tcpdump.wait_exit(Duration::from_secs(5));
+    assert!(seen.is_some(), "too few adverts captured:\n{}", capture());
+    for (src, kind) in adverts() {
+        let expected = if kind == "IPv4" { VMAC4 } else { VMAC6 };
+        assert_eq!(
+            src,
+            expected,
+            "{kind} advert from another MAC (node1 eth0 is {}):\n{}",
+            seg.lab.mac(&seg.nodes[0], "eth0"),
+            capture()
+        );
+    }
+    println!(
+        "virtual_mac: {} IPv4 and {} IPv6 adverts captured, all from the virtual router MAC",
+        count("IPv4"),
+        count("IPv6")
+    );
+    assert!(
+        seg.log("n2")
+            .lines()
+            .all(|l| !l.contains("VRRP packet discarded")),
+        "{}",
+        seg.log("n2")
+    );
+    for p in [&mut n1, &mut n2] {
+        p.signal(Signal::SIGTERM);
+        assert!(p.wait_exit(Duration::from_secs(5)).is_some());
+    }
+}

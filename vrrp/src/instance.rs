@@ -93,6 +93,11 @@ pub enum TransitionReason {
     },
     /// Any state → Initialize.
     Shutdown,
+    /// Any state → Initialize: the interface went down (or away, or lost
+    /// the address adverts come from).
+    InterfaceDown,
+    /// Initialize → Backup: the interface came (back) up.
+    InterfaceUp,
 }
 
 impl fmt::Display for TransitionReason {
@@ -116,6 +121,8 @@ impl fmt::Display for TransitionReason {
                 write!(f, "equal priority {priority} from higher address {from}")
             }
             TransitionReason::Shutdown => write!(f, "shutdown"),
+            TransitionReason::InterfaceDown => write!(f, "interface down"),
+            TransitionReason::InterfaceUp => write!(f, "interface up"),
         }
     }
 }
@@ -267,6 +274,11 @@ pub struct Instance {
     /// so that the warning is logged once per master, not per packet.
     warned_address_mismatch: Option<IpAddr>,
     last_transition: Option<Transition>,
+    /// Started and not shut down: runs whenever the interface is up.
+    enabled: bool,
+    /// Whether the interface can carry adverts (see
+    /// [`Instance::interface_down`]).
+    link_up: bool,
     actions: VecDeque<Action>,
 }
 
@@ -289,6 +301,8 @@ impl Instance {
             adverts_suppressed: 0,
             warned_address_mismatch: None,
             last_transition: None,
+            enabled: false,
+            link_up: true,
             actions: VecDeque::new(),
         };
         instance.effective_priority = instance.compute_priority();
@@ -351,6 +365,18 @@ impl Instance {
         self.adverts_suppressed
     }
 
+    /// Whether the interface is up, as last told by
+    /// [`Instance::interface_down`] / [`Instance::interface_up`].
+    pub fn interface_is_up(&self) -> bool {
+        self.link_up
+    }
+
+    /// Started, in Initialize only because the interface is down: it
+    /// resumes on [`Instance::interface_up`].
+    pub fn waiting_for_interface(&self) -> bool {
+        self.enabled && !self.link_up
+    }
+
     /// The last state change, if there was one.
     pub fn last_transition(&self) -> Option<&Transition> {
         self.last_transition.as_ref()
@@ -399,21 +425,78 @@ impl Instance {
     // ---- inputs -----------------------------------------------------------
 
     /// Startup event (RFC 9568 §6.4.1). Ignored unless in Initialize.
+    /// While the interface is down the instance stays in Initialize and
+    /// starts when [`Instance::interface_up`] is called.
     pub fn start(&mut self, now: Instant) {
-        if self.state != State::Initialize {
+        self.enabled = true;
+        self.startup(now, TransitionReason::Startup);
+    }
+
+    /// The interface went down, disappeared or lost the address adverts
+    /// come from: nothing sent on it reaches the peers any more. A Shutdown
+    /// event (RFC 9568 §6.4.2, §6.4.3) without the priority-0 advert, which
+    /// could not leave: a master releases its addresses at once, so that
+    /// they are not held on a dead link while a peer takes them over, and
+    /// neither state keeps timers (a backup must not become master of a
+    /// link it cannot hear). [`Instance::interface_up`] resumes.
+    pub fn interface_down(&mut self, now: Instant) {
+        self.link_up = false;
+        let was = self.state;
+        if was != State::Initialize {
+            self.transition(now, State::Initialize, TransitionReason::InterfaceDown);
+        }
+        if was == State::Master {
+            self.actions
+                .push_back(Action::RemoveAddresses(self.config.addresses.clone()));
+        }
+        self.stop_timers();
+    }
+
+    /// The interface is usable again: a started instance goes through the
+    /// Startup event (RFC 9568 §6.4.1) as at start.
+    pub fn interface_up(&mut self, now: Instant) {
+        self.link_up = true;
+        if self.enabled {
+            self.startup(now, TransitionReason::InterfaceUp);
+        }
+    }
+
+    /// The interface's primary address (RFC 9568 §5.1.1.1, §5.1.2.1: the
+    /// source of adverts, and the tie-breaker of §6.4.3) changed: the next
+    /// advert comes from `addr`; no transition.
+    pub fn set_primary_address(&mut self, addr: IpAddr) {
+        if Family::of(addr) != self.config.family() || addr == self.config.primary_address {
+            return;
+        }
+        self.config.primary_address = addr;
+        if self.state == State::Master {
+            self.master = Some(addr);
+        }
+    }
+
+    fn startup(&mut self, now: Instant, reason: TransitionReason) {
+        if self.state != State::Initialize || !self.link_up {
             return;
         }
         if self.is_owner() {
             self.become_master(now, TransitionReason::AddressOwner);
         } else {
             self.master_adver_interval = self.config.advert_interval;
-            self.become_backup(now, TransitionReason::Startup, None);
+            self.become_backup(now, reason, None);
         }
+    }
+
+    fn stop_timers(&mut self) {
+        self.adver_timer = None;
+        self.master_down_timer = None;
+        self.master = None;
+        self.lower_master_since = None;
     }
 
     /// Shutdown event (RFC 9568 §6.4.2, §6.4.3): a master sends priority 0
     /// so that backups take over after Skew_Time, then drops its addresses.
     pub fn shutdown(&mut self, now: Instant) {
+        self.enabled = false;
         match self.state {
             State::Initialize => {}
             State::Backup => self.transition(now, State::Initialize, TransitionReason::Shutdown),
@@ -425,10 +508,7 @@ impl Instance {
                     .push_back(Action::RemoveAddresses(self.config.addresses.clone()));
             }
         }
-        self.adver_timer = None;
-        self.master_down_timer = None;
-        self.master = None;
-        self.lower_master_since = None;
+        self.stop_timers();
     }
 
     /// Timer expiry: call at or after [`Instance::poll_timeout`]; early

@@ -161,6 +161,11 @@ pub struct VrrpStatus {
     /// The configured `accept_mode`.
     #[serde(default)]
     pub accept_mode: bool,
+    /// Why a started instance stays in initialize: its interface is
+    /// missing, down or without the address adverts come from (it starts
+    /// when that changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// Whether coexist's nftables table is what the configuration asks for.
@@ -422,6 +427,9 @@ impl Status {
                     self.since(v.last_transition),
                     v.last_transition_reason.as_deref().unwrap_or("-")
                 );
+                if let Some(why) = &v.waiting {
+                    let _ = writeln!(out, "{:<16} {why}", "");
+                }
             }
             let f = &self.accept_filter;
             let _ = writeln!(out);

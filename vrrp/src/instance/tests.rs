@@ -973,3 +973,149 @@ fn encode_advert_roundtrips() {
     assert_eq!(d.packet, p);
     assert_eq!(d.checksum, crate::ChecksumMode::MessageOnly);
 }
+
+// ---- interfaces that come and go -------------------------------------
+
+/// RFC 9568 §6.4.3 (Shutdown, without the advert the dead link cannot
+/// carry): a master whose interface goes down goes to Initialize and
+/// releases its addresses at once, and keeps no timer.
+#[test]
+fn rfc9568_6_4_3_master_interface_down_releases_addresses() {
+    let t0 = Instant::now();
+    let (mut vr, at) = master(config(100), t0);
+    vr.interface_down(at);
+    assert_eq!(
+        drain(&mut vr),
+        vec![
+            Action::StateChanged {
+                from: State::Master,
+                to: State::Initialize,
+                reason: TransitionReason::InterfaceDown
+            },
+            Action::RemoveAddresses(vec![VirtualAddress::new(ip(VIP), 24)]),
+        ]
+    );
+    assert_eq!(vr.poll_timeout(), None);
+    assert_eq!(vr.master(), None);
+    assert!(vr.waiting_for_interface());
+    // Nothing happens on the dead link, however long it stays down.
+    vr.handle_timeout(at + Duration::from_secs(60));
+    assert!(drain(&mut vr).is_empty());
+    assert_eq!(
+        vr.handle_advert(at, ip(HIGHER), &advert(200, ms(100))),
+        Err(Discard::NotRunning)
+    );
+}
+
+/// RFC 9568 §6.4.2 (Shutdown): a backup whose interface goes down stops
+/// its Master_Down_Timer, so it never becomes master of a link it cannot
+/// hear; it sends nothing and holds nothing.
+#[test]
+fn rfc9568_6_4_2_backup_interface_down_stops_its_timer() {
+    let t0 = Instant::now();
+    let mut vr = started(config(100), t0);
+    vr.interface_down(t0);
+    assert_eq!(
+        drain(&mut vr),
+        vec![Action::StateChanged {
+            from: State::Backup,
+            to: State::Initialize,
+            reason: TransitionReason::InterfaceDown
+        }]
+    );
+    assert_eq!(vr.poll_timeout(), None);
+    vr.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(vr.state(), State::Initialize);
+}
+
+/// RFC 9568 §6.4.1 (Startup): when the interface comes back a started
+/// instance starts again: Backup with a fresh Master_Down_Timer (clearing
+/// leftovers), or Master at once as the address owner.
+#[test]
+fn rfc9568_6_4_1_interface_up_is_a_startup_event() {
+    let t0 = Instant::now();
+    let (mut vr, at) = master(config(100), t0);
+    vr.interface_down(at);
+    drain(&mut vr);
+    let up = at + Duration::from_secs(5);
+    vr.interface_up(up);
+    assert_eq!(
+        drain(&mut vr),
+        vec![
+            Action::StateChanged {
+                from: State::Initialize,
+                to: State::Backup,
+                reason: TransitionReason::InterfaceUp
+            },
+            Action::RemoveAddresses(vec![VirtualAddress::new(ip(VIP), 24)]),
+        ]
+    );
+    assert_eq!(vr.poll_timeout(), Some(up + vr.master_down_interval()));
+    assert!(!vr.waiting_for_interface());
+    // Repeated "up" notifications change nothing.
+    vr.interface_up(up);
+    assert!(drain(&mut vr).is_empty());
+
+    let mut owner = started(config(255), t0);
+    owner.interface_down(t0);
+    drain(&mut owner);
+    owner.interface_up(up);
+    let actions = drain(&mut owner);
+    assert_eq!(owner.state(), State::Master);
+    assert_eq!(sent_priorities(&actions), vec![255]);
+}
+
+/// RFC 9568 §6.4.1: the Startup event needs an interface to start on. An
+/// instance started while its interface is missing or down waits in
+/// Initialize and starts when the interface comes up; one shut down in
+/// the meantime does not.
+#[test]
+fn rfc9568_6_4_1_start_waits_for_the_interface() {
+    let t0 = Instant::now();
+    let mut vr = Instance::new(config(100)).unwrap();
+    vr.interface_down(t0);
+    vr.start(t0);
+    assert!(drain(&mut vr).is_empty());
+    assert_eq!(vr.state(), State::Initialize);
+    assert!(vr.waiting_for_interface());
+    vr.interface_up(t0 + ms(300));
+    assert_eq!(vr.state(), State::Backup);
+    assert_eq!(
+        vr.last_transition().map(|t| t.reason),
+        Some(TransitionReason::InterfaceUp)
+    );
+
+    let mut stopped = Instance::new(config(100)).unwrap();
+    stopped.interface_down(t0);
+    stopped.start(t0);
+    stopped.shutdown(t0);
+    stopped.interface_up(t0 + ms(300));
+    assert_eq!(stopped.state(), State::Initialize);
+    assert!(drain(&mut stopped).is_empty());
+    assert!(!stopped.waiting_for_interface());
+}
+
+/// RFC 9568 §5.1.1.1, §5.1.2.1: adverts come from the interface's primary
+/// address; when it changes, the next advert comes from the new one, our
+/// own adverts from it are recognised, and no transition happens.
+#[test]
+fn rfc9568_5_1_1_1_primary_address_change_is_followed() {
+    let t0 = Instant::now();
+    let (mut vr, at) = master(config(100), t0);
+    let new = ip("192.0.2.5");
+    vr.set_primary_address(new);
+    assert_eq!(vr.config().primary_address, new);
+    assert_eq!(vr.master(), Some(new));
+    assert_eq!(vr.state(), State::Master);
+    let group = ip("224.0.0.18");
+    let p = advert(100, Duration::from_secs(1));
+    let bytes = vr.encode_advert(&p, group).unwrap();
+    let decoded =
+        crate::packet::decode(&bytes, new, group).expect("checksummed from the new address");
+    assert_eq!(decoded.packet.priority, 100);
+    assert_eq!(vr.handle_advert(at, new, &p), Err(Discard::OwnAdvert(new)));
+    // An address of the other family is not a primary address for it.
+    vr.set_primary_address(ip("fe80::1"));
+    assert_eq!(vr.config().primary_address, new);
+    assert!(drain(&mut vr).is_empty());
+}

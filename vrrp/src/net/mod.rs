@@ -42,7 +42,7 @@ pub use crate::config::{Garp, InstanceSpec, Wire};
 use crate::instance::{Instance, State};
 use crate::packet::Family;
 use link::Links;
-use runner::{Command, Runner, Target};
+use runner::{Attached, Command, Runner, Target};
 
 /// The last state change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,9 @@ pub struct Status {
     pub interface: String,
     /// The last state change, if any.
     pub last_transition: Option<LastTransition>,
+    /// Why the instance is in Initialize though started: its interface
+    /// is missing, down, or lacks the address adverts come from.
+    pub waiting: Option<String>,
 }
 
 /// Why an instance could not be started or updated.
@@ -151,11 +154,122 @@ impl Vrrp {
             wire,
         } = spec;
         let family = config.family();
-        let info = self.netlink.link(&wire.interface).await?;
-        config.primary_address = primary_address(&info, family, &config, &wire)?;
+        // Subscribed before the interface is read, so that no change
+        // between the read and the runner's start goes unseen.
+        let changes = self.netlink.changes();
+        // A missing interface is no error: the instance waits for it
+        // (the runner reads it again on every change).
+        let info = match self.netlink.link(&wire.interface).await {
+            Ok(info) => Some(info),
+            Err(NetlinkError::NoSuchLink(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(Ok(primary)) = info
+            .as_ref()
+            .map(|info| primary_address(info, family, &config, &wire))
+        {
+            config.primary_address = primary;
+        }
         let vr = Instance::new(config)?;
+        // An interface that exists is attached now, so that a VRID in use
+        // or a socket that cannot open fails the start as before.
+        let attached = match &info {
+            Some(info) => Some(self.attach(&name, &wire, &vr, info).await?),
+            None => None,
+        };
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let interface = attached
+            .as_ref()
+            .map_or_else(|| wire.interface.clone(), |a| a.target.name.clone());
+        let (status_tx, status) = watch::channel(Status {
+            state: State::Initialize,
+            priority: vr.config().priority,
+            effective_priority: vr.effective_priority(),
+            master: None,
+            primary_address: vr.config().primary_address,
+            interface,
+            last_transition: None,
+            waiting: None,
+        });
+        let runner = Runner::new(
+            name.clone(),
+            vr,
+            wire,
+            attached,
+            changes,
+            commands,
+            self.clone(),
+            status_tx,
+        );
+        let task = tokio::spawn(runner.run().instrument(tracing::Span::current()));
+        Ok(InstanceHandle {
+            name,
+            commands: commands_tx,
+            status,
+            task,
+        })
+    }
+
+    /// Everything an instance needs on an interface that exists: its
+    /// macvlan with `virtual_mac`, no stale virtual addresses, the shared
+    /// advertisement socket and its VRID's queue on it.
+    async fn attach(
+        &self,
+        name: &str,
+        wire: &Wire,
+        vr: &Instance,
+        info: &LinkInfo,
+    ) -> Result<Attached, NetError> {
+        let family = vr.config().family();
         let vrid = vr.config().vrid;
-        let target = if wire.virtual_mac {
+        let socket_error = |interface: &str| {
+            let interface = interface.to_owned();
+            move |error| NetError::Socket { interface, error }
+        };
+        // The VRID first: another instance of it on this interface and
+        // family would share the macvlan's name, which is made afresh below.
+        let link = self
+            .links
+            .get_or_open(&wire.interface, info.index, family)
+            .map_err(socket_error(&wire.interface))?;
+        let inbound = link
+            .register(vrid, name)
+            .ok_or_else(|| NetError::VridInUse {
+                interface: wire.interface.clone(),
+                vrid,
+            })?;
+        match self.prepare(wire, vr, info).await {
+            Ok((target, sender)) => Ok(Attached {
+                parent: info.index,
+                link,
+                inbound,
+                target,
+                sender,
+                macvlan_up: false,
+            }),
+            Err(e) => {
+                link.unregister(vrid);
+                Err(e)
+            }
+        }
+    }
+
+    /// The device the addresses go on (a fresh macvlan with
+    /// `virtual_mac`), and the socket adverts leave from if not the
+    /// shared one; stale virtual addresses removed.
+    async fn prepare(
+        &self,
+        wire: &Wire,
+        vr: &Instance,
+        info: &LinkInfo,
+    ) -> Result<(Target, Option<socket::AdvertSocket>), NetError> {
+        let family = vr.config().family();
+        let vrid = vr.config().vrid;
+        let socket_error = |interface: &str| {
+            let interface = interface.to_owned();
+            move |error| NetError::Socket { interface, error }
+        };
+        let (target, sender) = if wire.virtual_mac {
             let mac = virtual_mac(family, vrid);
             let vname = macvlan_name(family, info.index, vrid);
             // Set before the device is up so its link-local, and our
@@ -186,66 +300,30 @@ impl Vrrp {
                     }
                 }
             }
-            Target {
+            let sender = socket::AdvertSocket::open_sender(&vname, vinfo.index, family)
+                .map_err(socket_error(&vname))?;
+            let target = Target {
                 name: vname,
                 index: vinfo.index,
                 mac,
                 macvlan: true,
-            }
+            };
+            (target, Some(sender))
         } else {
-            Target {
+            let target = Target {
                 name: wire.interface.clone(),
                 index: info.index,
                 mac: info.mac,
                 macvlan: false,
-            }
+            };
+            (target, None)
         };
         // A run that died (SIGKILL, crash) left its addresses: never enter
         // Backup while still holding them.
         self.netlink
             .remove(target.index, vr.config().addresses.clone())
             .await?;
-        let link = self
-            .links
-            .get_or_open(&wire.interface, info.index, family)
-            .map_err(|error| NetError::Socket {
-                interface: wire.interface.clone(),
-                error,
-            })?;
-        let inbound = link
-            .register(vrid, &name)
-            .ok_or_else(|| NetError::VridInUse {
-                interface: wire.interface.clone(),
-                vrid,
-            })?;
-        let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(Status {
-            state: State::Initialize,
-            priority: vr.config().priority,
-            effective_priority: vr.effective_priority(),
-            master: None,
-            primary_address: vr.config().primary_address,
-            interface: target.name.clone(),
-            last_transition: None,
-        });
-        let runner = Runner::new(
-            name.clone(),
-            vr,
-            wire,
-            link,
-            inbound,
-            commands,
-            self.netlink.clone(),
-            target,
-            status_tx,
-        );
-        let task = tokio::spawn(runner.run().instrument(tracing::Span::current()));
-        Ok(InstanceHandle {
-            name,
-            commands: commands_tx,
-            status,
-            task,
-        })
+        Ok((target, sender))
     }
 }
 
@@ -322,7 +400,7 @@ fn primary_address(
     wire: &Wire,
 ) -> Result<IpAddr, NetError> {
     let vips: Vec<IpAddr> = config.addresses.iter().map(|va| va.addr).collect();
-    let own = || info.addresses.iter().filter(|a| !vips.contains(&a.addr));
+    let own = || (info.addresses.iter()).filter(|a| !a.tentative && !vips.contains(&a.addr));
     let missing = |what| NetError::NoPrimaryAddress {
         interface: wire.interface.clone(),
         what,
@@ -371,8 +449,10 @@ mod tests {
                     addr: a.parse().unwrap(),
                     prefix_len: 24,
                     secondary: *secondary,
+                    tentative: false,
                 })
                 .collect(),
+            up: true,
         }
     }
 
@@ -414,6 +494,20 @@ mod tests {
         };
         let got = primary_address(&i, Family::V6, &config("2001:db8::10"), &wire).unwrap();
         assert_eq!(got, "2001:db8::2".parse::<IpAddr>().unwrap());
+    }
+
+    // RFC 9568 §5.1.2.1 with RFC 4862 §5.4: a link-local still in
+    // duplicate address detection cannot be a source; until it passes the
+    // instance has none and waits.
+    #[test]
+    fn tentative_link_local_is_not_a_source() {
+        let mut i = info(&[("fe80::2", false)]);
+        i.addresses[0].tentative = true;
+        let vip = config("2001:db8::10");
+        assert!(primary_address(&i, Family::V6, &vip, &Wire::default()).is_err());
+        i.addresses[0].tentative = false;
+        let got = primary_address(&i, Family::V6, &vip, &Wire::default()).unwrap();
+        assert_eq!(got, "fe80::2".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -2,19 +2,27 @@
 //! requests sent over a channel, one at a time, in order. Address
 //! requests are idempotent (adding a present address or removing an
 //! absent one succeeds), so a retried or repeated request is harmless.
+//!
+//! The same socket is a member of the link and address multicast groups:
+//! every link or address change the kernel reports bumps a counter that
+//! instances watch ([`Netlink::changes`]), and each then reads its own
+//! interface again. Reading again rather than applying the notification
+//! keeps one code path for start and change, and a burst of
+//! notifications costs one read per instance, not one per message.
 
 use std::net::IpAddr;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkFlags, LinkMessage, MacVlanMode,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
-use tokio::sync::{mpsc, oneshot};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, MulticastGroup};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::VirtualAddress;
 
@@ -30,6 +38,9 @@ pub struct InterfaceAddress {
     pub prefix_len: u8,
     /// IPv4 secondary (not the primary address of its subnet).
     pub secondary: bool,
+    /// IPv6 duplicate address detection has not finished (or failed): the
+    /// address cannot be a source yet.
+    pub tentative: bool,
 }
 
 /// What the wire layer needs to know about an interface.
@@ -41,6 +52,9 @@ pub struct LinkInfo {
     pub mac: [u8; 6],
     /// The addresses on it.
     pub addresses: Vec<InterfaceAddress>,
+    /// Administratively up and running (carrier present): packets sent on
+    /// it can reach the segment.
+    pub up: bool,
 }
 
 /// Why a netlink request failed; names the interface or address.
@@ -91,16 +105,32 @@ enum Request {
 #[derive(Clone)]
 pub struct Netlink {
     tx: mpsc::UnboundedSender<Request>,
+    changes: watch::Receiver<u64>,
 }
 
 impl Netlink {
     /// Opens the socket and spawns the owner task on the current runtime.
     pub fn start() -> Result<Netlink, NetlinkError> {
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
+        let groups = [
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+        ];
+        let (connection, handle, messages) =
+            rtnetlink::new_multicast_connection(&groups).map_err(NetlinkError::Open)?;
         tokio::spawn(connection);
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(owner(handle, rx));
-        Ok(Netlink { tx })
+        let (changed, changes) = watch::channel(0);
+        tokio::spawn(owner(handle, rx, messages, changed));
+        Ok(Netlink { tx, changes })
+    }
+
+    /// A counter bumped on every link or address change the kernel
+    /// reports (on any interface): read the interface again when it moves.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        let mut changes = self.changes.clone();
+        changes.mark_unchanged();
+        changes
     }
 
     async fn ask<T>(
@@ -159,8 +189,30 @@ impl Netlink {
     }
 }
 
-async fn owner(handle: Handle, mut rx: mpsc::UnboundedReceiver<Request>) {
-    while let Some(request) = rx.recv().await {
+type Notifications = futures::channel::mpsc::UnboundedReceiver<(
+    rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>,
+    rtnetlink::sys::SocketAddr,
+)>;
+
+async fn owner(
+    handle: Handle,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    mut notifications: Notifications,
+    changed: watch::Sender<u64>,
+) {
+    loop {
+        let request = tokio::select! {
+            request = rx.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+            Some((message, _)) = notifications.next() => {
+                if is_interface_change(&message) {
+                    changed.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                continue;
+            }
+        };
         // A dropped reply channel means the asker went away; nothing to do.
         match request {
             Request::Link(name, reply) => {
@@ -194,6 +246,21 @@ async fn owner(handle: Handle, mut rx: mpsc::UnboundedReceiver<Request>) {
     }
 }
 
+fn is_interface_change(
+    message: &rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>,
+) -> bool {
+    use rtnetlink::packet_core::NetlinkPayload;
+    matches!(
+        &message.payload,
+        NetlinkPayload::InnerMessage(
+            RouteNetlinkMessage::NewLink(_)
+                | RouteNetlinkMessage::DelLink(_)
+                | RouteNetlinkMessage::NewAddress(_)
+                | RouteNetlinkMessage::DelAddress(_)
+        )
+    )
+}
+
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
@@ -221,6 +288,8 @@ async fn link_info(handle: &Handle, name: &str) -> Result<LinkInfo, NetlinkError
 
 async fn link_of(handle: &Handle, link: LinkMessage) -> Result<LinkInfo, NetlinkError> {
     let index = link.header.index;
+    let flags = link.header.flags;
+    let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running);
     let mut mac = [0u8; 6];
     for attr in &link.attributes {
         if let LinkAttribute::Address(a) = attr {
@@ -251,6 +320,7 @@ async fn link_of(handle: &Handle, link: LinkMessage) -> Result<LinkInfo, Netlink
         index,
         mac,
         addresses,
+        up,
     })
 }
 
@@ -259,10 +329,15 @@ fn address_of(msg: &AddressMessage) -> Option<InterfaceAddress> {
     // (IFA_ADDRESS is then the peer); prefer it when present.
     let mut local = None;
     let mut address = None;
+    let unusable = AddressHeaderFlags::Tentative | AddressHeaderFlags::Dadfailed;
+    let mut tentative = msg.header.flags.intersects(unusable);
     for attr in &msg.attributes {
         match attr {
             AddressAttribute::Local(a) => local = Some(*a),
             AddressAttribute::Address(a) => address = Some(*a),
+            AddressAttribute::Flags(f) => {
+                tentative |= f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed)
+            }
             _ => {}
         }
     }
@@ -270,6 +345,7 @@ fn address_of(msg: &AddressMessage) -> Option<InterfaceAddress> {
         addr: local.or(address)?,
         prefix_len: msg.header.prefix_len,
         secondary: msg.header.flags.contains(AddressHeaderFlags::Secondary),
+        tentative,
     })
 }
 

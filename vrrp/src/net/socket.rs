@@ -76,6 +76,48 @@ impl AdvertSocket {
         })
     }
 
+    /// A socket that only sends, bound to `ifname` (a `virtual_mac`
+    /// macvlan): adverts sent on it leave with the device's MAC, the
+    /// virtual router MAC, as Ethernet source (RFC 9568 §7.3), while their
+    /// IP source stays the parent's primary address. It joins no group and
+    /// is never read. IPv6 needs freebind: the kernel accepts a link-local
+    /// source only if it is on the sending device, and the primary
+    /// link-local is the parent's.
+    pub(super) fn open_sender(
+        ifname: &str,
+        ifindex: u32,
+        family: Family,
+    ) -> io::Result<AdvertSocket> {
+        let protocol = Some(Protocol::from(IPPROTO_VRRP));
+        let socket = match family {
+            Family::V4 => {
+                let s = Socket::new(Domain::IPV4, Type::RAW, protocol)?;
+                s.bind_device(Some(ifname.as_bytes()))?;
+                s.set_multicast_ttl_v4(u32::from(TTL))?;
+                s.set_ttl(u32::from(TTL))?;
+                s
+            }
+            Family::V6 => {
+                let s = Socket::new(Domain::IPV6, Type::RAW, protocol)?;
+                s.bind_device(Some(ifname.as_bytes()))?;
+                s.set_multicast_if_v6(ifindex)?;
+                s.set_multicast_hops_v6(u32::from(TTL))?;
+                s.set_unicast_hops_v6(u32::from(TTL))?;
+                s.set_freebind_ipv6(true)?;
+                s
+            }
+        };
+        // Protocol 112 arriving on the device (unicast adverts to it)
+        // would queue here unread: keep that queue at its minimum.
+        socket.set_recv_buffer_size(0)?;
+        socket.set_nonblocking(true)?;
+        Ok(AdvertSocket {
+            fd: sys::async_fd(socket)?,
+            family,
+            ifindex,
+        })
+    }
+
     /// The next datagram; malformed IP headers come back as errors of
     /// kind InvalidData so the caller can count them.
     pub(super) async fn recv(&self) -> io::Result<Datagram> {

@@ -486,6 +486,99 @@ async fn backlog_sets_the_listeners_accept_queue() {
     assert_eq!(send_q, ["7"], "ss:\n{out}");
 }
 
+/// The pipes `pid` holds open: each end of a pipe is one path under
+/// /proc/PID/fd naming a `pipe:[inode]`.
+fn pipe_fds(pid: u32) -> Vec<std::path::PathBuf> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read the daemon's fds");
+    dir.filter_map(|entry| {
+        let path = entry.ok()?.path();
+        let target = std::fs::read_link(&path).ok()?;
+        target.to_str()?.starts_with("pipe:").then_some(path)
+    })
+    .collect()
+}
+
+/// The capacity of the pipe behind `fd` (a /proc/PID/fd path): opening
+/// it gives this process the same pipe.
+fn pipe_capacity(fd: &std::path::Path) -> usize {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(fd)
+        .expect("open the daemon's pipe");
+    nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).expect("F_GETPIPE_SZ")
+        as usize
+}
+
+/// Eight bulk echoes at once, each direction of each busy enough to
+/// splice through a pipe of its own; returns the daemon and the pipes it
+/// holds once they are all over, beyond those it held before.
+async fn pipes_left_after_bulk_echoes(
+    cfg: &Config,
+    listen: SocketAddr,
+) -> (DaemonProcess, Vec<std::path::PathBuf>) {
+    let daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let before = pipe_fds(daemon.pid());
+    let echoes: Vec<_> = (0..8)
+        .map(|seed| {
+            tokio::spawn(async move {
+                let stream = TcpStream::connect(listen).await.unwrap();
+                echo_verified(stream, 8 * MIB, seed).await;
+            })
+        })
+        .collect();
+    for echo in echoes {
+        echo.await.unwrap();
+    }
+    // A connection gives its pipes back when it ends, just after the
+    // client saw its last byte.
+    let mut after = pipe_fds(daemon.pid());
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = pipe_fds(daemon.pid());
+        if now == after {
+            break;
+        }
+        after = now;
+    }
+    after.retain(|fd| !before.contains(fd));
+    (daemon, after)
+}
+
+/// `[tuning]` `splice`, `pipe_size` and `pipe_pool_max` as the daemon
+/// applies them: pipes of the requested size, no more kept idle than the
+/// pool allows, and none at all when splice is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuning_sets_splice_pipe_size_and_the_idle_pipes_kept() {
+    let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    let tuning = cfg.tuning.as_mut().unwrap();
+    // Neither the kernel's default capacity (64 KiB) nor coexist's.
+    tuning.pipe_size = Some(256 * 1024);
+    tuning.pipe_pool_max = Some(2);
+    let (_daemon, idle) = pipes_left_after_bulk_echoes(&cfg, listen).await;
+    // Two ends per pipe: pipe_pool_max pipes are kept of the up to 16 used.
+    assert_eq!(idle.len(), 2 * 2, "idle pipe fds: {idle:?}");
+    for fd in &idle {
+        assert_eq!(pipe_capacity(fd), 256 * 1024, "{}", fd.display());
+    }
+
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.tuning.as_mut().unwrap().splice = Some(false);
+    let (_daemon, idle) = pipes_left_after_bulk_echoes(&cfg, listen).await;
+    assert_eq!(
+        idle,
+        Vec::<std::path::PathBuf>::new(),
+        "splice = false uses no pipe"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_a_silent_connection() {
     let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })

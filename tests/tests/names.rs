@@ -34,7 +34,8 @@ use tokio::net::TcpStream;
 
 const NAME: &str = "web.test";
 
-/// dnsmasq answering from a hosts file with a TTL of 1 s; no upstream.
+/// dnsmasq answering from a hosts file with a TTL of 1 s (unless told
+/// otherwise); no upstream.
 struct Dns {
     child: Child,
     hosts: PathBuf,
@@ -43,6 +44,10 @@ struct Dns {
 
 impl Dns {
     fn start(dir: &std::path::Path, records: &[&str]) -> Dns {
+        Dns::start_with_ttl(dir, records, 1)
+    }
+
+    fn start_with_ttl(dir: &std::path::Path, records: &[&str], ttl: u32) -> Dns {
         let hosts = dir.join("hosts");
         let address = v4(free_port());
         let dns = Dns {
@@ -55,7 +60,7 @@ impl Dns {
                     "--bind-interfaces",
                     "--pid-file=",
                     "--user=root",
-                    "--local-ttl=1",
+                    &format!("--local-ttl={ttl}"),
                     &format!("--addn-hosts={}", hosts.display()),
                     &format!("--listen-address={}", address.ip()),
                     &format!("--port={}", address.port()),
@@ -112,9 +117,20 @@ fn in_lab<F: std::future::Future>(
 }
 
 fn config(listen: u16, admin: SocketAddr, dns: SocketAddr, backends: &[(&str, &str)]) -> String {
-    let mut text = format!(
-        "[admin]\nlisten = \"{admin}\"\n\n[resolver]\nservers = [\"{dns}\"]\nhosts = false\ntimeout = \"200ms\"\nattempts = 1\nmin_ttl = \"1s\"\n"
-    );
+    let resolver = "hosts = false\ntimeout = \"200ms\"\nattempts = 1\nmin_ttl = \"1s\"";
+    config_with_resolver(listen, admin, dns, resolver, backends)
+}
+
+/// [`config`] with `resolver` as the `[resolver]` keys beside `servers`.
+fn config_with_resolver(
+    listen: u16,
+    admin: SocketAddr,
+    dns: SocketAddr,
+    resolver: &str,
+    backends: &[(&str, &str)],
+) -> String {
+    let mut text =
+        format!("[admin]\nlisten = \"{admin}\"\n\n[resolver]\nservers = [\"{dns}\"]\n{resolver}\n");
     for (i, (name, body)) in backends.iter().enumerate() {
         let port = listen + i as u16;
         text += &format!(
@@ -331,6 +347,20 @@ fn a_record_change_moves_new_connections_and_a_dns_outage_keeps_the_last_address
     );
 }
 
+/// fd00:66::1 on the node's lo, with nft dropping the SYNs sent to it: an
+/// address that never answers a connect.
+fn silent_aaaa(lab: &Lab, node: &Ns) {
+    lab.ip(node, &["addr", "add", "fd00:66::1/128", "dev", "lo"]);
+    lab.exec(node, &["nft", "add", "table", "inet", "cx"]);
+    let chain = "{ type filter hook input priority 0 ; }";
+    lab.exec(node, &["nft", "add", "chain", "inet", "cx", "input", chain]);
+    let rule = ["ip6", "daddr", "fd00:66::1", "tcp", "flags", "syn", "drop"];
+    lab.exec(
+        node,
+        &[&["nft", "add", "rule", "inet", "cx", "input"][..], &rule].concat(),
+    );
+}
+
 #[test]
 fn an_aaaa_whose_syns_vanish_costs_the_happy_eyeballs_delay_not_the_connect_timeout() {
     const TEST: &str =
@@ -338,18 +368,7 @@ fn an_aaaa_whose_syns_vanish_costs_the_happy_eyeballs_delay_not_the_connect_time
     if !lab_ready(TEST) {
         return;
     }
-    let setup = |lab: &Lab, node: &Ns| {
-        lab.ip(node, &["addr", "add", "fd00:66::1/128", "dev", "lo"]);
-        lab.exec(node, &["nft", "add", "table", "inet", "cx"]);
-        let chain = "{ type filter hook input priority 0 ; }";
-        lab.exec(node, &["nft", "add", "chain", "inet", "cx", "input", chain]);
-        let rule = ["ip6", "daddr", "fd00:66::1", "tcp", "flags", "syn", "drop"];
-        lab.exec(
-            node,
-            &[&["nft", "add", "rule", "inet", "cx", "input"][..], &rule].concat(),
-        );
-    };
-    in_lab("nm-he", setup, || async {
+    in_lab("nm-he", silent_aaaa, || async {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let _v4 = TestServer::named(format!("127.0.0.1:{port}").parse().unwrap(), "v4")
@@ -456,4 +475,39 @@ fn check_accepts_names_and_zones_and_locates_malformed_addresses() {
         ),
         "{stderr}"
     );
+}
+
+/// `happy_eyeballs_delay` is how long a connect waits on the preferred
+/// family before it also tries the other (RFC 8305 section 5): with the
+/// IPv6 address silent, every connection reaches the IPv4 server after
+/// that delay, not after the default 250 ms nor the connect timeout.
+#[test]
+fn happy_eyeballs_delay_is_the_wait_before_the_other_family_is_tried() {
+    const TEST: &str = "happy_eyeballs_delay_is_the_wait_before_the_other_family_is_tried";
+    if !lab_ready(TEST) {
+        return;
+    }
+    in_lab("nm-hed", silent_aaaa, || async {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let _v4 = TestServer::named(v4(port), "v4").await.unwrap();
+        let dns = Dns::start(dir.path(), &["127.0.0.1", "fd00:66::1"]);
+        let (listen, admin) = (free_port(), v4(free_port()));
+        let server = format!("happy_eyeballs_delay = \"1500ms\"\nconnect_timeout = \"5s\"\nretries = 0\nservers = [{{ name = \"web\", address = \"{NAME}:{port}\" }}]");
+        let _daemon = start_daemon(&config(listen, admin, dns.address, &[("web", &server)]));
+        wait_resolved(admin, 0, 2).await;
+        for _ in 0..3 {
+            let started = Instant::now();
+            assert_eq!(reach(listen).await, Ok("v4".to_owned()));
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_millis(1500),
+                "reached IPv4 after {took:?}, before the delay"
+            );
+            assert!(
+                took < Duration::from_secs(4),
+                "reached IPv4 after {took:?}: waited for the connect timeout"
+            );
+        }
+    });
 }

@@ -511,3 +511,47 @@ fn happy_eyeballs_delay_is_the_wait_before_the_other_family_is_tried() {
         }
     });
 }
+
+/// `min_ttl` and `max_ttl` bound how long an answer is kept whatever TTL
+/// the name server gives: /status shows when the name is asked again.
+#[test]
+fn min_ttl_and_max_ttl_bound_how_long_an_answer_is_kept() {
+    const TEST: &str = "min_ttl_and_max_ttl_bound_how_long_an_answer_is_kept";
+    if !lab_ready(TEST) {
+        return;
+    }
+    in_lab(
+        "nm-ttl",
+        |_, _| {},
+        || async {
+            let port = free_port();
+            let _v4 = TestServer::named(v4(port), "v4").await.unwrap();
+            let server = format!("servers = [{{ name = \"web\", address = \"{NAME}:{port}\" }}]");
+            // The name server's TTL, the bounds, where the time left must lie.
+            let cases = [
+                (1, "min_ttl = \"30s\"\nmax_ttl = \"60s\"", 20.0..=30.0),
+                (3600, "min_ttl = \"1s\"\nmax_ttl = \"20s\"", 10.0..=20.0),
+            ];
+            for (ttl, bounds, expected) in cases {
+                let dir = tempfile::tempdir().unwrap();
+                let dns = Dns::start_with_ttl(dir.path(), &["127.0.0.1"], ttl);
+                let (listen, admin) = (free_port(), v4(free_port()));
+                let resolver = format!("hosts = false\n{bounds}");
+                let text = config_with_resolver(
+                    listen,
+                    admin,
+                    dns.address,
+                    &resolver,
+                    &[("web", &server)],
+                );
+                let _daemon = start_daemon(&text);
+                let status = wait_resolved(admin, 0, 1).await;
+                let left = status.resolution.unwrap().ttl_left.expect("answered");
+                assert!(
+                    expected.contains(&left),
+                    "TTL {ttl} s with {bounds:?}: asked again in {left} s"
+                );
+            }
+        },
+    );
+}

@@ -555,3 +555,66 @@ fn min_ttl_and_max_ttl_bound_how_long_an_answer_is_kept() {
         },
     );
 }
+
+/// `timeout` and `attempts`: against a name server that never answers, a
+/// lookup gives up after `attempts` queries of `timeout` each (resolv.conf's
+/// meaning of both) rather than after the 5 s per query of the default.
+#[test]
+fn a_silent_name_server_is_given_up_on_after_timeout_and_attempts() {
+    const TEST: &str = "a_silent_name_server_is_given_up_on_after_timeout_and_attempts";
+    if !lab_ready(TEST) {
+        return;
+    }
+    in_lab(
+        "nm-silent",
+        |_, _| {},
+        || async {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            use std::sync::Arc;
+            let silent = tokio::net::UdpSocket::bind(v4(0)).await.unwrap();
+            let dns = silent.local_addr().unwrap();
+            let queries = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&queries);
+            let listener = tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                while silent.recv_from(&mut buf).await.is_ok() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let port = free_port();
+            let server = format!("servers = [{{ name = \"web\", address = \"{NAME}:{port}\" }}]");
+            let mut sent = Vec::new();
+            for attempts in [1, 3] {
+                let before = queries.load(Ordering::SeqCst);
+                let (listen, admin) = (free_port(), v4(free_port()));
+                let resolver = format!("hosts = false\ntimeout = \"300ms\"\nattempts = {attempts}");
+                let text = config_with_resolver(listen, admin, dns, &resolver, &[("web", &server)]);
+                let daemon = start_daemon(&text);
+                let started = Instant::now();
+                let error = loop {
+                    let status = server_status(admin, 0).await;
+                    if let Some(error) = status.resolution.and_then(|r| r.error) {
+                        break error;
+                    }
+                    // Functional bound: one query of the default timeout (5 s)
+                    // alone would take longer.
+                    assert!(
+                        started.elapsed() < Duration::from_secs(4),
+                        "attempts = {attempts}: no failed lookup yet"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                let count = queries.load(Ordering::SeqCst) - before;
+                println!(
+                    "attempts = {attempts}: {count} queries, failed after {:?}: {error}",
+                    started.elapsed()
+                );
+                drop(daemon);
+                sent.push(count);
+            }
+            listener.abort();
+            // One A and one AAAA query per attempt.
+            assert_eq!(sent, [2, 6], "queries sent with attempts 1 and 3");
+        },
+    );
+}

@@ -116,6 +116,49 @@ fn in_lab<F: std::future::Future>(
     output
 }
 
+/// [`in_lab`] with `hosts` as /etc/hosts for the body and what it starts:
+/// the body runs on a thread with a mount namespace of its own, where a
+/// file is bound over /etc/hosts (the lab is set up and removed outside
+/// it, so `ip netns` sees the real /run/netns).
+fn in_lab_with_hosts<F: std::future::Future>(
+    tag: &str,
+    hosts: &str,
+    body: impl FnOnce() -> F + Send,
+) -> F::Output
+where
+    F::Output: Send,
+{
+    use nix::mount::{mount, MsFlags};
+    let mut lab = Lab::new(tag);
+    let node = lab.ns("node");
+    lab.ip(&node, &["addr", "add", "127.0.0.2/8", "dev", "lo"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts");
+    std::fs::write(&file, hosts).expect("write the hosts file");
+    let inside = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                    .expect("a mount namespace for the test thread");
+                let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+                mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
+                    .expect("keep this thread's mounts to itself");
+                mount(
+                    Some(&file),
+                    "/etc/hosts",
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .expect("bind the test's hosts file over /etc/hosts");
+                netns_thread::block_on_inside(&node, body)
+            })
+            .join()
+    });
+    drop(lab);
+    inside.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 fn config(listen: u16, admin: SocketAddr, dns: SocketAddr, backends: &[(&str, &str)]) -> String {
     let resolver = "hosts = false\ntimeout = \"200ms\"\nattempts = 1\nmin_ttl = \"1s\"";
     config_with_resolver(listen, admin, dns, resolver, backends)
@@ -617,4 +660,36 @@ fn a_silent_name_server_is_given_up_on_after_timeout_and_attempts() {
             assert_eq!(sent, [2, 6], "queries sent with attempts 1 and 3");
         },
     );
+}
+
+/// `hosts`: /etc/hosts answers before DNS, or is not read at all. The name
+/// is 127.0.0.1 in /etc/hosts and 127.0.0.2 in DNS, so the address the
+/// daemon resolves it to shows which answered.
+#[test]
+fn hosts_decides_whether_etc_hosts_answers_before_dns() {
+    const TEST: &str = "hosts_decides_whether_etc_hosts_answers_before_dns";
+    if !lab_ready(TEST) {
+        return;
+    }
+    let hosts = format!("127.0.0.1 {NAME}\n");
+    in_lab_with_hosts("nm-hosts", &hosts, || async {
+        let dir = tempfile::tempdir().unwrap();
+        let dns = Dns::start(dir.path(), &["127.0.0.2"]);
+        let port = free_port();
+        let server = format!("servers = [{{ name = \"web\", address = \"{NAME}:{port}\" }}]");
+        for (hosts, expected) in [(true, "127.0.0.1"), (false, "127.0.0.2")] {
+            let (listen, admin) = (free_port(), v4(free_port()));
+            let resolver = format!("hosts = {hosts}");
+            let text =
+                config_with_resolver(listen, admin, dns.address, &resolver, &[("web", &server)]);
+            let _daemon = start_daemon(&text);
+            let status = wait_resolved(admin, 0, 1).await;
+            let addresses = status.resolution.unwrap().addresses;
+            assert_eq!(
+                addresses[0].address,
+                format!("{expected}:{port}"),
+                "hosts = {hosts}"
+            );
+        }
+    });
 }

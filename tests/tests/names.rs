@@ -49,8 +49,11 @@ impl Dns {
 
     fn start_with_ttl(dir: &std::path::Path, records: &[&str], ttl: u32) -> Dns {
         let hosts = dir.join("hosts");
+        // Written before dnsmasq starts: it reads the file once at start
+        // (and on SIGHUP), so records written later could be missed.
+        write_records(&hosts, records);
         let address = v4(free_port());
-        let dns = Dns {
+        Dns {
             child: Command::new("dnsmasq")
                 .args([
                     "--keep-in-foreground",
@@ -70,19 +73,12 @@ impl Dns {
                 .expect("start dnsmasq"),
             hosts,
             address,
-        };
-        dns.write(records);
-        dns
-    }
-
-    fn write(&self, records: &[&str]) {
-        let text: String = records.iter().map(|ip| format!("{ip} {NAME}\n")).collect();
-        std::fs::write(&self.hosts, text).expect("write hosts file");
+        }
     }
 
     /// New records, and dnsmasq told to reread them (its reload).
     fn change(&self, records: &[&str]) {
-        self.write(records);
+        write_records(&self.hosts, records);
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP dnsmasq");
     }
@@ -91,6 +87,12 @@ impl Dns {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// dnsmasq's hosts file giving `records` to [`NAME`].
+fn write_records(hosts: &std::path::Path, records: &[&str]) {
+    let text: String = records.iter().map(|ip| format!("{ip} {NAME}\n")).collect();
+    std::fs::write(hosts, text).expect("write hosts file");
 }
 
 impl Drop for Dns {

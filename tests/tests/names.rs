@@ -695,3 +695,71 @@ fn hosts_decides_whether_etc_hosts_answers_before_dns() {
         }
     });
 }
+
+/// `family` restricts a name to one address family (asked for and
+/// connected to), on the backend for all its servers or on one server;
+/// a server's `prefer` overrides its backend's. Each backend's frontend
+/// shows where its connections go.
+#[test]
+fn family_restricts_a_name_and_a_servers_own_keys_override_its_backends() {
+    const TEST: &str = "family_restricts_a_name_and_a_servers_own_keys_override_its_backends";
+    if !lab_ready(TEST) {
+        return;
+    }
+    in_lab(
+        "nm-fam",
+        |_, _| {},
+        || async {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let _v4 = TestServer::named(v4(port), "v4").await.unwrap();
+            let _v6 = TestServer::named(format!("[fd00:79::1]:{port}").parse().unwrap(), "v6")
+                .await
+                .unwrap();
+            let dns = Dns::start(dir.path(), &["127.0.0.1", "fd00:79::1"]);
+            let (listen, admin) = (free_port(), v4(free_port()));
+            let server = |keys: &str| {
+                format!("servers = [{{ name = \"web\", address = \"{NAME}:{port}\"{keys} }}]")
+            };
+            let server_v4_only = server(", family = \"ipv4\"");
+            let backend_v6_only = format!("family = \"ipv6\"\n{}", server(""));
+            let server_prefers_v4 = format!("prefer = \"ipv6\"\n{}", server(", prefer = \"ipv4\""));
+            let _daemon = start_daemon(&config(
+                listen,
+                admin,
+                dns.address,
+                &[
+                    ("v4only", &server_v4_only),
+                    ("v6only", &backend_v6_only),
+                    ("v4first", &server_prefers_v4),
+                ],
+            ));
+            // (backend, addresses in the order tried, who answers)
+            let expected = [
+                (0, vec![format!("127.0.0.1:{port}")], "v4"),
+                (1, vec![format!("[fd00:79::1]:{port}")], "v6"),
+                (
+                    2,
+                    vec![format!("127.0.0.1:{port}"), format!("[fd00:79::1]:{port}")],
+                    "v4",
+                ),
+            ];
+            for (backend, addresses, answers) in expected {
+                let status = wait_resolved(admin, backend, addresses.len()).await;
+                let resolved: Vec<String> = (status.resolution.unwrap().addresses)
+                    .into_iter()
+                    .map(|a| a.address)
+                    .collect();
+                assert_eq!(resolved, addresses, "backend {backend}");
+                for _ in 0..3 {
+                    let port = listen + backend as u16;
+                    assert_eq!(
+                        reach(port).await,
+                        Ok(answers.to_owned()),
+                        "backend {backend}"
+                    );
+                }
+            }
+        },
+    );
+}

@@ -298,3 +298,45 @@ async fn backup_serves_only_while_no_primary_is_up() {
     wait_state(admin, "primary", "up", Duration::from_secs(2)).await;
     assert_eq!(short_connection(listen).await.unwrap(), "primary");
 }
+
+/// `initial_state = "up"` serves before any check has passed; the default
+/// (`"down"`) waits for `rise` passes. With checks 10 s apart and rise 3,
+/// no check can bring a server up while the test runs: only the key can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_state_up_serves_before_the_checks_have_risen() {
+    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let (admin, up, down) = (v4(free_port()), v4(free_port()), v4(free_port()));
+    let slow = HealthCheck::every("tcp", ms(10_000), ms(1000), 3, 3);
+    let config = Config {
+        frontends: vec![
+            Frontend::new("up", [up], "up"),
+            Frontend::new("down", [down], "down"),
+        ],
+        backends: vec![
+            Backend {
+                health_check: Some(HealthCheck {
+                    initial_state: Some("up".into()),
+                    ..slow.clone()
+                }),
+                ..Backend::new("up", [Server::named("s1", s1.address)])
+            },
+            Backend {
+                health_check: Some(slow),
+                ..Backend::new("down", [Server::named("s1", s1.address)])
+            },
+        ],
+        ..Config::with_admin(admin)
+    };
+    let _daemon = DaemonProcess::start_ready(&config.to_toml());
+    let states = tokio::task::spawn_blocking(move || {
+        let status: Status = admin_get(admin, "/status");
+        let state = |b: usize| status.backends[b].servers[0].state.clone();
+        [state(0), state(1)]
+    })
+    .await
+    .unwrap();
+    assert_eq!(states, ["up", "down"], "initial_state up, then the default");
+    assert_eq!(short_connection(up).await.unwrap(), "s1");
+    let refused = short_connection(down).await;
+    assert!(refused.is_err(), "served before rise passes: {refused:?}");
+}

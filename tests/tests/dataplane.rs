@@ -306,6 +306,36 @@ async fn a_failed_connect_is_retried_on_another_server_unseen_by_the_client() {
     assert!(daemon.log().contains("connect refused"), "{}", daemon.log());
 }
 
+/// `retries = 0`: a failed connect is not tried again elsewhere, so the
+/// client whose connection was sent to the dead server sees it closed
+/// (with the default of 2, as above, no client would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_retries_a_failed_connect_reaches_the_client() {
+    let live = TestServer::named(v6(0), "live").await.unwrap();
+    let dead = {
+        let l = std::net::TcpListener::bind(v4(0)).unwrap();
+        l.local_addr().unwrap()
+    }; // closed again: connects are refused
+    let listen = v4(free_port());
+    let rows = vec![("dead", dead, 1), ("live", live.address, 1)];
+    let mut cfg = config(&[listen], weighted(&rows));
+    cfg.backends[0].retries = Some(0);
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let mut answers = Vec::new();
+    // Round robin sends one of the first two to the dead server, before
+    // passive observation (3 failures) takes it out.
+    // The reset can come before the client's connect has returned.
+    for _ in 0..2 {
+        let answer = match TcpStream::connect(listen).await {
+            Ok(mut stream) => read_greeting(&mut stream).await.ok(),
+            Err(_) => None,
+        };
+        answers.push(answer);
+    }
+    answers.sort();
+    assert_eq!(answers, [None, Some("live".to_owned())]);
+}
+
 async fn proxy_header_through(
     listen: SocketAddr,
     server_side: SocketAddr,

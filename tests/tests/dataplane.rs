@@ -269,6 +269,53 @@ async fn maglev_spreads_clients_and_pins_each_client_to_one_server() {
     assert!(seen.values().all(|&n| n >= 15), "{seen:?}");
 }
 
+/// `maglev_table_size` is part of which server a client gets: through the
+/// daemon, each client reaches the server a Maglev table of that size
+/// names, and the default size would name another for some of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maglev_table_size_decides_which_server_each_client_gets() {
+    use lb::balance::{Balance, Candidate, Selector, ServerKey};
+    const SIZE: usize = 13;
+    let servers = three_named_servers().await;
+    let names = ["s1", "s2", "s3"];
+    let keys: Vec<ServerKey<'_>> = names.iter().map(|id| ServerKey { id, weight: 1 }).collect();
+    let candidates = [Candidate {
+        weight: 1,
+        active: 0,
+        eligible: true,
+    }; 3];
+    let predict = |size: usize, client: std::net::Ipv4Addr| {
+        let mut selector = Selector::new(Balance::Maglev, &keys, size);
+        let i = selector.pick(&candidates, client.into()).expect("a server");
+        names[i].to_owned()
+    };
+    let clients: Vec<std::net::Ipv4Addr> = (1..=40)
+        .map(|i| std::net::Ipv4Addr::new(127, 2, 0, i))
+        .collect();
+    assert!(
+        clients
+            .iter()
+            .any(|c| predict(SIZE, *c) != predict(65537, *c)),
+        "the sizes must disagree somewhere for this test to tell them apart"
+    );
+    let listen = v4(free_port());
+    let rows: Vec<_> = (0..3).map(|i| (names[i], servers[i].address, 1)).collect();
+    let mut cfg = config(&[listen], weighted(&rows));
+    cfg.backends[0].balance = Some("maglev".to_owned());
+    cfg.backends[0].maglev_table_size = Some(SIZE as u64);
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    for client in clients {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((client, 0))).unwrap();
+        let mut stream = socket.connect(listen).await.unwrap();
+        assert_eq!(
+            greeting(&mut stream).await,
+            predict(SIZE, client),
+            "client {client}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_zero_receives_no_new_connections() {
     let servers = three_named_servers().await;

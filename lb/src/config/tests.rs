@@ -786,14 +786,53 @@ fn maglev_table_size_must_be_prime_and_cover_servers() {
         "backend[0].maglev_table_size",
         "65536 is not prime",
     );
-    let text = "[[backend]]\nname = \"web\"\nmaglev_table_size = 2\nservers = [{ address = \"127.0.0.1:81\" }, { address = \"127.0.0.1:82\" }, { address = \"127.0.0.1:83\" }]\n";
+    let text = "[[backend]]\nname = \"web\"\nbalance = \"maglev\"\nmaglev_table_size = 2\nservers = [{ address = \"127.0.0.1:81\" }, { address = \"127.0.0.1:82\" }, { address = \"127.0.0.1:83\" }]\n";
     assert_error(
         text,
-        3,
+        4,
         21,
         "backend[0].maglev_table_size",
         "smaller than the 3 servers",
     );
+}
+
+/// Keys that can have no effect where they are written are refused at
+/// their location rather than silently ignored: a table size without
+/// Maglev, name settings on a backend of fixed addresses, control socket
+/// settings without a control socket, a write token without the endpoint
+/// that takes writes.
+#[test]
+fn keys_without_effect_where_written_are_rejected() {
+    let text = format!("{WEB_BACKEND}maglev_table_size = 13\n");
+    let only_maglev = "only used with balance = \"maglev\"";
+    assert_error(&text, 4, 21, "backend[0].maglev_table_size", only_maglev);
+    let text = format!("{WEB_BACKEND}balance = \"least-connections\"\nmaglev_table_size = 13\n");
+    assert_error(&text, 5, 21, "backend[0].maglev_table_size", only_maglev);
+
+    let only_names = "only used with servers given by name";
+    for (line, column, key) in [
+        ("prefer = \"ipv4\"", 10, "prefer"),
+        ("family = \"ipv6\"", 10, "family"),
+        ("happy_eyeballs_delay = \"1s\"", 24, "happy_eyeballs_delay"),
+    ] {
+        let text = format!("{WEB_BACKEND}{line}\n");
+        assert_error(&text, 4, column, &format!("backend[0].{key}"), only_names);
+        // One server given by name is enough for them to mean something.
+        let named = format!(
+            "[[backend]]\nname = \"web\"\n{line}\nservers = [{{ address = \"127.0.0.1:8001\" }}, {{ address = \"web.example:80\" }}]\n"
+        );
+        assert!(parse(&named, "t.toml").is_ok(), "{named}");
+    }
+
+    let admin = |keys: &str| format!("[admin]\n{keys}\n{ADMIN_TEST_FRONTEND}{WEB_BACKEND}");
+    let only_socket = "only used with control_socket";
+    let text = admin("control_socket_mode = \"0600\"");
+    assert_error(&text, 2, 23, "admin.control_socket_mode", only_socket);
+    let text = admin("control_socket = \"\"\ncontrol_socket_group = \"adm\"");
+    assert_error(&text, 3, 24, "admin.control_socket_group", only_socket);
+    let text = admin("listen = \"\"\ntoken_file = \"/etc/cx/token\"");
+    let only_listen = "only used with listen: writes over TCP need the HTTP endpoint";
+    assert_error(&text, 3, 14, "admin.token_file", only_listen);
 }
 
 // --- validation: vrrp -------------------------------------------------------
@@ -1108,8 +1147,8 @@ fn admin_control_socket_token_and_timeout() {
         "is not an absolute path",
     );
     assert_error(
-        &e("control_socket_mode = \"0999\""),
-        2,
+        &e("control_socket = \"/run/cx/ctl.sock\"\ncontrol_socket_mode = \"0999\""),
+        3,
         23,
         "admin.control_socket_mode",
         "not a file mode in octal",

@@ -58,7 +58,8 @@ fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backen
         Some(RawBalance::Maglev) => Balance::Maglev,
         Some(RawBalance::RandomTwo) => Balance::RandomTwo,
     };
-    let maglev_table_size = maglev_table_size(ctx, b, at, servers.len());
+    name_keys_need_a_name(ctx, b, at);
+    let maglev_table_size = maglev_table_size(ctx, b, at, balance, servers.len());
     let health_check = b
         .health_check
         .as_ref()
@@ -97,11 +98,21 @@ fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backen
     }
 }
 
-fn maglev_table_size(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str, servers: usize) -> usize {
+fn maglev_table_size(
+    ctx: &mut Ctx<'_>,
+    b: &RawBackend,
+    at: &str,
+    balance: Balance,
+    servers: usize,
+) -> usize {
     let key = format!("{at}.maglev_table_size");
     let Some(size) = b.maglev_table_size.as_ref() else {
         return DEFAULT_MAGLEV_TABLE_SIZE;
     };
+    if balance != Balance::Maglev {
+        ctx.error(size.span(), &key, "only used with balance = \"maglev\"");
+        return DEFAULT_MAGLEV_TABLE_SIZE;
+    }
     let n = *size.get_ref();
     if !(2..=MAX_MAGLEV_TABLE_SIZE).contains(&n) {
         let msg = format!("{n} is out of range 2..={MAX_MAGLEV_TABLE_SIZE}");
@@ -122,6 +133,37 @@ fn maglev_table_size(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str, servers: usize
         ctx.error(size.span(), &key, msg);
     }
     m
+}
+
+/// A backend's `prefer`, `family` and `happy_eyeballs_delay` are settings
+/// of its servers given by name: with every address fixed they would do
+/// nothing, so they are refused rather than silently ignored.
+fn name_keys_need_a_name(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str) {
+    let Some(list) = b.servers.as_ref().map(Spanned::get_ref) else {
+        return;
+    };
+    // An address that does not read is reported on its own, and may have
+    // been meant as a name.
+    let fixed = |s: &Spanned<RawServer>| {
+        let written = values::server_address(s.get_ref().address.get_ref());
+        matches!(written, Ok(w) if !matches!(w, WrittenAddress::Name { .. }))
+    };
+    if list.is_empty() || !list.iter().all(fixed) {
+        return;
+    }
+    for (name, span) in [
+        ("prefer", b.prefer.as_ref().map(Spanned::span)),
+        ("family", b.family.as_ref().map(Spanned::span)),
+        (
+            "happy_eyeballs_delay",
+            b.happy_eyeballs_delay.as_ref().map(Spanned::span),
+        ),
+    ] {
+        if let Some(span) = span {
+            let msg = "only used with servers given by name: every server of this backend has a fixed address";
+            ctx.error(span, &format!("{at}.{name}"), msg);
+        }
+    }
 }
 
 /// `prefer` and `family` of a backend or a server given by name.

@@ -136,7 +136,7 @@ fn design_example_parses_with_defaults_filled() {
 #[test]
 fn vrrp_every_key_reaches_the_model() {
     let c = parse(
-        "[[vrrp]]\nname = \"v\"\ninterface = \"eth1\"\nvrid = 7\npriority = 200\nadvert_interval = \"50ms\"\n\
+        "[[vrrp]]\nname = \"v\"\ninterface = \"eth1\"\nvrid = 7\npriority = 255\nadvert_interval = \"50ms\"\n\
          version = 3\npreempt = false\npreempt_delay = \"2s\"\naccept_mode = true\naddresses = [\"192.0.2.10/24\"]\n\
          unicast_peers = [\"192.0.2.3\"]\nvirtual_mac = true\nnotify = \"/bin/true\"\nchecksum = \"message-only\"\n\
          garp_count = 3\ngarp_interval = \"20ms\"\ngarp_refresh = \"30s\"\n",
@@ -151,7 +151,9 @@ fn vrrp_every_key_reaches_the_model() {
     );
     let (config, wire) = (&mut expected.config, &mut expected.wire);
     config.version = vrrp::Version::V3;
-    config.priority = 200;
+    // The owner: the one priority where preempt_delay means something
+    // with preempt off (the owner preempts regardless).
+    config.priority = 255;
     config.advert_interval = Duration::from_millis(50);
     config.preempt = false;
     config.preempt_delay = Duration::from_secs(2);
@@ -833,6 +835,12 @@ fn keys_without_effect_where_written_are_rejected() {
     let text = admin("listen = \"\"\ntoken_file = \"/etc/cx/token\"");
     let only_listen = "only used with listen: writes over TCP need the HTTP endpoint";
     assert_error(&text, 3, 14, "admin.token_file", only_listen);
+
+    let text = format!(
+        "{VRRP_HEAD}preempt = false\npreempt_delay = \"5s\"\naddresses = [\"192.0.2.10/24\"]\n"
+    );
+    let never = "only used with preempt = true (or priority 255): this instance never preempts";
+    assert_error(&text, 6, 17, "vrrp[0].preempt_delay", never);
 }
 
 // --- validation: vrrp -------------------------------------------------------

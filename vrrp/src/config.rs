@@ -374,6 +374,8 @@ impl Wire {
         if let Some(refresh) = garp.refresh.filter(|r| !(min..=max).contains(r)) {
             let problem = Problem::duration_out_of_range(refresh, min, max);
             out.push(Setting::GarpRefresh, problem);
+        } else if garp.refresh.is_some() && garp.count == 0 {
+            out.push(Setting::GarpRefresh, Problem::RefreshWithoutCount);
         }
     }
 }
@@ -558,6 +560,9 @@ pub enum Problem {
         /// The instance's version.
         version: Version,
     },
+    /// A refresh of announcements there are none of.
+    #[error("only used with garp_count above 0: there is nothing to repeat")]
+    RefreshWithoutCount,
     /// A preemption delay on an instance that never preempts.
     #[error("only used with preempt = true (or priority 255): this instance never preempts")]
     DelayWithoutPreempt,
@@ -773,6 +778,23 @@ mod tests {
         assert_eq!(settings(&s), [Setting::Checksum]);
         let mut s = spec(&["192.0.2.10/24"]);
         s.config.checksum_mode = "message-only".parse().unwrap();
+        assert_eq!(s.problems(), []);
+    }
+
+    /// `garp_refresh` repeats the `garp_count` announcements: with none,
+    /// there is nothing to repeat.
+    #[test]
+    fn garp_refresh_needs_announcements() {
+        let mut s = spec(&["192.0.2.10/24"]);
+        s.wire.garp.refresh = Some(Duration::from_secs(60));
+        assert_eq!(s.problems(), []);
+        s.wire.garp.count = 0;
+        let problems: Vec<String> = s.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            ["garp_refresh: only used with garp_count above 0: there is nothing to repeat"]
+        );
+        s.wire.garp.refresh = None;
         assert_eq!(s.problems(), []);
     }
 

@@ -802,7 +802,8 @@ fn maglev_table_size_must_be_prime_and_cover_servers() {
 /// their location rather than silently ignored: a table size without
 /// Maglev, name settings on a backend of fixed addresses, control socket
 /// settings without a control socket, a write token without the endpoint
-/// that takes writes.
+/// that takes writes, a preemption delay without preemption, a refresh of
+/// no announcements.
 #[test]
 fn keys_without_effect_where_written_are_rejected() {
     let text = format!("{WEB_BACKEND}maglev_table_size = 13\n");
@@ -841,6 +842,12 @@ fn keys_without_effect_where_written_are_rejected() {
     );
     let never = "only used with preempt = true (or priority 255): this instance never preempts";
     assert_error(&text, 6, 17, "vrrp[0].preempt_delay", never);
+
+    let text = format!(
+        "{VRRP_HEAD}garp_count = 0\ngarp_refresh = \"60s\"\naddresses = [\"192.0.2.10/24\"]\n"
+    );
+    let nothing = "only used with garp_count above 0: there is nothing to repeat";
+    assert_error(&text, 6, 16, "vrrp[0].garp_refresh", nothing);
 }
 
 // --- validation: vrrp -------------------------------------------------------

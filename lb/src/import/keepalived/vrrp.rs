@@ -77,8 +77,12 @@ pub(super) fn instance(
         virtual_mac: false,
         notify: None,
         garp_count: globals.garp_repeat.map(|(n, _)| n.min(100)),
+        // keepalived's 0 is no refresh; and with no announcements (a
+        // repeat of 0) there is nothing to refresh.
         garp_refresh: globals
             .garp_refresh
+            .filter(|(d, _)| !d.is_zero())
+            .filter(|_| globals.garp_repeat.is_none_or(|(n, _)| n > 0))
             .map(|(d, _)| d.max(Duration::from_secs(1))),
     };
     let mut notifications: Vec<&Node> = Vec::new();

@@ -674,3 +674,18 @@ fn greeting(stream: TcpStream) -> std::io::Result<String> {
     BufReader::new(stream).read_line(&mut line)?;
     Ok(line.trim().to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The ECMP nodes run a config `coexist check` accepts (see the lab's
+    /// `node_configs_are_valid`).
+    #[test]
+    fn node_config_is_valid() {
+        let dir = std::path::Path::new("/run/coexist-test");
+        let config = super::node_config(&dir.join("bird.ctl"), &dir.join("control.sock"));
+        let text = config.to_toml();
+        if let Err(e) = lb::config::parse(&text, "node.toml") {
+            panic!("{e}\n{text}");
+        }
+    }
+}

@@ -803,7 +803,8 @@ fn maglev_table_size_must_be_prime_and_cover_servers() {
 /// Maglev, name settings on a backend of fixed addresses, control socket
 /// settings without a control socket, a write token without the endpoint
 /// that takes writes, a preemption delay without preemption, a refresh of
-/// no announcements.
+/// no announcements, TCP connection settings of a backend only UDP
+/// frontends use.
 #[test]
 fn keys_without_effect_where_written_are_rejected() {
     let text = format!("{WEB_BACKEND}maglev_table_size = 13\n");
@@ -848,6 +849,19 @@ fn keys_without_effect_where_written_are_rejected() {
     );
     let nothing = "only used with garp_count above 0: there is nothing to repeat";
     assert_error(&text, 6, 16, "vrrp[0].garp_refresh", nothing);
+
+    let udp = "[[frontend]]\nname = \"dns\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:5353\"]\nbackend = \"web\"\n";
+    let only_tcp = "only used with TCP: every frontend of this backend has protocol = \"udp\"";
+    for (line, column, key) in [
+        ("connect_timeout = \"1s\"", 19, "connect_timeout"),
+        ("idle_timeout = \"1m\"", 16, "idle_timeout"),
+    ] {
+        let text = format!("{udp}{WEB_BACKEND}{line}\n");
+        assert_error(&text, 9, column, &format!("backend[0].{key}"), only_tcp);
+        // A TCP frontend on the same backend gives them a use.
+        let text = format!("{udp}{ADMIN_TEST_FRONTEND}{WEB_BACKEND}{line}\n");
+        assert!(parse(&text, "t.toml").is_ok(), "{text}");
+    }
 }
 
 // --- validation: vrrp -------------------------------------------------------

@@ -1367,6 +1367,17 @@ async fn ping(
         if !matches!(echoed, Ok(Ok(_))) {
             shared.lock().unwrap()[slot].broken = true;
             return;
+#[cfg(test)]
+mod tests {
+    /// The ECMP nodes run a config `coexist check` accepts (see the lab's
+    /// `node_configs_are_valid`).
+    #[test]
+    fn node_config_is_valid() {
+        let dir = std::path::Path::new("/run/coexist-test");
+        let config = super::node_config(&dir.join("bird.ctl"), &dir.join("control.sock"));
+        let text = config.to_toml();
+        if let Err(e) = lb::config::parse(&text, "node.toml") {
+            panic!("{e}\n{text}");
         }
     }
 }

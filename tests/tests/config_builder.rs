@@ -74,7 +74,7 @@ fn every_key_the_builder_writes_is_read_by_the_daemon() {
             priority: Some(150),
             advert_interval: Some(ms(100)),
             version: Some(3),
-            preempt: Some(false),
+            preempt: Some(true),
             preempt_delay: Some(Duration::from_secs(2)),
             accept_mode: Some(true),
             track: vec![Track {

@@ -317,6 +317,53 @@ async fn maglev_spreads_clients_and_pins_each_client_to_one_server() {
     assert!(seen.values().all(|&n| n >= 15), "{seen:?}");
 }
 
+/// `maglev_table_size` is part of which server a client gets: through the
+/// daemon, each client reaches the server a Maglev table of that size
+/// names, and the default size would name another for some of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maglev_table_size_decides_which_server_each_client_gets() {
+    use lb::balance::{Balance, Candidate, Selector, ServerKey};
+    const SIZE: usize = 13;
+    let servers = three_named_servers().await;
+    let names = ["s1", "s2", "s3"];
+    let keys: Vec<ServerKey<'_>> = names.iter().map(|id| ServerKey { id, weight: 1 }).collect();
+    let candidates = [Candidate {
+        weight: 1,
+        active: 0,
+        eligible: true,
+    }; 3];
+    let predict = |size: usize, client: std::net::Ipv4Addr| {
+        let mut selector = Selector::new(Balance::Maglev, &keys, size);
+        let i = selector.pick(&candidates, client.into()).expect("a server");
+        names[i].to_owned()
+    };
+    let clients: Vec<std::net::Ipv4Addr> = (1..=40)
+        .map(|i| std::net::Ipv4Addr::new(127, 2, 0, i))
+        .collect();
+    assert!(
+        clients
+            .iter()
+            .any(|c| predict(SIZE, *c) != predict(65537, *c)),
+        "the sizes must disagree somewhere for this test to tell them apart"
+    );
+    let listen = v4(free_port());
+    let rows: Vec<_> = (0..3).map(|i| (names[i], servers[i].address, 1)).collect();
+    let mut cfg = config(&[listen], weighted(&rows));
+    cfg.backends[0].balance = Some("maglev".to_owned());
+    cfg.backends[0].maglev_table_size = Some(SIZE as u64);
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    for client in clients {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((client, 0))).unwrap();
+        let mut stream = socket.connect(listen).await.unwrap();
+        assert_eq!(
+            greeting(&mut stream).await,
+            predict(SIZE, client),
+            "client {client}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_zero_receives_no_new_connections() {
     let servers = three_named_servers().await;
@@ -352,6 +399,36 @@ async fn a_failed_connect_is_retried_on_another_server_unseen_by_the_client() {
         assert_eq!(greeting(&mut stream).await, "live");
     }
     assert!(daemon.log().contains("connect refused"), "{}", daemon.log());
+}
+
+/// `retries = 0`: a failed connect is not tried again elsewhere, so the
+/// client whose connection was sent to the dead server sees it closed
+/// (with the default of 2, as above, no client would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_retries_a_failed_connect_reaches_the_client() {
+    let live = TestServer::named(v6(0), "live").await.unwrap();
+    let dead = {
+        let l = std::net::TcpListener::bind(v4(0)).unwrap();
+        l.local_addr().unwrap()
+    }; // closed again: connects are refused
+    let listen = v4(free_port());
+    let rows = vec![("dead", dead, 1), ("live", live.address, 1)];
+    let mut cfg = config(&[listen], weighted(&rows));
+    cfg.backends[0].retries = Some(0);
+    let _daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let mut answers = Vec::new();
+    // Round robin sends one of the first two to the dead server, before
+    // passive observation (3 failures) takes it out.
+    // The reset can come before the client's connect has returned.
+    for _ in 0..2 {
+        let answer = match TcpStream::connect(listen).await {
+            Ok(mut stream) => read_greeting(&mut stream).await.ok(),
+            Err(_) => None,
+        };
+        answers.push(answer);
+    }
+    answers.sort();
+    assert_eq!(answers, [None, Some("live".to_owned())]);
 }
 
 async fn proxy_header_through(
@@ -532,6 +609,99 @@ async fn backlog_sets_the_listeners_accept_queue() {
         .filter_map(|l| l.split_whitespace().nth(2))
         .collect();
     assert_eq!(send_q, ["7"], "ss:\n{out}");
+}
+
+/// The pipes `pid` holds open: each end of a pipe is one path under
+/// /proc/PID/fd naming a `pipe:[inode]`.
+fn pipe_fds(pid: u32) -> Vec<std::path::PathBuf> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read the daemon's fds");
+    dir.filter_map(|entry| {
+        let path = entry.ok()?.path();
+        let target = std::fs::read_link(&path).ok()?;
+        target.to_str()?.starts_with("pipe:").then_some(path)
+    })
+    .collect()
+}
+
+/// The capacity of the pipe behind `fd` (a /proc/PID/fd path): opening
+/// it gives this process the same pipe.
+fn pipe_capacity(fd: &std::path::Path) -> usize {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(fd)
+        .expect("open the daemon's pipe");
+    nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).expect("F_GETPIPE_SZ")
+        as usize
+}
+
+/// Eight bulk echoes at once, each direction of each busy enough to
+/// splice through a pipe of its own; returns the daemon and the pipes it
+/// holds once they are all over, beyond those it held before.
+async fn pipes_left_after_bulk_echoes(
+    cfg: &Config,
+    listen: SocketAddr,
+) -> (DaemonProcess, Vec<std::path::PathBuf>) {
+    let daemon = DaemonProcess::start_ready(&cfg.to_toml());
+    let before = pipe_fds(daemon.pid());
+    let echoes: Vec<_> = (0..8)
+        .map(|seed| {
+            tokio::spawn(async move {
+                let stream = TcpStream::connect(listen).await.unwrap();
+                echo_verified(stream, 8 * MIB, seed).await;
+            })
+        })
+        .collect();
+    for echo in echoes {
+        echo.await.unwrap();
+    }
+    // A connection gives its pipes back when it ends, just after the
+    // client saw its last byte.
+    let mut after = pipe_fds(daemon.pid());
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = pipe_fds(daemon.pid());
+        if now == after {
+            break;
+        }
+        after = now;
+    }
+    after.retain(|fd| !before.contains(fd));
+    (daemon, after)
+}
+
+/// `[tuning]` `splice`, `pipe_size` and `pipe_pool_max` as the daemon
+/// applies them: pipes of the requested size, no more kept idle than the
+/// pool allows, and none at all when splice is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuning_sets_splice_pipe_size_and_the_idle_pipes_kept() {
+    let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    let tuning = cfg.tuning.as_mut().unwrap();
+    // Neither the kernel's default capacity (64 KiB) nor coexist's.
+    tuning.pipe_size = Some(256 * 1024);
+    tuning.pipe_pool_max = Some(2);
+    let (_daemon, idle) = pipes_left_after_bulk_echoes(&cfg, listen).await;
+    // Two ends per pipe: pipe_pool_max pipes are kept of the up to 16 used.
+    assert_eq!(idle.len(), 2 * 2, "idle pipe fds: {idle:?}");
+    for fd in &idle {
+        assert_eq!(pipe_capacity(fd), 256 * 1024, "{}", fd.display());
+    }
+
+    let listen = v4(free_port());
+    let mut cfg = config(&[listen], weighted(&[("s1", server.address, 1)]));
+    cfg.tuning.as_mut().unwrap().splice = Some(false);
+    let (_daemon, idle) = pipes_left_after_bulk_echoes(&cfg, listen).await;
+    assert_eq!(
+        idle,
+        Vec::<std::path::PathBuf>::new(),
+        "splice = false uses no pipe"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,13 +13,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use coexist_tests::daemon::coexist_binary;
+use coexist_tests::daemon::{coexist_binary, DaemonProcess};
 use coexist_tests::dns::tools_or_skip;
 use coexist_tests::ecmp::{
     EcmpLab, Family, Hashing, Router, ANNOUNCE_AFTER, BREAK_NOTICED, IDLE_TIMER_S, TOOLS,
     WITHDRAW_SETTLE,
 };
-use coexist_tests::netns::enter_or_skip;
+use coexist_tests::netns::{enter_or_skip, Lab};
+use coexist_tests::netns_thread;
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
 /// BGP sessions start within a second or two; allow for a loaded machine.
@@ -511,4 +512,54 @@ fn with_a_resilient_group_a_joining_node_breaks_no_connection() {
         assert!(new.get("n4").is_some_and(|n| *n > 0), "{new:?}");
         assert_eq!(new.get("failed"), None, "{new:?}");
     }
+/// `[bgp]` `interface` names the TUN device the announced routes point at;
+/// it exists while the daemon runs and goes with it, so BIRD drops the
+/// routes of a dead daemon. No BIRD is needed to see that: the daemon
+/// starts, and keeps trying to reach BIRD, without one.
+///
+/// ```text
+///   namespace cx-<pid>-bgpif-node (the test thread enters it)
+///     coexist: frontend 192.0.2.77:P (free bind), TUN "cxnamed0"
+/// ```
+#[test]
+fn the_announce_interface_is_the_one_named_and_goes_with_the_daemon() {
+    let test = "the_announce_interface_is_the_one_named_and_goes_with_the_daemon";
+    if !enter_or_skip(test) {
+        return;
+    }
+    let mut lab = Lab::new("bgpif");
+    let node = lab.ns("node");
+    netns_thread::enter(&node);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[admin]\nlisten = \"\"\n\n[[frontend]]\nname = \"web\"\nlisten = [\"192.0.2.77:8080\"]\nbackend = \"web\"\n\n[[backend]]\nname = \"web\"\nservers = [{{ address = \"127.0.0.1:8081\" }}]\n\n[bgp]\ncontrol_socket = \"{}\"\ninterface = \"cxnamed0\"\nwithdraw_settle = \"0s\"\n\n[[announce]]\nname = \"web\"\nprefixes = [\"192.0.2.77/32\"]\n",
+        dir.path().join("no-bird.ctl").display()
+    );
+    let links = || {
+        let out = std::process::Command::new("ip")
+            .args(["-br", "link"])
+            .output()
+            .expect("run ip");
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let mut daemon = DaemonProcess::start_ready(&config);
+    let running = links();
+    assert!(
+        running.iter().any(|l| l == "cxnamed0"),
+        "links while running: {running:?}; log:\n{}",
+        daemon.log()
+    );
+    assert!(!running.iter().any(|l| l == "coexist0"), "{running:?}");
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        daemon.wait_exit(Duration::from_secs(15)).is_some(),
+        "still running; log:\n{}",
+        daemon.log()
+    );
+    let after = links();
+    assert!(!after.iter().any(|l| l == "cxnamed0"), "{after:?}");
+    drop(lab);
 }

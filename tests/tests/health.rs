@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use coexist_support::config::{Backend, Config, Frontend, HealthCheck, Server};
 use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
-use coexist_tests::daemon::{admin_get, DaemonProcess};
+use coexist_tests::daemon::{admin_get, admin_metrics, metric_value, DaemonProcess};
 use coexist_tests::ports::{free_port, v4, v6};
 use coexist_tests::servers::{Behaviour, TestServer};
 use lb::admin::status::{ServerStatus, Status};
@@ -297,4 +297,85 @@ async fn backup_serves_only_while_no_primary_is_up() {
     primary.restart().await.unwrap();
     wait_state(admin, "primary", "up", Duration::from_secs(2)).await;
     assert_eq!(short_connection(listen).await.unwrap(), "primary");
+}
+
+/// `initial_state = "up"` serves before any check has passed; the default
+/// (`"down"`) waits for `rise` passes. With checks 10 s apart and rise 3,
+/// no check can bring a server up while the test runs: only the key can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_state_up_serves_before_the_checks_have_risen() {
+    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let (admin, up, down) = (v4(free_port()), v4(free_port()), v4(free_port()));
+    let slow = HealthCheck::every("tcp", ms(10_000), ms(1000), 3, 3);
+    let config = Config {
+        frontends: vec![
+            Frontend::new("up", [up], "up"),
+            Frontend::new("down", [down], "down"),
+        ],
+        backends: vec![
+            Backend {
+                health_check: Some(HealthCheck {
+                    initial_state: Some("up".into()),
+                    ..slow.clone()
+                }),
+                ..Backend::new("up", [Server::named("s1", s1.address)])
+            },
+            Backend {
+                health_check: Some(slow),
+                ..Backend::new("down", [Server::named("s1", s1.address)])
+            },
+        ],
+        ..Config::with_admin(admin)
+    };
+    let _daemon = DaemonProcess::start_ready(&config.to_toml());
+    let states = tokio::task::spawn_blocking(move || {
+        let status: Status = admin_get(admin, "/status");
+        let state = |b: usize| status.backends[b].servers[0].state.clone();
+        [state(0), state(1)]
+    })
+    .await
+    .unwrap();
+    assert_eq!(states, ["up", "down"], "initial_state up, then the default");
+    assert_eq!(short_connection(up).await.unwrap(), "s1");
+    let refused = short_connection(down).await;
+    assert!(refused.is_err(), "served before rise passes: {refused:?}");
+}
+
+/// `fall` and `rise` are the runs of failed (passed) checks that take a
+/// server down (bring it back): when /status first shows the change, the
+/// daemon has counted that many since the last one (the defaults, 3 and
+/// 2, would change it sooner). Checks come 300 ms apart, so at most one
+/// more can slip in before the reading. (The first pass after
+/// start brings a server up at once, whatever `rise`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fall_and_rise_are_the_runs_of_checks_that_change_a_server() {
+    let mut s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let check = HealthCheck::every("tcp", ms(300), ms(200), 4, 5);
+    let _daemon =
+        DaemonProcess::start_ready(&config(listen, admin, check, &[("s1", s1.address, false)]));
+    let checks = |result: &'static str| async move {
+        let page = tokio::task::spawn_blocking(move || admin_metrics(admin))
+            .await
+            .unwrap();
+        let result = format!("result=\"{result}\"");
+        metric_value(&page, "lb_health_checks_total", &["server=\"s1\"", &result]).unwrap_or(0.0)
+    };
+    wait_state(admin, "s1", "up", Duration::from_secs(5)).await;
+    s1.stop();
+    wait_state(admin, "s1", "down", Duration::from_secs(5)).await;
+    let failed = checks("failed").await;
+    // One more at most, had a check slipped in before the reading.
+    assert!(
+        (5.0..=6.0).contains(&failed),
+        "down after {failed} failed checks"
+    );
+    let passed_before = checks("ok").await;
+    s1.restart().await.unwrap();
+    wait_state(admin, "s1", "up", Duration::from_secs(5)).await;
+    let passed = checks("ok").await - passed_before;
+    assert!(
+        (4.0..=5.0).contains(&passed),
+        "up again after {passed} passed checks"
+    );
 }

@@ -34,7 +34,8 @@ use tokio::net::TcpStream;
 
 const NAME: &str = "web.test";
 
-/// dnsmasq answering from a hosts file with a TTL of 1 s; no upstream.
+/// dnsmasq answering from a hosts file with a TTL of 1 s (unless told
+/// otherwise); no upstream.
 struct Dns {
     child: Child,
     hosts: PathBuf,
@@ -43,10 +44,14 @@ struct Dns {
 
 impl Dns {
     fn start(dir: &std::path::Path, records: &[&str]) -> Dns {
+        Dns::start_with_ttl(dir, records, 1)
+    }
+
+    fn start_with_ttl(dir: &std::path::Path, records: &[&str], ttl: u32) -> Dns {
         let hosts = dir.join("hosts");
-        // Before dnsmasq starts: it reads the file once at start, and a
-        // file written after that would be served only after a SIGHUP.
-        write_hosts(&hosts, records);
+        // Written before dnsmasq starts: it reads the file once at start
+        // (and on SIGHUP), so records written later could be missed.
+        write_records(&hosts, records);
         let address = v4(free_port());
         Dns {
             child: Command::new("dnsmasq")
@@ -58,7 +63,7 @@ impl Dns {
                     "--bind-interfaces",
                     "--pid-file=",
                     "--user=root",
-                    "--local-ttl=1",
+                    &format!("--local-ttl={ttl}"),
                     &format!("--addn-hosts={}", hosts.display()),
                     &format!("--listen-address={}", address.ip()),
                     &format!("--port={}", address.port()),
@@ -73,7 +78,7 @@ impl Dns {
 
     /// New records, and dnsmasq told to reread them (its reload).
     fn change(&self, records: &[&str]) {
-        write_hosts(&self.hosts, records);
+        write_records(&self.hosts, records);
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP dnsmasq");
     }
@@ -84,7 +89,8 @@ impl Dns {
     }
 }
 
-fn write_hosts(hosts: &std::path::Path, records: &[&str]) {
+/// dnsmasq's hosts file giving `records` to [`NAME`].
+fn write_records(hosts: &std::path::Path, records: &[&str]) {
     let text: String = records.iter().map(|ip| format!("{ip} {NAME}\n")).collect();
     std::fs::write(hosts, text).expect("write hosts file");
 }
@@ -112,10 +118,64 @@ fn in_lab<F: std::future::Future>(
     output
 }
 
+/// [`in_lab`] with `hosts` as /etc/hosts for the body and what it starts:
+/// the body runs on a thread with a mount namespace of its own, where a
+/// file is bound over /etc/hosts (the lab is set up and removed outside
+/// it, so `ip netns` sees the real /run/netns).
+fn in_lab_with_hosts<F: std::future::Future>(
+    tag: &str,
+    hosts: &str,
+    body: impl FnOnce() -> F + Send,
+) -> F::Output
+where
+    F::Output: Send,
+{
+    use nix::mount::{mount, MsFlags};
+    let mut lab = Lab::new(tag);
+    let node = lab.ns("node");
+    lab.ip(&node, &["addr", "add", "127.0.0.2/8", "dev", "lo"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts");
+    std::fs::write(&file, hosts).expect("write the hosts file");
+    let inside = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                    .expect("a mount namespace for the test thread");
+                let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+                mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
+                    .expect("keep this thread's mounts to itself");
+                mount(
+                    Some(&file),
+                    "/etc/hosts",
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .expect("bind the test's hosts file over /etc/hosts");
+                netns_thread::block_on_inside(&node, body)
+            })
+            .join()
+    });
+    drop(lab);
+    inside.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 fn config(listen: u16, admin: SocketAddr, dns: SocketAddr, backends: &[(&str, &str)]) -> String {
-    let mut text = format!(
-        "[admin]\nlisten = \"{admin}\"\n\n[resolver]\nservers = [\"{dns}\"]\nhosts = false\ntimeout = \"200ms\"\nattempts = 1\nmin_ttl = \"1s\"\n"
-    );
+    let resolver = "hosts = false\ntimeout = \"200ms\"\nattempts = 1\nmin_ttl = \"1s\"";
+    config_with_resolver(listen, admin, dns, resolver, backends)
+}
+
+/// [`config`] with `resolver` as the `[resolver]` keys beside `servers`.
+fn config_with_resolver(
+    listen: u16,
+    admin: SocketAddr,
+    dns: SocketAddr,
+    resolver: &str,
+    backends: &[(&str, &str)],
+) -> String {
+    let mut text =
+        format!("[admin]\nlisten = \"{admin}\"\n\n[resolver]\nservers = [\"{dns}\"]\n{resolver}\n");
     for (i, (name, body)) in backends.iter().enumerate() {
         let port = listen + i as u16;
         text += &format!(
@@ -332,6 +392,20 @@ fn a_record_change_moves_new_connections_and_a_dns_outage_keeps_the_last_address
     );
 }
 
+/// fd00:66::1 on the node's lo, with nft dropping the SYNs sent to it: an
+/// address that never answers a connect.
+fn silent_aaaa(lab: &Lab, node: &Ns) {
+    lab.ip(node, &["addr", "add", "fd00:66::1/128", "dev", "lo"]);
+    lab.exec(node, &["nft", "add", "table", "inet", "cx"]);
+    let chain = "{ type filter hook input priority 0 ; }";
+    lab.exec(node, &["nft", "add", "chain", "inet", "cx", "input", chain]);
+    let rule = ["ip6", "daddr", "fd00:66::1", "tcp", "flags", "syn", "drop"];
+    lab.exec(
+        node,
+        &[&["nft", "add", "rule", "inet", "cx", "input"][..], &rule].concat(),
+    );
+}
+
 #[test]
 fn an_aaaa_whose_syns_vanish_costs_the_happy_eyeballs_delay_not_the_connect_timeout() {
     const TEST: &str =
@@ -339,18 +413,7 @@ fn an_aaaa_whose_syns_vanish_costs_the_happy_eyeballs_delay_not_the_connect_time
     if !lab_ready(TEST) {
         return;
     }
-    let setup = |lab: &Lab, node: &Ns| {
-        lab.ip(node, &["addr", "add", "fd00:66::1/128", "dev", "lo"]);
-        lab.exec(node, &["nft", "add", "table", "inet", "cx"]);
-        let chain = "{ type filter hook input priority 0 ; }";
-        lab.exec(node, &["nft", "add", "chain", "inet", "cx", "input", chain]);
-        let rule = ["ip6", "daddr", "fd00:66::1", "tcp", "flags", "syn", "drop"];
-        lab.exec(
-            node,
-            &[&["nft", "add", "rule", "inet", "cx", "input"][..], &rule].concat(),
-        );
-    };
-    in_lab("nm-he", setup, || async {
+    in_lab("nm-he", silent_aaaa, || async {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let _v4 = TestServer::named(format!("127.0.0.1:{port}").parse().unwrap(), "v4")
@@ -456,5 +519,247 @@ fn check_accepts_names_and_zones_and_locates_malformed_addresses() {
             ":9:15: backend[0].servers[0].address: \"web1.example.net:http\" has no valid port"
         ),
         "{stderr}"
+    );
+}
+
+/// `happy_eyeballs_delay` is how long a connect waits on the preferred
+/// family before it also tries the other (RFC 8305 section 5): with the
+/// IPv6 address silent, every connection reaches the IPv4 server after
+/// that delay, not after the default 250 ms nor the connect timeout.
+#[test]
+fn happy_eyeballs_delay_is_the_wait_before_the_other_family_is_tried() {
+    const TEST: &str = "happy_eyeballs_delay_is_the_wait_before_the_other_family_is_tried";
+    if !lab_ready(TEST) {
+        return;
+    }
+    in_lab("nm-hed", silent_aaaa, || async {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let _v4 = TestServer::named(v4(port), "v4").await.unwrap();
+        let dns = Dns::start(dir.path(), &["127.0.0.1", "fd00:66::1"]);
+        let (listen, admin) = (free_port(), v4(free_port()));
+        let server = format!("happy_eyeballs_delay = \"1500ms\"\nconnect_timeout = \"5s\"\nretries = 0\nservers = [{{ name = \"web\", address = \"{NAME}:{port}\" }}]");
+        let _daemon = start_daemon(&config(listen, admin, dns.address, &[("web", &server)]));
+        wait_resolved(admin, 0, 2).await;
+        for _ in 0..3 {
+            let started = Instant::now();
+            assert_eq!(reach(listen).await, Ok("v4".to_owned()));
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_millis(1500),
+                "reached IPv4 after {took:?}, before the delay"
+            );
+            assert!(
+                took < Duration::from_secs(4),
+                "reached IPv4 after {took:?}: waited for the connect timeout"
+            );
+        }
+    });
+}
+
+/// `min_ttl` and `max_ttl` bound how long an answer is kept whatever TTL
+/// the name server gives: /status shows when the name is asked again.
+#[test]
+fn min_ttl_and_max_ttl_bound_how_long_an_answer_is_kept() {
+    const TEST: &str = "min_ttl_and_max_ttl_bound_how_long_an_answer_is_kept";
+    if !lab_ready(TEST) {
+        return;
+    }
+    in_lab(
+        "nm-ttl",
+        |_, _| {},
+        || async {
+            let port = free_port();
+            let _v4 = TestServer::named(v4(port), "v4").await.unwrap();
+            let server = format!("servers = [{{ name = \"web\", address = \"{NAME}:{port}\" }}]");
+            // The name server's TTL, the bounds, where the time left must lie.
+            let cases = [
+                (1, "min_ttl = \"30s\"\nmax_ttl = \"60s\"", 20.0..=30.0),
+                (3600, "min_ttl = \"1s\"\nmax_ttl = \"20s\"", 10.0..=20.0),
+            ];
+            for (ttl, bounds, expected) in cases {
+                let dir = tempfile::tempdir().unwrap();
+                let dns = Dns::start_with_ttl(dir.path(), &["127.0.0.1"], ttl);
+                let (listen, admin) = (free_port(), v4(free_port()));
+                let resolver = format!("hosts = false\n{bounds}");
+                let text = config_with_resolver(
+                    listen,
+                    admin,
+                    dns.address,
+                    &resolver,
+                    &[("web", &server)],
+                );
+                let _daemon = start_daemon(&text);
+                let status = wait_resolved(admin, 0, 1).await;
+                let left = status.resolution.unwrap().ttl_left.expect("answered");
+                assert!(
+                    expected.contains(&left),
+                    "TTL {ttl} s with {bounds:?}: asked again in {left} s"
+                );
+            }
+        },
+    );
+}
+
+/// `timeout` and `attempts`: against a name server that never answers, a
+/// lookup gives up after `attempts` queries of `timeout` each (resolv.conf's
+/// meaning of both) rather than after the 5 s per query of the default.
+#[test]
+fn a_silent_name_server_is_given_up_on_after_timeout_and_attempts() {
+    const TEST: &str = "a_silent_name_server_is_given_up_on_after_timeout_and_attempts";
+    if !lab_ready(TEST) {
+        return;
+    }
+    in_lab(
+        "nm-silent",
+        |_, _| {},
+        || async {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            use std::sync::Arc;
+            let silent = tokio::net::UdpSocket::bind(v4(0)).await.unwrap();
+            let dns = silent.local_addr().unwrap();
+            let queries = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&queries);
+            let listener = tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                while silent.recv_from(&mut buf).await.is_ok() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let port = free_port();
+            let server = format!("servers = [{{ name = \"web\", address = \"{NAME}:{port}\" }}]");
+            let mut sent = Vec::new();
+            for attempts in [1, 3] {
+                let before = queries.load(Ordering::SeqCst);
+                let (listen, admin) = (free_port(), v4(free_port()));
+                let resolver = format!("hosts = false\ntimeout = \"300ms\"\nattempts = {attempts}");
+                let text = config_with_resolver(listen, admin, dns, &resolver, &[("web", &server)]);
+                let daemon = start_daemon(&text);
+                let started = Instant::now();
+                let error = loop {
+                    let status = server_status(admin, 0).await;
+                    if let Some(error) = status.resolution.and_then(|r| r.error) {
+                        break error;
+                    }
+                    // Functional bound: one query of the default timeout (5 s)
+                    // alone would take longer.
+                    assert!(
+                        started.elapsed() < Duration::from_secs(4),
+                        "attempts = {attempts}: no failed lookup yet"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                let count = queries.load(Ordering::SeqCst) - before;
+                println!(
+                    "attempts = {attempts}: {count} queries, failed after {:?}: {error}",
+                    started.elapsed()
+                );
+                drop(daemon);
+                sent.push(count);
+            }
+            listener.abort();
+            // One A and one AAAA query per attempt.
+            assert_eq!(sent, [2, 6], "queries sent with attempts 1 and 3");
+        },
+    );
+}
+
+/// `hosts`: /etc/hosts answers before DNS, or is not read at all. The name
+/// is 127.0.0.1 in /etc/hosts and 127.0.0.2 in DNS, so the address the
+/// daemon resolves it to shows which answered.
+#[test]
+fn hosts_decides_whether_etc_hosts_answers_before_dns() {
+    const TEST: &str = "hosts_decides_whether_etc_hosts_answers_before_dns";
+    if !lab_ready(TEST) {
+        return;
+    }
+    let hosts = format!("127.0.0.1 {NAME}\n");
+    in_lab_with_hosts("nm-hosts", &hosts, || async {
+        let dir = tempfile::tempdir().unwrap();
+        let dns = Dns::start(dir.path(), &["127.0.0.2"]);
+        let port = free_port();
+        let server = format!("servers = [{{ name = \"web\", address = \"{NAME}:{port}\" }}]");
+        for (hosts, expected) in [(true, "127.0.0.1"), (false, "127.0.0.2")] {
+            let (listen, admin) = (free_port(), v4(free_port()));
+            let resolver = format!("hosts = {hosts}");
+            let text =
+                config_with_resolver(listen, admin, dns.address, &resolver, &[("web", &server)]);
+            let _daemon = start_daemon(&text);
+            let status = wait_resolved(admin, 0, 1).await;
+            let addresses = status.resolution.unwrap().addresses;
+            assert_eq!(
+                addresses[0].address,
+                format!("{expected}:{port}"),
+                "hosts = {hosts}"
+            );
+        }
+    });
+}
+
+/// `family` restricts a name to one address family (asked for and
+/// connected to), on the backend for all its servers or on one server;
+/// a server's `prefer` overrides its backend's. Each backend's frontend
+/// shows where its connections go.
+#[test]
+fn family_restricts_a_name_and_a_servers_own_keys_override_its_backends() {
+    const TEST: &str = "family_restricts_a_name_and_a_servers_own_keys_override_its_backends";
+    if !lab_ready(TEST) {
+        return;
+    }
+    in_lab(
+        "nm-fam",
+        |_, _| {},
+        || async {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let _v4 = TestServer::named(v4(port), "v4").await.unwrap();
+            let _v6 = TestServer::named(format!("[fd00:79::1]:{port}").parse().unwrap(), "v6")
+                .await
+                .unwrap();
+            let dns = Dns::start(dir.path(), &["127.0.0.1", "fd00:79::1"]);
+            let (listen, admin) = (free_port(), v4(free_port()));
+            let server = |keys: &str| {
+                format!("servers = [{{ name = \"web\", address = \"{NAME}:{port}\"{keys} }}]")
+            };
+            let server_v4_only = server(", family = \"ipv4\"");
+            let backend_v6_only = format!("family = \"ipv6\"\n{}", server(""));
+            let server_prefers_v4 = format!("prefer = \"ipv6\"\n{}", server(", prefer = \"ipv4\""));
+            let _daemon = start_daemon(&config(
+                listen,
+                admin,
+                dns.address,
+                &[
+                    ("v4only", &server_v4_only),
+                    ("v6only", &backend_v6_only),
+                    ("v4first", &server_prefers_v4),
+                ],
+            ));
+            // (backend, addresses in the order tried, who answers)
+            let expected = [
+                (0, vec![format!("127.0.0.1:{port}")], "v4"),
+                (1, vec![format!("[fd00:79::1]:{port}")], "v6"),
+                (
+                    2,
+                    vec![format!("127.0.0.1:{port}"), format!("[fd00:79::1]:{port}")],
+                    "v4",
+                ),
+            ];
+            for (backend, addresses, answers) in expected {
+                let status = wait_resolved(admin, backend, addresses.len()).await;
+                let resolved: Vec<String> = (status.resolution.unwrap().addresses)
+                    .into_iter()
+                    .map(|a| a.address)
+                    .collect();
+                assert_eq!(resolved, addresses, "backend {backend}");
+                for _ in 0..3 {
+                    let port = listen + backend as u16;
+                    assert_eq!(
+                        reach(port).await,
+                        Ok(answers.to_owned()),
+                        "backend {backend}"
+                    );
+                }
+            }
+        },
     );
 }

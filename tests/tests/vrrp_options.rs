@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use coexist_support::config::Vrrp;
 use coexist_support::wait_until;
-use coexist_tests::netns::{enter_or_skip, Ns};
+use coexist_tests::netns::{enter_or_skip, Ns, REQUIRE_ENV};
 use nix::sys::signal::Signal;
 use vrrp_common::*;
 
@@ -212,6 +212,98 @@ fn vrrp_options_virtual_mac_unicast_and_notify() {
     }
     n2.signal(Signal::SIGTERM);
     assert!(n2.wait_exit(Duration::from_secs(5)).is_some());
+}
+
+/// `unicast_peers`: adverts go to the peers listed, not to 224.0.0.18, and
+/// adverts from any other source are ignored (RFC 9568 leaves unicast to
+/// implementations; keepalived's `unicast_peer` does the same). A router
+/// on the client's address advertises the same VRID at a higher priority
+/// by multicast: node1 does not yield to it.
+///
+/// ```text
+///   node1  coexist vrid 51 prio 200, unicast_peers = [10.77.0.2] ──┐
+///   node2  tcpdump: the VRRP packets node1 sends it               ──┤ br0
+///   client coexist vrid 51 prio 250, multicast                    ──┘
+/// ```
+#[test]
+fn unicast_peers_get_the_adverts_and_other_sources_are_ignored() {
+    let test = "unicast_peers_get_the_adverts_and_other_sources_are_ignored";
+    if !enter_or_skip(test) {
+        return;
+    }
+    // `tcpdump --version`: tools_or_skip's `-v` would start a capture.
+    let tcpdump_present = std::process::Command::new("tcpdump")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tcpdump_present {
+        assert_ne!(
+            std::env::var(REQUIRE_ENV).as_deref(),
+            Ok("1"),
+            "{test}: tcpdump required ({REQUIRE_ENV}=1) but not installed"
+        );
+        eprintln!("SKIP {test}: tcpdump not installed");
+        return;
+    }
+    let _serial = serial();
+    let seg = segment("uni");
+    let capture_log = seg.dir.path().join("tcpdump.log");
+    let capture = || std::fs::read_to_string(&capture_log).unwrap_or_default();
+    let mut tcpdump = seg.lab.spawn(
+        &seg.nodes[1],
+        std::path::Path::new("tcpdump"),
+        &["-i", "eth0", "-n", "-l", "--immediate-mode", "ip proto 112"],
+        &capture_log,
+    );
+    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        capture().contains("listening on")
+    });
+    assert!(listening.is_some(), "tcpdump did not start: {}", capture());
+
+    let interval = Duration::from_millis(100);
+    let other = coexist_config(vec![vr("other", 51, 250, interval, "10.77.0.10/24")]);
+    let other_path = seg.dir.path().join("other.toml");
+    std::fs::write(&other_path, other).expect("write config");
+    let _other = seg.lab.spawn(
+        &seg.client,
+        &coexist_tests::daemon::coexist_binary(),
+        &["run", "--config", other_path.to_str().expect("utf-8")],
+        &seg.log_path("other"),
+    );
+    let multicast = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        capture().contains("10.77.0.100 > 224.0.0.18: VRRPv3")
+    });
+    assert!(
+        multicast.is_some(),
+        "no multicast advert seen:\n{}",
+        capture()
+    );
+
+    let n1 = coexist_config(vec![Vrrp {
+        unicast_peers: vec!["10.77.0.2".parse().expect("address")],
+        ..vr("v4", 51, 200, interval, "10.77.0.10/24")
+    }]);
+    let _n1 = seg.coexist(0, "n1", &n1);
+    let logs = ["n1", "other"];
+    assert!(
+        seg.wait_holds(0, VIP4, Instant::now(), Duration::from_secs(5))
+            .is_some(),
+        "node1 yielded to a router that is not its peer\n{}",
+        seg.logs(&logs)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(seg.holds(0, VIP4), "node1 let go\n{}", seg.logs(&logs));
+    tcpdump.signal(Signal::SIGTERM);
+    let _ = tcpdump.wait_exit(Duration::from_secs(5));
+    let text = capture();
+    assert!(
+        text.contains("10.77.0.1 > 10.77.0.2: VRRPv3, Advertisement, vrid 51, prio 200"),
+        "no unicast advert to the peer:\n{text}"
+    );
+    assert!(
+        !text.contains("10.77.0.1 > 224.0.0.18"),
+        "node1 advertised by multicast:\n{text}"
+    );
 }
 
 /// RFC 9568 §7.3: with `virtual_mac`, the master's adverts carry the

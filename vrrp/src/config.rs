@@ -222,6 +222,11 @@ impl Config {
                 ),
             );
         }
+        // Without preemption (and short of owning the addresses, which
+        // preempts regardless) nothing ever waits out the delay.
+        if !self.preempt && !self.preempt_delay.is_zero() && !self.is_address_owner() {
+            out.push(Setting::PreemptDelay, Problem::DelayWithoutPreempt);
+        }
         self.address_problems(family, &mut out);
         if self.checksum_mode != ChecksumMode::PseudoHeader
             && (self.version != Version::V3 || family != Family::V4)
@@ -369,6 +374,8 @@ impl Wire {
         if let Some(refresh) = garp.refresh.filter(|r| !(min..=max).contains(r)) {
             let problem = Problem::duration_out_of_range(refresh, min, max);
             out.push(Setting::GarpRefresh, problem);
+        } else if garp.refresh.is_some() && garp.count == 0 {
+            out.push(Setting::GarpRefresh, Problem::RefreshWithoutCount);
         }
     }
 }
@@ -553,6 +560,12 @@ pub enum Problem {
         /// The instance's version.
         version: Version,
     },
+    /// A refresh of announcements there are none of.
+    #[error("only used with garp_count above 0: there is nothing to repeat")]
+    RefreshWithoutCount,
+    /// A preemption delay on an instance that never preempts.
+    #[error("only used with preempt = true (or priority 255): this instance never preempts")]
+    DelayWithoutPreempt,
     /// No virtual address.
     #[error("needs at least one virtual address")]
     NoAddresses,
@@ -765,6 +778,46 @@ mod tests {
         assert_eq!(settings(&s), [Setting::Checksum]);
         let mut s = spec(&["192.0.2.10/24"]);
         s.config.checksum_mode = "message-only".parse().unwrap();
+        assert_eq!(s.problems(), []);
+    }
+
+    /// `garp_refresh` repeats the `garp_count` announcements: with none,
+    /// there is nothing to repeat.
+    #[test]
+    fn garp_refresh_needs_announcements() {
+        let mut s = spec(&["192.0.2.10/24"]);
+        s.wire.garp.refresh = Some(Duration::from_secs(60));
+        assert_eq!(s.problems(), []);
+        s.wire.garp.count = 0;
+        let problems: Vec<String> = s.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            ["garp_refresh: only used with garp_count above 0: there is nothing to repeat"]
+        );
+        s.wire.garp.refresh = None;
+        assert_eq!(s.problems(), []);
+    }
+
+    /// keepalived's `preempt_delay` postpones preemption: without it
+    /// (and below the owner's priority, which always preempts) there is
+    /// nothing to postpone.
+    #[test]
+    fn preempt_delay_needs_preemption() {
+        let mut s = spec(&["192.0.2.10/24"]);
+        s.config.preempt = false;
+        s.config.preempt_delay = Duration::from_secs(5);
+        let problems: Vec<String> = s.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            ["preempt_delay: only used with preempt = true (or priority 255): this instance never preempts"]
+        );
+        s.config.priority = OWNER_PRIORITY;
+        assert_eq!(s.problems(), []);
+        s.config.priority = 100;
+        s.config.preempt = true;
+        assert_eq!(s.problems(), []);
+        s.config.preempt = false;
+        s.config.preempt_delay = Duration::ZERO;
         assert_eq!(s.problems(), []);
     }
 

@@ -257,6 +257,63 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// A group other than the daemon's own that this process may give a
+    /// file to, with its name: any group as root, else a supplementary one.
+    fn another_group() -> (u32, String) {
+        let own = nix::unistd::getegid().as_raw();
+        let allowed: Vec<u32> = if nix::unistd::geteuid().is_root() {
+            Vec::new()
+        } else {
+            let groups = nix::unistd::getgroups().expect("getgroups");
+            groups.into_iter().map(|g| g.as_raw()).collect()
+        };
+        let groups = std::fs::read_to_string("/etc/group").expect("read /etc/group");
+        groups
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let gid = fields.nth(1)?.parse::<u32>().ok()?;
+                Some((gid, name.to_owned()))
+            })
+            .find(|(gid, _)| *gid != own && (allowed.is_empty() || allowed.contains(gid)))
+            .expect("root, or a supplementary group listed in /etc/group, to hand the socket to")
+    }
+
+    /// `control_socket_group`, by number or by name, decides who besides
+    /// the owner may connect; the daemon's own group is only the default.
+    #[tokio::test]
+    async fn the_socket_file_goes_to_the_group_named_by_number_or_name() {
+        let (gid, name) = another_group();
+        let dir = tempfile::tempdir().unwrap();
+        for group in [gid.to_string(), name] {
+            let path = dir.path().join("control.sock");
+            let config = ControlSocket {
+                path: path.clone(),
+                mode: 0o660,
+                group: Some(group.clone()),
+            };
+            let (file, _listener) = SocketFile::bind(&config).unwrap();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            assert_eq!(meta.gid(), gid, "group = {group:?}");
+            drop(file);
+        }
+        let config = ControlSocket {
+            path: dir.path().join("default.sock"),
+            mode: 0o660,
+            group: None,
+        };
+        let (_file, _listener) = SocketFile::bind(&config).unwrap();
+        let meta = std::fs::symlink_metadata(&config.path).unwrap();
+        assert_eq!(meta.gid(), nix::unistd::getegid().as_raw());
+        let unknown = ControlSocket {
+            group: Some("no-such-group-coexist".into()),
+            ..config
+        };
+        let refused = SocketFile::bind(&unknown).err().unwrap();
+        assert!(matches!(refused, AdminError::NoSuchGroup(_)), "{refused}");
+    }
+
     #[tokio::test]
     async fn a_stale_socket_is_replaced_and_other_files_are_not() {
         let dir = tempfile::tempdir().unwrap();

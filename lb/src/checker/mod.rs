@@ -290,6 +290,39 @@ mod tests {
         );
     }
 
+    /// `timeout` bounds a check against a server that accepts and then
+    /// says nothing: without it the check would wait forever and the
+    /// server would never be marked down.
+    #[tokio::test]
+    async fn a_silent_server_fails_the_check_at_its_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(stream);
+        });
+        let check = HealthCheck {
+            kind: CheckKind::SendExpect {
+                send: b"PING\r\n".to_vec(),
+                expect: b"+PONG".to_vec(),
+            },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(150),
+            rise: 1,
+            fall: 1,
+            initial_state: crate::config::InitialState::Down,
+        };
+        let result = tokio::time::timeout(Duration::from_secs(10), run(&check, address))
+            .await
+            .expect("the check ends by its own timeout");
+        silent.abort();
+        match result {
+            Err(CheckFailure::Server(reason)) => assert_eq!(reason, "timeout after 150ms"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn status_ranges_read_like_an_operator_writes_them() {
         assert_eq!(describe_range(&(200..=299)), "2xx");

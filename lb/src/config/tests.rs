@@ -136,7 +136,7 @@ fn design_example_parses_with_defaults_filled() {
 #[test]
 fn vrrp_every_key_reaches_the_model() {
     let c = parse(
-        "[[vrrp]]\nname = \"v\"\ninterface = \"eth1\"\nvrid = 7\npriority = 200\nadvert_interval = \"50ms\"\n\
+        "[[vrrp]]\nname = \"v\"\ninterface = \"eth1\"\nvrid = 7\npriority = 255\nadvert_interval = \"50ms\"\n\
          version = 3\npreempt = false\npreempt_delay = \"2s\"\naccept_mode = true\naddresses = [\"192.0.2.10/24\"]\n\
          unicast_peers = [\"192.0.2.3\"]\nvirtual_mac = true\nnotify = \"/bin/true\"\nchecksum = \"message-only\"\n\
          garp_count = 3\ngarp_interval = \"20ms\"\ngarp_refresh = \"30s\"\n",
@@ -151,7 +151,9 @@ fn vrrp_every_key_reaches_the_model() {
     );
     let (config, wire) = (&mut expected.config, &mut expected.wire);
     config.version = vrrp::Version::V3;
-    config.priority = 200;
+    // The owner: the one priority where preempt_delay means something
+    // with preempt off (the owner preempts regardless).
+    config.priority = 255;
     config.advert_interval = Duration::from_millis(50);
     config.preempt = false;
     config.preempt_delay = Duration::from_secs(2);
@@ -786,14 +788,80 @@ fn maglev_table_size_must_be_prime_and_cover_servers() {
         "backend[0].maglev_table_size",
         "65536 is not prime",
     );
-    let text = "[[backend]]\nname = \"web\"\nmaglev_table_size = 2\nservers = [{ address = \"127.0.0.1:81\" }, { address = \"127.0.0.1:82\" }, { address = \"127.0.0.1:83\" }]\n";
+    let text = "[[backend]]\nname = \"web\"\nbalance = \"maglev\"\nmaglev_table_size = 2\nservers = [{ address = \"127.0.0.1:81\" }, { address = \"127.0.0.1:82\" }, { address = \"127.0.0.1:83\" }]\n";
     assert_error(
         text,
-        3,
+        4,
         21,
         "backend[0].maglev_table_size",
         "smaller than the 3 servers",
     );
+}
+
+/// Keys that can have no effect where they are written are refused at
+/// their location rather than silently ignored: a table size without
+/// Maglev, name settings on a backend of fixed addresses, control socket
+/// settings without a control socket, a write token without the endpoint
+/// that takes writes, a preemption delay without preemption, a refresh of
+/// no announcements, TCP connection settings of a backend only UDP
+/// frontends use.
+#[test]
+fn keys_without_effect_where_written_are_rejected() {
+    let text = format!("{WEB_BACKEND}maglev_table_size = 13\n");
+    let only_maglev = "only used with balance = \"maglev\"";
+    assert_error(&text, 4, 21, "backend[0].maglev_table_size", only_maglev);
+    let text = format!("{WEB_BACKEND}balance = \"least-connections\"\nmaglev_table_size = 13\n");
+    assert_error(&text, 5, 21, "backend[0].maglev_table_size", only_maglev);
+
+    let only_names = "only used with servers given by name";
+    for (line, column, key) in [
+        ("prefer = \"ipv4\"", 10, "prefer"),
+        ("family = \"ipv6\"", 10, "family"),
+        ("happy_eyeballs_delay = \"1s\"", 24, "happy_eyeballs_delay"),
+    ] {
+        let text = format!("{WEB_BACKEND}{line}\n");
+        assert_error(&text, 4, column, &format!("backend[0].{key}"), only_names);
+        // One server given by name is enough for them to mean something.
+        let named = format!(
+            "[[backend]]\nname = \"web\"\n{line}\nservers = [{{ address = \"127.0.0.1:8001\" }}, {{ address = \"web.example:80\" }}]\n"
+        );
+        assert!(parse(&named, "t.toml").is_ok(), "{named}");
+    }
+
+    let admin = |keys: &str| format!("[admin]\n{keys}\n{ADMIN_TEST_FRONTEND}{WEB_BACKEND}");
+    let only_socket = "only used with control_socket";
+    let text = admin("control_socket_mode = \"0600\"");
+    assert_error(&text, 2, 23, "admin.control_socket_mode", only_socket);
+    let text = admin("control_socket = \"\"\ncontrol_socket_group = \"adm\"");
+    assert_error(&text, 3, 24, "admin.control_socket_group", only_socket);
+    let text = admin("listen = \"\"\ntoken_file = \"/etc/cx/token\"");
+    let only_listen = "only used with listen: writes over TCP need the HTTP endpoint";
+    assert_error(&text, 3, 14, "admin.token_file", only_listen);
+
+    let text = format!(
+        "{VRRP_HEAD}preempt = false\npreempt_delay = \"5s\"\naddresses = [\"192.0.2.10/24\"]\n"
+    );
+    let never = "only used with preempt = true (or priority 255): this instance never preempts";
+    assert_error(&text, 6, 17, "vrrp[0].preempt_delay", never);
+
+    let text = format!(
+        "{VRRP_HEAD}garp_count = 0\ngarp_refresh = \"60s\"\naddresses = [\"192.0.2.10/24\"]\n"
+    );
+    let nothing = "only used with garp_count above 0: there is nothing to repeat";
+    assert_error(&text, 6, 16, "vrrp[0].garp_refresh", nothing);
+
+    let udp = "[[frontend]]\nname = \"dns\"\nprotocol = \"udp\"\nlisten = [\"127.0.0.1:5353\"]\nbackend = \"web\"\n";
+    let only_tcp = "only used with TCP: every frontend of this backend has protocol = \"udp\"";
+    for (line, column, key) in [
+        ("connect_timeout = \"1s\"", 19, "connect_timeout"),
+        ("idle_timeout = \"1m\"", 16, "idle_timeout"),
+    ] {
+        let text = format!("{udp}{WEB_BACKEND}{line}\n");
+        assert_error(&text, 9, column, &format!("backend[0].{key}"), only_tcp);
+        // A TCP frontend on the same backend gives them a use.
+        let text = format!("{udp}{ADMIN_TEST_FRONTEND}{WEB_BACKEND}{line}\n");
+        assert!(parse(&text, "t.toml").is_ok(), "{text}");
+    }
 }
 
 // --- validation: vrrp -------------------------------------------------------
@@ -1108,8 +1176,8 @@ fn admin_control_socket_token_and_timeout() {
         "is not an absolute path",
     );
     assert_error(
-        &e("control_socket_mode = \"0999\""),
-        2,
+        &e("control_socket = \"/run/cx/ctl.sock\"\ncontrol_socket_mode = \"0999\""),
+        3,
         23,
         "admin.control_socket_mode",
         "not a file mode in octal",

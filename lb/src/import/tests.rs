@@ -474,6 +474,27 @@ virtual_server fwmark 7 {
 }
 ";
 
+/// keepalived ignores `preempt_delay` under `nopreempt` (below the owner's
+/// priority); coexist refuses the pair, so the import leaves the delay out
+/// and says why, wherever in the block `nopreempt` comes.
+#[test]
+fn a_preempt_delay_under_nopreempt_is_left_out() {
+    let text = "vrrp_instance VI_1 {\n    preempt_delay 5\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    nopreempt\n    virtual_ipaddress {\n        192.0.2.10/24\n    }\n}\n";
+    let out = run(&[(Dialect::Keepalived, "keepalived.conf", text)]);
+    let c = valid(&out);
+    let v = &c.vrrp[0].config;
+    assert_eq!((v.preempt, v.preempt_delay), (false, Duration::ZERO));
+    has_note(
+        &out,
+        "keepalived.conf:2: not carried: `preempt_delay 5`",
+        "keepalived ignores it with nopreempt",
+    );
+    let owner = text.replace("priority 150", "priority 255");
+    let out = run(&[(Dialect::Keepalived, "keepalived.conf", &owner)]);
+    let v = &valid(&out).vrrp[0].config;
+    assert_eq!(v.preempt_delay, Duration::from_secs(5));
+}
+
 #[test]
 fn ipvs_virtual_servers_become_frontends() {
     // Input: IPVS. Output: a frontend on the virtual address, a weighted

@@ -82,15 +82,26 @@ fn build(wanted: &config::Resolver) -> Result<TokioResolver, ResolveError> {
             servers.add_name_server(NameServerConfig::new(*address, Protocol::Udp));
             servers.add_name_server(NameServerConfig::new(*address, Protocol::Tcp));
         }
-        TokioResolver::builder_with_config(servers, TokioConnectionProvider::default())
+        let mut builder =
+            TokioResolver::builder_with_config(servers, TokioConnectionProvider::default());
+        // `timeout` and `attempts` left out mean resolv.conf's, whoever
+        // the name servers are.
+        if let Ok((_, system)) = hickory_resolver::system_conf::read_system_conf() {
+            let options = builder.options_mut();
+            options.timeout = system.timeout;
+            options.attempts = system.attempts;
+        }
+        builder
     };
     let options = builder.options_mut();
     if let Some(timeout) = wanted.timeout {
         options.timeout = timeout;
     }
-    if let Some(attempts) = wanted.attempts {
-        options.attempts = attempts;
-    }
+    // `attempts` counts the queries to a name server, as resolv.conf's
+    // does (and hickory reads resolv.conf's into its option as is); that
+    // option counts the retries after the first query.
+    let queries = wanted.attempts.unwrap_or(options.attempts).max(1);
+    options.attempts = queries - 1;
     options.use_hosts_file = if wanted.hosts {
         ResolveHosts::Always
     } else {

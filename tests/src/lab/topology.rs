@@ -129,6 +129,8 @@ pub fn node_config(c: &NodeConfig) -> String {
                     expect_rcode: Some("NOERROR".into()),
                     ..HealthCheck::every("dns", ms(200), ms(150), 2, 2)
                 }),
+                // Only the UDP frontend uses it: no TCP connect to time.
+                connect_timeout: None,
                 ..backend("dns", dns_servers.collect())
             },
         ],
@@ -485,4 +487,24 @@ fn program(name: &str) -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/sbin")])
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// The lab's nodes run a config `coexist check` accepts: a rule added to
+    /// validation that the lab's config breaks shows here, not in a lab run.
+    #[test]
+    fn node_configs_are_valid() {
+        let c = super::NodeConfig {
+            priority: 150,
+            advert: Duration::from_millis(100),
+            web_weights: [3, 1, 1],
+        };
+        let text = super::node_config(&c);
+        if let Err(e) = lb::config::parse(&text, "node.toml") {
+            panic!("{e}\n{text}");
+        }
+    }
 }

@@ -27,6 +27,12 @@ pub(super) fn admin(ctx: &mut Ctx<'_>, raw: Option<&RawAdmin>) -> Admin {
         Some(l) if l.get_ref().is_empty() => None,
         Some(l) => ctx.socket_addr(l, "admin.listen"),
     };
+    // Writes over TCP are the only use of the token: without the endpoint
+    // it would do nothing.
+    if let (None, Some(file)) = (listen, raw.and_then(|a| a.token_file.as_ref())) {
+        let msg = "only used with listen: writes over TCP need the HTTP endpoint";
+        ctx.error(file.span(), "admin.token_file", msg);
+    }
     Admin {
         listen,
         control_socket: control_socket(ctx, raw),
@@ -43,36 +49,41 @@ pub(super) fn admin(ctx: &mut Ctx<'_>, raw: Option<&RawAdmin>) -> Admin {
 }
 
 fn control_socket(ctx: &mut Ctx<'_>, raw: Option<&RawAdmin>) -> Option<ControlSocket> {
-    let given = raw.and_then(|a| a.control_socket.as_ref());
-    let mode = raw
-        .and_then(|a| a.control_socket_mode.as_ref())
+    let given = raw
+        .and_then(|a| a.control_socket.as_ref())
+        .filter(|p| !p.get_ref().is_empty());
+    let mode = raw.and_then(|a| a.control_socket_mode.as_ref());
+    let group = raw.and_then(|a| a.control_socket_group.as_ref());
+    let Some(p) = given else {
+        for (key, value) in [
+            ("admin.control_socket_mode", mode),
+            ("admin.control_socket_group", group),
+        ] {
+            if let Some(value) = value {
+                ctx.error(value.span(), key, "only used with control_socket");
+            }
+        }
+        return None;
+    };
+    let mode = mode
         .and_then(|m| socket_mode(ctx, m))
         .unwrap_or(DEFAULT_SOCKET_MODE);
-    let group = raw
-        .and_then(|a| a.control_socket_group.as_ref())
-        .and_then(|g| {
-            if g.get_ref().trim().is_empty() {
-                ctx.error(g.span(), "admin.control_socket_group", "must not be empty");
-                return None;
-            }
-            Some(g.get_ref().trim().to_owned())
-        });
-    let path = match given {
-        None => return None,
-        Some(p) if p.get_ref().is_empty() => return None,
-        Some(p) => {
-            let path = path(ctx, p, "admin.control_socket")?;
-            if path.as_os_str().len() > MAX_SOCKET_PATH {
-                let msg = format!(
-                    "{} bytes is too long for a Unix socket path (at most {MAX_SOCKET_PATH})",
-                    path.as_os_str().len()
-                );
-                ctx.error(p.span(), "admin.control_socket", msg);
-                return None;
-            }
-            path
+    let group = group.and_then(|g| {
+        if g.get_ref().trim().is_empty() {
+            ctx.error(g.span(), "admin.control_socket_group", "must not be empty");
+            return None;
         }
-    };
+        Some(g.get_ref().trim().to_owned())
+    });
+    let path = path(ctx, p, "admin.control_socket")?;
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        let msg = format!(
+            "{} bytes is too long for a Unix socket path (at most {MAX_SOCKET_PATH})",
+            path.as_os_str().len()
+        );
+        ctx.error(p.span(), "admin.control_socket", msg);
+        return None;
+    }
     Some(ControlSocket { path, mode, group })
 }
 

@@ -9,8 +9,8 @@ use toml::Spanned;
 use super::values::WrittenAddress;
 use super::{dns_check, values, Ctx};
 use crate::config::model::{
-    Backend, Balance, CheckKind, Family, HealthCheck, InitialState, NamedAddress, Prefer, Server,
-    ServerAddress,
+    Backend, Balance, CheckKind, Family, Frontend, HealthCheck, InitialState, NamedAddress, Prefer,
+    Server, ServerAddress,
 };
 use crate::config::raw::{
     RawBackend, RawBalance, RawCheckKind, RawFamily, RawHealthCheck, RawInitialState, RawPrefer,
@@ -48,6 +48,39 @@ pub(super) fn backends(ctx: &mut Ctx<'_>, raw: &[Spanned<RawBackend>]) -> Vec<Ba
     out
 }
 
+/// `connect_timeout`, `idle_timeout` and `happy_eyeballs_delay` govern TCP
+/// connections to the servers; a backend that only UDP frontends use
+/// makes none (its sessions end by the frontend's `udp_idle_timeout`), so
+/// they are refused there rather than silently ignored.
+pub(super) fn tcp_keys_of_udp_backends(
+    ctx: &mut Ctx<'_>,
+    raw: &[Spanned<RawBackend>],
+    frontends: &[Frontend],
+) {
+    for (i, b) in raw.iter().enumerate() {
+        let b = b.get_ref();
+        let users: Vec<&Frontend> = (frontends.iter())
+            .filter(|f| f.backend == *b.name.get_ref())
+            .collect();
+        if users.is_empty() || users.iter().any(|f| f.is_tcp()) {
+            continue;
+        }
+        // Without a server by name it is reported as such already.
+        let delay = b.happy_eyeballs_delay.as_ref().filter(|_| !all_fixed(b));
+        for (name, value) in [
+            ("connect_timeout", b.connect_timeout.as_ref()),
+            ("idle_timeout", b.idle_timeout.as_ref()),
+            ("happy_eyeballs_delay", delay),
+        ] {
+            if let Some(value) = value {
+                let msg =
+                    "only used with TCP: every frontend of this backend has protocol = \"udp\"";
+                ctx.error(value.span(), &format!("backend[{i}].{name}"), msg);
+            }
+        }
+    }
+}
+
 fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backend {
     let b = spanned.get_ref();
     let names = NameSettings::of_backend(ctx, b, at);
@@ -58,7 +91,8 @@ fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backen
         Some(RawBalance::Maglev) => Balance::Maglev,
         Some(RawBalance::RandomTwo) => Balance::RandomTwo,
     };
-    let maglev_table_size = maglev_table_size(ctx, b, at, servers.len());
+    name_keys_need_a_name(ctx, b, at);
+    let maglev_table_size = maglev_table_size(ctx, b, at, balance, servers.len());
     let health_check = b
         .health_check
         .as_ref()
@@ -97,11 +131,21 @@ fn backend(ctx: &mut Ctx<'_>, spanned: &Spanned<RawBackend>, at: &str) -> Backen
     }
 }
 
-fn maglev_table_size(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str, servers: usize) -> usize {
+fn maglev_table_size(
+    ctx: &mut Ctx<'_>,
+    b: &RawBackend,
+    at: &str,
+    balance: Balance,
+    servers: usize,
+) -> usize {
     let key = format!("{at}.maglev_table_size");
     let Some(size) = b.maglev_table_size.as_ref() else {
         return DEFAULT_MAGLEV_TABLE_SIZE;
     };
+    if balance != Balance::Maglev {
+        ctx.error(size.span(), &key, "only used with balance = \"maglev\"");
+        return DEFAULT_MAGLEV_TABLE_SIZE;
+    }
     let n = *size.get_ref();
     if !(2..=MAX_MAGLEV_TABLE_SIZE).contains(&n) {
         let msg = format!("{n} is out of range 2..={MAX_MAGLEV_TABLE_SIZE}");
@@ -122,6 +166,42 @@ fn maglev_table_size(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str, servers: usize
         ctx.error(size.span(), &key, msg);
     }
     m
+}
+
+/// A backend's `prefer`, `family` and `happy_eyeballs_delay` are settings
+/// of its servers given by name: with every address fixed they would do
+/// nothing, so they are refused rather than silently ignored.
+fn name_keys_need_a_name(ctx: &mut Ctx<'_>, b: &RawBackend, at: &str) {
+    if !all_fixed(b) {
+        return;
+    }
+    for (name, span) in [
+        ("prefer", b.prefer.as_ref().map(Spanned::span)),
+        ("family", b.family.as_ref().map(Spanned::span)),
+        (
+            "happy_eyeballs_delay",
+            b.happy_eyeballs_delay.as_ref().map(Spanned::span),
+        ),
+    ] {
+        if let Some(span) = span {
+            let msg = "only used with servers given by name: every server of this backend has a fixed address";
+            ctx.error(span, &format!("{at}.{name}"), msg);
+        }
+    }
+}
+
+/// Every server of `b` has a fixed address (an IP address, with its zone
+/// if link-local). An address that does not read is reported on its own,
+/// and may have been meant as a name.
+fn all_fixed(b: &RawBackend) -> bool {
+    let Some(list) = b.servers.as_ref().map(Spanned::get_ref) else {
+        return false;
+    };
+    let fixed = |s: &Spanned<RawServer>| {
+        let written = values::server_address(s.get_ref().address.get_ref());
+        matches!(written, Ok(w) if !matches!(w, WrittenAddress::Name { .. }))
+    };
+    !list.is_empty() && list.iter().all(fixed)
 }
 
 /// `prefer` and `family` of a backend or a server given by name.

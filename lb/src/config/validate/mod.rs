@@ -41,6 +41,7 @@ pub(super) fn validate(
     let resolver = resolver(&mut ctx, raw.resolver.as_ref());
     let backends = backend::backends(&mut ctx, &raw.backend);
     let frontends = frontend::frontends(&mut ctx, &raw.frontend, &backends);
+    backend::tcp_keys_of_udp_backends(&mut ctx, &raw.backend, &frontends);
     let vrrp = vrrp::instances(&mut ctx, &raw.vrrp, &frontends);
     let bgp = announce::bgp(
         &mut ctx,

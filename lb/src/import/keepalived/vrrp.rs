@@ -77,12 +77,19 @@ pub(super) fn instance(
         virtual_mac: false,
         notify: None,
         garp_count: globals.garp_repeat.map(|(n, _)| n.min(100)),
+        // keepalived's 0 is no refresh; and with no announcements (a
+        // repeat of 0) there is nothing to refresh.
         garp_refresh: globals
             .garp_refresh
+            .filter(|(d, _)| !d.is_zero())
+            .filter(|_| globals.garp_repeat.is_none_or(|(n, _)| n > 0))
             .map(|(d, _)| d.max(Duration::from_secs(1))),
     };
     let mut notifications: Vec<&Node> = Vec::new();
     let mut advert_node = None;
+    // Read after the block: whether it means anything depends on
+    // `nopreempt` and `priority`, wherever they are written.
+    let mut delay_node: Option<&Node> = None;
     let mut version_set = false;
     for c in &node.children {
         let at = c.at;
@@ -114,13 +121,7 @@ pub(super) fn instance(
                 tally.carried(at);
             }
             "preempt" => tally.carried(at),
-            "preempt_delay" => match keepalived_timer(c.word(1)) {
-                Some(d) if d <= Duration::from_secs(1000) => {
-                    v.preempt_delay = (!d.is_zero()).then_some(d);
-                    tally.carried(at);
-                }
-                _ => tally.not_carried(at, "a delay of 0 to 1000 seconds"),
-            },
+            "preempt_delay" => delay_node = Some(c),
             "accept" => {
                 v.accept_mode = Some(true);
                 tally.carried(at);
@@ -226,6 +227,19 @@ pub(super) fn instance(
     }
     if let Some(a) = advert_node {
         v.advert_interval = advert(a, v.version, tally);
+    }
+    if let Some(c) = delay_node {
+        match keepalived_timer(c.word(1)) {
+            Some(d) if d <= Duration::from_secs(1000) => {
+                if !v.preempt && v.priority != vrrp::OWNER_PRIORITY && !d.is_zero() {
+                    tally.not_carried(c.at, "keepalived ignores it with nopreempt");
+                } else {
+                    v.preempt_delay = (!d.is_zero()).then_some(d);
+                    tally.carried(c.at);
+                }
+            }
+            _ => tally.not_carried(c.at, "a delay of 0 to 1000 seconds"),
+        }
     }
     if let Some((_, at)) = globals.garp_repeat {
         tally.carried(at);

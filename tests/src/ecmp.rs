@@ -1367,6 +1367,10 @@ async fn ping(
         if !matches!(echoed, Ok(Ok(_))) {
             shared.lock().unwrap()[slot].broken = true;
             return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The ECMP nodes run a config `coexist check` accepts (see the lab's

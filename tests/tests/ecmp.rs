@@ -512,6 +512,8 @@ fn with_a_resilient_group_a_joining_node_breaks_no_connection() {
         assert!(new.get("n4").is_some_and(|n| *n > 0), "{new:?}");
         assert_eq!(new.get("failed"), None, "{new:?}");
     }
+}
+
 /// `[bgp]` `interface` names the TUN device the announced routes point at;
 /// it exists while the daemon runs and goes with it, so BIRD drops the
 /// routes of a dead daemon. No BIRD is needed to see that: the daemon

@@ -453,9 +453,10 @@ impl EcmpLab {
                         let (Some(state), Some(count)) = (state, count) else {
                             panic!("vtysh's neighbor {address} lacks bgpState or connectionsEstablished: {n}");
                         };
-                        // Absent until the session first comes up.
-                        let last = &n["bgpTimerUpEstablishedEpoch"];
-                        let since = format!("established {count} times, last at {last}");
+                        // The count alone tells a reset: FRR derives its
+                        // "established at" epoch from now minus the uptime,
+                        // which moves by a second between two reads.
+                        let since = format!("established {count} times");
                         (address, state.to_owned(), since)
                     })
                     .collect()

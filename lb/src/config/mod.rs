@@ -94,12 +94,26 @@ fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
             format!("{key}.{missing}")
         };
     }
+    let mut message = e.message().trim_end().to_owned();
+    // The TOML parser says nothing about some characters it refuses (a
+    // control character in a comment, found by the config fuzzer): name
+    // the character rather than print an empty reason.
+    if message.is_empty() {
+        message = match text.get(offset..).and_then(|rest| rest.chars().next()) {
+            Some(c) if c.is_control() => format!(
+                "control character U+{:04X} is not allowed in TOML",
+                u32::from(c)
+            ),
+            Some(c) => format!("{c:?} is not valid TOML here"),
+            None => "the file ends where TOML expects more".to_owned(),
+        };
+    }
     ConfigError::Invalid(vec![Diagnostic {
         origin: origin.to_owned(),
         line,
         column,
         key,
-        message: e.message().trim_end().to_owned(),
+        message,
     }])
 }
 

@@ -1104,6 +1104,23 @@ fn keys_read_only_at_start_are_named_when_a_reload_changes_them() {
     );
 }
 
+/// Found by the config fuzzer: the TOML parser refuses a control
+/// character in a comment with an empty reason, which printed as
+/// "t.toml:2:7: " and nothing else. Input: a comment holding U+0017.
+/// Output: its location and the character named.
+#[test]
+fn a_control_character_in_a_comment_is_named() {
+    let e = parse(
+        "[admin]\n# not \u{17} here\nlisten = \"127.0.0.1:9100\"\n",
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:7: admin: control character U+0017 is not allowed in TOML"
+    );
+}
+
 /// Input: a Latin-1 "é" (0xe9) inside a string value, in a key, and a
 /// file cut inside a character. Output: line, column (in characters of
 /// the text before it) and key of the first invalid byte, said once.

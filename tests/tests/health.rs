@@ -299,14 +299,20 @@ async fn backup_serves_only_while_no_primary_is_up() {
     assert_eq!(short_connection(listen).await.unwrap(), "primary");
 }
 
-/// `initial_state = "up"` serves before any check has passed; the default
-/// (`"down"`) waits for `rise` passes. With checks 10 s apart and rise 3,
-/// no check can bring a server up while the test runs: only the key can.
+/// `initial_state = "up"` serves before any check has ended; the default
+/// (`"down"`) waits for one to pass. The first check comes within a tenth
+/// of the interval after start, and its outcome would decide either way,
+/// so here no check can end while the test runs: s1's answer is shorter
+/// than the reply expected, and the check waits out its 5 s timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initial_state_up_serves_before_the_checks_have_risen() {
     let s1 = TestServer::named(v4(0), "s1").await.unwrap();
     let (admin, up, down) = (v4(free_port()), v4(free_port()), v4(free_port()));
-    let slow = HealthCheck::every("tcp", ms(10_000), ms(1000), 3, 3);
+    let slow = HealthCheck {
+        send: Some("hello\n".into()),
+        expect: Some("s1\nhello\n and more than s1 ever sends".into()),
+        ..HealthCheck::every("send-expect", ms(10_000), ms(5_000), 3, 3)
+    };
     let config = Config {
         frontends: vec![
             Frontend::new("up", [up], "up"),

@@ -300,6 +300,13 @@ impl Daemon {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut watch = watch;
+        // Reloads run on this task's thread, which allocated what the
+        // replaced config used; the tasks of removed servers free their
+        // part on other threads as they wind down. Released once at the
+        // reload and once more after that.
+        let release = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(release);
+        let mut release_pending = false;
         loop {
             let file_changed = async {
                 match watch.as_mut() {
@@ -307,20 +314,36 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = hangup.recv() => { let _ = self.reload().await; }
+            let reloaded = tokio::select! {
+                _ = hangup.recv() => self.reload().await.is_ok(),
                 _ = file_changed => {
                     tracing::info!(config = %self.path.display(), "configuration file changed");
-                    let _ = self.reload().await;
+                    self.reload().await.is_ok()
+                }
+                () = &mut release, if release_pending => {
+                    release_pending = false;
+                    crate::sys::release_freed_memory();
+                    false
                 }
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
+            };
+            if reloaded {
+                crate::sys::release_freed_memory();
+                release
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + RELEASE_AFTER_RELOAD);
+                release_pending = true;
             }
         }
         tracing::info!("stopping: no new connections");
         Ok(self.shutdown().await)
     }
 }
+
+/// Time for the connections and tasks of removed servers to let go of
+/// them, after a reload.
+const RELEASE_AFTER_RELOAD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A config with nothing to run is valid (a reload can add frontends), but
 /// an operator who meant otherwise must hear of it.

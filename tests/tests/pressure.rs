@@ -443,20 +443,20 @@ fn wait_reloads(daemon: &DaemonProcess, count: usize) {
 /// them: after each shrink `/metrics` names none of them, is as long as it
 /// was before the first cycle (within 1 KiB: counters gain digits and the
 /// reload counter appears), and the resident memory is back near where it
-/// started: within 16 MiB. The allocator keeps part of the pages the
-/// 10,000 servers used (4-13 MiB over six cycles of this debug build, not
-/// growing from one cycle to the next); when the series were never
-/// dropped, one cycle left about 96 MiB more and three left 5.7 MB pages.
+/// started: at most half of what the 10,000 servers added stays. Why half:
+/// the allocator keeps part of the freed pages, 3-8 % of the growth in a
+/// debug build, about a third in a release build (mimalloc); when the
+/// series were never dropped, 63 % stayed (debug) and all of it (release).
 /// `s1`, idle but configured throughout, keeps its series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_servers_added_and_removed_three_times_leave_memory_and_metrics_where_they_were(
 ) {
     const BULK: usize = 10_000;
     const CYCLES: usize = 3;
-    const RSS_SLACK_KIB: u64 = 16 * 1024;
     const PAGE_SLACK: usize = 1024;
-    /// Lets the allocator return what the shrink freed.
-    const SETTLE: Duration = Duration::from_secs(2);
+    /// Past the daemon's second release of freed memory, 2 s after a
+    /// reload.
+    const SETTLE: Duration = Duration::from_secs(3);
     let _turn = take_turn().await;
     let s1 = TestServer::named(v4(0), "s1").await.unwrap();
     let listen = v4(free_port());
@@ -536,8 +536,8 @@ async fn ten_thousand_servers_added_and_removed_three_times_leave_memory_and_met
             page.len()
         );
         assert!(
-            rss <= rss_start + RSS_SLACK_KIB,
-            "cycle {cycle}: RSS {rss_start} -> {rss} KiB"
+            rss.saturating_sub(rss_start) <= rss_grown.saturating_sub(rss_start) / 2,
+            "cycle {cycle}: RSS {rss_start} -> {rss_grown} -> {rss} KiB"
         );
     }
 }

@@ -11,10 +11,12 @@
 //! [`formatting`] functions, so names, labels and the text format do not
 //! change.
 //!
-//! Rendering never makes the data plane wait: under a table's lock it only
-//! copies reference-counted pointers to the series; keys are formatted and
-//! values read after the lock is released (by the admin endpoint, on a
-//! blocking thread).
+//! Rendering never makes the data plane wait: under a table's read lock it
+//! only copies reference-counted pointers to the series; keys are formatted
+//! and values read after the lock is released (by the admin endpoint, on a
+//! blocking thread). Connections record through handles resolved once; a
+//! table's write lock is taken only to create a series, which then waits at
+//! most for that copy.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;

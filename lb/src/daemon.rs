@@ -7,8 +7,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use metrics::counter;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-
 use crate::admin::serve::{AdminError, Endpoints};
 use crate::admin::{AdminContext, FilterBoard, VrrpBoard};
 use crate::announce::{AnnounceError, Announcer};
@@ -65,7 +63,7 @@ impl Daemon {
     /// `metrics` renders `/metrics` when the binary installed a recorder.
     pub async fn start(
         path: &Path,
-        metrics: Option<PrometheusHandle>,
+        metrics: Option<m::MetricsHandle>,
     ) -> Result<Self, DaemonError> {
         let config = config::load(path)?;
         warn_if_idle(&config);
@@ -75,7 +73,7 @@ impl Daemon {
     async fn start_with(
         path: PathBuf,
         config: Config,
-        metrics: Option<PrometheusHandle>,
+        metrics: Option<m::MetricsHandle>,
     ) -> Result<Self, DaemonError> {
         let listeners = Listeners::default();
         let bound = listeners.bind_new(&config)?;
@@ -83,6 +81,9 @@ impl Daemon {
         let udp_bound = udp.bind_new(&config)?;
         let registry = Arc::new(Registry::default());
         let tuning = config.tuning.clone();
+        if let Some(metrics) = &metrics {
+            metrics.keep_only(m::LiveObjects::of(&config));
+        }
         let (snapshot, new_servers) = Snapshot::build(config, &registry);
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let admin = AdminContext {
@@ -209,6 +210,12 @@ impl Daemon {
         let bound = self.listeners.bind_new(&config)?;
         let udp_bound = self.udp.bind_new(&config)?;
         self.endpoints.set_token(token);
+        // Nothing fails from here on. The series of removed servers,
+        // frontends, backends, VRRP instances and announce groups go now,
+        // and any they would register while they wind down is not listed.
+        if let Some(metrics) = &self.admin.metrics {
+            metrics.keep_only(m::LiveObjects::of(&config));
+        }
         let (snapshot, new_servers) = Snapshot::build(config, &self.registry);
         let snapshot = Arc::new(snapshot);
         let old = self.snapshot.swap(Arc::clone(&snapshot));
@@ -295,6 +302,13 @@ impl Daemon {
             mut interrupt,
         } = signals;
         let mut watch = watch;
+        // Reloads run on this task's thread, which allocated what the
+        // replaced config used; the tasks of removed servers free their
+        // part on other threads as they wind down. Released once at the
+        // reload and once more after that.
+        let release = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(release);
+        let mut release_pending = false;
         loop {
             let file_changed = async {
                 match watch.as_mut() {
@@ -302,14 +316,26 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = hangup.recv() => { let _ = self.reload().await; }
+            let reloaded = tokio::select! {
+                _ = hangup.recv() => self.reload().await.is_ok(),
                 _ = file_changed => {
                     tracing::info!(config = %self.path.display(), "configuration file changed");
-                    let _ = self.reload().await;
+                    self.reload().await.is_ok()
+                }
+                () = &mut release, if release_pending => {
+                    release_pending = false;
+                    crate::sys::release_freed_memory();
+                    false
                 }
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
+            };
+            if reloaded {
+                crate::sys::release_freed_memory();
+                release
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + RELEASE_AFTER_RELOAD);
+                release_pending = true;
             }
         }
         tracing::info!("stopping: no new connections");
@@ -337,6 +363,9 @@ impl Signals {
         })
     }
 }
+/// Time for the connections and tasks of removed servers to let go of
+/// them, after a reload.
+const RELEASE_AFTER_RELOAD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A config with nothing to run is valid (a reload can add frontends), but
 /// an operator who meant otherwise must hear of it.

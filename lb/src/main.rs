@@ -338,12 +338,11 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let metrics = install_metrics_recorder()?;
+    // Histograms fold each sample into fixed buckets as it is recorded:
+    // nothing piles up when nobody scrapes /metrics.
+    let metrics = lb::metrics::MetricsHandle::install()
+        .map_err(|_| anyhow::anyhow!("cannot install the metrics recorder: one is installed"))?;
     runtime.block_on(async {
-        // Histogram samples pile up until something drains them; /metrics
-        // does, but nobody may scrape it (or the admin endpoint is off), and
-        // every connection records two samples.
-        tokio::spawn(drain_histograms(metrics.clone()));
         let signals = lb::daemon::Signals::install().context("cannot catch signals")?;
         let daemon = lb::daemon::Daemon::start(&path, Some(metrics)).await?;
         let watch = watch
@@ -370,41 +369,6 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-/// How often recorded histogram samples are folded into their buckets.
-const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
-
-async fn drain_histograms(metrics: metrics_exporter_prometheus::PrometheusHandle) {
-    let mut every = tokio::time::interval(METRICS_UPKEEP);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        metrics.run_upkeep();
-    }
-}
-
-fn install_metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    // Explicit buckets: connect times are milliseconds on a LAN, connection
-    // durations range from a request to a long-lived stream.
-    let connect = [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    ];
-    let duration = [
-        0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0,
-    ];
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(lb::metrics::CONNECT_DURATION_SECONDS.to_owned()),
-            &connect,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full(lb::metrics::CONNECTION_DURATION_SECONDS.to_owned()),
-            &duration,
-        )?
-        .install_recorder()
-        .context("cannot install the metrics recorder")
 }
 
 fn status(address: String, json: bool) -> anyhow::Result<()> {

@@ -11,7 +11,9 @@
 //! allocated.
 //!
 //! [`disconnect`] (`connect(2)` to `AF_UNSPEC`) and [`wait_grace_period`]
-//! (`membarrier(2)`) have no safe wrapper in nix or socket2.
+//! (`membarrier(2)`) have no safe wrapper in nix or socket2, nor has
+//! mimalloc's `mi_collect` ([`release_freed_memory`]) in the mimalloc crate
+//! without its `extended` feature.
 #![allow(unsafe_code)]
 
 pub mod tun;
@@ -388,6 +390,25 @@ fn write_packet_info(control: &mut ControlBuffer, from: IpAddr) -> usize {
         }
     }
     space
+}
+
+// The allocator's crate, linked even where this crate's user did not make
+// it the global allocator, so `mi_collect` always resolves.
+use mimalloc as _;
+
+extern "C" {
+    fn mi_collect(force: bool);
+}
+
+/// Has the allocator take back, on the calling thread, the blocks other
+/// threads freed of what this thread allocated, and return the pages left
+/// empty to the system. mimalloc does this by itself only when the thread
+/// allocates again; the thread that applies reloads then sleeps, holding
+/// what a large config it replaced had used.
+pub fn release_freed_memory() {
+    // SAFETY: takes no pointer and only walks the calling thread's heap
+    // (and abandoned ones, with `force`), which mimalloc synchronises.
+    unsafe { mi_collect(true) }
 }
 
 #[cfg(test)]

@@ -368,16 +368,16 @@ async fn connections(address: SocketAddr, expected: &str, count: usize) -> Vec<S
 }
 
 /// Every connection records two histogram samples. With the admin
-/// endpoint off nobody ever renders `/metrics`, so only the daemon's own
-/// upkeep keeps them from piling up (38-44 bytes a connection before it
-/// existed): after a warm-up, 180,000 more connections must leave the
-/// resident memory where it was, within 8 bytes a connection.
+/// endpoint off nobody ever renders `/metrics`, so nothing but the daemon
+/// itself may keep them from piling up (38-44 bytes a connection when
+/// samples waited for a render): after a warm-up, 180,000 more
+/// connections must leave the resident memory where it was, within 8
+/// bytes a connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_thousand_connections_with_nobody_scraping_leave_memory_flat() {
     const WARM_UP: usize = 20_000;
     const TOTAL: usize = 200_000;
-    /// Longer than the upkeep interval (5 s): samples recorded so far
-    /// have been folded into their buckets.
+    /// Lets connections that just closed release what they held.
     const SETTLE: Duration = Duration::from_secs(6);
     let _turn = take_turn().await;
     let server = TestServer::named(v4(0), "s1").await.unwrap();
@@ -423,4 +423,121 @@ async fn two_hundred_thousand_connections_with_nobody_scraping_leave_memory_flat
         fds_after <= fds_before,
         "descriptors {fds_before} -> {fds_after}"
     );
+}
+
+/// Waits (up to 60 s: ten thousand servers take a while to parse and
+/// build) until the daemon has logged `count` successful reloads.
+fn wait_reloads(daemon: &DaemonProcess, count: usize) {
+    let seen = wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        daemon.log().matches("configuration reloaded").count() >= count
+    });
+    assert!(
+        seen.is_some(),
+        "reload {count} not seen; log:\n{}",
+        daemon.log()
+    );
+}
+
+/// Three times, a reload adds a frontend and a backend of 10,000 servers
+/// and the next removes them again. Every series naming them must go with
+/// them: after each shrink `/metrics` names none of them, is as long as it
+/// was before the first cycle (within 1 KiB: counters gain digits and the
+/// reload counter appears), and the resident memory is back near where it
+/// started: at most half of what the 10,000 servers added stays. Why half:
+/// the allocator keeps part of the freed pages, 3-8 % of the growth in a
+/// debug build, about a third in a release build (mimalloc); when the
+/// series were never dropped, 63 % stayed (debug) and all of it (release).
+/// `s1`, idle but configured throughout, keeps its series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_servers_added_and_removed_three_times_leave_memory_and_metrics_where_they_were(
+) {
+    const BULK: usize = 10_000;
+    const CYCLES: usize = 3;
+    const PAGE_SLACK: usize = 1024;
+    /// Past the daemon's second release of freed memory, 2 s after a
+    /// reload.
+    const SETTLE: Duration = Duration::from_secs(3);
+    let _turn = take_turn().await;
+    let s1 = TestServer::named(v4(0), "s1").await.unwrap();
+    let listen = v4(free_port());
+    let bulk_listen = v4(free_port());
+    let admin = v4(free_port());
+    let small = Config {
+        frontends: vec![Frontend::new("web", [listen], "pool")],
+        backends: vec![Backend::new("pool", [Server::named("s1", s1.address)])],
+        ..Config::with_admin(admin)
+    };
+    // Loopback addresses nobody listens on: no server is ever connected
+    // to, only configured.
+    let bulk_servers = (0..BULK).map(|i| {
+        let address = SocketAddr::from(([127, 1, (i / 250) as u8, (i % 250 + 1) as u8], 9));
+        Server::named(&format!("bulk-{i}"), address)
+    });
+    let mut large = small.clone();
+    large
+        .frontends
+        .push(Frontend::new("bulk-front", [bulk_listen], "bulk-pool"));
+    large.backends.push(Backend::new("bulk-pool", bulk_servers));
+    let (small, large) = (small.to_toml(), large.to_toml());
+
+    let daemon = DaemonProcess::start_ready(&small);
+    let pid = daemon.pid();
+    let fetch = move || async move {
+        tokio::task::spawn_blocking(move || admin_metrics(admin))
+            .await
+            .unwrap()
+    };
+    one_greeting(listen, "s1").await.unwrap();
+    // The first render allocates what every later one reuses.
+    fetch().await;
+    tokio::time::sleep(SETTLE).await;
+    let page_start = fetch().await.len();
+    let rss_start = procfs::rss_kib(pid).unwrap();
+    let mut reloads = 0;
+    for cycle in 1..=CYCLES {
+        daemon.write_config(&large);
+        daemon.signal(nix::sys::signal::Signal::SIGHUP);
+        reloads += 1;
+        wait_reloads(&daemon, reloads);
+        let grown = fetch().await;
+        assert!(
+            grown.contains(&format!("server=\"bulk-{}\"", BULK - 1)),
+            "cycle {cycle}: the added servers have no series"
+        );
+        let rss_grown = procfs::rss_kib(pid).unwrap();
+
+        daemon.write_config(&small);
+        daemon.signal(nix::sys::signal::Signal::SIGHUP);
+        reloads += 1;
+        wait_reloads(&daemon, reloads);
+        tokio::time::sleep(SETTLE).await;
+        let page = fetch().await;
+        let rss = procfs::rss_kib(pid).unwrap();
+        println!(
+            "cycle {cycle}: RSS {rss_start} -> {rss_grown} (10,000 servers) -> {rss} KiB; \
+             /metrics {page_start} -> {} -> {} bytes",
+            grown.len(),
+            page.len()
+        );
+        let stale: Vec<&str> = page.lines().filter(|l| l.contains("bulk")).collect();
+        assert!(
+            stale.is_empty(),
+            "cycle {cycle}: {} lines name removed objects, e.g. {:?}",
+            stale.len(),
+            &stale[..stale.len().min(3)]
+        );
+        assert!(
+            metric_value(&page, "lb_server_up", &["server=\"s1\""]).is_some(),
+            "cycle {cycle}: the kept server lost its series:\n{page}"
+        );
+        assert!(
+            page.len() <= page_start + PAGE_SLACK,
+            "cycle {cycle}: /metrics {page_start} -> {} bytes",
+            page.len()
+        );
+        assert!(
+            rss.saturating_sub(rss_start) <= rss_grown.saturating_sub(rss_start) / 2,
+            "cycle {cycle}: RSS {rss_start} -> {rss_grown} -> {rss} KiB"
+        );
+    }
 }

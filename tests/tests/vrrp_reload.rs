@@ -8,7 +8,8 @@
 //! ```
 //! A reload that changes only a priority causes no transition by itself; a
 //! priority below the peer's hands mastership over (the peer preempts); an
-//! instance removed by a reload gives its address up at once (priority 0).
+//! instance removed by a reload gives its address up at once (priority 0)
+//! and its series leave `/metrics`.
 
 mod vrrp_common;
 
@@ -106,6 +107,25 @@ fn vrrp_reload_changes_priority_without_spurious_transitions_and_releases_remove
         ms(took),
         ms(bound)
     );
+
+    // The removed instance's series went with it (its last state change,
+    // made while it stopped, too); the kept one's stay.
+    let metrics = seg.lab.exec(
+        &seg.nodes[0],
+        &[
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9100; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+        ],
+    );
+    assert!(
+        metrics.contains("vrrp_state{vrrp_instance=\"v4\"}"),
+        "no vrrp_state for v4:\n{metrics}"
+    );
+    let stale: Vec<&str> = (metrics.lines())
+        .filter(|l| l.contains("vrrp_instance=\"v6\""))
+        .collect();
+    assert!(stale.is_empty(), "series of the removed v6: {stale:#?}");
 
     // Every VRRP line names its instance: starts, transitions, reloads,
     // the removal and the release.

@@ -24,7 +24,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::health::AdminState;
@@ -42,7 +41,7 @@ pub type FilterBoard = Arc<Mutex<AcceptFilterStatus>>;
 #[derive(Clone)]
 pub struct AdminContext {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub metrics: Option<PrometheusHandle>,
+    pub metrics: Option<crate::metrics::MetricsHandle>,
     pub vrrp: VrrpBoard,
     pub filter: FilterBoard,
     /// Session counters of the UDP frontends.
@@ -124,13 +123,17 @@ async fn within(State(timeout): State<Duration>, request: Request, next: Next) -
 }
 
 async fn metrics(State(context): State<AdminContext>) -> Response {
-    match &context.metrics {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "metrics recorder not installed\n").into_response(),
+    let Some(handle) = context.metrics else {
+        return (StatusCode::NOT_FOUND, "metrics recorder not installed\n").into_response();
+    };
+    // Off the async workers: a page of many servers takes a while to write,
+    // and connections must not wait for it.
+    match tokio::task::spawn_blocking(move || handle.render()).await {
+        Ok(page) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "rendering /metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 

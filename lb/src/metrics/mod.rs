@@ -1,7 +1,15 @@
 //! Metric names, in one place so the contract in DESIGN.md is easy to audit.
 //!
 //! Everything is recorded through the `metrics` facade; the daemon installs
-//! the Prometheus recorder that `/metrics` renders.
+//! [`MetricsHandle`]'s recorder, which `/metrics` renders and which every
+//! reload rids of the series of the objects it removed ([`LiveObjects`]).
+
+mod histogram;
+mod live;
+mod recorder;
+
+pub use live::LiveObjects;
+pub use recorder::{MetricsHandle, Recorder};
 
 /// Connections accepted, by `frontend`.
 pub const CONNECTIONS_TOTAL: &str = "lb_connections_total";

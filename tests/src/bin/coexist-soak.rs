@@ -93,6 +93,14 @@ fn main() -> anyhow::Result<()> {
     drop(lab);
     println!("{report}");
     if report.unexpected > 0 {
+        // What the daemon said about it: its warnings are rate-limited,
+        // so this stays short even after hours.
+        println!("daemon warnings and errors:");
+        for line in report.daemon_log.lines() {
+            if line.contains(" WARN ") || line.contains(" ERROR ") {
+                println!("  {line}");
+            }
+        }
         bail!("{} unexpected failures", report.unexpected);
     }
     Ok(())
@@ -168,6 +176,14 @@ async fn echo(mut stream: TcpStream, greeting: Vec<u8>) {
     let _ = tokio::io::copy(&mut read, &mut write).await;
 }
 
+/// The checks tolerate a stalled daemon. With a 100 ms timeout and one
+/// failure enough, a single stall of the daemon on a loaded machine can
+/// fail the checks of every live server at once while a third is killed,
+/// and a connection is then rightly refused with no server up: the likely
+/// cause of the two unexpected failures (in 3 million connections) seen
+/// while several soaks and the test suite shared two cores. A killed
+/// server is still found at once by its refused connects (passively), and
+/// new connections go to the others.
 fn node_config(listen: u16, admin: SocketAddr, servers: &[SocketAddr], weight: u32) -> String {
     let servers: Vec<String> = servers
         .iter()
@@ -194,7 +210,7 @@ backend = "pool"
 name = "pool"
 retries = 2
 connect_timeout = "1s"
-health_check = {{ kind = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 1 }}
+health_check = {{ kind = "tcp", interval = "200ms", timeout = "1s", rise = 1, fall = 2 }}
 servers = [
 {}
 ]
@@ -252,6 +268,8 @@ impl Tally {
 }
 
 struct Report {
+    /// Printed in part when something unexpected happened.
+    daemon_log: String,
     duration: Duration,
     tally: Tally,
     unexpected: u64,
@@ -438,6 +456,7 @@ async fn soak(args: &Args, lab: &Lab, peer: &coexist_tests::netns::Ns) -> anyhow
         );
     }
     Ok(Report {
+        daemon_log: log,
         vrrp_changes,
         duration: args.duration,
         unexpected: tally.unexpected,

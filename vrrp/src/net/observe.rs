@@ -71,6 +71,13 @@ pub(super) fn discard(
             }
         }
     };
+    // An instance in Initialize (starting, stopping, or waiting for its
+    // interface to come back) hears its peers' adverts in the normal
+    // course of things: counted, but not worth an operator's attention.
+    if reason == "not_running" {
+        tracing::debug!(reason, from = ?from, %detail, suppressed, "VRRP packet discarded");
+        return;
+    }
     match from {
         Some(from) => tracing::warn!(
             reason,

@@ -571,13 +571,23 @@ fn dns_and_udp_checks_against_real_responders_and_dig_through_the_frontend() {
     if !tools_or_skip(test, &["dnsmasq", "dig"]) {
         return;
     }
-    let dns_address = SocketAddr::new("::1".parse().unwrap(), free_udp_port());
-    let dns = Command::new("dnsmasq")
-        .args(dnsmasq_args(dns_address))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start dnsmasq");
-    let _dns = Killed(dns);
+    // The free port may be taken by a test running beside this one before
+    // dnsmasq binds it; dnsmasq then exits at once: try another.
+    let (dns_address, _dns) = (0..5)
+        .find_map(|_| {
+            let address = SocketAddr::new("::1".parse().unwrap(), free_udp_port());
+            let mut dns = Command::new("dnsmasq")
+                .args(dnsmasq_args(address))
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start dnsmasq");
+            std::thread::sleep(Duration::from_millis(300));
+            match dns.try_wait() {
+                Ok(None) => Some((address, Killed(dns))),
+                _ => None,
+            }
+        })
+        .expect("dnsmasq keeps running on one of 5 free ports");
     let echo = Server::start("127.0.0.1:0", Reply::Echo);
     let closed = UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -29,13 +29,21 @@ const REASSERT_EVERY: Duration = Duration::from_secs(10);
 /// BIRD's longest reply line is far shorter; a longer one is not BIRD.
 const MAX_LINE: usize = 64 * 1024;
 
+impl From<io::Error> for LinkError {
+    fn from(error: io::Error) -> Self {
+        LinkError::Io(error)
+    }
+}
+
 /// Why a conversation with BIRD ended.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("cannot reach BIRD at {path}: {error}")]
     Connect { path: PathBuf, error: io::Error },
+    /// A leaf: the io error is in the message, so it is not a `source()`
+    /// as well (a chain would print it twice).
     #[error("BIRD connection failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("BIRD closed the control connection")]
     Closed,
     #[error(
@@ -275,6 +283,15 @@ async fn converse(
 
 #[cfg(test)]
 mod tests {
+    /// DESIGN.md, Errors: a cause is said once, even through a chain.
+    #[test]
+    fn an_io_failure_says_its_cause_once() {
+        let error = super::LinkError::from(std::io::Error::from_raw_os_error(104));
+        assert!(std::error::Error::source(&error).is_none());
+        let shown = format!("{:#}", anyhow::Error::new(error));
+        assert_eq!(shown.matches("os error 104").count(), 1, "{shown}");
+    }
+
     use super::*;
     use tokio::net::UnixListener;
 

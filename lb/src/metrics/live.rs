@@ -75,6 +75,28 @@ impl LiveObjects {
     }
 }
 
+/// The objects of a config with one frontend, backend and server (`web`,
+/// `pool`, `s1`): the fixture the metrics tests keep series against.
+#[cfg(test)]
+pub(super) fn one_server() -> LiveObjects {
+    let config = crate::config::parse(
+        r#"
+        [admin]
+        listen = ""
+        [[frontend]]
+        name = "web"
+        listen = ["127.0.0.1:8080"]
+        backend = "pool"
+        [[backend]]
+        name = "pool"
+        servers = [{ name = "s1", address = "127.0.0.1:81" }]
+        "#,
+        "test",
+    )
+    .expect("valid config");
+    LiveObjects::of(&config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,30 +107,11 @@ mod tests {
         Key::from_parts(name, labels)
     }
 
-    fn live() -> LiveObjects {
-        let config = crate::config::parse(
-            r#"
-            [admin]
-            listen = ""
-            [[frontend]]
-            name = "web"
-            listen = ["127.0.0.1:8080"]
-            backend = "pool"
-            [[backend]]
-            name = "pool"
-            servers = [{ name = "s1", address = "127.0.0.1:81" }]
-            "#,
-            "test",
-        )
-        .expect("valid config");
-        LiveObjects::of(&config)
-    }
-
     // Input: series of the configured frontend, backend and server, and of
     // ones the config lacks. Output: only the configured ones are admitted.
     #[test]
     fn admits_series_of_configured_objects_only() {
-        let live = live();
+        let live = one_server();
         assert!(live.admits(&key(
             super::super::ACTIVE_CONNECTIONS,
             &[("frontend", "web")]
@@ -131,7 +134,7 @@ mod tests {
     // `name` means a group on the announce metrics only.
     #[test]
     fn vrrp_instances_and_announce_groups_count_too() {
-        let live = live();
+        let live = one_server();
         assert!(!live.admits(&key("vrrp_state", &[("vrrp_instance", "v1")])));
         let announce = key(
             super::super::ANNOUNCE_UP,

@@ -381,22 +381,6 @@ mod tests {
         Key::from_parts(name, labels)
     }
 
-    fn live(config: &str) -> LiveObjects {
-        LiveObjects::of(&crate::config::parse(config, "test").expect("valid config"))
-    }
-
-    const ONE_SERVER: &str = r#"
-        [admin]
-        listen = ""
-        [[frontend]]
-        name = "web"
-        listen = ["127.0.0.1:8080"]
-        backend = "pool"
-        [[backend]]
-        name = "pool"
-        servers = [{ name = "s1", address = "127.0.0.1:81" }]
-    "#;
-
     // Input: counters of two servers, a gauge, a connect-time histogram.
     // Output: the text format as metrics-exporter-prometheus wrote it
     // (same lines, same number formatting), families and series sorted.
@@ -466,7 +450,7 @@ mod tests {
         let reloads = key(super::super::CONFIG_RELOADS_TOTAL, &[("result", "ok")]);
         recorder.register_counter(&reloads, &META).increment(1);
         assert_eq!(handle.len(), 3);
-        handle.keep_only(live(ONE_SERVER));
+        handle.keep_only(super::super::live::one_server());
         kept.set(1.0);
         gone.set(1.0);
         recorder.register_gauge(&up("s2"), &META).set(1.0);
@@ -507,7 +491,7 @@ mod tests {
                 &META,
             )
             .increment(1);
-        handle.keep_only(live(ONE_SERVER));
+        handle.keep_only(super::super::live::one_server());
         assert_eq!(handle.len(), 1);
         assert_eq!(handle.render().lines().count(), 3);
     }

@@ -254,7 +254,8 @@ pub fn vrrp_lines_without_instance(log: &str) -> Vec<&str> {
 }
 
 /// Lines where keepalived complains about a received packet's format or
-/// checksum.
+/// checksum. Addresses are left out of the match: a random link-local
+/// such as `fe80::…:8bad` once read as the word "bad".
 pub fn keepalived_complaints(log: &str) -> Vec<&str> {
     const WORDS: [&str; 8] = [
         "checksum",
@@ -268,10 +269,30 @@ pub fn keepalived_complaints(log: &str) -> Vec<&str> {
     ];
     log.lines()
         .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            WORDS.iter().any(|w| l.contains(w))
+            let words = without_addresses(l).to_ascii_lowercase();
+            WORDS.iter().any(|w| words.contains(w))
         })
         .collect()
+}
+
+/// `line` with every whitespace-separated token that is an IP address
+/// (trailing punctuation aside) removed.
+fn without_addresses(line: &str) -> String {
+    line.split_whitespace()
+        .filter(|token| {
+            let bare = token.trim_end_matches([',', ':', ';', '.', ')']);
+            bare.parse::<std::net::IpAddr>().is_err()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn an_address_is_not_a_complaint() {
+    let heard = "(vi) Master received advert from fe80::d0f9:d2ff:fe6b:8bad with higher priority 200, ours 100";
+    assert!(keepalived_complaints(heard).is_empty());
+    let complaint = "(vi) bad checksum from fe80::1, ignoring";
+    assert_eq!(keepalived_complaints(complaint), vec![complaint]);
 }
 
 pub fn ms(d: Duration) -> f64 {

@@ -99,13 +99,12 @@ impl Daemon {
         // ceiling is what the descriptor limit leaves beside them. Derived
         // (and logged) only once nothing is left that could fail to bind.
         let process = crate::pressure::process();
-        // Idle pipes hold descriptors too: at most one per four
-        // connections the ceiling allows (HAProxy's maxpipes default).
-        let idle_pipes = tuning
-            .pipe_pool_max
-            .min((process.max_connections() / 4).max(1));
+        // Pipes hold descriptors too: the ceiling set aside one per four
+        // connections (HAProxy's maxpipes default), lent or idle.
+        let max_pipes = crate::pressure::pipes_for(process.max_connections());
+        let idle_pipes = tuning.pipe_pool_max.min(max_pipes);
         let plane = Arc::new(DataPlane {
-            pipes: PipePool::new(tuning.pipe_size, idle_pipes),
+            pipes: PipePool::new(tuning.pipe_size, idle_pipes).with_max_pipes(max_pipes),
             splice: tuning.splice,
             connections: tokio_util::task::TaskTracker::new(),
         });

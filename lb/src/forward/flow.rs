@@ -200,16 +200,32 @@ impl<'p> Flow<'p> {
             Poll::Ready(ready) => ready.map_err(|e| ends.read_error(e))?,
         }
         match self.mode {
-            Mode::Splice => self.splice_fill(ends, ctx),
+            Mode::Splice => self.splice_fill(ends, ctx, cx),
             Mode::Copy { bulk } => self.copy_fill(ends, ctx, cx, bulk),
             Mode::Ended | Mode::Done => unreachable!("finished flows do not fill"),
         }
     }
 
-    fn splice_fill(&mut self, ends: &Ends<'_>, ctx: &Ctx<'p>) -> Result<Step, ForwardError> {
+    fn splice_fill(
+        &mut self,
+        ends: &Ends<'_>,
+        ctx: &Ctx<'p>,
+        cx: &mut Context<'_>,
+    ) -> Result<Step, ForwardError> {
         if !matches!(self.carrier, Carrier::Pipe(_)) {
             self.discard();
-            self.carrier = Carrier::Pipe(ctx.pool.take().map_err(ForwardError::Pipe)?);
+            match ctx.pool.take() {
+                Ok(Some(pipe)) => self.carrier = Carrier::Pipe(pipe),
+                // No pipe to be had, within the pool's share of descriptors
+                // or the process's: this burst is copied, which needs none,
+                // and the next one asks for a pipe again.
+                Ok(None) => return self.copy_fill(ends, ctx, cx, true),
+                Err(e) if crate::pressure::is_local(&e) => {
+                    crate::pressure::process().local_error("pipe", &e);
+                    return self.copy_fill(ends, ctx, cx, true);
+                }
+                Err(e) => return Err(ForwardError::Pipe(e)),
+            }
         }
         let Carrier::Pipe(pipe) = &self.carrier else {
             unreachable!("a pipe was just put in place");

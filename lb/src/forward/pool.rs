@@ -4,7 +4,9 @@
 //! memory, and the process may hold only so many descriptors, so a connection
 //! borrows a pipe only while bytes are moving and gives it back, empty, when
 //! the burst ends. The pool keeps at most `max_idle` pipes for reuse so that a
-//! busy daemon does not pay pipe2 + fcntl on every burst.
+//! busy daemon does not pay pipe2 + fcntl on every burst, and creates none
+//! beyond `max_pipes` (the share of descriptors the process budgets for
+//! pipes): past it, a burst is copied through a buffer instead.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -26,6 +28,8 @@ pub(crate) struct Pipe {
 pub struct PipePool {
     requested_size: usize,
     max_idle: usize,
+    /// Pipes (lent and idle) the pool may hold at once.
+    max_pipes: usize,
     idle: Mutex<Vec<Pipe>>,
     in_use: AtomicUsize,
     /// Set once the kernel refused `requested_size`; later pipes keep the
@@ -43,11 +47,19 @@ impl PipePool {
         PipePool {
             requested_size: pipe_size,
             max_idle,
+            max_pipes: usize::MAX,
             idle: Mutex::new(Vec::with_capacity(max_idle.min(1024))),
             in_use: AtomicUsize::new(0),
             size_refused: AtomicBool::new(false),
             splice_works: AtomicBool::new(true),
         }
+    }
+
+    /// At most `max_pipes` pipes, lent and idle together: two descriptors
+    /// each that the process's connection ceiling set aside.
+    pub fn with_max_pipes(mut self, max_pipes: usize) -> Self {
+        self.max_pipes = max_pipes;
+        self
     }
 
     /// Empty pipes waiting in the pool.
@@ -71,18 +83,23 @@ impl PipePool {
         }
     }
 
-    /// Lends a pipe: an idle one, or a new one when the pool is empty.
-    pub(crate) fn take(&self) -> io::Result<LentPipe<'_>> {
+    /// Lends a pipe: an idle one, or a new one while the pool holds fewer
+    /// than `max_pipes`. `Ok(None)`: the pool's share is spent, and the
+    /// caller copies this burst instead.
+    pub(crate) fn take(&self) -> io::Result<Option<LentPipe<'_>>> {
         let reused = self.lock_idle().pop();
         let pipe = match reused {
             Some(pipe) => pipe,
+            // Checked and counted apart, so threads taking at once may pass
+            // the bound by one pipe each; the descriptor reserve absorbs it.
+            None if self.in_use.load(Ordering::Relaxed) >= self.max_pipes => return Ok(None),
             None => self.create()?,
         };
         self.in_use.fetch_add(1, Ordering::Relaxed);
-        Ok(LentPipe {
+        Ok(Some(LentPipe {
             pool: self,
             pipe: Some(pipe),
-        })
+        }))
     }
 
     fn create(&self) -> io::Result<Pipe> {
@@ -157,13 +174,13 @@ mod tests {
     #[test]
     fn lent_pipes_are_counted_and_reused() {
         let pool = PipePool::new(0, 4);
-        let a = pool.take().unwrap();
-        let b = pool.take().unwrap();
+        let a = pool.take().unwrap().unwrap();
+        let b = pool.take().unwrap().unwrap();
         assert_eq!((pool.in_use(), pool.idle()), (2, 0));
         let a_fd = a.pipe().read.as_raw_fd();
         a.release_empty();
         assert_eq!((pool.in_use(), pool.idle()), (1, 1));
-        let again = pool.take().unwrap();
+        let again = pool.take().unwrap().unwrap();
         assert_eq!(again.pipe().read.as_raw_fd(), a_fd, "idle pipe reused");
         drop(b);
         drop(again);
@@ -177,15 +194,30 @@ mod tests {
     #[test]
     fn idle_pipes_are_bounded() {
         let pool = PipePool::new(0, 2);
-        let lent: Vec<_> = (0..5).map(|_| pool.take().unwrap()).collect();
+        let lent: Vec<_> = (0..5).map(|_| pool.take().unwrap().unwrap()).collect();
         lent.into_iter().for_each(LentPipe::release_empty);
         assert_eq!((pool.in_use(), pool.idle()), (0, 2));
+    }
+
+    // Input: a pool allowed two pipes; three taken, then one given back.
+    // Output: the third is refused (the caller copies), and once a pipe is
+    // back, taking works again without creating a third.
+    #[test]
+    fn no_pipe_beyond_the_budget() {
+        let pool = PipePool::new(0, 2).with_max_pipes(2);
+        let a = pool.take().unwrap().unwrap();
+        let _b = pool.take().unwrap().unwrap();
+        assert!(pool.take().unwrap().is_none(), "a third pipe was created");
+        a.release_empty();
+        let again = pool.take().unwrap();
+        assert!(again.is_some(), "the returned pipe is lent again");
+        assert!(pool.take().unwrap().is_none());
     }
 
     #[test]
     fn pipes_are_nonblocking_and_cloexec() {
         let pool = PipePool::new(0, 1);
-        let lent = pool.take().unwrap();
+        let lent = pool.take().unwrap().unwrap();
         for fd in [&lent.pipe().read, &lent.pipe().write] {
             let fl = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
             assert!(fl.contains(OFlag::O_NONBLOCK));
@@ -197,7 +229,7 @@ mod tests {
     #[test]
     fn requested_size_is_applied() {
         let pool = PipePool::new(256 * 1024, 1);
-        let lent = pool.take().unwrap();
+        let lent = pool.take().unwrap().unwrap();
         assert_eq!(pipe_capacity(lent.pipe()), 256 * 1024);
     }
 
@@ -205,14 +237,14 @@ mod tests {
     fn refused_size_falls_back_to_the_default() {
         let default = {
             let pool = PipePool::new(0, 1);
-            let lent = pool.take().unwrap();
+            let lent = pool.take().unwrap().unwrap();
             pipe_capacity(lent.pipe())
         };
         // Far above pipe-max-size (1 MiB by default), and beyond c_int.
         for absurd in [1usize << 30, 1usize << 40] {
             let pool = PipePool::new(absurd, 1);
-            let first = pool.take().unwrap();
-            let second = pool.take().unwrap();
+            let first = pool.take().unwrap().unwrap();
+            let second = pool.take().unwrap().unwrap();
             assert_eq!(pipe_capacity(first.pipe()), default);
             assert_eq!(pipe_capacity(second.pipe()), default);
         }

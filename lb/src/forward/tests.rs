@@ -377,6 +377,22 @@ async fn refused_pipe_size_still_forwards() {
     assert!(pool.idle() > 0, "splice was used");
 }
 
+/// Input: splice on, but a pool allowed no pipe at all (the process's
+/// share of descriptors for pipes is spent).
+/// Output: the bulk is copied instead, 8 MiB each way intact, and no pipe
+/// was ever created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_pipe_to_be_had_bulk_is_copied() {
+    let pool = Arc::new(PipePool::new(0, 4).with_max_pipes(0));
+    let h = start(&pool, opts(true)).await;
+    exchange(h, 8 * MIB).await;
+    assert_eq!((pool.in_use(), pool.idle()), (0, 0));
+    assert!(
+        pool.splice_available(),
+        "splice is still there for later bursts"
+    );
+}
+
 /// Input: 200 connections at once, 256 KiB each way on each, through an 8-pipe pool.
 /// Output: every byte intact, and afterwards no pipe lent and at most 8 kept.
 async fn many_connections(splice: bool) {

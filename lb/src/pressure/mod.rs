@@ -11,7 +11,7 @@ pub mod log_limit;
 
 use std::io;
 
-pub use budget::{process, Condition, FdBudget, ProcessStatus};
+pub use budget::{pipes_for, process, Condition, FdBudget, ProcessStatus};
 pub use log_limit::LogLimit;
 
 /// True for failures of this process's resources rather than of the

@@ -43,6 +43,10 @@ struct Args {
     /// How long the load runs, e.g. "2m", "30m".
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// How often a server is killed (and restarted 2 s later, or after half
+    /// this when it is shorter).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    kill_every: Duration,
     /// Load before the first RSS and descriptor figures are taken.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     warm_up: Duration,
@@ -52,7 +56,6 @@ const SHORT_CLIENTS: usize = 8;
 const LONG_CLIENTS: usize = 4;
 const SERVERS: usize = 3;
 const RELOAD_EVERY: Duration = Duration::from_secs(3);
-const KILL_EVERY: Duration = Duration::from_secs(20);
 /// A killed server stays down this long before it is restarted.
 const KILLED_FOR: Duration = Duration::from_secs(2);
 const PEER_FLAP: Duration = Duration::from_secs(5);
@@ -106,13 +109,28 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Kills of one server: `begun` before its task is aborted, `done` once
+/// the task, its listener and its connections are gone. A client reads
+/// `done` before it connects and `begun` when it fails: a kill that ended
+/// before the client began cannot touch it (the listener it reaches is the
+/// restarted one), while one under way at any moment of its life can. With
+/// a single count, a client that began in the middle of a kill was accepted
+/// by the doomed listener and reset, and was counted unexpected: the rare
+/// "reset before the greeting" of earlier soaks, made frequent by
+/// `--kill-every 1s`.
+#[derive(Debug, Default)]
+struct Kills {
+    begun: AtomicU64,
+    done: AtomicU64,
+}
+
 /// A server that greets with its name and echoes, and can be killed: every
 /// connection it holds ends with it.
 struct KillableServer {
     name: String,
     address: SocketAddr,
-    /// Bumped by each kill, so a client can tell its server died under it.
-    kills: Arc<AtomicU64>,
+    /// So a client can tell its server died under it.
+    kills: Arc<Kills>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -122,7 +140,7 @@ impl KillableServer {
         let mut server = Self {
             name: name.to_owned(),
             address: listener.local_addr()?,
-            kills: Arc::new(AtomicU64::new(0)),
+            kills: Arc::default(),
             task: None,
         };
         server.serve(listener);
@@ -147,11 +165,16 @@ impl KillableServer {
         }));
     }
 
-    fn kill(&mut self) {
-        self.kills.fetch_add(1, Ordering::SeqCst);
+    /// A kill is not instant: the abort takes effect at the task's next
+    /// await, perhaps on another thread, and until then the doomed listener
+    /// still accepts and greets. Hence two counts (see [`Kills`]).
+    async fn kill(&mut self) {
+        self.kills.begun.fetch_add(1, Ordering::SeqCst);
         if let Some(task) = self.task.take() {
             task.abort();
+            let _ = task.await;
         }
+        self.kills.done.fetch_add(1, Ordering::SeqCst);
     }
 
     async fn restart(&mut self) -> anyhow::Result<()> {
@@ -247,6 +270,11 @@ addresses = ["{VIP}"]
 /// What clients saw.
 #[derive(Debug, Default)]
 struct Tally {
+    /// When the load began, for the times in the examples.
+    clock: Option<Instant>,
+    /// Kills and restarts, with their time, so an unexpected failure can be
+    /// set beside the last ones.
+    events: Vec<(f64, String)>,
     connections: u64,
     bytes: u64,
     expected: u64,
@@ -255,13 +283,36 @@ struct Tally {
 }
 
 impl Tally {
-    fn fail(&mut self, expected: bool, why: String) {
+    fn seconds(&self, at: Instant) -> f64 {
+        self.clock.map_or(0.0, |clock| {
+            at.saturating_duration_since(clock).as_secs_f64()
+        })
+    }
+
+    fn event(&mut self, what: String) {
+        let at = self.seconds(Instant::now());
+        self.events.push((at, what));
+    }
+
+    /// `began`: when the connection read the kill counts, before it connected.
+    fn fail(&mut self, expected: bool, began: Instant, why: String) {
         if expected {
             self.expected += 1;
         } else {
             self.unexpected += 1;
             if self.examples.len() < 10 {
-                self.examples.push(why);
+                let (from, to) = (self.seconds(began), self.seconds(Instant::now()));
+                let recent: Vec<String> = self
+                    .events
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .map(|(at, what)| format!("{what} at {at:.3} s"))
+                    .collect();
+                self.examples.push(format!(
+                    "{why} (connection {from:.3}-{to:.3} s; last events: {})",
+                    recent.join(", ")
+                ));
             }
         }
     }
@@ -326,7 +377,7 @@ async fn soak(args: &Args, lab: &Lab, peer: &coexist_tests::netns::Ns) -> anyhow
         servers.push(KillableServer::start(&format!("s{i}")).await?);
     }
     let addresses: Vec<SocketAddr> = servers.iter().map(|s| s.address).collect();
-    let kills: Vec<Arc<AtomicU64>> = servers.iter().map(|s| Arc::clone(&s.kills)).collect();
+    let kills: Vec<Arc<Kills>> = servers.iter().map(|s| Arc::clone(&s.kills)).collect();
     let listen_port = free_port();
     let listen = v4(listen_port);
     let admin = v4(free_port());
@@ -336,7 +387,10 @@ async fn soak(args: &Args, lab: &Lab, peer: &coexist_tests::netns::Ns) -> anyhow
     });
     let pid = daemon.pid();
 
-    let tally = Arc::new(Mutex::new(Tally::default()));
+    let tally = Arc::new(Mutex::new(Tally {
+        clock: Some(Instant::now()),
+        ..Tally::default()
+    }));
     let deadline = Instant::now() + args.duration;
     let mut clients = JoinSet::new();
     for i in 0..SHORT_CLIENTS {
@@ -363,7 +417,7 @@ async fn soak(args: &Args, lab: &Lab, peer: &coexist_tests::netns::Ns) -> anyhow
     let mut connections_at_start = 0;
     let (mut reloads, mut kill_count, mut flaps) = (0, 0, 0);
     let mut next_reload = started + RELOAD_EVERY;
-    let mut next_kill = started + KILL_EVERY;
+    let mut next_kill = started + args.kill_every;
     let mut next_flap = started + PEER_FLAP;
     let mut next_progress = started + PROGRESS_EVERY;
     let mut restart_at: Option<(usize, Instant)> = None;
@@ -403,15 +457,23 @@ async fn soak(args: &Args, lab: &Lab, peer: &coexist_tests::netns::Ns) -> anyhow
             daemon.signal(nix::sys::signal::Signal::SIGHUP);
         }
         if now >= next_kill {
-            next_kill += KILL_EVERY;
+            next_kill += args.kill_every;
             let victim = kill_count as usize % SERVERS;
             kill_count += 1;
-            servers[victim].kill();
-            restart_at = Some((victim, now + KILLED_FOR));
+            servers[victim].kill().await;
+            tally
+                .lock()
+                .unwrap()
+                .event(format!("s{} killed", victim + 1));
+            restart_at = Some((victim, now + KILLED_FOR.min(args.kill_every / 2)));
         }
         if let Some((victim, at)) = restart_at {
             if now >= at {
                 servers[victim].restart().await?;
+                tally
+                    .lock()
+                    .unwrap()
+                    .event(format!("s{} restarted", victim + 1));
                 restart_at = None;
             }
         }
@@ -529,17 +591,22 @@ async fn exchange(stream: &mut TcpStream, data: &[u8]) -> Result<(), String> {
     tokio::try_join!(send, receive).map(drop)
 }
 
-fn kills_now(kills: &[Arc<AtomicU64>]) -> Vec<u64> {
-    kills.iter().map(|k| k.load(Ordering::SeqCst)).collect()
+/// Kills finished so far, read before a connection begins.
+fn kills_done(kills: &[Arc<Kills>]) -> Vec<u64> {
+    kills
+        .iter()
+        .map(|k| k.done.load(Ordering::SeqCst))
+        .collect()
 }
 
-/// Expected: the connection's server (or, before the greeting named it,
-/// any server) was killed while the connection was in flight.
-fn killed_meanwhile(before: &[u64], kills: &[Arc<AtomicU64>], server: Option<usize>) -> bool {
-    let after = kills_now(kills);
+/// Expected: a kill of the connection's server (or, before the greeting
+/// named it, of any server) was under way, or began, while the connection
+/// was in flight.
+fn killed_meanwhile(done_before: &[u64], kills: &[Arc<Kills>], server: Option<usize>) -> bool {
+    let begun_now = |i: usize| kills[i].begun.load(Ordering::SeqCst);
     match server {
-        Some(i) => after[i] != before[i],
-        None => after != before,
+        Some(i) => begun_now(i) > done_before[i],
+        None => (0..kills.len()).any(|i| begun_now(i) > done_before[i]),
     }
 }
 
@@ -557,7 +624,7 @@ async fn one_short(
 
 async fn short_client(
     listen: SocketAddr,
-    kills: Vec<Arc<AtomicU64>>,
+    kills: Vec<Arc<Kills>>,
     tally: Arc<Mutex<Tally>>,
     deadline: Instant,
     id: u64,
@@ -566,7 +633,8 @@ async fn short_client(
     while Instant::now() < deadline {
         n += 1;
         let seed = id << 32 | n;
-        let before = kills_now(&kills);
+        let began = Instant::now();
+        let before = kills_done(&kills);
         let mut server = None;
         let result = tokio::time::timeout(
             Duration::from_secs(10),
@@ -580,7 +648,7 @@ async fn short_client(
             Ok(bytes) => tally.bytes += bytes,
             Err(why) => {
                 let expected = killed_meanwhile(&before, &kills, server);
-                tally.fail(expected, format!("short, server {server:?}: {why}"));
+                tally.fail(expected, began, format!("short, server {server:?}: {why}"));
             }
         }
     }
@@ -611,7 +679,7 @@ async fn one_long(
 
 async fn long_client(
     listen: SocketAddr,
-    kills: Vec<Arc<AtomicU64>>,
+    kills: Vec<Arc<Kills>>,
     tally: Arc<Mutex<Tally>>,
     deadline: Instant,
     id: u64,
@@ -621,7 +689,8 @@ async fn long_client(
         n += 1;
         let seed = id << 32 | n | 1 << 63;
         let hold = Duration::from_millis(5_000 + (seed % 10_000));
-        let before = kills_now(&kills);
+        let began = Instant::now();
+        let before = kills_done(&kills);
         let mut server = None;
         let result = one_long(listen, seed, hold, &mut server).await;
         let mut tally = tally.lock().unwrap();
@@ -630,7 +699,7 @@ async fn long_client(
             Ok(bytes) => tally.bytes += bytes,
             Err(why) => {
                 let expected = killed_meanwhile(&before, &kills, server);
-                tally.fail(expected, format!("long, server {server:?}: {why}"));
+                tally.fail(expected, began, format!("long, server {server:?}: {why}"));
             }
         }
     }

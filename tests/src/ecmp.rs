@@ -415,6 +415,24 @@ impl EcmpLab {
         })
     }
 
+    /// Whether no session went down and came back between two readings of
+    /// [`Self::router_sessions`]: the same sessions in the same states
+    /// since the same moment. BIRD prints that moment as the time of day
+    /// it derives from now minus the uptime, which moves by a millisecond
+    /// between two reads (seen once: `09:42:35.679` then `.680`); a session
+    /// that really came back would be seconds later (BIRD waits its
+    /// connect delay first), so times within 100 ms are the same moment.
+    pub fn sessions_unchanged(
+        before: &[(String, String, String)],
+        after: &[(String, String, String)],
+    ) -> bool {
+        before.len() == after.len()
+            && before
+                .iter()
+                .zip(after)
+                .all(|(b, a)| b.0 == a.0 && b.1 == a.1 && (b.2 == a.2 || same_moment(&b.2, &a.2)))
+    }
+
     /// Every BGP session of the router, its state and when it last became
     /// that (BIRD: `show protocols`' since; FRR: the time it became
     /// Established and how many times it did): (name, state, since). Equal
@@ -1384,5 +1402,54 @@ mod tests {
         if let Err(e) = lb::config::parse(&text, "node.toml") {
             panic!("{e}\n{text}");
         }
+    }
+}
+
+/// Two BIRD `HH:MM:SS.mmm` times at most 100 ms apart.
+fn same_moment(a: &str, b: &str) -> bool {
+    fn millis(t: &str) -> Option<i64> {
+        let mut parts = t.split(':');
+        let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+        let seconds: f64 = s.parse().ok()?;
+        Some(
+            (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60) * 1000
+                + (seconds * 1000.0).round() as i64,
+        )
+    }
+    match (millis(a), millis(b)) {
+        (Some(a), Some(b)) => (a - b).abs() <= 100,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    fn session(since: &str) -> Vec<(String, String, String)> {
+        vec![("n1_v4".into(), "Established".into(), since.into())]
+    }
+
+    // Input: BIRD's since read twice a millisecond apart, then a session
+    // that came back two seconds later. Output: the same, then not.
+    #[test]
+    fn a_millisecond_of_jitter_is_not_a_reset() {
+        let before = session("09:42:35.679");
+        assert!(EcmpLab::sessions_unchanged(
+            &before,
+            &session("09:42:35.680")
+        ));
+        assert!(!EcmpLab::sessions_unchanged(
+            &before,
+            &session("09:42:37.680")
+        ));
+        assert!(EcmpLab::sessions_unchanged(
+            &session("established 1 times"),
+            &session("established 1 times")
+        ));
+        assert!(!EcmpLab::sessions_unchanged(
+            &session("established 1 times"),
+            &session("established 2 times")
+        ));
     }
 }

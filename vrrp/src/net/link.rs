@@ -149,7 +149,7 @@ async fn read(socket: Arc<AdvertSocket>, index: u32, routes: Routes) {
                 dispatch(d, index, &routes, Instant::now());
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                observe::discard(None, "malformed_ip", None, &e);
+                observe::discard(None, "malformed_ip", false, None, &e);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "VRRP socket receive error");
@@ -163,7 +163,7 @@ async fn read(socket: Arc<AdvertSocket>, index: u32, routes: Routes) {
 fn dispatch(d: Datagram, index: u32, routes: &Routes, now: Instant) -> Dispatched {
     let from = Some(d.src);
     let discard = |instance: Option<&str>, reason, detail: &dyn std::fmt::Display| {
-        observe::discard(instance, reason, from, detail);
+        observe::discard(instance, reason, false, from, detail);
         Dispatched::Discarded(reason)
     };
     if d.ifindex != Some(index) {

@@ -36,11 +36,13 @@ type LogTimes = HashMap<(String, &'static str), (Instant, u64)>;
 
 static LAST_LOG: Mutex<Option<LogTimes>> = Mutex::new(None);
 
-/// Counts a discarded packet and logs it, rate-limited per reason.
+/// Counts a discarded packet and logs it, rate-limited per reason: a
+/// warning, or at debug when `routine` (see `Discard::is_routine`).
 /// `instance` becomes the counter's `vrrp_instance` label (the log line has it from its span).
 pub(super) fn discard(
     instance: Option<&str>,
     reason: &'static str,
+    routine: bool,
     from: Option<IpAddr>,
     detail: &dyn std::fmt::Display,
 ) {
@@ -71,10 +73,8 @@ pub(super) fn discard(
             }
         }
     };
-    // An instance in Initialize (starting, stopping, or waiting for its
-    // interface to come back) hears its peers' adverts in the normal
-    // course of things: counted, but not worth an operator's attention.
-    if reason == "not_running" {
+    // Routine discards are counted, but not worth an operator's attention.
+    if routine {
         tracing::debug!(reason, from = ?from, %detail, suppressed, "VRRP packet discarded");
         return;
     }

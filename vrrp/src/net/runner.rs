@@ -167,7 +167,7 @@ impl Runner {
         let from = Some(advert.src);
         if !self.wire.unicast_peers.is_empty() && !self.wire.unicast_peers.contains(&advert.src) {
             let detail = "not a unicast peer";
-            return observe::discard(Some(&self.name), "not_peer", from, &detail);
+            return observe::discard(Some(&self.name), "not_peer", false, from, &detail);
         }
         observe::received(&self.name);
         let suppressed = self.vr.adverts_suppressed();
@@ -175,7 +175,7 @@ impl Runner {
             .vr
             .handle_advert(Instant::now(), advert.src, &advert.packet)
         {
-            observe::discard(Some(&self.name), d.reason(), from, &d);
+            observe::discard(Some(&self.name), d.reason(), d.is_routine(), from, &d);
         }
         let held_back = self.vr.adverts_suppressed() - suppressed;
         if held_back > 0 {

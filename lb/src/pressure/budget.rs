@@ -23,17 +23,16 @@ use super::LogLimit;
 use crate::limit::{ConnectionLimit, Slot};
 use crate::metrics as m;
 
-/// Descriptors one proxied connection is budgeted, in halves: its client
-/// and server sockets (four halves), plus a pipe (two descriptors) per four
-/// connections, HAProxy's `maxpipes` default: five halves in all. The pipe
-/// pool creates no more than [`pipes_for`] pipes; a burst beyond them is
-/// copied through a buffer.
-const HALF_FDS_PER_CONNECTION: u64 = 5;
+/// Connections budgeted one splice pipe (two descriptors), HAProxy's
+/// `maxpipes` default; beside it each connection holds two sockets. The
+/// pipe pool creates no more than [`pipes_for`] pipes; a burst beyond
+/// them is copied through a buffer.
+const CONNECTIONS_PER_PIPE: u64 = 4;
 
 /// The pipes a process with a ceiling of `max_connections` may hold: the
 /// share of descriptors [`ceiling`] set aside for them.
 pub fn pipes_for(max_connections: usize) -> usize {
-    (max_connections / 4).max(1)
+    (max_connections / CONNECTIONS_PER_PIPE as usize).max(1)
 }
 
 /// Descriptors kept aside beyond those open at start: health checks, admin
@@ -92,7 +91,9 @@ pub fn process() -> &'static FdBudget {
 /// use already, can hold.
 pub fn ceiling(max_fds: u64, open: u64) -> usize {
     let reserve = open + RESERVED_FDS + max_fds / 32;
-    let usable = max_fds.saturating_sub(reserve) * 2 / HALF_FDS_PER_CONNECTION;
+    // Per CONNECTIONS_PER_PIPE connections: two sockets each and one pipe.
+    let fds_per_group = 2 * CONNECTIONS_PER_PIPE + 2;
+    let usable = max_fds.saturating_sub(reserve) * CONNECTIONS_PER_PIPE / fds_per_group;
     usize::try_from(usable).unwrap_or(usize::MAX).max(1)
 }
 

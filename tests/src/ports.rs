@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Where the search starts when the ephemeral range cannot be read.
@@ -20,17 +19,17 @@ const LOW: u32 = 10_000;
 /// A port free for TCP and UDP on both 127.0.0.1 and ::1 at the time of
 /// the call, never returned before by this process.
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    static STATE: AtomicU64 = AtomicU64::new(0);
+    /// The random state and the ports handed out, under one lock.
+    static PICKED: Mutex<Option<(u64, BTreeSet<u16>)>> = Mutex::new(None);
     let (low, high) = (LOW, ephemeral_low().max(LOW + 2_000));
+    let mut picked = PICKED.lock().unwrap_or_else(|e| e.into_inner());
+    let (state, given) = picked.get_or_insert_with(|| (seed(), BTreeSet::new()));
     // Random, not walked in order: two processes (two test binaries, or a
     // suite beside another) that walked from nearby places handed out the
     // same ports before either daemon bound them.
-    let _ = STATE.compare_exchange(0, seed(), Ordering::Relaxed, Ordering::Relaxed);
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..100_000 {
-        let x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        let port = low + (splitmix(x) % u64::from(high - low)) as u32;
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let port = low + (splitmix(*state) % u64::from(high - low)) as u32;
         let port = u16::try_from(port).expect("below the ephemeral range");
         if !given.contains(&port) && bindable(port) {
             given.insert(port);
@@ -44,7 +43,7 @@ fn seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    (nanos ^ u64::from(std::process::id()) << 32) | 1
+    nanos ^ u64::from(std::process::id()) << 32
 }
 
 fn splitmix(mut x: u64) -> u64 {

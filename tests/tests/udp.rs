@@ -560,23 +560,20 @@ fn dns_and_udp_checks_against_real_responders_and_dig_through_the_frontend() {
     if !tools_or_skip(test, &["dnsmasq", "dig"]) {
         return;
     }
-    // The free port may be taken by a test running beside this one before
-    // dnsmasq binds it; dnsmasq then exits at once: try another.
-    let (dns_address, _dns) = (0..5)
-        .find_map(|_| {
-            let address = SocketAddr::new("::1".parse().unwrap(), free_port());
-            let mut dns = Command::new("dnsmasq")
-                .args(dnsmasq_args(address))
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("start dnsmasq");
-            std::thread::sleep(Duration::from_millis(300));
-            match dns.try_wait() {
-                Ok(None) => Some((address, Killed(dns))),
-                _ => None,
-            }
-        })
-        .expect("dnsmasq keeps running on one of 5 free ports");
+    // Ports from free_port are outside the range clients draw from, so no
+    // retry on another: dnsmasq exiting at once is a failure to report.
+    let dns_address = SocketAddr::new("::1".parse().unwrap(), free_port());
+    let mut dns = Command::new("dnsmasq")
+        .args(dnsmasq_args(dns_address))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dnsmasq");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        matches!(dns.try_wait(), Ok(None)),
+        "dnsmasq exited at once on {dns_address}"
+    );
+    let _dns = Killed(dns);
     let echo = Server::start("127.0.0.1:0", Reply::Echo);
     let closed = UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -265,6 +265,93 @@ fn ten_thousand_datagrams_each_way_across_families_arrive_unchanged() {
     }
 }
 
+/// A resolver or `dnsperf` keeps many queries in flight on one socket. The
+/// daemon reads such a burst in one batch and sends it on to the server
+/// in one call, and reads the server's queued replies the same way: every
+/// datagram must still arrive unchanged and in order, each way, within one
+/// session (`udp_responses = 1` counts a reply per query).
+///
+/// The daemon is stopped while each burst is queued, so it finds the whole
+/// burst at once when it resumes; the server is this test, answering only
+/// once it holds every query.
+#[test]
+fn a_burst_of_queries_in_flight_on_one_socket_is_answered_in_order() {
+    const IN_FLIGHT: u64 = 50;
+    let server = UdpSocket::bind("[::1]:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let port = free_port();
+    let admin = admin_address();
+    let daemon = DaemonProcess::start_ready(&config(
+        admin,
+        vec![one_reply("dns", v4(port), "six")],
+        vec![backend("six", &[("held", server.local_addr().unwrap())])],
+    ));
+    let socket = client(v4(port));
+    // Small enough that a burst fits every socket buffer on the way.
+    let sent: Vec<Vec<u8>> = (0..IN_FLIGHT)
+        .map(|i| {
+            let mut d = datagram(1, i);
+            d.truncate(16 + (i as usize * 13) % 200);
+            d
+        })
+        .collect();
+    let mut buffer = vec![0u8; 65536];
+
+    let paused = Paused::new(&daemon);
+    for d in &sent {
+        socket.send(d).unwrap();
+    }
+    drop(paused);
+    let mut session = None;
+    for (i, expected) in sent.iter().enumerate() {
+        let (n, from) = server
+            .recv_from(&mut buffer)
+            .unwrap_or_else(|e| panic!("query {i} of {IN_FLIGHT} at the server: {e}"));
+        assert_eq!(&buffer[..n], &expected[..], "query {i} at the server");
+        assert_eq!(*session.get_or_insert(from), from, "query {i}: one session");
+    }
+
+    let paused = Paused::new(&daemon);
+    for d in &sent {
+        server.send_to(d, session.unwrap()).unwrap();
+    }
+    drop(paused);
+    for (i, expected) in sent.iter().enumerate() {
+        let n = socket
+            .recv(&mut buffer)
+            .unwrap_or_else(|e| panic!("reply {i} of {IN_FLIGHT}: {e}"));
+        assert_eq!(&buffer[..n], &expected[..], "reply {i}");
+    }
+    let udp = frontend_status(admin, "dns").udp.unwrap();
+    assert_eq!(udp.total_sessions, 1);
+}
+
+/// The daemon stopped (SIGSTOP, and seen stopped) until dropped.
+struct Paused<'a>(&'a DaemonProcess);
+
+impl<'a> Paused<'a> {
+    fn new(daemon: &'a DaemonProcess) -> Self {
+        daemon.signal(Signal::SIGSTOP);
+        let stat = format!("/proc/{}/stat", daemon.pid());
+        wait_until("the daemon to stop", Duration::from_secs(5), || {
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('T'))
+            })
+        });
+        Self(daemon)
+    }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.signal(Signal::SIGCONT);
+    }
+}
+
 #[test]
 fn idle_sessions_expire_and_udp_responses_ends_a_session_per_answer() {
     let peer = Server::start("[::1]:0", Reply::Peer("s1"));

@@ -10,17 +10,20 @@
 //! The session sockets are not registered with the async runtime one by
 //! one: they sit in an epoll set of this listener, whose descriptor the
 //! runtime watches. When it turns readable, the task collects the ready
-//! sessions, reads one reply from each and sends all of them to their
-//! clients in one `sendmmsg`; client datagrams arrive by `recvmmsg`. So a
-//! session costs a descriptor and a table entry (no task, no buffer), and
-//! the system calls per datagram stay few: one `send` towards the server,
-//! one `recv` per reply, the rest shared by a batch. A session's socket
-//! outlives it and serves later sessions ([`super::sockets`]), so a DNS
-//! query does not pay for opening and closing one.
+//! sessions, reads every reply queued on each (`recvmmsg`) and sends all
+//! of them to their clients in one `sendmmsg`; client datagrams arrive by
+//! `recvmmsg`, and a client's consecutive datagrams in a batch leave for
+//! its server in one `sendmmsg` (a resolver with many queries in flight on
+//! one socket). So a session costs a descriptor and a table entry (no
+//! task, no buffer), and the system calls per datagram stay few: at most
+//! one towards the server and one per reply, the rest shared by a batch.
+//! A session's socket outlives it and serves later sessions
+//! ([`super::sockets`]), so a DNS query does not pay for opening and
+//! closing one.
 
 use std::cell::RefCell;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,7 +70,7 @@ impl Serving {
 
 #[derive(Debug)]
 pub struct ListenerSocket {
-    pub socket: AsyncFd<std::net::UdpSocket>,
+    pub socket: AsyncFd<UdpSocket>,
     /// The configured address; its IP is the source of every reply unless
     /// the listener is a wildcard.
     pub address: SocketAddr,
@@ -237,6 +240,9 @@ struct Tally {
 
 impl Tally {
     fn drop(&mut self, why: DropReason, count: u64) {
+        if count == 0 {
+            return;
+        }
         match self.dropped.iter_mut().find(|(r, _)| *r == why) {
             Some((_, n)) => *n += count,
             None => self.dropped.push((why, count)),
@@ -257,12 +263,18 @@ impl Owner {
                     &mut scratch.received,
                     listener.address.ip().is_unspecified(),
                 )?;
-                let now = Instant::now();
-                let mut tally = Tally::default();
-                for (i, meta) in scratch.received.iter().take(n).enumerate() {
-                    let datagram = &scratch.buffer[i * SLOT..i * SLOT + meta.len];
-                    self.forward(poll, listener, meta, datagram, now, &mut tally);
+                let mut inbound = Inbound {
+                    buffer: &scratch.buffer,
+                    received: &scratch.received[..n],
+                    now: Instant::now(),
+                    run: Run::default(),
+                    tally: Tally::default(),
+                };
+                for index in 0..n {
+                    self.forward(poll, listener, &mut inbound, index);
                 }
+                self.send_run(&mut inbound);
+                let tally = inbound.tally;
                 let stats = &self.serving.stats;
                 stats.datagrams_to_server.increment(tally.datagrams);
                 stats.bytes_to_server.increment(tally.bytes);
@@ -289,19 +301,22 @@ impl Owner {
         false
     }
 
-    /// One client datagram: to its session, opening one if needed.
+    /// Client datagram `index` of `inbound`: to its session, opening one if
+    /// needed. A datagram for an open session joins the run of the same
+    /// client's previous datagrams, sent as a whole by [`Self::send_run`];
+    /// anything that changes the table sends the run first, so its session
+    /// and socket are still the ones it was routed to.
     fn forward(
         &mut self,
         poll: &SessionPoll,
         listener: &ListenerSocket,
-        meta: &Received,
-        datagram: &[u8],
-        now: Instant,
-        tally: &mut Tally,
+        inbound: &mut Inbound<'_>,
+        index: usize,
     ) {
+        let (meta, now) = (inbound.received[index], inbound.now);
         let Some(client) = meta.peer else { return };
         if meta.truncated {
-            tally.drop(DropReason::Truncated, 1);
+            inbound.tally.drop(DropReason::Truncated, 1);
             return;
         }
         let local = match meta.local {
@@ -309,39 +324,86 @@ impl Owner {
             _ => listener.address.ip(),
         };
         let flow = Flow { client, local };
-        let sent = match self.table.route(&flow, now) {
+        if inbound.run.flow.is_some_and(|f| f != flow) {
+            self.send_run(inbound);
+        }
+        let unhealthy = match self.table.route(&flow, now) {
             Route::Open(session) if session.server.is_healthy() => {
-                send_to_server(&self.books.sockets, session, datagram)
+                inbound.run.push(index, flow);
+                return;
             }
             // Its server went down: the client's next datagram is balanced
             // again rather than sent into silence until the session idles out.
-            Route::Open(session) => {
-                let gate = Arc::clone(&session.gate);
-                if let Some(ended) = self.table.end(&flow, &gate, EndReason::Closed) {
-                    self.books.finish(ended, now);
-                }
-                self.open_and_send(poll, flow, datagram, now)
-            }
+            Route::Open(session) => Some(Arc::clone(&session.gate)),
             Route::New(closed) => {
+                self.send_run(inbound);
                 if let Some(ended) = closed {
                     self.books.finish(ended, now);
                 }
-                self.open_and_send(poll, flow, datagram, now)
+                None
             }
         };
-        match sent {
+        if let Some(gate) = unhealthy {
+            self.send_run(inbound);
+            if let Some(ended) = self.table.end(&flow, &gate, EndReason::Closed) {
+                self.books.finish(ended, now);
+            }
+        }
+        match self.open_and_send(poll, flow, inbound.datagram(index), now) {
             Sent::Ok => {
-                tally.datagrams += 1;
-                tally.bytes += datagram.len() as u64;
+                inbound.tally.datagrams += 1;
+                inbound.tally.bytes += meta.len as u64;
             }
-            Sent::Dropped(why) => tally.drop(why, 1),
+            Sent::Dropped(why) => inbound.tally.drop(why, 1),
             Sent::Refused(server, gate) => {
-                server.observe(Observation::ConnectFailed("port unreachable".to_owned()));
-                if let Some(ended) = self.table.end(&flow, &gate, EndReason::Closed) {
-                    self.books.finish(ended, now);
-                }
-                tally.drop(DropReason::Unreachable, 1);
+                self.refused(&flow, &server, &gate, now);
+                inbound.tally.drop(DropReason::Unreachable, 1);
             }
+        }
+    }
+
+    /// Sends the pending run on its session's socket.
+    fn send_run(&mut self, inbound: &mut Inbound<'_>) {
+        let Some(flow) = inbound.run.flow.take() else {
+            return;
+        };
+        let (first, len) = (inbound.run.first, std::mem::take(&mut inbound.run.len));
+        let Some((session, socket)) = self
+            .table
+            .peek(&flow)
+            .and_then(|s| Some((s, self.books.sockets.socket(s.slot)?)))
+        else {
+            inbound.tally.drop(DropReason::Send, len as u64);
+            return;
+        };
+        let outcome = send_burst(socket, (first..first + len).map(|i| inbound.datagram(i)));
+        session.metrics.bytes_to_server.increment(outcome.bytes);
+        let refused = outcome
+            .refused
+            .then(|| (Arc::clone(&session.server), Arc::clone(&session.gate)));
+        let tally = &mut inbound.tally;
+        tally.datagrams += outcome.sent;
+        tally.bytes += outcome.bytes;
+        tally.drop(DropReason::Send, outcome.failed);
+        if let Some((server, gate)) = refused {
+            // The datagram that found out, and the rest of the burst.
+            tally.drop(DropReason::Unreachable, outcome.unsent);
+            self.refused(&flow, &server, &gate, inbound.now);
+        }
+    }
+
+    /// A send found the server's port unreachable: the server is observed
+    /// failed and the session ends.
+    fn refused(
+        &mut self,
+        flow: &Flow,
+        server: &ServerRuntime,
+        gate: &Arc<SessionGate>,
+        now: Instant,
+    ) {
+        server.observe(Observation::ConnectFailed("port unreachable".to_owned()));
+        if let Some(ended) = self.table.end(flow, gate, EndReason::Closed) {
+            self.books.finish(ended, now);
         }
     }
 
@@ -478,8 +540,9 @@ impl Owner {
                     return false;
                 }
             };
-            // Only an empty answer shows that every socket was read dry:
-            // one read per ready session leaves the rest to the next round.
+            // Only an empty answer shows that every socket was read dry: a
+            // read bounded by the outbox's room may leave some for the next
+            // round.
             if ready == 0 {
                 return true;
             }
@@ -494,8 +557,9 @@ impl Owner {
         false
     }
 
-    /// Reads one reply of each ready session into the outbox, which is
-    /// sent when full. A session with more queued stays ready in the set.
+    /// Reads the replies queued on each ready session into the outbox,
+    /// which is sent when full. A session with more queued than the outbox
+    /// had room for stays ready in the set.
     fn relay_ready(
         &mut self,
         events: &[EpollEvent],
@@ -519,16 +583,26 @@ impl Owner {
             if outbox.len == BATCH {
                 outbox.flush(listener, scratch, &self.serving.stats);
             }
+            // Every reply queued on the session, up to the outbox's room: a
+            // client with many queries in flight on one socket (a resolver,
+            // dnsperf) has its replies read in one call, not one per round.
             let at = outbox.len;
-            match socket.recv(&mut scratch.buffer[at * SLOT..(at + 1) * SLOT]) {
-                Ok(len) => {
-                    let admitted = session.gate.admit_replies(1, now);
-                    if admitted.deliver == 1 {
-                        outbox.push(len, flow.client, listener.reply_source(&flow));
-                        session.metrics.bytes_to_client.increment(len as u64);
-                    } else {
-                        unexpected += 1;
+            match sys::recv_batch(
+                socket.as_fd(),
+                &mut scratch.buffer[at * SLOT..],
+                SLOT,
+                &mut scratch.received[..BATCH - at],
+                false,
+            ) {
+                Ok(read) => {
+                    let admitted = session.gate.admit_replies(read, now);
+                    let mut bytes = 0;
+                    for reply in &scratch.received[..admitted.deliver] {
+                        outbox.push(reply.len, flow.client, listener.reply_source(&flow));
+                        bytes += reply.len as u64;
                     }
+                    session.metrics.bytes_to_client.increment(bytes);
+                    unexpected += read - admitted.deliver;
                     session.server.observe(Observation::ConnectSucceeded);
                     if admitted.last {
                         self.ending
@@ -569,6 +643,41 @@ impl Owner {
         self.books.stats = Arc::clone(&serving.stats);
         self.books.max_sessions = serving.settings.max_sessions;
         self.serving = serving;
+    }
+}
+
+/// A batch of client datagrams as received, in the scratch buffer, and
+/// what forwarding it has done so far.
+struct Inbound<'a> {
+    buffer: &'a [u8],
+    received: &'a [Received],
+    now: Instant,
+    /// Datagrams waiting to leave together.
+    run: Run,
+    tally: Tally,
+}
+
+impl Inbound<'_> {
+    fn datagram(&self, index: usize) -> &[u8] {
+        &self.buffer[index * SLOT..index * SLOT + self.received[index].len]
+    }
+}
+
+/// Consecutive datagrams of a batch from one client to its open session.
+#[derive(Debug, Default)]
+struct Run {
+    flow: Option<Flow>,
+    first: usize,
+    len: usize,
+}
+
+impl Run {
+    fn push(&mut self, index: usize, flow: Flow) {
+        if self.flow.is_none() {
+            self.flow = Some(flow);
+            self.first = index;
+        }
+        self.len += 1;
     }
 }
 
@@ -639,6 +748,63 @@ impl Outbox {
         }
         self.len = 0;
     }
+}
+
+/// What became of a burst sent on a session socket.
+#[derive(Debug, Default)]
+struct BurstSent {
+    sent: u64,
+    bytes: u64,
+    /// Refused by the kernel one by one (a full socket buffer, say).
+    failed: u64,
+    /// The server answered an earlier datagram with port unreachable: the
+    /// session ends, and the `unsent` rest of the burst with it.
+    refused: bool,
+    unsent: u64,
+}
+
+/// Sends `datagrams` (at most [`BATCH`]) on a connected session socket:
+/// one `sendmmsg` for a client's burst, a plain `send` for one datagram.
+fn send_burst<'a>(socket: &UdpSocket, datagrams: impl Iterator<Item = &'a [u8]>) -> BurstSent {
+    let mut outgoing = [Outgoing {
+        data: &[],
+        to: None,
+        from: None,
+    }; BATCH];
+    let mut len = 0;
+    for (out, datagram) in outgoing.iter_mut().zip(datagrams) {
+        out.data = datagram;
+        len += 1;
+    }
+    let outgoing = &outgoing[..len];
+    let mut outcome = BurstSent::default();
+    let mut next = 0;
+    while next < len {
+        let result = match outgoing[next..] {
+            [one] => socket.send(one.data).map(|_| 1),
+            ref several => sys::send_batch(socket.as_fd(), several),
+        };
+        match result {
+            Ok(k) => {
+                outcome.sent += k as u64;
+                outcome.bytes += outgoing[next..next + k]
+                    .iter()
+                    .map(|o| o.data.len() as u64)
+                    .sum::<u64>();
+                next += k;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                outcome.refused = true;
+                outcome.unsent = (len - next) as u64;
+                break;
+            }
+            Err(_) => {
+                outcome.failed += 1;
+                next += 1;
+            }
+        }
+    }
+    outcome
 }
 
 enum Sent {

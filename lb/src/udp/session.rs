@@ -161,6 +161,14 @@ impl SessionGate {
         admitted
     }
 
+    /// How many replies the session still waits for; `None` without a
+    /// limit (`udp_responses` unset).
+    pub fn replies_expected(&self) -> Option<usize> {
+        self.responses?;
+        let outstanding = self.state.load(Ordering::Acquire) & OUTSTANDING;
+        Some(usize::try_from(outstanding).unwrap_or(usize::MAX))
+    }
+
     /// Ends the session from the reply path (the server is unreachable).
     pub fn close(&self) {
         self.state
@@ -569,7 +577,13 @@ mod tests {
             f.datagram(flow(1), "s1", ms);
         }
         let gate = Arc::clone(f.gate(flow(1)));
+        assert_eq!(
+            gate.replies_expected(),
+            Some(3),
+            "what a batch read may take"
+        );
         assert_eq!(replies(&gate, 2, f.at(5)), (2, false));
+        assert_eq!(gate.replies_expected(), Some(1));
         assert_eq!(replies(&gate, 2, f.at(6)), (1, true));
         assert!(
             !gate.admit_request(),
@@ -592,6 +606,7 @@ mod tests {
         let mut f = Fixture::new(limits(None, 10));
         f.datagram(flow(1), "s1", 0);
         let gate = Arc::clone(f.gate(flow(1)));
+        assert_eq!(gate.replies_expected(), None, "no count to go by");
         assert_eq!(replies(&gate, 5, f.at(1)), (5, false));
         gate.close();
         assert_eq!(replies(&gate, 1, f.at(2)), (0, true));

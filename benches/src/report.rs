@@ -127,6 +127,9 @@ const UDP_LONG_PER_CORE: &str = "udp_long_sessions_queries_per_second_per_proxy_
 const UDP_LONG_P99: &str = "udp_long_sessions_saturated_p99_us";
 const UDP_LONG_PACED_P50: &str = "udp_long_sessions_paced_p50_us";
 const UDP_LONG_PACED_P99: &str = "udp_long_sessions_paced_p99_us";
+const UDP_PIPELINED_RATE: &str = "udp_pipelined_queries_per_second";
+const UDP_PIPELINED_PER_CORE: &str = "udp_pipelined_queries_per_second_per_proxy_core";
+const UDP_PIPELINED_P99: &str = "udp_pipelined_saturated_p99_us";
 
 pub(crate) const METRICS: &[Metric] = &[
     Metric {
@@ -344,6 +347,40 @@ pub(crate) const METRICS: &[Metric] = &[
         higher_is_better: false,
         decimals: 0,
         value: |t| t.udp_long.as_ref().map(|u| u.paced.p99_us),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_PIPELINED_RATE,
+        label: |s| {
+            format!(
+                "UDP queries/s, {} in flight on each of {} clients, one reply per query",
+                s.udp.in_flight,
+                (s.udp.flows / s.udp.in_flight.max(1)).max(1)
+            )
+        },
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| t.udp_pipelined.as_ref().map(|u| u.saturated.per_second),
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_PIPELINED_PER_CORE,
+        label: |_| "UDP queries/s per proxy core, many in flight per client".into(),
+        higher_is_better: true,
+        decimals: 0,
+        value: |t| {
+            t.udp_pipelined
+                .as_ref()
+                .and_then(|u| u.saturated.per_proxy_core)
+        },
+        versus: Versus::Nginx,
+    },
+    Metric {
+        key: UDP_PIPELINED_P99,
+        label: |_| "UDP latency p99 at that load, many in flight per client (µs)".into(),
+        higher_is_better: false,
+        decimals: 0,
+        value: |t| t.udp_pipelined.as_ref().map(|u| u.saturated.p99_us),
         versus: Versus::Nginx,
     },
 ];
@@ -657,6 +694,16 @@ fn udp_criteria(summary: &[TargetSummary]) -> Vec<Criterion> {
             UDP_LONG_PACED_P99,
             1.0,
         ),
+        row(
+            "UDP queries/s per proxy core, many in flight per client ≥ 1.5 × nginx stream",
+            UDP_PIPELINED_PER_CORE,
+            1.5,
+        ),
+        row(
+            "UDP latency p99 at saturation, many in flight per client ≤ nginx stream",
+            UDP_PIPELINED_P99,
+            1.0,
+        ),
     ]
 }
 
@@ -830,6 +877,7 @@ pub(crate) mod tests {
             idle_connections: 5000,
             udp: crate::udp::UdpSettings {
                 flows: 64,
+                in_flight: 16,
                 payload_bytes: 64,
                 seconds: 5,
                 paced_rate: 20_000,

@@ -116,6 +116,8 @@ pub struct TargetResult {
     pub udp_one_per_query: Option<UdpFigures>,
     /// UDP, long sessions.
     pub udp_long: Option<UdpFigures>,
+    /// Several queries in flight per client socket, one reply per query.
+    pub udp_pipelined: Option<UdpFigures>,
     pub errors: Vec<String>,
 }
 
@@ -235,9 +237,9 @@ fn run_udp(
     dir: &Path,
     result: &mut TargetResult,
 ) {
-    let kinds = [Sessions::OnePerQuery, Sessions::Long];
+    let kinds = [Sessions::OnePerQuery, Sessions::Long, Sessions::Pipelined];
     let (child, targets) = match proxy {
-        None => (None, [backends.udp_echo[0]; 2]),
+        None => (None, [backends.udp_echo[0]; 3]),
         Some(proxy) => {
             if let Some(reason) = proxy.udp_unavailable() {
                 eprintln!("{name}: udp: skipped: {reason}");
@@ -265,7 +267,11 @@ fn run_udp(
                     Ok(child)
                 });
             match started {
-                Ok(child) => (Some(child), [routes[0].listen, routes[1].listen]),
+                // Pipelined queries go to the DNS route: one reply per query.
+                Ok(child) => (
+                    Some(child),
+                    [routes[0].listen, routes[1].listen, routes[0].listen],
+                ),
                 Err(e) => {
                     eprintln!("{name}: udp: FAILED to start: {e:#}");
                     result.errors.push(format!("udp: failed to start: {e:#}"));
@@ -279,6 +285,7 @@ fn run_udp(
         let what = match sessions {
             Sessions::OnePerQuery => "udp, one reply per session",
             Sessions::Long => "udp, long sessions",
+            Sessions::Pipelined => "udp, many in flight per client",
         };
         match udp::measure(target, sessions, pid, &s.udp) {
             Ok(f) => {
@@ -297,6 +304,7 @@ fn run_udp(
                 match sessions {
                     Sessions::OnePerQuery => result.udp_one_per_query = Some(f),
                     Sessions::Long => result.udp_long = Some(f),
+                    Sessions::Pipelined => result.udp_pipelined = Some(f),
                 }
             }
             Err(e) => {

@@ -40,6 +40,9 @@ use crate::measure::{per_core_rate, CpuMeter};
 pub struct UdpSettings {
     /// Client sockets, each with at most one query outstanding.
     pub flows: usize,
+    /// Queries each client keeps in flight in the pipelined run, over
+    /// `flows / in_flight` clients (the same queries outstanding in all).
+    pub in_flight: usize,
     pub payload_bytes: usize,
     pub seconds: u32,
     /// Queries per second offered in the latency run.
@@ -54,13 +57,17 @@ pub enum Sessions {
     OnePerQuery,
     /// A client keeps its session.
     Long,
+    /// Like `OnePerQuery`, but each client keeps several queries in flight
+    /// on its one socket, as a resolver or `dnsperf` does: the session lasts
+    /// while any is unanswered.
+    Pipelined,
 }
 
 impl Sessions {
     /// Replies per client datagram that end a session.
     pub fn responses(self) -> Option<u32> {
         match self {
-            Sessions::OnePerQuery => Some(1),
+            Sessions::OnePerQuery | Sessions::Pipelined => Some(1),
             Sessions::Long => None,
         }
     }
@@ -148,10 +155,20 @@ pub fn measure(
     s: &UdpSettings,
 ) -> Result<UdpFigures> {
     let seconds = Duration::from_secs(u64::from(s.seconds));
-    run(target, s, None, WARM_UP, None)?;
-    let saturated = run(target, s, None, seconds, proxy)?;
-    run(target, s, Some(s.paced_rate), WARM_UP, None)?;
-    let paced = run(target, s, Some(s.paced_rate), seconds, proxy)?;
+    let clients = match sessions {
+        Sessions::Pipelined => Clients {
+            sockets: (s.flows / s.in_flight.max(1)).max(1),
+            in_flight: s.in_flight.max(1),
+        },
+        Sessions::OnePerQuery | Sessions::Long => Clients {
+            sockets: s.flows,
+            in_flight: 1,
+        },
+    };
+    run(target, s, clients, None, WARM_UP, None)?;
+    let saturated = run(target, s, clients, None, seconds, proxy)?;
+    run(target, s, clients, Some(s.paced_rate), WARM_UP, None)?;
+    let paced = run(target, s, clients, Some(s.paced_rate), seconds, proxy)?;
     Ok(UdpFigures {
         sessions,
         saturated,
@@ -179,21 +196,29 @@ struct Outstanding {
     sent: Instant,
 }
 
-/// `s.flows` clients, each with at most one query outstanding, for
-/// `duration`: as fast as answers come back (`rate` `None`), or one query
-/// every 1/`rate` s. A query due while every client waits for an answer is
-/// sent as soon as one is free, its latency still counted from when it
-/// was due.
+/// How many client sockets, and how many queries each keeps in flight.
+#[derive(Debug, Clone, Copy)]
+struct Clients {
+    sockets: usize,
+    in_flight: usize,
+}
+
+/// `clients.sockets` clients, each with at most `clients.in_flight`
+/// queries outstanding, for `duration`: as fast as answers come back
+/// (`rate` `None`), or one query every 1/`rate` s. A query due while every
+/// client is at its limit is sent as soon as one has room, its latency
+/// still counted from when it was due.
 fn run(
     target: SocketAddr,
     s: &UdpSettings,
+    clients: Clients,
     rate: Option<u32>,
     duration: Duration,
     proxy: Option<u32>,
 ) -> Result<UdpLoad> {
     // Wake-ups within a microsecond of the next query's time.
     let _ = nix::sys::prctl::set_timerslack(1_000);
-    let sockets: Vec<UdpSocket> = (0..s.flows)
+    let sockets: Vec<UdpSocket> = (0..clients.sockets)
         .map(|_| {
             let socket = client_socket(target)?;
             socket.set_nonblocking(true)?;
@@ -204,8 +229,12 @@ fn run(
         .iter()
         .map(|socket| PollFd::new(socket.as_fd(), PollFlags::POLLIN))
         .collect();
-    let mut outstanding: Vec<Option<Outstanding>> = vec![None; s.flows];
-    let mut free: Vec<usize> = (0..s.flows).collect();
+    let mut outstanding: Vec<VecDeque<Outstanding>> =
+        vec![VecDeque::with_capacity(clients.in_flight); clients.sockets];
+    // A client once per query it has room for.
+    let mut free: Vec<usize> = (0..clients.in_flight)
+        .flat_map(|_| 0..clients.sockets)
+        .collect();
     let mut due: VecDeque<Instant> = VecDeque::new();
     let mut sequence = 0u64;
     let mut payload = vec![0u8; s.payload_bytes.max(16)];
@@ -237,7 +266,7 @@ fn run(
             payload[..8].copy_from_slice(&sequence.to_be_bytes());
             payload[8..16].copy_from_slice(&(flow as u64).to_be_bytes());
             let _ = sockets[flow].send(&payload);
-            outstanding[flow] = Some(Outstanding {
+            outstanding[flow].push_back(Outstanding {
                 sequence,
                 due: when,
                 sent: now,
@@ -251,24 +280,30 @@ fn run(
         let _ = ppoll(&mut fds, Some(TimeSpec::from_duration(wait)), None);
         now = Instant::now();
         for (flow, fd) in fds.iter().enumerate() {
-            let readable = fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
-            if readable {
+            if fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
                 while let Ok(n) = sockets[flow].recv(&mut buffer) {
-                    let Some(query) = outstanding[flow] else {
+                    if n != payload.len() {
                         continue;
-                    };
-                    if n == payload.len() && buffer[..8] == query.sequence.to_be_bytes() {
+                    }
+                    let answered = u64::from_be_bytes(buffer[..8].try_into().expect("8 bytes"));
+                    // Answers come back in order on loopback: the first
+                    // query in flight, unless one was lost.
+                    let queries = &mut outstanding[flow];
+                    if let Some(at) = queries.iter().position(|q| q.sequence == answered) {
+                        let query = queries.remove(at).expect("position is in range");
                         latencies.push(micros(now.saturating_duration_since(query.due)));
-                        outstanding[flow] = None;
                         free.push(flow);
                     }
                 }
-            } else if let Some(query) = outstanding[flow] {
-                if now.saturating_duration_since(query.sent) > LOSS_TIMEOUT {
-                    lost += 1;
-                    outstanding[flow] = None;
-                    free.push(flow);
-                }
+            }
+            let queries = &mut outstanding[flow];
+            while queries
+                .front()
+                .is_some_and(|q| now.saturating_duration_since(q.sent) > LOSS_TIMEOUT)
+            {
+                queries.pop_front();
+                lost += 1;
+                free.push(flow);
             }
         }
     }
@@ -321,6 +356,7 @@ mod tests {
     fn sessions_map_to_responses() {
         assert_eq!(Sessions::OnePerQuery.responses(), Some(1));
         assert_eq!(Sessions::Long.responses(), None);
+        assert_eq!(Sessions::Pipelined.responses(), Some(1));
     }
 
     #[test]
@@ -336,11 +372,24 @@ mod tests {
         probe(address, Duration::from_secs(2)).unwrap();
         let s = UdpSettings {
             flows: 4,
+            in_flight: 4,
             payload_bytes: 64,
             seconds: 1,
             paced_rate: 1_000,
         };
-        let saturated = run(address, &s, None, Duration::from_millis(200), None).unwrap();
+        let one_each = Clients {
+            sockets: 4,
+            in_flight: 1,
+        };
+        let saturated = run(
+            address,
+            &s,
+            one_each,
+            None,
+            Duration::from_millis(200),
+            None,
+        )
+        .unwrap();
         assert!(saturated.queries > 10, "{saturated:?}");
         assert_eq!(saturated.lost, 0);
         assert!(saturated.p50_us <= saturated.p99_us);
@@ -350,11 +399,36 @@ mod tests {
         );
         // Paced at 1,000/s for 0.3 s: at most the 301 queries due, however
         // fast the echo answers.
-        let paced = run(address, &s, Some(1_000), Duration::from_millis(300), None).unwrap();
+        let paced = run(
+            address,
+            &s,
+            one_each,
+            Some(1_000),
+            Duration::from_millis(300),
+            None,
+        )
+        .unwrap();
         assert!(
             (1..=301).contains(&paced.queries),
             "{} queries paced at 1,000/s over 0.3 s",
             paced.queries
         );
+        // One socket, many queries in flight: every answer is matched to its
+        // query, none is lost.
+        let pipelined = Clients {
+            sockets: 1,
+            in_flight: 16,
+        };
+        let piped = run(
+            address,
+            &s,
+            pipelined,
+            None,
+            Duration::from_millis(200),
+            None,
+        )
+        .unwrap();
+        assert!(piped.queries > 10, "{piped:?}");
+        assert_eq!(piped.lost, 0);
     }
 }

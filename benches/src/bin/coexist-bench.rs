@@ -97,6 +97,10 @@ struct Cli {
     /// UDP client sockets, each with one query outstanding at saturation.
     #[arg(long, default_value_t = 64)]
     udp_flows: usize,
+    /// Queries each UDP client keeps in flight in the pipelined run (a
+    /// resolver, dnsperf), over udp-flows / udp-in-flight clients.
+    #[arg(long, default_value_t = 16)]
+    udp_in_flight: usize,
     /// Bytes of each UDP query.
     #[arg(long, default_value_t = 64)]
     udp_bytes: usize,
@@ -226,6 +230,7 @@ fn run_bench(cli: Cli) -> Result<()> {
         idle_connections: cli.idle_connections,
         udp: UdpSettings {
             flows: cli.udp_flows,
+            in_flight: cli.udp_in_flight,
             payload_bytes: cli.udp_bytes,
             seconds,
             paced_rate: cli.udp_rate,

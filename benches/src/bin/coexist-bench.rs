@@ -147,7 +147,9 @@ UDP: IPv4 clients send queries through each proxy (HAProxy has no UDP) to
 two datagram echo servers on ::1, in sessions of one query (udp_responses = 1,
 nginx proxy_responses 1: DNS) and in long sessions; each at saturation
 (--udp-flows clients, one query outstanding each) and paced at --udp-rate
-queries/s for the latency a query sees below saturation.";
+queries/s for the latency a query sees below saturation. Then pipelined: each
+client keeps --udp-in-flight queries in flight on its one socket (a resolver,
+dnsperf), one reply per query, at saturation.";
 
 const TARGETS: [&str; 5] = [
     "direct",

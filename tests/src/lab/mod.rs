@@ -28,6 +28,7 @@ pub mod matrix;
 pub mod report;
 pub mod timeline;
 pub mod topology;
+pub mod vip_watch;
 
 pub use matrix::{run, Options};
 pub use report::{Figures, Report, RowResult, Verdict};

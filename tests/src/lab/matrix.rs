@@ -418,6 +418,19 @@ fn watch<const N: usize>(
     seen
 }
 
+/// When node 2 added each VIP: the polls' times, refined by what `vips`
+/// (started before the event) heard. Both saw the address after it was
+/// added, so the earlier of the two is the closer bound.
+fn added_earlier(vips: Option<VipWatch>, event: u64, (t4, t6): PerFamily) -> PerFamily {
+    match vips {
+        Some(vips) => (
+            earlier(t4, vips.added_ms(VIP4, event)),
+            earlier(t6, vips.added_ms(VIP6, event)),
+        ),
+        None => (t4, t6),
+    }
+}
+
 /// The earlier of two observations of one moment, either possibly missing.
 fn earlier(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
@@ -511,6 +524,7 @@ fn timeline(
 /// Row 4a: node1's links go down and its daemon is killed, as when the
 /// machine fails. Leaves node1 down for row 5.
 fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
+    let vips = VipWatch::start(&net.nodes[1]);
     let clients = clients_web(net);
     std::thread::sleep(PRE);
     let event = now_ns();
@@ -518,7 +532,8 @@ fn node1_dies(net: &mut Net) -> anyhow::Result<Verdict> {
         net.set_link(0, ifname, false);
     }
     net.kill_daemon(0);
-    let ((t4, t6), (n4, n6)) = watch_takeover(net, event, 1, |n| n.holds(1));
+    let (polled, (n4, n6)) = watch_takeover(net, event, 1, |n| n.holds(1));
+    let (t4, t6) = added_earlier(vips, event, polled);
     std::thread::sleep(POST);
     let (r4, r6, end) = finish(clients)?;
     let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));
@@ -619,11 +634,13 @@ fn row_5(net: &mut Net) -> anyhow::Result<Verdict> {
 /// so the kernel keeps the virtual addresses until a daemon removes them.
 /// Then the daemon is restarted.
 fn daemon_killed(net: &mut Net) -> anyhow::Result<Verdict> {
+    let vips = VipWatch::start(&net.nodes[1]);
     let clients = clients_web(net);
     std::thread::sleep(PRE);
     let event = now_ns();
     net.kill_daemon(0);
-    let ((t4, t6), (n4, n6)) = watch_takeover(net, event, 1, |n| n.holds(1));
+    let (polled, (n4, n6)) = watch_takeover(net, event, 1, |n| n.holds(1));
+    let (t4, t6) = added_earlier(vips, event, polled);
     let stale = net.holds(0);
     let monitor_log = net.dir.join("node1-addresses.log");
     let mut monitor = net.lab.spawn(
@@ -1105,16 +1122,7 @@ fn row_11(net: &mut Net) -> anyhow::Result<Verdict> {
     let event = now_ns();
     net.kill_daemon(0);
     let [t4, t6] = watch(net, event, vrrp_limit(net), |n| n.holds(1).into());
-    // Each poll and the monitor saw the VIP after it was added: the
-    // earlier of the two is the closer bound.
-    let (t4, t6) = match &vips {
-        Some(vips) => (
-            earlier(t4, vips.added_ms(VIP4, event)),
-            earlier(t6, vips.added_ms(VIP6, event)),
-        ),
-        None => (t4, t6),
-    };
-    drop(vips);
+    let (t4, t6) = added_earlier(vips, event, (t4, t6));
     std::thread::sleep(POST);
     let (r4, r6, end) = finish(clients)?;
     let (g4, g6) = (gap_ms(&r4.conns, event, end), gap_ms(&r6.conns, event, end));

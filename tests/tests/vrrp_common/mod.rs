@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use coexist_support::config::{Config, Vrrp};
 use coexist_support::wait_until;
+use coexist_tests::lab::clock::now_ns;
+use coexist_tests::lab::vip_watch::VipWatch;
 use coexist_tests::netns::{Lab, Ns, Process};
 
 pub const VIP4: &str = "10.77.0.10";
@@ -33,6 +35,9 @@ pub struct Segment {
     pub nodes: [Ns; 2],
     pub client: Ns,
     pub dir: tempfile::TempDir,
+    /// Each node's address changes as the kernel reports them, for
+    /// [`Segment::wait_holds`]' timing.
+    vips: [Option<VipWatch>; 2],
     // Last: dropped after the processes above are gone.
     pub lab: Lab,
 }
@@ -52,9 +57,11 @@ pub fn segment(tag: &str) -> Segment {
         lab.addr(ns, "eth0", &format!("10.77.0.{host}/24"));
         lab.addr(ns, "eth0", &format!("fd77::{host}/64"));
     }
+    let vips = [VipWatch::start(&n1), VipWatch::start(&n2)];
     Segment {
         nodes: [n1, n2],
         client,
+        vips,
         dir: tempfile::tempdir().expect("temp dir"),
         lab,
     }
@@ -143,7 +150,18 @@ impl Segment {
         limit: Duration,
     ) -> Option<Duration> {
         let left = limit.saturating_sub(from.elapsed());
-        wait_until(left, Duration::from_millis(2), || self.holds(i, vip)).map(|_| from.elapsed())
+        let polled = wait_until(left, Duration::from_millis(2), || self.holds(i, vip))
+            .map(|_| from.elapsed())?;
+        // A poll starts `ip`, which on a loaded machine takes long enough
+        // to time a takeover hundreds of milliseconds late; the monitor
+        // heard of the address when it was added. Both saw it after that,
+        // so the earlier is the closer bound.
+        let from_ns = now_ns().saturating_sub(from.elapsed().as_nanos() as u64);
+        let heard = self.vips[i]
+            .as_ref()
+            .and_then(|w| w.added_ms(vip, from_ns))
+            .map(|ms| Duration::from_secs_f64(ms / 1e3));
+        Some(heard.map_or(polled, |heard| heard.min(polled)))
     }
 
     pub fn wait_released(&self, i: usize, vip: &str, limit: Duration) -> bool {

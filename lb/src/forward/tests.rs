@@ -293,21 +293,26 @@ async fn idle_timeout_ends_the_forward() {
     assert_eq!(h.server.read_to_end(&mut rest).await.unwrap(), 0);
 }
 
-/// Input: one byte every 100 ms, alternating directions, for 1.2 s, with a 300 ms idle timeout.
+/// Input: one byte every 100 ms, alternating directions, for 2.4 s, with a 1 s idle timeout.
 /// Output: the forward is alive throughout, then times out once traffic stops.
+///
+/// The timeout is ten steps long so that a loaded machine stalling this
+/// task for most of a second (a 300 ms timeout once ran out under
+/// `stress-ng` and a second suite) does not end it; the traffic still lasts
+/// more than twice the timeout.
 #[tokio::test]
 async fn traffic_in_either_direction_defers_the_idle_timeout() {
     let pool = Arc::new(PipePool::new(0, 4));
     let mut h = start(
         &pool,
         ForwardOptions {
-            idle_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(1),
             splice: true,
         },
     )
     .await;
     let mut byte = [0u8; 1];
-    for round in 0..12 {
+    for round in 0..24 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if round % 2 == 0 {
             h.client.write_all(b"x").await.unwrap();
@@ -325,8 +330,8 @@ async fn traffic_in_either_direction_defers_the_idle_timeout() {
         .await
         .expect("forward ended");
     assert!(matches!(result.unwrap(), Err(ForwardError::IdleTimeout(_))));
-    assert_eq!(h.counts.to_server.load(Ordering::Relaxed), 6);
-    assert_eq!(h.counts.to_client.load(Ordering::Relaxed), 6);
+    assert_eq!(h.counts.to_server.load(Ordering::Relaxed), 12);
+    assert_eq!(h.counts.to_client.load(Ordering::Relaxed), 12);
 }
 
 /// Input: 4 MiB each way, read completely, then silence on an open connection.

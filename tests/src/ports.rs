@@ -13,43 +13,31 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Mutex;
 
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
 /// Where the search starts when the ephemeral range cannot be read.
 const LOW: u32 = 10_000;
 
 /// A port free for TCP and UDP on both 127.0.0.1 and ::1 at the time of
 /// the call, never returned before by this process.
 pub fn free_port() -> u16 {
-    /// The random state and the ports handed out, under one lock.
-    static PICKED: Mutex<Option<(u64, BTreeSet<u16>)>> = Mutex::new(None);
+    /// The generator and the ports handed out, under one lock.
+    static PICKED: Mutex<Option<(SmallRng, BTreeSet<u16>)>> = Mutex::new(None);
     let (low, high) = (LOW, ephemeral_low().max(LOW + 2_000));
     let mut picked = PICKED.lock().unwrap_or_else(|e| e.into_inner());
-    let (state, given) = picked.get_or_insert_with(|| (seed(), BTreeSet::new()));
+    let (rng, given) = picked.get_or_insert_with(|| (SmallRng::from_entropy(), BTreeSet::new()));
     // Random, not walked in order: two processes (two test binaries, or a
     // suite beside another) that walked from nearby places handed out the
     // same ports before either daemon bound them.
     for _ in 0..100_000 {
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let port = low + (splitmix(*state) % u64::from(high - low)) as u32;
-        let port = u16::try_from(port).expect("below the ephemeral range");
+        let port = u16::try_from(rng.gen_range(low..high)).expect("below the ephemeral range");
         if !given.contains(&port) && bindable(port) {
             given.insert(port);
             return port;
         }
     }
     panic!("no free loopback port found below {high}");
-}
-
-fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ u64::from(std::process::id()) << 32
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 fn bindable(port: u16) -> bool {

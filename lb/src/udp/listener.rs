@@ -383,7 +383,11 @@ impl Owner {
             inbound.tally.drop(DropReason::Send, len as u64);
             return;
         };
-        let outcome = send_burst(socket, (first..first + len).map(|i| inbound.datagram(i)));
+        let mut datagrams: [&[u8]; BATCH] = [&[]; BATCH];
+        for (datagram, index) in datagrams.iter_mut().zip(first..first + len) {
+            *datagram = inbound.datagram(index);
+        }
+        let outcome = send_burst(socket, &datagrams[..len]);
         session.metrics.bytes_to_server.increment(outcome.bytes);
         let refused = outcome
             .refused
@@ -794,37 +798,27 @@ struct BurstSent {
 
 /// Sends `datagrams` (at most [`BATCH`]) on a connected session socket:
 /// one `sendmmsg` for a client's burst, a plain `send` for one datagram.
-fn send_burst<'a>(socket: &UdpSocket, datagrams: impl Iterator<Item = &'a [u8]>) -> BurstSent {
-    let mut outgoing = [Outgoing {
-        data: &[],
-        to: None,
-        from: None,
-    }; BATCH];
-    let mut len = 0;
-    for (out, datagram) in outgoing.iter_mut().zip(datagrams) {
-        out.data = datagram;
-        len += 1;
-    }
-    let outgoing = &outgoing[..len];
+/// The one place that says what a failed send to a server means.
+fn send_burst(socket: &UdpSocket, datagrams: &[&[u8]]) -> BurstSent {
     let mut outcome = BurstSent::default();
     let mut next = 0;
-    while next < len {
-        let result = match outgoing[next..] {
-            [one] => socket.send(one.data).map(|_| 1),
-            ref several => sys::send_batch(socket.as_fd(), several),
+    while next < datagrams.len() {
+        let result = match &datagrams[next..] {
+            [one] => socket.send(one).map(|_| 1),
+            several => send_several(socket, several),
         };
         match result {
             Ok(k) => {
                 outcome.sent += k as u64;
-                outcome.bytes += outgoing[next..next + k]
+                outcome.bytes += datagrams[next..next + k]
                     .iter()
-                    .map(|o| o.data.len() as u64)
+                    .map(|d| d.len() as u64)
                     .sum::<u64>();
                 next += k;
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 outcome.refused = true;
-                outcome.unsent = (len - next) as u64;
+                outcome.unsent = (datagrams.len() - next) as u64;
                 break;
             }
             Err(_) => {
@@ -834,6 +828,18 @@ fn send_burst<'a>(socket: &UdpSocket, datagrams: impl Iterator<Item = &'a [u8]>)
         }
     }
     outcome
+}
+
+fn send_several(socket: &UdpSocket, datagrams: &[&[u8]]) -> io::Result<usize> {
+    let mut outgoing = [Outgoing {
+        data: &[],
+        to: None,
+        from: None,
+    }; BATCH];
+    for (out, datagram) in outgoing.iter_mut().zip(datagrams) {
+        out.data = datagram;
+    }
+    sys::send_batch(socket.as_fd(), &outgoing[..datagrams.len().min(BATCH)])
 }
 
 enum Sent {
@@ -847,18 +853,14 @@ fn send_to_server(sockets: &SessionSockets, session: &Session, datagram: &[u8]) 
     let Some(socket) = sockets.socket(session.slot) else {
         return Sent::Dropped(DropReason::Send);
     };
-    match socket.send(datagram) {
-        Ok(_) => {
-            session
-                .metrics
-                .bytes_to_server
-                .increment(datagram.len() as u64);
-            Sent::Ok
-        }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            Sent::Refused(Arc::clone(&session.server), Arc::clone(&session.gate))
-        }
-        Err(_) => Sent::Dropped(DropReason::Send),
+    let outcome = send_burst(socket, &[datagram]);
+    session.metrics.bytes_to_server.increment(outcome.bytes);
+    if outcome.refused {
+        Sent::Refused(Arc::clone(&session.server), Arc::clone(&session.gate))
+    } else if outcome.sent == 1 {
+        Sent::Ok
+    } else {
+        Sent::Dropped(DropReason::Send)
     }
 }
 

@@ -10,9 +10,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use coexist_support::wait_until;
+use coexist_tests::lab::clock::now_ns;
 use coexist_tests::lab::timeline::Mark;
+use coexist_tests::lab::vip_watch::VipWatch;
 use coexist_tests::lab::{self, Report};
-use coexist_tests::netns::enter_or_skip;
+use coexist_tests::netns::{enter_or_skip, Lab};
 use serde_json::Value;
 
 fn figure<'a>(report: &'a Report, id: u8, key: &str) -> &'a Value {
@@ -173,5 +176,37 @@ fn lab_matrix_rows_1_to_11() {
         if timeline.title == "node1 dies" {
             assert!(timeline.lanes.iter().all(|l| l.total_failed() > 0));
         }
+    }
+}
+
+/// The lab and the VRRP tests time takeovers by `ip monitor address`
+/// ([`VipWatch`]) as well as by polling, taking the earlier; a monitor that
+/// heard nothing would leave them on the slow polls without a word. Here an
+/// address of each family added in a namespace is heard.
+#[test]
+fn vip_watch_hears_each_family_added_in_a_namespace() {
+    if !enter_or_skip("vip_watch_hears_each_family_added_in_a_namespace") {
+        return;
+    }
+    let mut lab = Lab::new("vipwatch");
+    let switch = lab.switch("sw");
+    let node = lab.ns("n");
+    lab.plug(&node, "eth0", &switch, "p1");
+    let watch = VipWatch::start(&node).expect("ip monitor starts");
+    for (vip, cidr) in [("10.99.0.10", "10.99.0.10/24"), ("fd99::10", "fd99::10/64")] {
+        // The monitor subscribes a moment after it starts: an addition it
+        // missed is taken back and made again.
+        let heard = (0..50).find_map(|_| {
+            let from = now_ns();
+            lab.addr(&node, "eth0", cidr);
+            let heard = wait_until(Duration::from_secs(1), Duration::from_millis(5), || {
+                watch.added_ms(vip, from).is_some()
+            });
+            if heard.is_none() {
+                lab.ip(&node, &["addr", "del", cidr, "dev", "eth0"]);
+            }
+            heard
+        });
+        assert!(heard.is_some(), "ip monitor never heard {vip} added");
     }
 }

@@ -419,23 +419,11 @@ fn watch<const N: usize>(
 }
 
 /// When node 2 added each VIP: the polls' times, refined by what `vips`
-/// (started before the event) heard. Both saw the address after it was
-/// added, so the earlier of the two is the closer bound.
+/// (started before the event) heard.
 fn added_earlier(vips: Option<VipWatch>, event: u64, (t4, t6): PerFamily) -> PerFamily {
     match vips {
-        Some(vips) => (
-            earlier(t4, vips.added_ms(VIP4, event)),
-            earlier(t6, vips.added_ms(VIP6, event)),
-        ),
+        Some(vips) => (vips.earlier(VIP4, event, t4), vips.earlier(VIP6, event, t6)),
         None => (t4, t6),
-    }
-}
-
-/// The earlier of two observations of one moment, either possibly missing.
-fn earlier(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

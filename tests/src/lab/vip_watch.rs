@@ -53,6 +53,13 @@ impl VipWatch {
         let lines = self.lines.lock().expect("reader only pushes");
         first_added(&lines, vip, from_ns).map(|at| ms_between(from_ns, at))
     }
+
+    /// When `vip` was added, in ms after `from_ns`: the earlier of a poll's
+    /// time (`polled`) and what the monitor heard. Both saw the address
+    /// only after it was added, so the earlier is the closer bound.
+    pub fn earlier(&self, vip: &str, from_ns: u64, polled: Option<f64>) -> Option<f64> {
+        earlier_of(polled, self.added_ms(vip, from_ns))
+    }
 }
 
 impl Drop for VipWatch {
@@ -62,6 +69,13 @@ impl Drop for VipWatch {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
+    }
+}
+
+fn earlier_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -110,5 +124,16 @@ mod tests {
         ];
         assert_eq!(first_added(&lines, "10.231.1.10", 8), Some(30));
         assert_eq!(first_added(&lines, "10.231.1.1", 8), None);
+    }
+
+    // Input: a poll's time and the monitor's, either missing. Output: the
+    // earlier of those present.
+    #[test]
+    fn the_earlier_observation_wins() {
+        assert_eq!(earlier_of(Some(786.5), Some(291.2)), Some(291.2));
+        assert_eq!(earlier_of(Some(300.0), Some(310.0)), Some(300.0));
+        assert_eq!(earlier_of(None, Some(291.2)), Some(291.2));
+        assert_eq!(earlier_of(Some(786.5), None), Some(786.5));
+        assert_eq!(earlier_of(None, None), None);
     }
 }

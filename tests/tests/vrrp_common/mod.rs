@@ -154,14 +154,14 @@ impl Segment {
             .map(|_| from.elapsed())?;
         // A poll starts `ip`, which on a loaded machine takes long enough
         // to time a takeover hundreds of milliseconds late; the monitor
-        // heard of the address when it was added. Both saw it after that,
-        // so the earlier is the closer bound.
+        // heard of the address when it was added.
+        let Some(vips) = &self.vips[i] else {
+            return Some(polled);
+        };
         let from_ns = now_ns().saturating_sub(from.elapsed().as_nanos() as u64);
-        let heard = self.vips[i]
-            .as_ref()
-            .and_then(|w| w.added_ms(vip, from_ns))
-            .map(|ms| Duration::from_secs_f64(ms / 1e3));
-        Some(heard.map_or(polled, |heard| heard.min(polled)))
+        let polled_ms = polled.as_secs_f64() * 1e3;
+        vips.earlier(vip, from_ns, Some(polled_ms))
+            .map(|ms| Duration::from_secs_f64(ms / 1e3))
     }
 
     pub fn wait_released(&self, i: usize, vip: &str, limit: Duration) -> bool {

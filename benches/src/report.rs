@@ -283,7 +283,12 @@ pub(crate) const METRICS: &[Metric] = &[
         },
         higher_is_better: false,
         decimals: 0,
-        value: |t| t.udp_one_per_query.as_ref().map(|u| u.paced.p50_us),
+        value: |t| {
+            t.udp_one_per_query
+                .as_ref()
+                .and_then(|u| u.paced.as_ref())
+                .map(|p| p.p50_us)
+        },
         versus: Versus::Nginx,
     },
     Metric {
@@ -296,7 +301,12 @@ pub(crate) const METRICS: &[Metric] = &[
         },
         higher_is_better: false,
         decimals: 0,
-        value: |t| t.udp_one_per_query.as_ref().map(|u| u.paced.p99_us),
+        value: |t| {
+            t.udp_one_per_query
+                .as_ref()
+                .and_then(|u| u.paced.as_ref())
+                .map(|p| p.p99_us)
+        },
         versus: Versus::Nginx,
     },
     Metric {
@@ -333,7 +343,12 @@ pub(crate) const METRICS: &[Metric] = &[
         },
         higher_is_better: false,
         decimals: 0,
-        value: |t| t.udp_long.as_ref().map(|u| u.paced.p50_us),
+        value: |t| {
+            t.udp_long
+                .as_ref()
+                .and_then(|u| u.paced.as_ref())
+                .map(|p| p.p50_us)
+        },
         versus: Versus::Nginx,
     },
     Metric {
@@ -346,7 +361,12 @@ pub(crate) const METRICS: &[Metric] = &[
         },
         higher_is_better: false,
         decimals: 0,
-        value: |t| t.udp_long.as_ref().map(|u| u.paced.p99_us),
+        value: |t| {
+            t.udp_long
+                .as_ref()
+                .and_then(|u| u.paced.as_ref())
+                .map(|p| p.p99_us)
+        },
         versus: Versus::Nginx,
     },
     Metric {
@@ -1034,7 +1054,7 @@ pub(crate) mod tests {
             udp_one_per_query: Some(UdpFigures {
                 sessions: Sessions::OnePerQuery,
                 saturated: load(p99),
-                paced: load(p99 / 10.0),
+                paced: Some(load(p99 / 10.0)),
             }),
             ..Default::default()
         }

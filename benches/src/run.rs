@@ -289,17 +289,20 @@ fn run_udp(
         };
         match udp::measure(target, sessions, pid, &s.udp) {
             Ok(f) => {
+                let paced = f.paced.as_ref().map_or(String::new(), |p| {
+                    format!(
+                        "; at {}/s p50 {:.0} us, p99 {:.0} us",
+                        s.udp.paced_rate, p.p50_us, p.p99_us
+                    )
+                });
                 eprintln!(
-                    "{name}: {what}: {:.0}/s, {} per proxy core, p99 {:.0} us; at {}/s p50 {:.0} us, p99 {:.0} us ({} lost)",
+                    "{name}: {what}: {:.0}/s, {} per proxy core, p99 {:.0} us{paced} ({} lost)",
                     f.saturated.per_second,
                     f.saturated
                         .per_proxy_core
                         .map_or("–".into(), |c| format!("{c:.0}")),
                     f.saturated.p99_us,
-                    s.udp.paced_rate,
-                    f.paced.p50_us,
-                    f.paced.p99_us,
-                    f.saturated.lost + f.paced.lost
+                    f.saturated.lost + f.paced.as_ref().map_or(0, |p| p.lost)
                 );
                 match sessions {
                     Sessions::OnePerQuery => result.udp_one_per_query = Some(f),

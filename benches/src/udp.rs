@@ -89,12 +89,14 @@ pub struct UdpLoad {
     pub per_proxy_core: Option<f64>,
 }
 
-/// Both runs of one kind of session.
+/// The runs of one kind of session.
 #[derive(Debug, Clone, Serialize)]
 pub struct UdpFigures {
     pub sessions: Sessions,
     pub saturated: UdpLoad,
-    pub paced: UdpLoad,
+    /// Below saturation; not for pipelined clients, whose paced queries
+    /// would meet the proxy one at a time like the others'.
+    pub paced: Option<UdpLoad>,
 }
 
 /// A query unanswered this long counts as lost; its client moves on.
@@ -167,8 +169,13 @@ pub fn measure(
     };
     run(target, s, clients, None, WARM_UP, None)?;
     let saturated = run(target, s, clients, None, seconds, proxy)?;
-    run(target, s, clients, Some(s.paced_rate), WARM_UP, None)?;
-    let paced = run(target, s, clients, Some(s.paced_rate), seconds, proxy)?;
+    let paced = match sessions {
+        Sessions::Pipelined => None,
+        Sessions::OnePerQuery | Sessions::Long => {
+            run(target, s, clients, Some(s.paced_rate), WARM_UP, None)?;
+            Some(run(target, s, clients, Some(s.paced_rate), seconds, proxy)?)
+        }
+    };
     Ok(UdpFigures {
         sessions,
         saturated,

@@ -497,7 +497,7 @@ pub fn markdown(report: &Report) -> String {
     let cpu = |c: Option<usize>| c.map_or("unpinned".to_string(), |c| format!("CPU {c}"));
     let _ = writeln!(
         out,
-        "- proxy on {}, clients and servers on {}; {} repetition(s), targets interleaved; bulk {} s \
+        "- proxy on {}, clients and servers on {}; {} repetition(s), targets interleaved and rotated; bulk {} s \
          per run, connection rate {} s, echo {} s, {} idle connections\n",
         cpu(s.proxy_cpu),
         cpu(s.client_cpu),

@@ -33,8 +33,9 @@ struct Cli {
     /// Short runs: each measurement a few seconds.
     #[arg(long)]
     quick: bool,
-    /// Run every target this many times (interleaved) and report the
-    /// median and the spread (min–max).
+    /// Run every target this many times (interleaved, each repetition
+    /// starting one target further along) and report the median and the
+    /// spread (min–max).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     repeat: u32,
     /// Also write the results as JSON to this file.
@@ -336,10 +337,11 @@ fn run_bench(cli: Cli) -> Result<()> {
             repetition,
         };
         let mut results = Vec::new();
-        for (i, &(name, proxy)) in targets.iter().enumerate() {
-            if !cli.only.is_empty() && !cli.only.iter().any(|o| o == name) {
-                continue;
-            }
+        let selected: Vec<usize> = (0..targets.len())
+            .filter(|&i| cli.only.is_empty() || cli.only.iter().any(|o| o == targets[i].0))
+            .collect();
+        for i in coexist_benches::run::rotated(&selected, repetition - 1) {
+            let (name, proxy) = targets[i];
             eprintln!(
                 "coexist-bench: repetition {repetition} of {}: {name}",
                 cli.repeat

@@ -65,6 +65,9 @@ impl Daemon {
         path: &Path,
         metrics: Option<m::MetricsHandle>,
     ) -> Result<Self, DaemonError> {
+        if let Err(error) = crate::sys::disable_transparent_huge_pages() {
+            tracing::warn!(%error, "cannot turn transparent huge pages off; a growing heap may stall the data path");
+        }
         let config = config::load(path)?;
         warn_if_idle(&config);
         Self::start_with(path.to_owned(), config, metrics).await

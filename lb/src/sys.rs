@@ -13,7 +13,8 @@
 //! [`disconnect`] (`connect(2)` to `AF_UNSPEC`) and [`wait_grace_period`]
 //! (`membarrier(2)`) have no safe wrapper in nix or socket2, nor has
 //! mimalloc's `mi_collect` ([`release_freed_memory`]) in the mimalloc crate
-//! without its `extended` feature.
+//! without its `extended` feature; `prctl(2)`'s THP switch
+//! ([`disable_transparent_huge_pages`]) has none in nix.
 #![allow(unsafe_code)]
 
 pub mod tun;
@@ -411,6 +412,38 @@ pub fn release_freed_memory() {
     unsafe { mi_collect(true) }
 }
 
+/// Keeps the kernel from backing this process's memory with transparent
+/// huge pages. mimalloc asks for them (`MADV_HUGEPAGE`) on its arenas, so
+/// the first touch of each 2 MiB zeroes all of it inside one page fault,
+/// and with the common `defrag = madvise` setting may compact memory first:
+/// the single worker stalls for milliseconds while clients wait, exactly
+/// when a burst of new connections makes the heap grow. Small pages spread
+/// that cost over the connections that need it. The flag is the process's
+/// (inherited by children), read at each fault, so setting it after start
+/// covers memory mapped earlier too.
+pub fn disable_transparent_huge_pages() -> io::Result<()> {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and no pointer; it
+    // only sets a flag on this process's memory descriptor.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether transparent huge pages are disabled for this process.
+#[cfg(test)]
+fn transparent_huge_pages_disabled() -> io::Result<bool> {
+    // SAFETY: PR_GET_THP_DISABLE takes no pointer; it returns the flag.
+    let r = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r == 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +456,12 @@ mod tests {
             .unwrap();
         let mut probe = [0u8; 1];
         socket.peek(&mut probe).ok();
+    }
+
+    #[test]
+    fn huge_pages_are_off_for_the_process_once_disabled() {
+        disable_transparent_huge_pages().unwrap();
+        assert!(transparent_huge_pages_disabled().unwrap());
     }
 
     #[test]

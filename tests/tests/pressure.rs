@@ -367,6 +367,67 @@ async fn connections(address: SocketAddr, expected: &str, count: usize) -> Vec<S
     failures
 }
 
+/// A daemon without admin endpoint forwarding one frontend to one greeting
+/// server `s1`; the server lives as long as the returned handle.
+async fn one_server_daemon() -> (DaemonProcess, SocketAddr, TestServer) {
+    let server = TestServer::named(v4(0), "s1").await.unwrap();
+    let listen = v4(free_port());
+    let config = Config {
+        frontends: vec![Frontend::new("web", [listen], "pool")],
+        backends: vec![Backend::new("pool", [Server::named("s1", server.address)])],
+        ..Config::without_admin()
+    };
+    (
+        DaemonProcess::start_ready(&config.to_toml()),
+        listen,
+        server,
+    )
+}
+
+/// The value of a `Key:   N kB` (or `Key:\tN`) line of a /proc file.
+fn proc_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// mimalloc asks for transparent huge pages on its arenas; the first touch
+/// of each 2 MiB then zeroes (and may first compact) all of it in one page
+/// fault, which stalled the single worker for milliseconds in the middle of
+/// a burst of new connections. The daemon turns THP off for itself as it
+/// starts (what the runtime mapped before then may keep its huge pages), so
+/// a heap grown by thousands of open connections takes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heap_grown_by_open_connections_takes_no_huge_pages() {
+    const OPEN: usize = 3_000;
+    raise_own_fd_limit();
+    let (daemon, listen, _server) = one_server_daemon().await;
+    let pid = daemon.pid();
+    let huge_kib = || proc_field(&format!("/proc/{pid}/smaps_rollup"), "AnonHugePages:");
+    let (rss_before, huge_before) = (procfs::rss_kib(pid).unwrap(), huge_kib());
+    let mut open = Vec::with_capacity(OPEN);
+    for i in 0..OPEN {
+        match greeted(listen, Duration::from_secs(10)).await {
+            Ok((stream, _)) => open.push(stream),
+            Err(e) => panic!("connection {i}: {e}"),
+        }
+    }
+    let (rss_after, huge_after) = (procfs::rss_kib(pid).unwrap(), huge_kib());
+    assert_eq!(
+        proc_field(&format!("/proc/{pid}/status"), "THP_enabled:"),
+        Some(0),
+        "transparent huge pages still allowed for the daemon"
+    );
+    assert!(
+        rss_after > rss_before + 4096,
+        "the heap did not grow enough to tell: RSS {rss_before} -> {rss_after} KiB"
+    );
+    assert_eq!(
+        huge_after, huge_before,
+        "huge pages grew with {OPEN} connections open (RSS {rss_before} -> {rss_after} KiB)"
+    );
+}
+
 /// Every connection records two histogram samples. With the admin
 /// endpoint off nobody ever renders `/metrics`, so nothing but the daemon
 /// itself may keep them from piling up (38-44 bytes a connection when
@@ -380,14 +441,7 @@ async fn two_hundred_thousand_connections_with_nobody_scraping_leave_memory_flat
     /// Lets connections that just closed release what they held.
     const SETTLE: Duration = Duration::from_secs(6);
     let _turn = take_turn().await;
-    let server = TestServer::named(v4(0), "s1").await.unwrap();
-    let listen = v4(free_port());
-    let config = Config {
-        frontends: vec![Frontend::new("web", [listen], "pool")],
-        backends: vec![Backend::new("pool", [Server::named("s1", server.address)])],
-        ..Config::without_admin()
-    };
-    let daemon = DaemonProcess::start_ready(&config.to_toml());
+    let (daemon, listen, _server) = one_server_daemon().await;
     let pid = daemon.pid();
     let started = Instant::now();
     let failed = connections(listen, "s1", WARM_UP).await;

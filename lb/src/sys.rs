@@ -138,6 +138,18 @@ pub struct Outgoing<'a> {
     pub from: Option<IpAddr>,
 }
 
+impl<'a> Outgoing<'a> {
+    /// A datagram for a connected socket: its peer is the destination and
+    /// the kernel picks the source.
+    pub const fn connected(data: &'a [u8]) -> Self {
+        Outgoing {
+            data,
+            to: None,
+            from: None,
+        }
+    }
+}
+
 /// Sends up to `BATCH` datagrams without blocking; returns how many left.
 /// An error means the first one could not (`WouldBlock` when the socket
 /// buffer is full).
@@ -474,14 +486,8 @@ mod tests {
             let client = UdpSocket::bind(SocketAddr::new(loopback.parse().unwrap(), 0)).unwrap();
             client.connect(target).unwrap();
             let datagrams: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
-            let outgoing: Vec<Outgoing<'_>> = datagrams
-                .iter()
-                .map(|d| Outgoing {
-                    data: d,
-                    to: None,
-                    from: None,
-                })
-                .collect();
+            let outgoing: Vec<Outgoing<'_>> =
+                datagrams.iter().map(|d| Outgoing::connected(d)).collect();
             assert_eq!(send_batch(client.as_fd(), &outgoing).unwrap(), 5);
 
             wait_readable(&server);

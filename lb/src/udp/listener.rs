@@ -383,9 +383,9 @@ impl Owner {
             inbound.tally.drop(DropReason::Send, len as u64);
             return;
         };
-        let mut datagrams: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut datagrams = [Outgoing::connected(&[]); BATCH];
         for (datagram, index) in datagrams.iter_mut().zip(first..first + len) {
-            *datagram = inbound.datagram(index);
+            *datagram = Outgoing::connected(inbound.datagram(index));
         }
         let outcome = send_burst(socket, &datagrams[..len]);
         session.metrics.bytes_to_server.increment(outcome.bytes);
@@ -733,11 +733,7 @@ impl Outbox {
         if self.len == 0 {
             return;
         }
-        let mut outgoing = [Outgoing {
-            data: &[],
-            to: None,
-            from: None,
-        }; BATCH];
+        let mut outgoing = [Outgoing::connected(&[]); BATCH];
         for (i, (out, (bytes, to, from))) in outgoing
             .iter_mut()
             .zip(&self.entries)
@@ -799,20 +795,20 @@ struct BurstSent {
 /// Sends `datagrams` (at most [`BATCH`]) on a connected session socket:
 /// one `sendmmsg` for a client's burst, a plain `send` for one datagram.
 /// The one place that says what a failed send to a server means.
-fn send_burst(socket: &UdpSocket, datagrams: &[&[u8]]) -> BurstSent {
+fn send_burst(socket: &UdpSocket, datagrams: &[Outgoing<'_>]) -> BurstSent {
     let mut outcome = BurstSent::default();
     let mut next = 0;
     while next < datagrams.len() {
         let result = match &datagrams[next..] {
-            [one] => socket.send(one).map(|_| 1),
-            several => send_several(socket, several),
+            [one] => socket.send(one.data).map(|_| 1),
+            several => sys::send_batch(socket.as_fd(), several),
         };
         match result {
             Ok(k) => {
                 outcome.sent += k as u64;
                 outcome.bytes += datagrams[next..next + k]
                     .iter()
-                    .map(|d| d.len() as u64)
+                    .map(|d| d.data.len() as u64)
                     .sum::<u64>();
                 next += k;
             }
@@ -830,18 +826,6 @@ fn send_burst(socket: &UdpSocket, datagrams: &[&[u8]]) -> BurstSent {
     outcome
 }
 
-fn send_several(socket: &UdpSocket, datagrams: &[&[u8]]) -> io::Result<usize> {
-    let mut outgoing = [Outgoing {
-        data: &[],
-        to: None,
-        from: None,
-    }; BATCH];
-    for (out, datagram) in outgoing.iter_mut().zip(datagrams) {
-        out.data = datagram;
-    }
-    sys::send_batch(socket.as_fd(), &outgoing[..datagrams.len().min(BATCH)])
-}
-
 enum Sent {
     Ok,
     Dropped(DropReason),
@@ -853,7 +837,7 @@ fn send_to_server(sockets: &SessionSockets, session: &Session, datagram: &[u8]) 
     let Some(socket) = sockets.socket(session.slot) else {
         return Sent::Dropped(DropReason::Send);
     };
-    let outcome = send_burst(socket, &[datagram]);
+    let outcome = send_burst(socket, &[Outgoing::connected(datagram)]);
     session.metrics.bytes_to_server.increment(outcome.bytes);
     if outcome.refused {
         Sent::Refused(Arc::clone(&session.server), Arc::clone(&session.gate))

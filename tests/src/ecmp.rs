@@ -39,6 +39,7 @@ use coexist_support::config::{
 use tokio::sync::mpsc;
 
 use crate::daemon::READY_LINE;
+use crate::ip_monitor::IpMonitor;
 use crate::netns::{Lab, Ns, Process};
 use crate::netns_thread;
 use crate::servers::TestServer;
@@ -1117,8 +1118,8 @@ fn nodes_on(route: &str) -> Vec<usize> {
 /// groups are 100 (IPv4) and 200 (IPv6). It follows `ip monitor route`,
 /// so each change of BIRD's routes is copied within milliseconds.
 struct ResilientSync {
-    monitor: std::process::Child,
-    thread: Option<std::thread::JoinHandle<()>>,
+    // Stops the copying when dropped.
+    _monitor: IpMonitor,
 }
 
 impl ResilientSync {
@@ -1136,36 +1137,17 @@ impl ResilientSync {
                 .expect("a next hop per node");
             }
         }
-        let mut monitor = std::process::Command::new("ip")
-            .args(["-n", &router.name, "monitor", "route"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("run ip monitor");
-        let events = monitor.stdout.take().expect("piped");
-        let router = router.clone();
-        let thread = std::thread::spawn(move || {
+        let owned = router.clone();
+        let monitor = IpMonitor::start(router, "route", move |lines| {
             let mut copied = [None, None];
-            sync(&router, &mut copied);
-            // Ends when the monitor is killed.
-            for _ in BufReader::new(events).lines().map_while(Result::ok) {
-                sync(&router, &mut copied);
+            sync(&owned, &mut copied);
+            // Ends when the monitor is stopped.
+            for _ in lines {
+                sync(&owned, &mut copied);
             }
-        });
-        ResilientSync {
-            monitor,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for ResilientSync {
-    fn drop(&mut self) {
-        let _ = self.monitor.kill();
-        let _ = self.monitor.wait();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        })
+        .expect("run ip monitor");
+        ResilientSync { _monitor: monitor }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod client;
 pub mod daemon;
 pub mod dns;
 pub mod ecmp;
+pub mod ip_monitor;
 pub mod lab;
 pub mod lone_node;
 pub mod netns;

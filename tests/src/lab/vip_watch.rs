@@ -7,44 +7,35 @@
 //! kernel adds it; a thread reads its lines and stamps each as it arrives,
 //! which costs two wake-ups after the event rather than a process start.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use super::clock::{ms_between, now_ns};
+use crate::ip_monitor::IpMonitor;
 use crate::netns::Ns;
 
 /// `ip monitor address` in one namespace, its lines stamped on arrival.
 pub struct VipWatch {
-    monitor: Child,
     lines: Arc<Mutex<Vec<(u64, String)>>>,
-    reader: Option<JoinHandle<()>>,
+    // Stops `ip monitor` when dropped.
+    _monitor: IpMonitor,
 }
 
 impl VipWatch {
     /// Starts watching `ns`; `None` if `ip` cannot be started (callers fall
     /// back to their polls).
     pub fn start(ns: &Ns) -> Option<Self> {
-        let mut monitor = Command::new("ip")
-            .args(["-n", &ns.name, "monitor", "address"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let stdout = monitor.stdout.take()?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&lines);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let monitor = IpMonitor::start(ns, "address", move |monitor_lines| {
+            for line in monitor_lines {
                 let at = now_ns();
                 seen.lock().expect("reader only pushes").push((at, line));
             }
-        });
+        })
+        .ok()?;
         Some(Self {
-            monitor,
             lines,
-            reader: Some(reader),
+            _monitor: monitor,
         })
     }
 
@@ -59,16 +50,6 @@ impl VipWatch {
     /// only after it was added, so the earlier is the closer bound.
     pub fn earlier(&self, vip: &str, from_ns: u64, polled: Option<f64>) -> Option<f64> {
         earlier_of(polled, self.added_ms(vip, from_ns))
-    }
-}
-
-impl Drop for VipWatch {
-    fn drop(&mut self) {
-        let _ = self.monitor.kill();
-        let _ = self.monitor.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
     }
 }
 

@@ -384,13 +384,6 @@ async fn one_server_daemon() -> (DaemonProcess, SocketAddr, TestServer) {
     )
 }
 
-/// The value of a `Key:   N kB` (or `Key:\tN`) line of a /proc file.
-fn proc_field(path: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let line = text.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].split_whitespace().next()?.parse().ok()
-}
-
 /// mimalloc asks for transparent huge pages on its arenas; the first touch
 /// of each 2 MiB then zeroes (and may first compact) all of it in one page
 /// fault, which stalled the single worker for milliseconds in the middle of
@@ -403,7 +396,7 @@ async fn a_heap_grown_by_open_connections_takes_no_huge_pages() {
     raise_own_fd_limit();
     let (daemon, listen, _server) = one_server_daemon().await;
     let pid = daemon.pid();
-    let huge_kib = || proc_field(&format!("/proc/{pid}/smaps_rollup"), "AnonHugePages:");
+    let huge_kib = || procfs::kib(pid, "smaps_rollup", "AnonHugePages").ok();
     let (rss_before, huge_before) = (procfs::rss_kib(pid).unwrap(), huge_kib());
     let mut open = Vec::with_capacity(OPEN);
     for i in 0..OPEN {
@@ -414,7 +407,7 @@ async fn a_heap_grown_by_open_connections_takes_no_huge_pages() {
     }
     let (rss_after, huge_after) = (procfs::rss_kib(pid).unwrap(), huge_kib());
     assert_eq!(
-        proc_field(&format!("/proc/{pid}/status"), "THP_enabled:"),
+        procfs::number(pid, "status", "THP_enabled").ok(),
         Some(0),
         "transparent huge pages still allowed for the daemon"
     );

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::measure::Settings;
 use crate::run::TargetResult;
 use crate::stats::Spread;
+use crate::udp::{UdpFigures, UdpLoad};
 
 /// Target names the ratios and criteria refer to.
 pub const DIRECT: &str = "direct";
@@ -283,12 +284,7 @@ pub(crate) const METRICS: &[Metric] = &[
         },
         higher_is_better: false,
         decimals: 0,
-        value: |t| {
-            t.udp_one_per_query
-                .as_ref()
-                .and_then(|u| u.paced.as_ref())
-                .map(|p| p.p50_us)
-        },
+        value: |t| paced(&t.udp_one_per_query).map(|p| p.p50_us),
         versus: Versus::Nginx,
     },
     Metric {
@@ -301,12 +297,7 @@ pub(crate) const METRICS: &[Metric] = &[
         },
         higher_is_better: false,
         decimals: 0,
-        value: |t| {
-            t.udp_one_per_query
-                .as_ref()
-                .and_then(|u| u.paced.as_ref())
-                .map(|p| p.p99_us)
-        },
+        value: |t| paced(&t.udp_one_per_query).map(|p| p.p99_us),
         versus: Versus::Nginx,
     },
     Metric {
@@ -343,12 +334,7 @@ pub(crate) const METRICS: &[Metric] = &[
         },
         higher_is_better: false,
         decimals: 0,
-        value: |t| {
-            t.udp_long
-                .as_ref()
-                .and_then(|u| u.paced.as_ref())
-                .map(|p| p.p50_us)
-        },
+        value: |t| paced(&t.udp_long).map(|p| p.p50_us),
         versus: Versus::Nginx,
     },
     Metric {
@@ -361,12 +347,7 @@ pub(crate) const METRICS: &[Metric] = &[
         },
         higher_is_better: false,
         decimals: 0,
-        value: |t| {
-            t.udp_long
-                .as_ref()
-                .and_then(|u| u.paced.as_ref())
-                .map(|p| p.p99_us)
-        },
+        value: |t| paced(&t.udp_long).map(|p| p.p99_us),
         versus: Versus::Nginx,
     },
     Metric {
@@ -404,6 +385,11 @@ pub(crate) const METRICS: &[Metric] = &[
         versus: Versus::Nginx,
     },
 ];
+
+/// The paced run of a kind of session, if it was measured.
+fn paced(figures: &Option<UdpFigures>) -> Option<&UdpLoad> {
+    figures.as_ref()?.paced.as_ref()
+}
 
 /// Targets in the order they ran, each with the spread of every figure.
 fn summarise(repetitions: &[Vec<TargetResult>]) -> Vec<TargetSummary> {
@@ -1038,7 +1024,7 @@ pub(crate) mod tests {
     }
 
     fn udp_target(name: &str, per_core: f64, p99: f64) -> TargetResult {
-        use crate::udp::{Sessions, UdpFigures, UdpLoad};
+        use crate::udp::Sessions;
         let load = |p99_us: f64| UdpLoad {
             queries: 1000,
             seconds: 1.0,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use coexist_support::procfs;
-use coexist_tests::daemon::{coexist_binary, DaemonProcess};
+use coexist_tests::daemon::{admin_metrics, coexist_binary, metric_value, DaemonProcess};
 use coexist_tests::netns::Lab;
 use coexist_tests::netns_thread;
 use coexist_tests::ports::{free_port, v4};
@@ -386,6 +386,22 @@ async fn soak(args: &Args, lab: &Lab, peer: &coexist_tests::netns::Ns) -> anyhow
         DaemonProcess::start_ready(&node_config(listen_port, admin, &addresses, 1))
     });
     let pid = daemon.pid();
+    // Servers take no traffic until their first check passes (the default
+    // `initial_state`); a client that came first would be refused, rightly.
+    let all_up = tokio::task::block_in_place(|| {
+        coexist_support::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            let page = admin_metrics(admin);
+            (1..=SERVERS).all(|i| {
+                metric_value(&page, "lb_server_up", &[&format!("server=\"s{i}\"")]) == Some(1.0)
+            })
+        })
+    });
+    if all_up.is_none() {
+        bail!(
+            "servers not up 10 s after the daemon started; log:\n{}",
+            daemon.log()
+        );
+    }
 
     let tally = Arc::new(Mutex::new(Tally {
         clock: Some(Instant::now()),

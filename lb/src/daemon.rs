@@ -20,6 +20,7 @@ use crate::metrics as m;
 use crate::proxy::DataPlane;
 use crate::resolve;
 use crate::runtime::{NewServers, Registry, Snapshot};
+use crate::shards::Shards;
 use crate::udp;
 use crate::watch::ConfigWatch;
 
@@ -47,6 +48,8 @@ pub struct Daemon {
     listeners: Listeners,
     udp: udp::Listeners,
     plane: Arc<DataPlane>,
+    /// The data plane's runtimes, one per core; dropped (stopped) last.
+    shards: Shards,
     admin: AdminContext,
     /// The admin listeners; dropping them removes the control socket.
     endpoints: Endpoints,
@@ -111,6 +114,10 @@ impl Daemon {
             splice: tuning.splice,
             connections: tokio_util::task::TaskTracker::new(),
         });
+        let shards = Shards::for_this_machine().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot start a runtime per core; serving TCP on the daemon's");
+            Shards::default()
+        });
         let mut daemon = Self {
             path,
             snapshot,
@@ -118,6 +125,7 @@ impl Daemon {
             listeners,
             udp,
             plane,
+            shards,
             admin,
             endpoints,
             ha: None,
@@ -126,9 +134,13 @@ impl Daemon {
         };
         let snapshot = daemon.snapshot.load_full();
         let config = Arc::clone(&snapshot.config);
-        daemon
-            .listeners
-            .apply(&config, bound, &daemon.snapshot, &daemon.plane);
+        daemon.listeners.apply(
+            &config,
+            bound,
+            &daemon.snapshot,
+            &daemon.plane,
+            &daemon.shards,
+        );
         daemon.udp.apply(&snapshot, udp_bound);
         start_checkers(new_servers, &daemon.registry);
         // Before VRRP: a master never holds an address unfiltered. This
@@ -223,7 +235,7 @@ impl Daemon {
         let old = self.snapshot.swap(Arc::clone(&snapshot));
         let (old, new) = (&old.config, &snapshot.config);
         self.listeners
-            .apply(new, bound, &self.snapshot, &self.plane);
+            .apply(new, bound, &self.snapshot, &self.plane, &self.shards);
         self.udp.apply(&snapshot, udp_bound);
         start_checkers(new_servers, &self.registry);
         // The filter covers the old and the new addresses while the VRRP
@@ -241,6 +253,12 @@ impl Daemon {
             announcer.reload(Arc::clone(&snapshot.config));
         }
         Ok(())
+    }
+
+    /// Threads serving TCP clients, one per core; 0 when the daemon's own
+    /// runtime does (one core).
+    pub fn shards(&self) -> usize {
+        self.shards.len()
     }
 
     /// Stops accepting, then waits up to the grace period for open

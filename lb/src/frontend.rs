@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::metrics as m;
 use crate::proxy::{self, Accepted, DataPlane};
 use crate::runtime::{FrontendRuntime, Snapshot};
+use crate::shards::Shards;
 
 /// A listener bound ahead of a config switch, not yet accepting.
 #[derive(Debug)]
@@ -34,7 +35,8 @@ pub struct Bound {
 struct Running {
     frontend: watch::Sender<String>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// One accept loop per shard (or one on the daemon's runtime).
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// Every listening socket of the daemon, owned by one place.
@@ -89,6 +91,7 @@ impl Listeners {
         bound: Vec<Bound>,
         snapshot: &Arc<ArcSwap<Snapshot>>,
         plane: &Arc<DataPlane>,
+        shards: &Shards,
     ) {
         let wanted: HashMap<SocketAddr, &str> = config
             .frontends
@@ -123,19 +126,19 @@ impl Listeners {
             tracing::info!(%address, %frontend, "listening");
             let (frontend_tx, frontend_rx) = watch::channel(frontend);
             let (stop_tx, stop_rx) = watch::channel(false);
-            let task = tokio::spawn(accept_loop(
-                listener,
-                frontend_rx,
-                stop_rx,
-                Arc::clone(snapshot),
-                Arc::clone(plane),
-            ));
+            let tasks = spawn_accept_loops(listener, shards, |shard| AcceptLoop {
+                accepted: counter!(m::SHARD_CONNECTIONS_TOTAL, "shard" => shard.to_string()),
+                frontend: frontend_rx.clone(),
+                stop: stop_rx.clone(),
+                snapshot: Arc::clone(snapshot),
+                plane: Arc::clone(plane),
+            });
             self.running.insert(
                 address,
                 Running {
                     frontend: frontend_tx,
                     stop: stop_tx,
-                    task,
+                    tasks,
                 },
             );
         }
@@ -145,7 +148,9 @@ impl Listeners {
     pub async fn stop_all(&mut self) {
         for (_, running) in self.running.drain() {
             let _ = running.stop.send(true);
-            let _ = running.task.await;
+            for task in running.tasks {
+                let _ = task.await;
+            }
         }
     }
 
@@ -154,13 +159,74 @@ impl Listeners {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What an accept loop needs besides its listener.
+struct AcceptLoop {
+    /// Counts the clients this loop accepts, by the shard it runs on.
+    accepted: metrics::Counter,
     frontend: watch::Receiver<String>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     plane: Arc<DataPlane>,
-) {
+}
+
+/// Starts the accept loops of `listener`: one on each shard, each with its
+/// own descriptor of the socket registered with its shard's runtime, or one
+/// on the current runtime when there are no shards.
+fn spawn_accept_loops(
+    listener: TcpListener,
+    shards: &Shards,
+    context: impl Fn(usize) -> AcceptLoop,
+) -> Vec<JoinHandle<()>> {
+    let Some((last, others)) = shards.handles().split_last() else {
+        return vec![tokio::spawn(accept_loop(listener, context(0)))];
+    };
+    let address = listener.local_addr().ok();
+    // Only fails for a socket never registered, and bind_listener did.
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(?address, %error, "cannot hand the listener to the shards");
+            return Vec::new();
+        }
+    };
+    let mut descriptors: Vec<_> = others
+        .iter()
+        .enumerate()
+        .filter_map(|shard| match listener.try_clone() {
+            Ok(duplicate) => Some((shard, duplicate)),
+            Err(error) => {
+                // Out of descriptors: the shards that have one accept for all.
+                tracing::warn!(?address, %error, "a shard does not accept on this listener");
+                None
+            }
+        })
+        .collect();
+    descriptors.push(((others.len(), last), listener));
+    descriptors
+        .into_iter()
+        .map(|((index, shard), listener)| {
+            let context = context(index);
+            shard.spawn(async move {
+                // Registered here, with the shard's own reactor.
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => accept_loop(listener, context).await,
+                    Err(error) => {
+                        tracing::warn!(?address, %error, "a shard does not accept on this listener")
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn accept_loop(listener: TcpListener, context: AcceptLoop) {
+    let AcceptLoop {
+        accepted: accepted_total,
+        frontend,
+        mut stop,
+        snapshot,
+        plane,
+    } = context;
     let local = listener.local_addr().ok();
     let process = crate::pressure::process();
     let mut backoff = AcceptBackoff::default();
@@ -194,6 +260,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                accepted_total.increment(1);
                 admitted.serve();
                 backoff.reset();
                 // A listener on a specific address knows the local address;

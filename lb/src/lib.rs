@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod resolve;
 pub mod runtime;
+pub mod shards;
 mod sys;
 pub mod udp;
 pub mod watch;

@@ -351,6 +351,7 @@ fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         tracing::info!(
             config = %path.display(),
             cpus,
+            shards = daemon.shards(),
             scheduler = if cpus == 1 {
                 "single-threaded"
             } else {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use coexist_support::config::{Backend, Config, Frontend, Server, Tuning};
 use coexist_support::wait_until_async;
 use coexist_tests::client::read_greeting;
-use coexist_tests::daemon::{admin_get, check, DaemonProcess};
+use coexist_tests::daemon::{admin_get, admin_metrics, check, metric_value, DaemonProcess};
 use coexist_tests::pattern;
 use coexist_tests::ports::{free_port, v4, v6};
 use coexist_tests::servers::{Behaviour, TestServer};
@@ -121,6 +121,89 @@ async fn a_daemon_confined_to_one_cpu_forwards_both_ways() {
         DaemonProcess::start_ready_on_one_cpu,
     )
     .await;
+}
+
+/// With several cores the daemon serves TCP on a single-threaded runtime
+/// per core (`lb::shards`), each accepting from the same listening socket:
+/// every one of them takes clients, and every client is served.
+///
+/// ```text
+///   32 clients at a time, 2,048 in all ──► coexist ──► echo server
+///   (64-byte echo each)                     threads coexist-tcp-0 … -N (one per core)
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_core_accepts_and_serves_clients_on_a_thread_of_its_own() {
+    const CLIENTS: usize = 32;
+    const EACH: usize = 64;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
+        .await
+        .unwrap();
+    let (listen, admin) = (v4(free_port()), v4(free_port()));
+    let cfg = Config {
+        admin: Config::with_admin(admin).admin,
+        ..config(&[listen], weighted(&[("s1", server.address, 1)]))
+    };
+    let daemon = DaemonProcess::start_ready(&cfg.to_toml());
+
+    let mut shards = thread_names(daemon.pid())
+        .into_iter()
+        .filter(|name| name.starts_with("coexist-tcp-"))
+        .collect::<Vec<_>>();
+    shards.sort();
+    let mut expected: Vec<String> = match cpus {
+        // One core: the daemon's own runtime accepts, as shard 0.
+        1 => Vec::new(),
+        _ => (0..cpus).map(|i| format!("coexist-tcp-{i}")).collect(),
+    };
+    expected.sort();
+    assert_eq!(shards, expected, "{cpus} CPUs");
+
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..CLIENTS {
+        clients.spawn(async move {
+            for i in 0..EACH {
+                let message = format!("client {client} connection {i}").into_bytes();
+                let mut stream = TcpStream::connect(listen).await.unwrap();
+                stream.write_all(&message).await.unwrap();
+                stream.shutdown().await.unwrap();
+                let mut echoed = Vec::new();
+                stream.read_to_end(&mut echoed).await.unwrap();
+                assert_eq!(echoed, message);
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+
+    let page = tokio::task::spawn_blocking(move || admin_metrics(admin))
+        .await
+        .unwrap();
+    let accepted: Vec<f64> = (0..cpus)
+        .map(|i| {
+            let label = format!("shard=\"{i}\"");
+            metric_value(&page, "lb_shard_connections_total", &[&label]).unwrap_or(0.0)
+        })
+        .collect();
+    assert_eq!(
+        accepted.iter().sum::<f64>(),
+        (CLIENTS * EACH) as f64,
+        "accepted per shard: {accepted:?}"
+    );
+    assert!(
+        accepted.iter().all(|&n| n > 0.0),
+        "a shard accepted no client: {accepted:?}"
+    );
+}
+
+/// The names of a process's threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

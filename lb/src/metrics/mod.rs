@@ -35,6 +35,10 @@ pub const SERVER_TRANSITIONS_TOTAL: &str = "lb_server_transitions_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "lb_config_reloads_total";
 /// Accept errors (EMFILE and the like), by `frontend`.
 pub const ACCEPT_ERRORS_TOTAL: &str = "lb_accept_errors_total";
+/// TCP clients accepted by each data-plane thread, by `shard` (0 to one
+/// less than the cores; `0` alone on one core): how evenly the cores share
+/// the load.
+pub const SHARD_CONNECTIONS_TOTAL: &str = "lb_shard_connections_total";
 /// The process's descriptor limit (soft RLIMIT_NOFILE).
 pub const PROCESS_MAX_FDS: &str = "lb_process_max_fds";
 /// Proxied connections the process holds at most, derived from its

@@ -48,8 +48,6 @@ pub struct Daemon {
     listeners: Listeners,
     udp: udp::Listeners,
     plane: Arc<DataPlane>,
-    /// The data plane's runtimes, one per core; dropped (stopped) last.
-    shards: Shards,
     admin: AdminContext,
     /// The admin listeners; dropping them removes the control socket.
     endpoints: Endpoints,
@@ -81,7 +79,13 @@ impl Daemon {
         config: Config,
         metrics: Option<m::MetricsHandle>,
     ) -> Result<Self, DaemonError> {
-        let listeners = Listeners::default();
+        // Before anything is bound: the shards' runtimes and the listeners'
+        // descriptor for each of them count in the connection ceiling.
+        let shards = Shards::for_this_machine().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot start a runtime per core; serving TCP on the daemon's");
+            Shards::default()
+        });
+        let listeners = Listeners::new(shards);
         let bound = listeners.bind_new(&config)?;
         let udp = udp::Listeners::default();
         let udp_bound = udp.bind_new(&config)?;
@@ -114,10 +118,6 @@ impl Daemon {
             splice: tuning.splice,
             connections: tokio_util::task::TaskTracker::new(),
         });
-        let shards = Shards::for_this_machine().unwrap_or_else(|error| {
-            tracing::warn!(%error, "cannot start a runtime per core; serving TCP on the daemon's");
-            Shards::default()
-        });
         let mut daemon = Self {
             path,
             snapshot,
@@ -125,7 +125,6 @@ impl Daemon {
             listeners,
             udp,
             plane,
-            shards,
             admin,
             endpoints,
             ha: None,
@@ -134,13 +133,9 @@ impl Daemon {
         };
         let snapshot = daemon.snapshot.load_full();
         let config = Arc::clone(&snapshot.config);
-        daemon.listeners.apply(
-            &config,
-            bound,
-            &daemon.snapshot,
-            &daemon.plane,
-            &daemon.shards,
-        );
+        daemon
+            .listeners
+            .apply(&config, bound, &daemon.snapshot, &daemon.plane);
         daemon.udp.apply(&snapshot, udp_bound);
         start_checkers(new_servers, &daemon.registry);
         // Before VRRP: a master never holds an address unfiltered. This
@@ -235,7 +230,7 @@ impl Daemon {
         let old = self.snapshot.swap(Arc::clone(&snapshot));
         let (old, new) = (&old.config, &snapshot.config);
         self.listeners
-            .apply(new, bound, &self.snapshot, &self.plane, &self.shards);
+            .apply(new, bound, &self.snapshot, &self.plane);
         self.udp.apply(&snapshot, udp_bound);
         start_checkers(new_servers, &self.registry);
         // The filter covers the old and the new addresses while the VRRP
@@ -258,7 +253,7 @@ impl Daemon {
     /// Threads serving TCP clients, one per core; 0 when the daemon's own
     /// runtime does (one core).
     pub fn shards(&self) -> usize {
-        self.shards.len()
+        self.listeners.shards()
     }
 
     /// Stops accepting, then waits up to the grace period for open

@@ -23,12 +23,13 @@ use crate::proxy::{self, Accepted, DataPlane};
 use crate::runtime::{FrontendRuntime, Snapshot};
 use crate::shards::Shards;
 
-/// A listener bound ahead of a config switch, not yet accepting.
+/// A listener bound ahead of a config switch, not yet accepting: one
+/// descriptor of the socket for each runtime that will accept from it.
 #[derive(Debug)]
 pub struct Bound {
     address: SocketAddr,
     frontend: String,
-    listener: TcpListener,
+    descriptors: Vec<std::net::TcpListener>,
 }
 
 #[derive(Debug)]
@@ -39,10 +40,12 @@ struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Every listening socket of the daemon, owned by one place.
+/// Every listening socket of the daemon, owned by one place, and the
+/// threads that accept from them.
 #[derive(Debug, Default)]
 pub struct Listeners {
     running: HashMap<SocketAddr, Running>,
+    shards: Shards,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,20 @@ pub struct BindError {
 }
 
 impl Listeners {
+    /// Listeners whose clients are accepted and served on `shards`, or on
+    /// the runtime that applies the config when there are none.
+    pub fn new(shards: Shards) -> Self {
+        Self {
+            running: HashMap::new(),
+            shards,
+        }
+    }
+
+    /// Threads serving TCP clients; 0 when the daemon's runtime does.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
     /// Binds the addresses `config` lists that are not listening yet.
     /// Nothing changes for running listeners; on error every socket bound
     /// here is closed again, so a failed reload leaves no trace.
@@ -64,22 +81,38 @@ impl Listeners {
                 if self.running.contains_key(&address) {
                     continue;
                 }
-                let listener =
-                    crate::net::bind_listener(address, config.tuning.backlog).map_err(|error| {
-                        BindError {
-                            address,
-                            frontend: frontend.name.clone(),
-                            error,
-                        }
+                let descriptors = self
+                    .bind_descriptors(address, config.tuning.backlog)
+                    .map_err(|error| BindError {
+                        address,
+                        frontend: frontend.name.clone(),
+                        error,
                     })?;
                 bound.push(Bound {
                     address,
                     frontend: frontend.name.clone(),
-                    listener,
+                    descriptors,
                 });
             }
         }
         Ok(bound)
+    }
+
+    /// Binds `address` and duplicates the socket for every shard beyond
+    /// the first. Done here rather than when the shards start accepting, so
+    /// the descriptors are open when the daemon derives its connection
+    /// ceiling from what is open.
+    fn bind_descriptors(
+        &self,
+        address: SocketAddr,
+        backlog: u32,
+    ) -> io::Result<Vec<std::net::TcpListener>> {
+        let listener = crate::net::bind_listening_socket(address, backlog)?;
+        let mut descriptors = (1..self.shards.len())
+            .map(|_| listener.try_clone())
+            .collect::<io::Result<Vec<_>>>()?;
+        descriptors.push(listener);
+        Ok(descriptors)
     }
 
     /// Starts the newly bound listeners, re-points kept ones at their
@@ -91,7 +124,6 @@ impl Listeners {
         bound: Vec<Bound>,
         snapshot: &Arc<ArcSwap<Snapshot>>,
         plane: &Arc<DataPlane>,
-        shards: &Shards,
     ) {
         let wanted: HashMap<SocketAddr, &str> = config
             .frontends
@@ -120,13 +152,13 @@ impl Listeners {
         for Bound {
             address,
             frontend,
-            listener,
+            descriptors,
         } in bound
         {
             tracing::info!(%address, %frontend, "listening");
             let (frontend_tx, frontend_rx) = watch::channel(frontend);
             let (stop_tx, stop_rx) = watch::channel(false);
-            let tasks = spawn_accept_loops(listener, shards, |shard| AcceptLoop {
+            let tasks = self.spawn_accept_loops(address, descriptors, |shard| AcceptLoop {
                 accepted: counter!(m::SHARD_CONNECTIONS_TOTAL, "shard" => shard.to_string()),
                 frontend: frontend_rx.clone(),
                 stop: stop_rx.clone(),
@@ -157,6 +189,37 @@ impl Listeners {
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.running.keys().copied().collect()
     }
+
+    /// Starts an accept loop on each shard with its own descriptor of the
+    /// socket, or one on the current runtime when there are no shards.
+    /// Each registers its descriptor with the reactor of the runtime it
+    /// runs on.
+    fn spawn_accept_loops(
+        &self,
+        address: SocketAddr,
+        descriptors: Vec<std::net::TcpListener>,
+        context: impl Fn(usize) -> AcceptLoop,
+    ) -> Vec<JoinHandle<()>> {
+        descriptors
+            .into_iter()
+            .enumerate()
+            .map(|(shard, descriptor)| {
+                let context = context(shard);
+                let accepting = async move {
+                    match TcpListener::from_std(descriptor) {
+                        Ok(listener) => accept_loop(listener, context).await,
+                        Err(error) => {
+                            tracing::error!(%address, %error, shard, "cannot accept on this listener")
+                        }
+                    }
+                };
+                match self.shards.handles().get(shard) {
+                    Some(runtime) => runtime.spawn(accepting),
+                    None => tokio::spawn(accepting),
+                }
+            })
+            .collect()
+    }
 }
 
 /// What an accept loop needs besides its listener.
@@ -167,56 +230,6 @@ struct AcceptLoop {
     stop: watch::Receiver<bool>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     plane: Arc<DataPlane>,
-}
-
-/// Starts the accept loops of `listener`: one on each shard, each with its
-/// own descriptor of the socket registered with its shard's runtime, or one
-/// on the current runtime when there are no shards.
-fn spawn_accept_loops(
-    listener: TcpListener,
-    shards: &Shards,
-    context: impl Fn(usize) -> AcceptLoop,
-) -> Vec<JoinHandle<()>> {
-    let Some((last, others)) = shards.handles().split_last() else {
-        return vec![tokio::spawn(accept_loop(listener, context(0)))];
-    };
-    let address = listener.local_addr().ok();
-    // Only fails for a socket never registered, and bind_listener did.
-    let listener = match listener.into_std() {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(?address, %error, "cannot hand the listener to the shards");
-            return Vec::new();
-        }
-    };
-    let mut descriptors: Vec<_> = others
-        .iter()
-        .enumerate()
-        .filter_map(|shard| match listener.try_clone() {
-            Ok(duplicate) => Some((shard, duplicate)),
-            Err(error) => {
-                // Out of descriptors: the shards that have one accept for all.
-                tracing::warn!(?address, %error, "a shard does not accept on this listener");
-                None
-            }
-        })
-        .collect();
-    descriptors.push(((others.len(), last), listener));
-    descriptors
-        .into_iter()
-        .map(|((index, shard), listener)| {
-            let context = context(index);
-            shard.spawn(async move {
-                // Registered here, with the shard's own reactor.
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => accept_loop(listener, context).await,
-                    Err(error) => {
-                        tracing::warn!(?address, %error, "a shard does not accept on this listener")
-                    }
-                }
-            })
-        })
-        .collect()
 }
 
 async fn accept_loop(listener: TcpListener, context: AcceptLoop) {
@@ -447,6 +460,44 @@ mod tests {
         assert_eq!(*pauses.last().unwrap(), Duration::from_millis(50));
         backoff.reset();
         assert_eq!(backoff.on_error(&emfile), Some(Duration::from_millis(10)));
+    }
+
+    /// Each shard gets a descriptor of its own, opened when the address is
+    /// bound (the connection ceiling is derived from the descriptors open
+    /// then), and all of them are the one socket: a client is accepted
+    /// through exactly one.
+    #[test]
+    fn binding_opens_a_descriptor_of_one_socket_for_each_shard() {
+        use std::os::fd::AsRawFd;
+        let localhost: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let alone = Listeners::default();
+        assert_eq!(alone.bind_descriptors(localhost, 16).unwrap().len(), 1);
+
+        let listeners = Listeners::new(Shards::start(3).unwrap());
+        let descriptors = listeners.bind_descriptors(localhost, 16).unwrap();
+        assert_eq!(descriptors.len(), 3);
+        let mut fds: Vec<_> = descriptors.iter().map(|d| d.as_raw_fd()).collect();
+        fds.sort();
+        fds.dedup();
+        assert_eq!(fds.len(), 3, "three descriptors");
+        let address = descriptors[0].local_addr().unwrap();
+        assert!(descriptors
+            .iter()
+            .all(|d| d.local_addr().unwrap() == address));
+
+        for descriptor in &descriptors {
+            descriptor.set_nonblocking(true).unwrap();
+        }
+        let _client = std::net::TcpStream::connect(address).unwrap();
+        let mut accepted = 0;
+        for _ in 0..200 {
+            accepted += descriptors.iter().filter(|d| d.accept().is_ok()).count();
+            if accepted > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(accepted, 1);
     }
 
     #[test]

@@ -16,6 +16,15 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 /// yet, so it serves the moment it takes over. IPv6 sockets are v6-only so
 /// `0.0.0.0:p` and `[::]:p` can both be listed.
 pub fn bind_listener(address: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    TcpListener::from_std(bind_listening_socket(address, backlog)?)
+}
+
+/// [`bind_listener`] before it is registered with a runtime: the daemon
+/// hands it (and duplicates of it) to the runtimes that accept from it.
+pub fn bind_listening_socket(
+    address: SocketAddr,
+    backlog: u32,
+) -> io::Result<std::net::TcpListener> {
     let domain = Domain::for_address(address);
     let socket = Socket::new(
         domain,
@@ -37,7 +46,7 @@ pub fn bind_listener(address: SocketAddr, backlog: u32) -> io::Result<TcpListene
     socket.set_keepalive(true)?;
     socket.bind(&address.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Connects to a server within `timeout`.

@@ -81,7 +81,7 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         // Before anything is bound: the shards' runtimes and the listeners'
         // descriptor for each of them count in the connection ceiling.
-        let shards = Shards::for_this_machine().unwrap_or_else(|error| {
+        let shards = Shards::configured(config.tuning.threads).unwrap_or_else(|error| {
             tracing::warn!(%error, "cannot start a runtime per core; serving TCP on the daemon's");
             Shards::default()
         });

@@ -34,11 +34,12 @@ pub struct Shards {
 }
 
 impl Shards {
-    /// One shard per core the process may run on, or none with one core
-    /// (the daemon's runtime is then single-threaded itself).
-    pub fn for_this_machine() -> io::Result<Self> {
+    /// `threads` shards (`tuning.threads`), or by default one per core
+    /// the process may run on, and none with one core (the daemon's
+    /// runtime is then single-threaded itself).
+    pub fn configured(threads: Option<usize>) -> io::Result<Self> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::start(if cpus > 1 { cpus } else { 0 })
+        Self::start(threads.unwrap_or(if cpus > 1 { cpus } else { 0 }))
     }
 
     /// Starts `count` shards, each a thread running a single-threaded

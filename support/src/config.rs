@@ -97,6 +97,8 @@ pub struct Tuning {
     pub shutdown_grace: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// `[[frontend]]`

@@ -16,6 +16,7 @@ fn every_key_the_builder_writes_is_read_by_the_daemon() {
             splice: Some(false),
             shutdown_grace: Some(ms(1500)),
             backlog: Some(128),
+            threads: Some(2),
         }),
         frontends: vec![
             Frontend {
@@ -109,6 +110,7 @@ fn every_key_the_builder_writes_is_read_by_the_daemon() {
     let text = config.to_toml();
     let parsed = lb::config::parse(&text, "built.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(parsed.tuning.shutdown_grace, ms(1500));
+    assert_eq!(parsed.tuning.threads, Some(2));
     assert_eq!(parsed.frontends[0].max_connections, Some(10));
     let udp = parsed.frontends[1].udp().expect("a UDP frontend");
     assert_eq!(

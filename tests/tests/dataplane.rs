@@ -133,31 +133,45 @@ async fn a_daemon_confined_to_one_cpu_forwards_both_ways() {
 /// ```
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_core_accepts_and_serves_clients_on_a_thread_of_its_own() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One core: no extra threads, the daemon's own runtime accepts (as
+    // shard 0).
+    let threads = if cpus > 1 { cpus } else { 0 };
+    threads_accept_and_serve(None, threads).await;
+}
+
+/// `tuning.threads` sets how many threads serve TCP, whatever the cores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuning_threads_sets_how_many_threads_serve_tcp() {
+    threads_accept_and_serve(Some(3), 3).await;
+}
+
+/// Starts a daemon with `tuning.threads = configured`, checks it runs
+/// `threads` threads named `coexist-tcp-N`, then sends 2,048 short echoes
+/// through it, 32 at a time: all must come back, and every thread must
+/// have accepted some of them.
+async fn threads_accept_and_serve(configured: Option<usize>, threads: usize) {
     const CLIENTS: usize = 32;
     const EACH: usize = 64;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = TestServer::start(v4(0), Behaviour::Echo { greeting: vec![] })
         .await
         .unwrap();
     let (listen, admin) = (v4(free_port()), v4(free_port()));
-    let cfg = Config {
+    let mut cfg = Config {
         admin: Config::with_admin(admin).admin,
         ..config(&[listen], weighted(&[("s1", server.address, 1)]))
     };
+    cfg.tuning.as_mut().expect("config() sets tuning").threads = configured;
     let daemon = DaemonProcess::start_ready(&cfg.to_toml());
 
-    let mut shards = thread_names(daemon.pid())
+    let mut running = thread_names(daemon.pid())
         .into_iter()
         .filter(|name| name.starts_with("coexist-tcp-"))
         .collect::<Vec<_>>();
-    shards.sort();
-    let mut expected: Vec<String> = match cpus {
-        // One core: the daemon's own runtime accepts, as shard 0.
-        1 => Vec::new(),
-        _ => (0..cpus).map(|i| format!("coexist-tcp-{i}")).collect(),
-    };
+    running.sort();
+    let mut expected: Vec<String> = (0..threads).map(|i| format!("coexist-tcp-{i}")).collect();
     expected.sort();
-    assert_eq!(shards, expected, "{cpus} CPUs");
+    assert_eq!(running, expected, "tuning.threads = {configured:?}");
 
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..CLIENTS {
@@ -180,7 +194,7 @@ async fn every_core_accepts_and_serves_clients_on_a_thread_of_its_own() {
     let page = tokio::task::spawn_blocking(move || admin_metrics(admin))
         .await
         .unwrap();
-    let accepted: Vec<f64> = (0..cpus)
+    let accepted: Vec<f64> = (0..threads.max(1))
         .map(|i| {
             let label = format!("shard=\"{i}\"");
             metric_value(&page, "lb_shard_connections_total", &[&label]).unwrap_or(0.0)

@@ -66,6 +66,7 @@ impl Config {
             ),
             ("tuning.splice", old_t.splice != new_t.splice),
             ("tuning.backlog", old_t.backlog != new_t.backlog),
+            ("tuning.threads", old_t.threads != new_t.threads),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -168,6 +169,9 @@ pub struct Tuning {
     pub shutdown_grace: Duration,
     /// Kernel accept backlog of every listener.
     pub backlog: u32,
+    /// Threads serving TCP clients, each keeping the clients it accepted;
+    /// `None`: one per CPU the process may use.
+    pub threads: Option<usize>,
 }
 
 /// `[resolver]`: how servers given by name are resolved.

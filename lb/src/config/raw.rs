@@ -54,6 +54,7 @@ pub struct RawTuning {
     pub splice: Option<bool>,
     pub shutdown_grace: Option<Spanned<String>>,
     pub backlog: Option<Spanned<i64>>,
+    pub threads: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

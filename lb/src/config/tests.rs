@@ -81,6 +81,7 @@ fn design_example_parses_with_defaults_filled() {
             splice: true,
             shutdown_grace: Duration::from_secs(30),
             backlog: 1024,
+            threads: None,
         }
     );
     let f = c.frontend("web").unwrap();
@@ -907,6 +908,28 @@ fn vrrp_duplicate_name() {
     assert_error(&text, 7, 8, "vrrp[1].name", "duplicate vrrp name \"v\"");
 }
 
+/// A thread count of 0 serves nothing and one in the thousands is a typo
+/// that would start that many threads.
+#[test]
+fn tuning_threads_range() {
+    let c = parse("[tuning]\nthreads = 4\n", "t.toml").unwrap();
+    assert_eq!(c.tuning.threads, Some(4));
+    assert_error(
+        "[tuning]\nthreads = 0\n",
+        2,
+        11,
+        "tuning.threads",
+        "0 is out of range 1..=1024",
+    );
+    assert_error(
+        "[tuning]\nthreads = 10000\n",
+        2,
+        11,
+        "tuning.threads",
+        "10000 is out of range 1..=1024",
+    );
+}
+
 #[test]
 fn vrrp_vrid_and_priority_ranges() {
     let text =
@@ -1090,7 +1113,7 @@ fn keys_read_only_at_start_are_named_when_a_reload_changes_them() {
     let grace = "[tuning]\nshutdown_grace = \"5s\"\n";
     let same = parse(&format!("{base}{grace}{vrrp}"), "t.toml").unwrap();
     assert_eq!(old.changed_until_restart(&same), Vec::<&str>::new());
-    let text = "[admin]\nlisten = \"127.0.0.1:9101\"\n[tuning]\npipe_size = 131072\npipe_pool_max = 8\nsplice = false\nbacklog = 16\n";
+    let text = "[admin]\nlisten = \"127.0.0.1:9101\"\n[tuning]\npipe_size = 131072\npipe_pool_max = 8\nsplice = false\nbacklog = 16\nthreads = 3\n";
     let new = parse(&format!("{text}{vrrp}"), "t.toml").unwrap();
     assert_eq!(
         old.changed_until_restart(&new),
@@ -1099,7 +1122,8 @@ fn keys_read_only_at_start_are_named_when_a_reload_changes_them() {
             "tuning.pipe_size",
             "tuning.pipe_pool_max",
             "tuning.splice",
-            "tuning.backlog"
+            "tuning.backlog",
+            "tuning.threads"
         ]
     );
 }

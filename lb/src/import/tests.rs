@@ -154,6 +154,20 @@ backend unused_http
     server web 192.0.2.30:80
 ";
 
+/// HAProxy's thread count has a counterpart the operator sets by hand.
+/// Input: `nbthread 4` in `global`. Output: a note naming `[tuning] threads`.
+#[test]
+fn nbthread_points_at_tuning_threads() {
+    let text = "global\n    nbthread 4\nlisten db\n    mode tcp\n    bind 192.0.2.10:5432\n    server db1 10.0.0.1:5432\n";
+    let out = run(&[(Dialect::Haproxy, "haproxy.cfg", text)]);
+    valid(&out);
+    has_note(
+        &out,
+        "haproxy.cfg:2: not carried: `nbthread 4`",
+        "[tuning] threads = N",
+    );
+}
+
 #[test]
 fn named_defaults_checks_and_unsupported_servers() {
     // Input: FRONTEND_BACKEND. Output: a dual-stack frontend, a maglev

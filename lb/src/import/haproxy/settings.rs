@@ -319,6 +319,10 @@ pub(super) fn global(line: &Line, tally: &mut Tally) {
             "a process-wide limit: coexist limits each frontend (max_connections)".to_owned()
         }
         "log" | "log-send-hostname" | "log-tag" => LOGGING.to_owned(),
+        "nbthread" => {
+            "coexist serves TCP on a thread per CPU; `[tuning] threads = N` sets the count"
+                .to_owned()
+        }
         "stats" => ADMIN.to_owned(),
         "daemon"
         | "master-worker"
@@ -328,7 +332,6 @@ pub(super) fn global(line: &Line, tally: &mut Tally) {
         | "gid"
         | "chroot"
         | "pidfile"
-        | "nbthread"
         | "nbproc"
         | "cpu-map"
         | "ulimit-n"

@@ -193,8 +193,6 @@ impl Daemon {
     /// then touch live state, so any failure leaves the old config serving.
     pub async fn reload(&mut self) -> Result<(), DaemonError> {
         let result = self.try_reload().await;
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        counter!(m::CONFIG_RELOADS_TOTAL, "result" => outcome).increment(1);
         match &result {
             Ok(()) => tracing::info!(config = %self.path.display(), "configuration reloaded"),
             Err(error) => tracing::error!(
@@ -203,6 +201,11 @@ impl Daemon {
                 "reload rejected, still serving the previous configuration"
             ),
         }
+        // Counted after the line is written (stderr, unbuffered): whoever
+        // sees the count go up finds the reason in the log. Counted first,
+        // a test read the count and then a log without the line.
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        counter!(m::CONFIG_RELOADS_TOTAL, "result" => outcome).increment(1);
         result
     }
 

@@ -328,7 +328,7 @@ fn bird_config(path: PathBuf) -> anyhow::Result<()> {
 fn run(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     // On one CPU (a pinned or small machine) a work-stealing scheduler only
     // adds cross-thread synchronisation to every wake-up.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = lb::shards::usable_cpus();
     let mut builder = if cpus == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

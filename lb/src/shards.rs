@@ -38,7 +38,7 @@ impl Shards {
     /// the process may run on, and none with one core (the daemon's
     /// runtime is then single-threaded itself).
     pub fn configured(threads: Option<usize>) -> io::Result<Self> {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = usable_cpus();
         Self::start(threads.unwrap_or(if cpus > 1 { cpus } else { 0 }))
     }
 
@@ -77,6 +77,12 @@ impl Shards {
     pub fn is_empty(&self) -> bool {
         self.handles.is_empty()
     }
+}
+
+/// The CPUs this process may run on (its affinity mask, a cgroup's quota):
+/// what sizes both the daemon's runtime and the shards.
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Drop for Shards {

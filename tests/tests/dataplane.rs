@@ -148,8 +148,9 @@ async fn tuning_threads_sets_how_many_threads_serve_tcp() {
 
 /// Starts a daemon with `tuning.threads = configured`, checks it runs
 /// `threads` threads named `coexist-tcp-N`, then sends 2,048 short echoes
-/// through it, 32 at a time: all must come back, and every thread must
-/// have accepted some of them.
+/// through it, 32 at a time: all must come back, every thread must have
+/// accepted some of them, and those threads, not the daemon's own
+/// runtime, must have done the work.
 async fn threads_accept_and_serve(configured: Option<usize>, threads: usize) {
     const CLIENTS: usize = 32;
     const EACH: usize = 64;
@@ -166,13 +167,14 @@ async fn threads_accept_and_serve(configured: Option<usize>, threads: usize) {
 
     let mut running = thread_names(daemon.pid())
         .into_iter()
-        .filter(|name| name.starts_with("coexist-tcp-"))
+        .filter(|name| name.starts_with(SHARD_PREFIX))
         .collect::<Vec<_>>();
     running.sort();
     let mut expected: Vec<String> = (0..threads).map(|i| format!("coexist-tcp-{i}")).collect();
     expected.sort();
     assert_eq!(running, expected, "tuning.threads = {configured:?}");
 
+    let cpu_before = cpu_time_by_kind(daemon.pid());
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..CLIENTS {
         clients.spawn(async move {
@@ -189,6 +191,17 @@ async fn threads_accept_and_serve(configured: Option<usize>, threads: usize) {
     }
     while let Some(done) = clients.join_next().await {
         done.unwrap();
+    }
+    let cpu_after = cpu_time_by_kind(daemon.pid());
+    if threads > 0 {
+        // The counter below is labelled where the loop was spawned; this
+        // says where it ran. The daemon's own workers only idle here.
+        let shards = cpu_after.shards - cpu_before.shards;
+        let others = cpu_after.others - cpu_before.others;
+        assert!(
+            shards > others,
+            "shard threads ran {shards} ns, the daemon's other threads {others} ns"
+        );
     }
 
     let page = tokio::task::spawn_blocking(move || admin_metrics(admin))
@@ -211,13 +224,46 @@ async fn threads_accept_and_serve(configured: Option<usize>, threads: usize) {
     );
 }
 
-/// The names of a process's threads (`/proc/PID/task/*/comm`).
-fn thread_names(pid: u32) -> Vec<String> {
+const SHARD_PREFIX: &str = "coexist-tcp-";
+
+/// A process's threads: name (`comm`) and time on a CPU so far in ns
+/// (`schedstat`'s first field), from `/proc/PID/task/*`.
+fn threads_of(pid: u32) -> Vec<(String, u64)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("the daemon's threads")
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim_end().to_owned())
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let schedstat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            let ran = schedstat.split_whitespace().next()?.parse().ok()?;
+            Some((name.trim_end().to_owned(), ran))
+        })
         .collect()
+}
+
+fn thread_names(pid: u32) -> Vec<String> {
+    threads_of(pid).into_iter().map(|(name, _)| name).collect()
+}
+
+/// CPU time of the shard threads and of every other thread of a process.
+struct CpuTime {
+    shards: u64,
+    others: u64,
+}
+
+fn cpu_time_by_kind(pid: u32) -> CpuTime {
+    let mut time = CpuTime {
+        shards: 0,
+        others: 0,
+    };
+    for (name, ran) in threads_of(pid) {
+        if name.starts_with(SHARD_PREFIX) {
+            time.shards += ran;
+        } else {
+            time.others += ran;
+        }
+    }
+    time
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

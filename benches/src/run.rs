@@ -236,22 +236,25 @@ pub fn run_target(
         }
     };
     if plan.tests.udp && result.skipped.is_none() {
-        run_udp(name, proxy, listen.udp, backends, s, dir, &mut result);
+        run_udp(proxy, listen.udp, backends, s, plan, dir, &mut result);
     }
     result
 }
 
 /// The UDP measurements: both kinds of session through one instance of
-/// `proxy` (or straight at the first datagram echo server).
+/// `proxy` (or straight at the first datagram echo server), into
+/// `result`, which names the target.
 fn run_udp(
-    name: &str,
     proxy: Option<&dyn Proxy>,
     listen_ports: [u16; 2],
     backends: &Backends,
     s: &Settings,
+    plan: &RunPlan<'_>,
     dir: &Path,
     result: &mut TargetResult,
 ) {
+    let name = result.name.clone();
+    let name = name.as_str();
     let kinds = [Sessions::OnePerQuery, Sessions::Long, Sessions::Pipelined];
     let (child, targets) = match proxy {
         None => (None, [backends.udp_echo[0]; 3]),
@@ -302,7 +305,13 @@ fn run_udp(
             Sessions::Long => "udp, long sessions",
             Sessions::Pipelined => "udp, many in flight per client",
         };
-        match udp::measure(target, sessions, pid, &s.udp) {
+        let recording = plan.perf_dir.zip(pid).map(|(perf_dir, pid)| Recording {
+            output: perf_file(perf_dir, name, sessions.perf_name(), plan.repetition),
+            proxy_cpu: s.proxy_cpu,
+            proxy_pid: pid,
+            perf_cpu: s.client_cpu,
+        });
+        match udp::measure(target, sessions, pid, &s.udp, recording, dir) {
             Ok(f) => {
                 let paced = f.paced.as_ref().map_or(String::new(), |p| {
                     format!(

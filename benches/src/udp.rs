@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -34,6 +35,7 @@ use nix::sys::time::TimeSpec;
 use serde::Serialize;
 
 use crate::measure::{per_core_rate, CpuMeter};
+use crate::perf::Recording;
 
 /// How the clients load the proxy.
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +71,15 @@ impl Sessions {
         match self {
             Sessions::OnePerQuery | Sessions::Pipelined => Some(1),
             Sessions::Long => None,
+        }
+    }
+
+    /// The test's part of a `--perf` profile's file name.
+    pub fn perf_name(self) -> &'static str {
+        match self {
+            Sessions::OnePerQuery => "udp-one",
+            Sessions::Long => "udp-long",
+            Sessions::Pipelined => "udp-pipelined",
         }
     }
 }
@@ -155,6 +166,8 @@ pub fn measure(
     sessions: Sessions,
     proxy: Option<u32>,
     s: &UdpSettings,
+    perf: Option<Recording>,
+    log_dir: &Path,
 ) -> Result<UdpFigures> {
     let seconds = Duration::from_secs(u64::from(s.seconds));
     let clients = match sessions {
@@ -168,7 +181,11 @@ pub fn measure(
         },
     };
     run(target, s, clients, None, WARM_UP, None)?;
+    let recording = perf.map(|p| p.start(log_dir, s.seconds)).transpose()?;
     let saturated = run(target, s, clients, None, seconds, proxy)?;
+    if let Some(recording) = recording {
+        recording.finish()?;
+    }
     let paced = match sessions {
         Sessions::Pipelined => None,
         Sessions::OnePerQuery | Sessions::Long => {

@@ -61,8 +61,9 @@ struct Cli {
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     tests: Vec<String>,
     /// Record `perf` profiles of the proxy during the connection-rate run,
-    /// the opening of the echo test's connections and its round trips,
-    /// into DIR (TARGET-{rate,open,echo}-REPETITION.data).
+    /// the opening of the echo test's connections, its round trips and the
+    /// saturated UDP runs, into DIR
+    /// (TARGET-{rate,open,echo,udp-one,udp-long,udp-pipelined}-REPETITION.data).
     #[arg(long, value_name = "DIR")]
     perf: Option<PathBuf>,
     /// CPU the proxy is pinned to.

@@ -267,6 +267,50 @@ async fn a_flood_beyond_the_fd_limit_takes_no_server_down_and_service_resumes_at
 /// Two hundred clients refused in a burst (the only server's port is
 /// closed) leave a handful of warning lines, not two hundred; the next
 /// line says how many were held back.
+/// Every thread serving TCP accepts on its own descriptor of each
+/// listening socket, so more threads leave fewer descriptors for
+/// connections. The ceiling is derived from the descriptors open once the
+/// listeners are bound; counted later, a daemon with many threads and
+/// listeners would promise connections whose sockets it cannot open.
+/// Same descriptor limit, four listeners: with 16 threads instead of one
+/// the ceiling must be lower by at least the 60 descriptors' worth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_ceiling_counts_each_threads_listening_descriptors() {
+    const FD_LIMIT: u64 = 1024;
+    const LISTENERS: usize = 4;
+    let _turn = take_turn().await;
+    let server = TestServer::named(v4(0), "s1").await.unwrap();
+    let ceiling_with = |threads: usize| {
+        let admin = v4(free_port());
+        let listen: Vec<SocketAddr> = (0..LISTENERS).map(|_| v4(free_port())).collect();
+        let config = Config {
+            tuning: Some(Tuning {
+                threads: Some(threads),
+                ..Tuning::default()
+            }),
+            frontends: vec![Frontend::new("web", listen, "pool")],
+            backends: vec![Backend::new("pool", [Server::named("s1", server.address)])],
+            ..Config::with_admin(admin)
+        };
+        let daemon = DaemonProcess::start_ready_with_fd_limit(&config.to_toml(), FD_LIMIT);
+        let status: Value = admin_get(admin, "/status");
+        let ceiling = status["process"]["max_connections"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no max_connections in /status: {status}"));
+        (ceiling, daemon.log())
+    };
+    let (one, _) = ceiling_with(1);
+    let (sixteen, log) = ceiling_with(16);
+    // Each descriptor taken is 0.4 of a connection (two sockets per
+    // connection, a pipe per four): 15 more descriptors per listener.
+    let fewer_at_least = (15 * LISTENERS) as u64 * 4 / 10;
+    println!("ceiling under {FD_LIMIT} descriptors: {one} with 1 thread, {sixteen} with 16");
+    assert!(
+        sixteen + fewer_at_least <= one,
+        "16 threads: ceiling {sixteen}, 1 thread: {one}; expected at least {fewer_at_least} fewer; log:\n{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_failed_connects_are_logged_at_most_once_a_second() {
     const BURST: usize = 200;

@@ -22,7 +22,9 @@ import re
 import subprocess
 import sys
 
-SYSCALL = re.compile(r"^__(?:x64|ia32)_sys_(\w+)$")
+# The entry of a system call: __x64_sys_NAME, or where the kernel inlined
+# that wrapper (nginx's sendmsg and recvmsg on 6.x), __sys_NAME.
+SYSCALL = re.compile(r"^__(?:(?:x64|ia32)_)?sys_(\w+)$")
 FRAME = re.compile(r"^\s*[0-9a-f]+\s+(\S+?)(?:\+0x[0-9a-f]+)?\s+\((.*)\)\s*$")
 HEADER = re.compile(r"^(\S.*?)\s+(\d+)\s+\[(\d+)\]\s+[\d.]+:\s+(\d+)\s+\S+")
 

@@ -7,6 +7,8 @@
 #   benches/scripts/profile-request-path.sh [OUTDIR] [TARGETS] [BENCH OPTIONS...]
 #
 # TARGETS defaults to coexist,haproxy,nginx-stream (coexist-bench --only);
+# TESTS (environment) to rate,echo: TESTS=udp profiles the saturated UDP
+# runs instead, per query (HAProxy has no UDP: TARGETS coexist,nginx-stream);
 # further options go to coexist-bench, e.g. `--compare base=PATH` with
 # TARGETS coexist,base,haproxy to profile a change beside its baseline.
 # Needs perf (Debian: linux-perf) and python3; run it as root, with nothing
@@ -25,7 +27,7 @@ out=${1:-coexist-profile}
 targets=${2:-coexist,haproxy,nginx-stream}
 shift $(( $# < 2 ? $# : 2 ))
 mkdir -p "$out"
-target/release/coexist-bench --quick --only "$targets" --tests rate,echo \
+target/release/coexist-bench --quick --only "$targets" --tests "${TESTS:-rate,echo}" \
   --perf "$out" --json "$out/bench.json" "$@" > "$out/table.md"
 python3 - "$out" <<'PY'
 import json, subprocess, sys
@@ -37,10 +39,15 @@ for target in report["repetitions"][0]:
         continue
     name = target["name"]
     exchanges = target.get("exchanges") or {}
+    def queries(kind):
+        return ((target.get(kind) or {}).get("saturated") or {}).get("queries")
     units = {
         "rate": ((target.get("connection_rate") or {}).get("connections"), "connections"),
         "open": ((exchanges.get("opening") or {}).get("connections"), "connections opened"),
         "echo": ((exchanges.get("round_trips") or {}).get("round_trips"), "round trips"),
+        "udp-one": (queries("udp_one_per_query"), "queries, one per session"),
+        "udp-long": (queries("udp_long"), "queries, long sessions"),
+        "udp-pipelined": (queries("udp_pipelined"), "queries, many in flight"),
     }
     for test, (n, unit) in units.items():
         if not n:

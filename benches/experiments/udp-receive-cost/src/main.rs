@@ -10,6 +10,8 @@
 //!   edge-triggered in an outer one (tokio's); on each wake the receiver
 //!   waits on the inner set without blocking until it is empty and reads
 //!   one datagram per ready socket — `lb::udp::listener`'s reply path.
+//! - `epoll-et`: the same with the inner set edge-triggered, each ready
+//!   socket read until it would block.
 //! - `uring`: one multishot receive per socket on one io_uring, buffers
 //!   from a provided buffer ring, one `io_uring_enter` per wake.
 //!
@@ -31,8 +33,8 @@ const SECONDS: u64 = 5;
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
-    if mode != "epoll" && mode != "uring" {
-        eprintln!("usage: udp-receive-cost epoll|uring");
+    if !["epoll", "epoll-et", "uring"].contains(&mode.as_str()) {
+        eprintln!("usage: udp-receive-cost epoll|epoll-et|uring");
         std::process::exit(2);
     }
     let sender = UdpSocket::bind("[::1]:0").expect("bind the sender");
@@ -56,7 +58,8 @@ fn main() {
     let cpu_before = thread_cpu_seconds();
     let started = Instant::now();
     let (count, wakes) = match mode.as_str() {
-        "epoll" => receive_by_epoll(&sockets, &received, deadline),
+        "epoll" => receive_by_epoll(&sockets, &received, deadline, Trigger::Level),
+        "epoll-et" => receive_by_epoll(&sockets, &received, deadline, Trigger::Edge),
         _ => receive_by_io_uring(&sockets, &received, deadline),
     };
     let cpu = thread_cpu_seconds() - cpu_before;
@@ -85,7 +88,25 @@ fn send(sender: UdpSocket, targets: &[SocketAddr], received: &AtomicU64, stop: &
     }
 }
 
-fn receive_by_epoll(sockets: &[UdpSocket], received: &AtomicU64, deadline: Instant) -> (u64, u64) {
+#[derive(PartialEq)]
+enum Trigger {
+    /// One read per ready socket; the set reports it again while it has more.
+    Level,
+    /// Each ready socket read until it would block (a second `recv` per
+    /// reply), so the set polls it once.
+    Edge,
+}
+
+fn receive_by_epoll(
+    sockets: &[UdpSocket],
+    received: &AtomicU64,
+    deadline: Instant,
+    trigger: Trigger,
+) -> (u64, u64) {
+    let session_events = match trigger {
+        Trigger::Level => libc::EPOLLIN as u32,
+        Trigger::Edge => (libc::EPOLLIN | libc::EPOLLET) as u32,
+    };
     let mut buffer = [0u8; 2048];
     let (mut count, mut wakes) = (0u64, 0u64);
     // SAFETY: plain system calls on descriptors this function creates or
@@ -96,7 +117,7 @@ fn receive_by_epoll(sockets: &[UdpSocket], received: &AtomicU64, deadline: Insta
         let outer = libc::epoll_create1(libc::EPOLL_CLOEXEC);
         for (i, socket) in sockets.iter().enumerate() {
             let mut event = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
+                events: session_events,
                 u64: i as u64,
             };
             libc::epoll_ctl(inner, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut event);
@@ -116,8 +137,12 @@ fn receive_by_epoll(sockets: &[UdpSocket], received: &AtomicU64, deadline: Insta
                     break;
                 }
                 for event in &events[..ready as usize] {
-                    if sockets[event.u64 as usize].recv(&mut buffer).is_ok() {
+                    let socket = &sockets[event.u64 as usize];
+                    while socket.recv(&mut buffer).is_ok() {
                         count += 1;
+                        if trigger == Trigger::Level {
+                            break;
+                        }
                     }
                 }
                 received.store(count, Ordering::Release);

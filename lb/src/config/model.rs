@@ -170,9 +170,13 @@ pub struct Tuning {
     /// Kernel accept backlog of every listener.
     pub backlog: u32,
     /// Threads serving TCP clients, each keeping the clients it accepted;
-    /// `None`: one per CPU the process may use.
+    /// `None`: one per CPU the process may use. At most [`MAX_THREADS`].
     pub threads: Option<usize>,
 }
+
+/// Far beyond any machine's cores; a typo of 10,000 would otherwise start
+/// 10,000 threads.
+pub const MAX_THREADS: usize = 1024;
 
 /// `[resolver]`: how servers given by name are resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]

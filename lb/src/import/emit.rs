@@ -13,6 +13,11 @@ use super::values::duration;
 pub(super) fn render(plan: &Plan, notes: &[Note], origins: &[&str]) -> String {
     let mut out = String::new();
     header(&mut out, notes, origins);
+    if let Some(threads) = &plan.threads {
+        from(&mut out, origins, &threads.origin);
+        out.push_str("[tuning]\n");
+        let _ = writeln!(out, "threads = {}", threads.count);
+    }
     for f in &plan.frontends {
         frontend(&mut out, f, origins);
     }

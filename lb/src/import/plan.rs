@@ -13,6 +13,14 @@ pub(super) struct Plan {
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
     pub vrrp: Vec<Vrrp>,
+    /// `[tuning] threads`, from HAProxy's `nbthread`.
+    pub threads: Option<Threads>,
+}
+
+#[derive(Debug)]
+pub(super) struct Threads {
+    pub count: usize,
+    pub origin: Origin,
 }
 
 /// Where an item came from, written above it in the output.

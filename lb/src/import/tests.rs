@@ -154,18 +154,41 @@ backend unused_http
     server web 192.0.2.30:80
 ";
 
-/// HAProxy's thread count has a counterpart the operator sets by hand.
-/// Input: `nbthread 4` in `global`. Output: a note naming `[tuning] threads`.
+/// `global` with `lines` (from line 2 on), then one TCP proxy.
+fn with_global(lines: &str) -> String {
+    format!("global\n    {lines}\nlisten db\n    mode tcp\n    bind 192.0.2.10:5432\n    server db1 10.0.0.1:5432\n")
+}
+
+/// HAProxy's thread count becomes coexist's, with a note on what the
+/// threads do. Input: `nbthread 4` in `global`. Output: `[tuning]
+/// threads = 4`, valid, and a note naming what differs.
 #[test]
-fn nbthread_points_at_tuning_threads() {
-    let text = "global\n    nbthread 4\nlisten db\n    mode tcp\n    bind 192.0.2.10:5432\n    server db1 10.0.0.1:5432\n";
-    let out = run(&[(Dialect::Haproxy, "haproxy.cfg", text)]);
-    valid(&out);
+fn nbthread_becomes_tuning_threads() {
+    let out = run(&[(Dialect::Haproxy, "haproxy.cfg", &with_global("nbthread 4"))]);
+    let config = valid(&out);
+    assert_eq!(config.tuning.threads, Some(4), "{}", out.toml);
     has_note(
         &out,
-        "haproxy.cfg:2: not carried: `nbthread 4`",
-        "[tuning] threads = N",
+        "haproxy.cfg:2:",
+        "health checks, VRRP, UDP and the admin API",
     );
+}
+
+/// A count coexist would refuse is reported, not written. Input:
+/// `nbthread 0`, then `nbthread 5000`. Output: no `[tuning]`, two notes.
+#[test]
+fn nbthread_out_of_range_is_not_carried() {
+    let global = "nbthread 0\n    nbthread 5000";
+    let out = run(&[(Dialect::Haproxy, "haproxy.cfg", &with_global(global))]);
+    let config = valid(&out);
+    assert_eq!(config.tuning.threads, None, "{}", out.toml);
+    for line in [2, 3] {
+        has_note(
+            &out,
+            &format!("haproxy.cfg:{line}: not carried"),
+            "a count from 1 to 1024",
+        );
+    }
 }
 
 #[test]

@@ -269,10 +269,8 @@ fn tuning(ctx: &mut Ctx<'_>, raw: Option<&RawTuning>) -> Tuning {
             1024,
             1..=i64::from(i32::MAX),
         ),
-        // Far beyond any machine's cores; a typo of 10,000 would otherwise
-        // start 10,000 threads.
         threads: field(|t| t.threads.as_ref())
-            .map(|n| ctx.int_in(Some(n), "tuning.threads", 1, 1..=1024)),
+            .map(|n| ctx.int_in(Some(n), "tuning.threads", 1, 1..=super::MAX_THREADS as i64)),
     }
 }
 

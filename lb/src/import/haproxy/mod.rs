@@ -124,7 +124,7 @@ impl Proxy {
 pub(super) fn translate(source: usize, text: &str, tally: &mut Tally, plan: &mut Plan) {
     let lines = read(source, text, tally);
     let sections = group(lines, tally);
-    let proxies = inherit(sections, tally);
+    let proxies = inherit(sections, tally, plan);
     proxy::translate(&proxies, tally, plan);
 }
 
@@ -214,7 +214,7 @@ fn group(lines: Vec<Line>, tally: &mut Tally) -> Vec<Section> {
 
 /// Walks the sections in order: global and other sections are reported,
 /// defaults recorded, and each proxy gets the defaults it inherits.
-fn inherit(sections: Vec<Section>, tally: &mut Tally) -> Vec<Proxy> {
+fn inherit(sections: Vec<Section>, tally: &mut Tally, plan: &mut Plan) -> Vec<Proxy> {
     let mut named: Vec<(String, Settings)> = Vec::new();
     let mut last: Settings = Settings::default();
     let mut proxies = Vec::new();
@@ -239,7 +239,7 @@ fn inherit(sections: Vec<Section>, tally: &mut Tally) -> Vec<Proxy> {
                 // The header names nothing that could be carried.
                 tally.cover(section.header.at);
                 for line in &section.body {
-                    settings::global(line, tally);
+                    settings::global(line, tally, plan);
                 }
             }
             Kind::Other => {

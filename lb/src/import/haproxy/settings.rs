@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use super::{At, Kind, Line};
+use crate::config::MAX_THREADS;
+use crate::import::plan::{Origin, Plan, Threads};
 use crate::import::tally::{Loc, Tally};
 use crate::import::values::haproxy_time;
 
@@ -310,19 +312,19 @@ fn at_<T>(at: Loc, value: T) -> At<T> {
     At { at, value }
 }
 
-/// A line of the `global` section: process settings, all reported.
-pub(super) fn global(line: &Line, tally: &mut Tally) {
+/// A line of the `global` section: the thread count is carried, the other
+/// process settings reported.
+pub(super) fn global(line: &Line, tally: &mut Tally, plan: &mut Plan) {
     let at = line.at;
     let keyword = line.keyword();
+    if keyword == "nbthread" {
+        return threads(line, tally, plan);
+    }
     let reason = match keyword {
         "maxconn" => {
             "a process-wide limit: coexist limits each frontend (max_connections)".to_owned()
         }
         "log" | "log-send-hostname" | "log-tag" => LOGGING.to_owned(),
-        "nbthread" => {
-            "coexist serves TCP on a thread per CPU; `[tuning] threads = N` sets the count"
-                .to_owned()
-        }
         "stats" => ADMIN.to_owned(),
         "daemon"
         | "master-worker"
@@ -363,4 +365,41 @@ pub(super) fn global(line: &Line, tally: &mut Tally) {
         other => format!("process-wide setting `{other}` has no counterpart in coexist"),
     };
     tally.not_carried(at, reason);
+}
+
+/// `nbthread N` becomes `[tuning] threads = N`: HAProxy's threads run
+/// everything, coexist's serve TCP clients, with health checks, VRRP, UDP
+/// and the admin API beside them.
+fn threads(line: &Line, tally: &mut Tally, plan: &mut Plan) {
+    let at = line.at;
+    let count = match line.words.as_slice() {
+        [_, count] => count.parse::<usize>().ok(),
+        _ => None,
+    };
+    let Some(count) = count.filter(|n| (1..=MAX_THREADS).contains(n)) else {
+        return tally.not_carried(
+            at,
+            format!("`[tuning] threads` takes a count from 1 to {MAX_THREADS}"),
+        );
+    };
+    if let Some(earlier) = &plan.threads {
+        return tally.not_carried(
+            at,
+            format!(
+                "`[tuning] threads` is already {} from an earlier nbthread",
+                earlier.count
+            ),
+        );
+    }
+    tally.changed(
+        at,
+        "`[tuning] threads`: coexist's threads serve TCP clients; health checks, VRRP, UDP and the admin API run beside them",
+    );
+    plan.threads = Some(Threads {
+        count,
+        origin: Origin {
+            at,
+            what: format!("global: nbthread {count}"),
+        },
+    });
 }

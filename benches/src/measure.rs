@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::child::run_bounded;
 use crate::echo::{EchoClient, EchoSettings, Opening, RoundTrips};
-use crate::perf::Recording;
+use crate::perf::{self, Recording};
 use crate::{iperf, procfs, wrk};
 
 /// How long and how hard each measurement runs.
@@ -138,17 +138,15 @@ pub fn connection_rate(
         wrk::Mode::ShortConnections,
         s.client_cpu,
     );
-    let recording = perf.map(|p| p.start(dir, s.rate_seconds)).transpose()?;
-    let meter = CpuMeter::start(proxy)?;
-    let done = run_bounded(
-        &spec,
-        dir,
-        Duration::from_secs(u64::from(s.rate_seconds) + 15),
-    )?;
-    let (cpu, wall) = meter.stop()?;
-    if let Some(recording) = recording {
-        recording.finish()?;
-    }
+    let (done, (cpu, wall)) = perf::alongside(perf, dir, s.rate_seconds, || {
+        let meter = CpuMeter::start(proxy)?;
+        let done = run_bounded(
+            &spec,
+            dir,
+            Duration::from_secs(u64::from(s.rate_seconds) + 15),
+        )?;
+        Ok((done, meter.stop()?))
+    })?;
     let r = wrk::parse_output(&done.stdout)
         .with_context(|| format!("wrk exited {}: {}", done.status, done.stderr))?;
     Ok(ConnectionRate {
@@ -192,22 +190,14 @@ pub fn exchanges(
 ) -> Result<Exchanges> {
     let fds_before = proxy.map(procfs::open_fds).transpose()?;
     let (perf_open, perf_echo) = perf.unzip();
-    let recording = perf_open
-        .map(|p| p.start(dir, OPENING_PROFILE_SECONDS))
-        .transpose()?;
-    let (mut client, opening) = EchoClient::open(target, &s.echo)?;
-    if let Some(recording) = recording {
-        recording.finish()?;
-    }
-    let recording = perf_echo
-        .map(|p| p.start(dir, s.echo.seconds))
-        .transpose()?;
-    let meter = CpuMeter::start(proxy)?;
-    let round_trips = client.exchange()?;
-    let (cpu, wall) = meter.stop()?;
-    if let Some(recording) = recording {
-        recording.finish()?;
-    }
+    let (mut client, opening) = perf::alongside(perf_open, dir, OPENING_PROFILE_SECONDS, || {
+        EchoClient::open(target, &s.echo)
+    })?;
+    let (round_trips, (cpu, wall)) = perf::alongside(perf_echo, dir, s.echo.seconds, || {
+        let meter = CpuMeter::start(proxy)?;
+        let round_trips = client.exchange()?;
+        Ok((round_trips, meter.stop()?))
+    })?;
     drop(client);
     if let (Some(pid), Some(before)) = (proxy, fds_before) {
         wait_for_fds_below(pid, before + 16, Duration::from_secs(10))?;

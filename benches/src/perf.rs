@@ -50,6 +50,22 @@ impl Recording {
     }
 }
 
+/// Runs `measure` with `perf` recording alongside for `seconds` (when a
+/// recording is asked for), and waits for the profile once it is done.
+pub fn alongside<T>(
+    perf: Option<Recording>,
+    log_dir: &Path,
+    seconds: u32,
+    measure: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let running = perf.map(|p| p.start(log_dir, seconds)).transpose()?;
+    let measured = measure()?;
+    if let Some(running) = running {
+        running.finish()?;
+    }
+    Ok(measured)
+}
+
 pub struct Running {
     child: Child,
     seconds: u32,

@@ -305,12 +305,7 @@ fn run_udp(
             Sessions::Long => "udp, long sessions",
             Sessions::Pipelined => "udp, many in flight per client",
         };
-        let recording = plan.perf_dir.zip(pid).map(|(perf_dir, pid)| Recording {
-            output: perf_file(perf_dir, name, sessions.perf_name(), plan.repetition),
-            proxy_cpu: s.proxy_cpu,
-            proxy_pid: pid,
-            perf_cpu: s.client_cpu,
-        });
+        let recording = perf_recording(plan, s, name, sessions.perf_name(), pid);
         match udp::measure(target, sessions, pid, &s.udp, recording, dir) {
             Ok(f) => {
                 let paced = f.paced.as_ref().map_or(String::new(), |p| {
@@ -407,15 +402,7 @@ fn run_tcp(
         eprintln!("{name}: skipped: {reason}");
         return TargetResult::skipped(name, reason);
     }
-    let recording = |test: &str| {
-        let (dir, pid) = (plan.perf_dir?, pid?);
-        Some(Recording {
-            output: perf_file(dir, name, test, plan.repetition),
-            proxy_cpu: s.proxy_cpu,
-            proxy_pid: pid,
-            perf_cpu: s.client_cpu,
-        })
-    };
+    let recording = |test: &str| perf_recording(plan, s, name, test, pid);
 
     let mut step = |what: &str, f: &mut dyn FnMut() -> Result<String>| match f() {
         Ok(summary) => eprintln!("{name}: {what}: {summary}"),
@@ -494,6 +481,23 @@ fn run_tcp(
 }
 
 /// `DIR/TARGET-TEST-REPETITION.data`, what the profiling script looks for.
+/// The `--perf` recording of `test` on `target`'s proxy (`pid`), if
+/// profiles are asked for and there is a proxy.
+fn perf_recording(
+    plan: &RunPlan<'_>,
+    s: &Settings,
+    target: &str,
+    test: &str,
+    pid: Option<u32>,
+) -> Option<Recording> {
+    Some(Recording {
+        output: perf_file(plan.perf_dir?, target, test, plan.repetition),
+        proxy_cpu: s.proxy_cpu,
+        proxy_pid: pid?,
+        perf_cpu: s.client_cpu,
+    })
+}
+
 pub fn perf_file(dir: &Path, target: &str, test: &str, repetition: usize) -> PathBuf {
     dir.join(format!("{target}-{test}-{repetition}.data"))
 }

@@ -35,7 +35,7 @@ use nix::sys::time::TimeSpec;
 use serde::Serialize;
 
 use crate::measure::{per_core_rate, CpuMeter};
-use crate::perf::Recording;
+use crate::perf::{self, Recording};
 
 /// How the clients load the proxy.
 #[derive(Debug, Clone, Serialize)]
@@ -181,11 +181,9 @@ pub fn measure(
         },
     };
     run(target, s, clients, None, WARM_UP, None)?;
-    let recording = perf.map(|p| p.start(log_dir, s.seconds)).transpose()?;
-    let saturated = run(target, s, clients, None, seconds, proxy)?;
-    if let Some(recording) = recording {
-        recording.finish()?;
-    }
+    let saturated = perf::alongside(perf, log_dir, s.seconds, || {
+        run(target, s, clients, None, seconds, proxy)
+    })?;
     let paced = match sessions {
         Sessions::Pipelined => None,
         Sessions::OnePerQuery | Sessions::Long => {

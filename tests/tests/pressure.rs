@@ -264,9 +264,6 @@ async fn a_flood_beyond_the_fd_limit_takes_no_server_down_and_service_resumes_at
     assert!(!log.contains("to=down"), "a server was taken down:\n{log}");
 }
 
-/// Two hundred clients refused in a burst (the only server's port is
-/// closed) leave a handful of warning lines, not two hundred; the next
-/// line says how many were held back.
 /// Every thread serving TCP accepts on its own descriptor of each
 /// listening socket, so more threads leave fewer descriptors for
 /// connections. The ceiling is derived from the descriptors open once the
@@ -311,6 +308,9 @@ async fn the_connection_ceiling_counts_each_threads_listening_descriptors() {
     );
 }
 
+/// Two hundred clients refused in a burst (the only server's port is
+/// closed) leave a handful of warning lines, not two hundred; the next
+/// line says how many were held back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_failed_connects_are_logged_at_most_once_a_second() {
     const BURST: usize = 200;

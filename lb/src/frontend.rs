@@ -68,7 +68,7 @@ impl Listeners {
 
     /// Threads serving TCP clients; 0 when the daemon's runtime does.
     pub fn shards(&self) -> usize {
-        self.shards.len()
+        self.shards.count()
     }
 
     /// Binds the addresses `config` lists that are not listening yet.
@@ -108,7 +108,7 @@ impl Listeners {
         backlog: u32,
     ) -> io::Result<Vec<std::net::TcpListener>> {
         let listener = crate::net::bind_listening_socket(address, backlog)?;
-        let mut descriptors = (1..self.shards.len())
+        let mut descriptors = (1..self.shards.count())
             .map(|_| listener.try_clone())
             .collect::<io::Result<Vec<_>>>()?;
         descriptors.push(listener);

@@ -70,12 +70,9 @@ impl Shards {
         &self.handles
     }
 
-    pub fn len(&self) -> usize {
+    /// How many shards run (0: the current runtime accepts).
+    pub fn count(&self) -> usize {
         self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
     }
 }
 

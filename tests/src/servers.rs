@@ -34,6 +34,9 @@ pub struct TestServer {
     pub stats: Arc<Stats>,
     behaviour: Behaviour,
     task: Option<JoinHandle<()>>,
+    /// The listening socket, also held by the accept task: `stop` closes
+    /// it for new connects at once, as a process that dies does.
+    listener: Option<Arc<tokio::net::TcpListener>>,
 }
 
 impl TestServer {
@@ -44,6 +47,7 @@ impl TestServer {
             stats,
             behaviour,
             task: None,
+            listener: None,
         };
         server.listen().await?;
         Ok(server)
@@ -63,25 +67,40 @@ impl TestServer {
 
     async fn listen(&mut self) -> std::io::Result<()> {
         // The daemon's own listener setup (v6-only, address reuse).
-        let listener = lb::net::bind_listener(self.address, 1024)?;
+        let listener = Arc::new(lb::net::bind_listener(self.address, 1024)?);
         self.address = listener.local_addr()?;
         let stats = Arc::clone(&self.stats);
         let behaviour = self.behaviour.clone();
+        let accepting = Arc::clone(&listener);
         self.task = Some(tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                stats.connections.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(handle(stream, behaviour.clone(), Arc::clone(&stats)));
+                match accepting.accept().await {
+                    Ok((stream, _)) => {
+                        stats.connections.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(handle(stream, behaviour.clone(), Arc::clone(&stats)));
+                    }
+                    // `stop` shut the socket down: it listens no more.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => break,
+                    Err(_) => continue,
+                }
             }
         }));
+        self.listener = Some(listener);
         Ok(())
     }
 
     /// Closes the listener: new connects are refused. Connections already
     /// accepted keep running.
     pub fn stop(&mut self) {
+        // Aborting the task drops the listener only when the runtime gets to
+        // it; until then the kernel kept completing handshakes into a
+        // backlog nobody accepted from (a client of the daemon hung 3 s in
+        // `a_server_dying_under_load_costs_no_client_connection` under
+        // load). Shut down, a listening socket stops listening at once and
+        // resets what is queued, as when a server process dies.
+        if let Some(listener) = self.listener.take() {
+            let _ = socket2::SockRef::from(listener.as_ref()).shutdown(std::net::Shutdown::Both);
+        }
         if let Some(task) = self.task.take() {
             task.abort();
         }

@@ -218,6 +218,7 @@ mod tests {
                 seconds: 1.0,
                 gbit_per_second: gbit8,
                 proxy_cpu_seconds: None,
+                busy: Default::default(),
             }),
             idle_memory: Some(IdleMemory {
                 connections: 1000,

@@ -7,8 +7,9 @@
 //!
 //! A module per tool (`iperf`, `wrk`, `nginx`, `haproxy`, `coexist`, `echo`,
 //! `perf`), the measurements (`measure`), the run sequence (`run`), the
-//! statistics over repetitions (`stats`) and the output (`report`, and
-//! `chart` for the pictures of `--report`). Tool
+//! statistics over repetitions (`stats`) and the output (`report`, `limits`
+//! for which core set each rate, and `chart` for the pictures of
+//! `--report`). Tool
 //! output parsers are pure and unit-tested on real samples.
 
 pub mod chart;
@@ -17,6 +18,7 @@ pub mod coexist;
 pub mod echo;
 pub mod haproxy;
 pub mod iperf;
+pub mod limits;
 pub mod measure;
 pub mod netns;
 pub mod nginx;

@@ -34,34 +34,82 @@ pub struct Settings {
     pub proxy_cpu: Option<usize>,
 }
 
-/// CPU time a process spends over an interval.
+/// How busy the proxy and the clients' core were during a measurement. On
+/// two cores the proxy's and the clients' share show which of them set a
+/// rate: a figure measured with the clients' core full says more about the
+/// work a proxy causes there than about the proxy.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Busy {
+    /// The proxy's CPU time over the wall time (1.0: one core, all the time).
+    pub proxy: Option<f64>,
+    /// The busy share of the CPU the clients and servers are pinned to.
+    pub clients_core: Option<f64>,
+}
+
+/// What the proxy process and the clients' core spend over an interval.
 pub struct CpuMeter {
     pid: Option<u32>,
     cpu_start: f64,
+    clients_cpu: Option<(usize, procfs::CpuTicks)>,
     started: Instant,
 }
 
+/// What a [`CpuMeter`] saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub proxy_cpu_seconds: Option<f64>,
+    pub wall_seconds: f64,
+    pub busy: Busy,
+}
+
+impl Usage {
+    /// `rate` scaled to one fully busy proxy core (see [`per_core_rate`]).
+    pub fn per_proxy_core(&self, rate: f64) -> Option<f64> {
+        self.proxy_cpu_seconds
+            .and_then(|cpu| per_core_rate(rate, cpu, self.wall_seconds))
+    }
+}
+
 impl CpuMeter {
-    pub fn start(pid: Option<u32>) -> Result<CpuMeter> {
+    /// Meters process `pid` (the proxy; none when measuring direct) and
+    /// CPU `clients_cpu` (none when the run is not pinned).
+    pub fn start(pid: Option<u32>, clients_cpu: Option<usize>) -> Result<CpuMeter> {
         let cpu_start = match pid {
             Some(pid) => procfs::cpu_seconds(pid)?,
             None => 0.0,
         };
+        let clients_cpu = match clients_cpu {
+            Some(cpu) => Some((cpu, procfs::cpu_ticks(cpu)?)),
+            None => None,
+        };
         Ok(CpuMeter {
             pid,
             cpu_start,
+            clients_cpu,
             started: Instant::now(),
         })
     }
 
-    /// (CPU seconds of the process, wall seconds) since `start`.
-    pub fn stop(self) -> Result<(Option<f64>, f64)> {
-        let wall = self.started.elapsed().as_secs_f64();
-        let cpu = match self.pid {
+    pub fn stop(self) -> Result<Usage> {
+        let wall_seconds = self.started.elapsed().as_secs_f64();
+        let proxy_cpu_seconds = match self.pid {
             Some(pid) => Some(procfs::cpu_seconds(pid)? - self.cpu_start),
             None => None,
         };
-        Ok((cpu, wall))
+        let clients_core = match self.clients_cpu {
+            Some((cpu, start)) => procfs::cpu_ticks(cpu)?.busy_since(start),
+            None => None,
+        };
+        Ok(Usage {
+            proxy_cpu_seconds,
+            wall_seconds,
+            busy: Busy {
+                proxy: proxy_cpu_seconds
+                    .filter(|_| wall_seconds > 0.0)
+                    .map(|cpu| cpu / wall_seconds),
+                clients_core,
+            },
+        })
     }
 }
 
@@ -72,6 +120,7 @@ pub struct Bulk {
     pub seconds: f64,
     pub gbit_per_second: f64,
     pub proxy_cpu_seconds: Option<f64>,
+    pub busy: Busy,
 }
 
 /// iperf3 through `target` with `streams` parallel streams.
@@ -89,13 +138,13 @@ pub fn bulk(
         s.bulk_seconds,
         s.client_cpu,
     );
-    let meter = CpuMeter::start(proxy)?;
+    let meter = CpuMeter::start(proxy, s.client_cpu)?;
     let done = run_bounded(
         &spec,
         dir,
         Duration::from_secs(u64::from(s.bulk_seconds) + 20),
     )?;
-    let (cpu, _) = meter.stop()?;
+    let usage = meter.stop()?;
     let t = iperf::parse_json(&done.stdout)
         .with_context(|| format!("iperf3 exited {}: {}", done.status, done.stderr))?;
     Ok(Bulk {
@@ -103,7 +152,8 @@ pub fn bulk(
         bytes: t.bytes,
         seconds: t.seconds,
         gbit_per_second: t.bits_per_second / 1e9,
-        proxy_cpu_seconds: cpu,
+        proxy_cpu_seconds: usage.proxy_cpu_seconds,
+        busy: usage.busy,
     })
 }
 
@@ -120,6 +170,7 @@ pub struct ConnectionRate {
     pub proxy_cpu_seconds: Option<f64>,
     /// Connections per second per fully busy proxy core.
     pub per_proxy_core: Option<f64>,
+    pub busy: Busy,
 }
 
 /// wrk with `Connection: close` against the small page through `target`.
@@ -138,8 +189,8 @@ pub fn connection_rate(
         wrk::Mode::ShortConnections,
         s.client_cpu,
     );
-    let (done, (cpu, wall)) = perf::alongside(perf, dir, s.rate_seconds, || {
-        let meter = CpuMeter::start(proxy)?;
+    let (done, usage) = perf::alongside(perf, dir, s.rate_seconds, || {
+        let meter = CpuMeter::start(proxy, s.client_cpu)?;
         let done = run_bounded(
             &spec,
             dir,
@@ -157,8 +208,9 @@ pub fn connection_rate(
         p99_us: r.p99_us,
         socket_errors: r.socket_errors,
         non_2xx: r.non_2xx,
-        proxy_cpu_seconds: cpu,
-        per_proxy_core: cpu.and_then(|cpu| per_core_rate(r.requests_per_second, cpu, wall)),
+        proxy_cpu_seconds: usage.proxy_cpu_seconds,
+        per_proxy_core: usage.per_proxy_core(r.requests_per_second),
+        busy: usage.busy,
     })
 }
 
@@ -171,6 +223,8 @@ pub struct Exchanges {
     pub proxy_cpu_seconds: Option<f64>,
     /// Round trips per second per fully busy proxy core.
     pub per_proxy_core: Option<f64>,
+    /// Over the round-trip phase.
+    pub busy: Busy,
 }
 
 /// Opens `s.echo.open` connections to the echo servers through `target`,
@@ -193,8 +247,8 @@ pub fn exchanges(
     let (mut client, opening) = perf::alongside(perf_open, dir, OPENING_PROFILE_SECONDS, || {
         EchoClient::open(target, &s.echo)
     })?;
-    let (round_trips, (cpu, wall)) = perf::alongside(perf_echo, dir, s.echo.seconds, || {
-        let meter = CpuMeter::start(proxy)?;
+    let (round_trips, usage) = perf::alongside(perf_echo, dir, s.echo.seconds, || {
+        let meter = CpuMeter::start(proxy, s.client_cpu)?;
         let round_trips = client.exchange()?;
         Ok((round_trips, meter.stop()?))
     })?;
@@ -203,10 +257,11 @@ pub fn exchanges(
         wait_for_fds_below(pid, before + 16, Duration::from_secs(10))?;
     }
     Ok(Exchanges {
-        per_proxy_core: cpu.and_then(|cpu| per_core_rate(round_trips.per_second, cpu, wall)),
+        per_proxy_core: usage.per_proxy_core(round_trips.per_second),
         opening,
         round_trips,
-        proxy_cpu_seconds: cpu,
+        proxy_cpu_seconds: usage.proxy_cpu_seconds,
+        busy: usage.busy,
     })
 }
 

@@ -67,6 +67,56 @@ pub fn parse_listening_ports(net_tcp: &str) -> Vec<u16> {
         .collect()
 }
 
+/// Clock ticks one CPU spent since boot, from `/proc/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// Not idle: running tasks, interrupts, softirqs, or stolen by the
+    /// hypervisor (a stolen tick was no more available to the bench's
+    /// processes than a busy one).
+    pub busy: u64,
+    pub total: u64,
+}
+
+impl CpuTicks {
+    /// The busy share of the ticks since `earlier`; `None` over no ticks.
+    pub fn busy_since(self, earlier: CpuTicks) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total)?;
+        let busy = self.busy.checked_sub(earlier.busy)?;
+        (total > 0).then(|| busy as f64 / total as f64)
+    }
+}
+
+/// The ticks of CPU `cpu` from the text of `/proc/stat` (its `cpuN` line:
+/// user nice system idle iowait irq softirq steal ..., man proc(5); guest
+/// time is already inside user).
+pub fn parse_cpu_ticks(stat: &str, cpu: usize) -> Result<CpuTicks> {
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .ok_or_else(|| anyhow!("no {name} line in /proc/stat"))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse::<u64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("/proc/stat {name} line has a field that is not a number"))?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
+        return Err(anyhow!("/proc/stat {name} line has fewer than 8 fields"));
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Ok(CpuTicks {
+        busy,
+        total: busy + idle + iowait,
+    })
+}
+
+pub fn cpu_ticks(cpu: usize) -> Result<CpuTicks> {
+    let text = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_cpu_ticks(&text, cpu)
+}
+
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -183,6 +233,39 @@ mod tests {
     }
 
     #[test]
+    fn a_cpus_busy_share_counts_everything_but_idle_and_iowait() {
+        // Input: cpu1 from 100 busy ticks of 1000 (idle 800, iowait 100)
+        // to 550 of 1500 (idle 850, iowait 100; steal counts as busy).
+        let before = "cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n\
+                      cpu1 50 0 20 800 100 10 10 10 0 0\nintr 1 2 3\n";
+        let after = "cpu1 300 0 100 850 100 20 30 100 7 0\n";
+        let (a, b) = (
+            parse_cpu_ticks(before, 1).unwrap(),
+            parse_cpu_ticks(after, 1).unwrap(),
+        );
+        assert_eq!(
+            a,
+            CpuTicks {
+                busy: 100,
+                total: 1000
+            }
+        );
+        assert_eq!(
+            b,
+            CpuTicks {
+                busy: 550,
+                total: 1500
+            }
+        );
+        // Output: 450 busy of 500 ticks.
+        assert_eq!(b.busy_since(a), Some(0.9));
+        assert_eq!(a.busy_since(a), None);
+        assert!(parse_cpu_ticks(before, 2).is_err());
+        assert!(parse_cpu_ticks("cpu1 1 2 3\n", 1).is_err());
+        assert!(parse_cpu_ticks("cpu1 1 2 x 4 5 6 7 8\n", 1).is_err());
+    }
+
+    #[test]
     fn loadavg_first_field() {
         assert_eq!(parse_loadavg("3.23 4.70 5.14 2/301 31337\n").unwrap(), 3.23);
         assert!(parse_loadavg("").is_err());
@@ -194,5 +277,7 @@ mod tests {
         assert!(rss_kib(pid).unwrap() > 0);
         assert!(open_fds(pid).unwrap() >= 3);
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        let cpu0 = cpu_ticks(0).unwrap();
+        assert!(cpu0.total >= cpu0.busy);
     }
 }

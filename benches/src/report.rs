@@ -532,6 +532,12 @@ pub fn markdown(report: &Report) -> String {
          run; UDP latency is from when a query was due to its answer. Memory = proxy RSS growth \
          / idle connections.\n",
     );
+    let names: Vec<&str> = shown.iter().map(|t| t.name.as_str()).collect();
+    out.push_str(&crate::limits::markdown(
+        &names,
+        &report.repetitions,
+        s.client_cpu,
+    ));
     for t in report.summary.iter().filter(|t| t.skipped.is_some()) {
         let _ = writeln!(
             out,
@@ -844,6 +850,7 @@ pub(crate) mod tests {
                 seconds: 1.0,
                 gbit_per_second: gbit8,
                 proxy_cpu_seconds: None,
+                busy: Default::default(),
             }),
             connection_rate: Some(ConnectionRate {
                 connections: 1000,
@@ -855,6 +862,7 @@ pub(crate) mod tests {
                 non_2xx: 0,
                 proxy_cpu_seconds: None,
                 per_proxy_core: per_core,
+                busy: Default::default(),
             }),
             idle_memory: mem_bytes.map(|b| IdleMemory {
                 connections: 5000,
@@ -1034,6 +1042,7 @@ pub(crate) mod tests {
             lost: 0,
             proxy_cpu_seconds: Some(0.5),
             per_proxy_core: Some(per_core),
+            busy: Default::default(),
         };
         TargetResult {
             name: name.into(),

@@ -306,7 +306,7 @@ fn run_udp(
             Sessions::Pipelined => "udp, many in flight per client",
         };
         let recording = perf_recording(plan, s, name, sessions.perf_name(), pid);
-        match udp::measure(target, sessions, pid, &s.udp, recording, dir) {
+        match udp::measure(target, sessions, pid, s.client_cpu, &s.udp, recording, dir) {
             Ok(f) => {
                 let paced = f.paced.as_ref().map_or(String::new(), |p| {
                     format!(
@@ -523,6 +523,7 @@ mod tests {
             seconds: 1.0,
             gbit_per_second: 1.0,
             proxy_cpu_seconds: cpu,
+            busy: Default::default(),
         }
     }
 

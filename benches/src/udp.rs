@@ -34,7 +34,7 @@ use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use serde::Serialize;
 
-use crate::measure::{per_core_rate, CpuMeter};
+use crate::measure::{Busy, CpuMeter};
 use crate::perf::{self, Recording};
 
 /// How the clients load the proxy.
@@ -98,6 +98,7 @@ pub struct UdpLoad {
     pub lost: u64,
     pub proxy_cpu_seconds: Option<f64>,
     pub per_proxy_core: Option<f64>,
+    pub busy: Busy,
 }
 
 /// The runs of one kind of session.
@@ -160,11 +161,13 @@ pub fn probe(target: SocketAddr, timeout: Duration) -> Result<()> {
 }
 
 /// Both runs (saturated, then paced) through `target`, whose proxy (if
-/// any) is `proxy`, after a warm-up.
+/// any) is `proxy`, after a warm-up; `clients_cpu` is the CPU the clients
+/// and servers are pinned to, if they are.
 pub fn measure(
     target: SocketAddr,
     sessions: Sessions,
     proxy: Option<u32>,
+    clients_cpu: Option<usize>,
     s: &UdpSettings,
     perf: Option<Recording>,
     log_dir: &Path,
@@ -180,15 +183,16 @@ pub fn measure(
             in_flight: 1,
         },
     };
-    run(target, s, clients, None, WARM_UP, None)?;
+    run(target, s, clients, None, WARM_UP, None, None)?;
     let saturated = perf::alongside(perf, log_dir, s.seconds, || {
-        run(target, s, clients, None, seconds, proxy)
+        run(target, s, clients, None, seconds, proxy, clients_cpu)
     })?;
     let paced = match sessions {
         Sessions::Pipelined => None,
         Sessions::OnePerQuery | Sessions::Long => {
-            run(target, s, clients, Some(s.paced_rate), WARM_UP, None)?;
-            Some(run(target, s, clients, Some(s.paced_rate), seconds, proxy)?)
+            let paced = Some(s.paced_rate);
+            run(target, s, clients, paced, WARM_UP, None, None)?;
+            Some(run(target, s, clients, paced, seconds, proxy, clients_cpu)?)
         }
     };
     Ok(UdpFigures {
@@ -229,7 +233,8 @@ struct Clients {
 /// queries outstanding, for `duration`: as fast as answers come back
 /// (`rate` `None`), or one query every 1/`rate` s. A query due while every
 /// client is at its limit is sent as soon as one has room, its latency
-/// still counted from when it was due.
+/// still counted from when it was due. The proxy `proxy` and CPU
+/// `clients_cpu` are metered.
 fn run(
     target: SocketAddr,
     s: &UdpSettings,
@@ -237,6 +242,7 @@ fn run(
     rate: Option<u32>,
     duration: Duration,
     proxy: Option<u32>,
+    clients_cpu: Option<usize>,
 ) -> Result<UdpLoad> {
     // Wake-ups within a microsecond of the next query's time.
     let _ = nix::sys::prctl::set_timerslack(1_000);
@@ -265,7 +271,7 @@ fn run(
     let mut lost = 0u64;
     let interval = rate.map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
 
-    let meter = CpuMeter::start(proxy)?;
+    let meter = CpuMeter::start(proxy, clients_cpu)?;
     let started = Instant::now();
     let end = started + duration;
     let mut next_due = started;
@@ -329,7 +335,8 @@ fn run(
             }
         }
     }
-    let (cpu, wall) = meter.stop()?;
+    let usage = meter.stop()?;
+    let wall = usage.wall_seconds;
     latencies.sort_unstable();
     let queries = latencies.len() as u64;
     let per_second = queries as f64 / wall;
@@ -340,8 +347,9 @@ fn run(
         p50_us: percentile(&latencies, 0.50),
         p99_us: percentile(&latencies, 0.99),
         lost,
-        proxy_cpu_seconds: cpu,
-        per_proxy_core: cpu.and_then(|cpu| per_core_rate(per_second, cpu, wall)),
+        proxy_cpu_seconds: usage.proxy_cpu_seconds,
+        per_proxy_core: usage.per_proxy_core(per_second),
+        busy: usage.busy,
     })
 }
 
@@ -410,6 +418,7 @@ mod tests {
             None,
             Duration::from_millis(200),
             None,
+            None,
         )
         .unwrap();
         assert!(saturated.queries > 10, "{saturated:?}");
@@ -427,6 +436,7 @@ mod tests {
             one_each,
             Some(1_000),
             Duration::from_millis(300),
+            None,
             None,
         )
         .unwrap();
@@ -447,6 +457,7 @@ mod tests {
             pipelined,
             None,
             Duration::from_millis(200),
+            None,
             None,
         )
         .unwrap();

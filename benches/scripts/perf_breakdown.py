@@ -6,7 +6,8 @@ them) and prints, for the proxy's process name:
 
   - time per unit by system call (the outermost __x64_sys_* frame, inclusive:
     the kernel's loopback delivery to the peer runs inside the sender's call),
-    by "user" (no kernel frame) and "kernel, outside a system call";
+    by "user" (no kernel frame) and "kernel, outside a system call", and
+    the kernel's total;
   - the top symbols by self time (user and kernel);
   - optionally the callees one level below each of the heaviest system calls.
 
@@ -118,6 +119,10 @@ def main():
         if a.callees and ns / total >= 0.03:
             for callee, cns in callees[category].most_common(4):
                 print(f"  {fmt(cns)}      {callee}")
+    # What no user-space change can remove: the floor under any figure of
+    # efficiency (a proxy k times as efficient as another may spend 1/k of
+    # the other's per-unit time in all, kernel included).
+    print(f"  {fmt(total - categories['user'])}  = kernel in all (every row but user)")
     for name in a.inside:
         print(f"\n  {unit:>9}  inside {name} (inclusive)")
         for sym, ns in inside[name].most_common(a.top):

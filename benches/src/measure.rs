@@ -65,8 +65,9 @@ pub struct Usage {
 impl Usage {
     /// `rate` scaled to one fully busy proxy core (see [`per_core_rate`]).
     pub fn per_proxy_core(&self, rate: f64) -> Option<f64> {
-        self.proxy_cpu_seconds
-            .and_then(|cpu| per_core_rate(rate, cpu, self.wall_seconds))
+        self.busy
+            .proxy
+            .and_then(|cores_busy| per_core_rate(rate, cores_busy))
     }
 }
 
@@ -376,9 +377,9 @@ pub fn check_response(response: &[u8], page_bytes: usize) -> Result<()> {
 
 /// Requests per second scaled to one fully busy proxy core; `None` when the
 /// proxy used too little CPU to extrapolate from (under 1 % of a core).
-pub fn per_core_rate(rate: f64, cpu_seconds: f64, wall_seconds: f64) -> Option<f64> {
-    let cores_busy = cpu_seconds / wall_seconds;
-    (wall_seconds > 0.0 && cores_busy >= 0.01).then(|| rate / cores_busy)
+/// `cores_busy` is the proxy's CPU time over the wall time ([`Busy::proxy`]).
+pub fn per_core_rate(rate: f64, cores_busy: f64) -> Option<f64> {
+    (cores_busy >= 0.01).then(|| rate / cores_busy)
 }
 
 /// Proxy CPU seconds spent per GiB it forwarded.
@@ -398,11 +399,10 @@ mod tests {
 
     #[test]
     fn per_core_rate_scales_by_the_busy_fraction() {
-        // Input: 10,000 conn/s while the proxy used 5 CPU-seconds in 10 s.
+        // Input: 10,000 conn/s while the proxy was busy half the time.
         // Output: 20,000 conn/s per fully busy core.
-        assert_eq!(per_core_rate(10_000.0, 5.0, 10.0), Some(20_000.0));
-        assert_eq!(per_core_rate(10_000.0, 0.0, 10.0), None);
-        assert_eq!(per_core_rate(10_000.0, 1.0, 0.0), None);
+        assert_eq!(per_core_rate(10_000.0, 0.5), Some(20_000.0));
+        assert_eq!(per_core_rate(10_000.0, 0.0), None);
     }
 
     #[test]

@@ -398,6 +398,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_meter_reports_both_shares_only_for_what_it_watches() {
+        // Input: this process as the proxy and CPU 0 as the clients' core,
+        // over 50 ms of spinning; then a meter watching neither.
+        let meter = CpuMeter::start(Some(std::process::id()), Some(0)).unwrap();
+        let until = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let usage = meter.stop().unwrap();
+        // Output: a share for each, as a fraction; none when unwatched.
+        let proxy = usage.busy.proxy.expect("the proxy's share");
+        let clients = usage.busy.clients_core.expect("the clients' core's share");
+        assert!(proxy >= 0.0, "{usage:?}");
+        assert!((0.0..=1.0).contains(&clients), "{usage:?}");
+        assert_eq!(usage.proxy_cpu_seconds.map(|c| c >= 0.0), Some(true));
+        let unwatched = CpuMeter::start(None, None).unwrap().stop().unwrap();
+        assert!(unwatched.busy.proxy.is_none() && unwatched.busy.clients_core.is_none());
+        assert_eq!(unwatched.per_proxy_core(1000.0), None);
+    }
+
+    #[test]
     fn per_core_rate_scales_by_the_busy_fraction() {
         // Input: 10,000 conn/s while the proxy was busy half the time.
         // Output: 20,000 conn/s per fully busy core.
